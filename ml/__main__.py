@@ -1,0 +1,5 @@
+"""``python -m ml``: the same commands as ``nerloop``."""
+
+from ml.cli import main
+
+main()

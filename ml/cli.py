@@ -1,0 +1,179 @@
+"""The ``nerloop`` command: parses arguments and calls one library function per command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import spacy
+import typer
+
+from annotation_guide import Guide, GuideError, label_studio_config, load_guide
+from ml.converters import POLICIES, ConversionResult, Policy, load_docs, write_docs
+from ml.errors import MLError
+from ml.evaluation import evaluate, format_report
+from ml.model_store import load_model, read_meta
+from ml.training import Progress, TrainSettings, train
+from ml.training.settings import Architecture
+
+app = typer.Typer(
+    help="nerloop: annotation-to-model active learning for NER.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+guide_app = typer.Typer(help="Validate and render annotation guides.", no_args_is_help=True)
+app.add_typer(guide_app, name="guide")
+
+T = TypeVar("T")
+GuideOpt = Annotated[Path, typer.Option("--guide", "-g", help="Annotation guide (YAML).")]
+PolicyOpt = Annotated[str, typer.Option(help="Spans off token boundaries: strict | expand | contract.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn domain errors into one line on stderr and exit code 2 (never a traceback)."""
+    try:
+        yield
+    except (MLError, GuideError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _policy(value: str) -> Policy:
+    if value not in POLICIES:
+        raise _fail(f"--policy must be one of {', '.join(POLICIES)}, not {value!r}")
+    return value
+
+
+def _guarded(func: Callable[[], T]) -> T:
+    with _errors():
+        return func()
+
+
+def _report_issues(result: ConversionResult, source: Path) -> None:
+    if result.issues:
+        typer.echo(f"{source}: {len(result.issues)} span(s) changed or left out:", err=True)
+        for issue in result.issues[:20]:
+            typer.echo(f"  {issue}", err=True)
+        if len(result.issues) > 20:
+            typer.echo(f"  ... and {len(result.issues) - 20} more (see --report)", err=True)
+
+
+def _load(path: Path, guide: Guide, policy: Policy, limit: int = 0) -> ConversionResult:
+    result = load_docs(path, spacy.blank(guide.language), labels=guide.labels, policy=policy)
+    _report_issues(result, path)
+    if limit:
+        result.docs = result.docs[:limit]
+    return result
+
+
+@guide_app.command("validate")
+def guide_validate(path: Path) -> None:
+    """Check a guide and print its entity types."""
+    guide = _guarded(lambda: load_guide(path))
+    typer.echo(f"{path}: ok - project {guide.project!r}, types {', '.join(guide.labels)}, target F1 {guide.targets.f1}")
+
+
+@guide_app.command("render")
+def guide_render(path: Path) -> None:
+    """Print the Label Studio labeling config of a guide."""
+    typer.echo(label_studio_config(_guarded(lambda: load_guide(path))), nl=False)
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="Input: .conll/.txt (BIO), .json (Label Studio), .jsonl, .spacy")],
+    target: Annotated[Path, typer.Argument(help="Output; its suffix picks the format")],
+    guide: GuideOpt,
+    policy: PolicyOpt = "strict",
+    report: Annotated[Path | None, typer.Option(help="Write every issue as JSON lines here.")] = None,
+) -> None:
+    """Convert annotated data between formats, reporting every span that does not fit."""
+    with _errors():
+        g = load_guide(guide)
+        result = _load(source, g, _policy(policy))
+        write_docs(result.docs, target)
+    if report is not None:
+        report.write_text("".join(json.dumps(vars(i)) + "\n" for i in result.issues), encoding="utf-8")
+    typer.echo(f"wrote {len(result.docs)} docs to {target} ({len(result.issues)} issue(s))")
+
+
+def _print_progress(progress: Progress) -> None:
+    eta = f", ETA {progress.eta_s:.0f}s" if progress.eta_s is not None else ""
+    dev = f", dev F1 {progress.dev_f1:.3f}" if progress.dev_f1 is not None else ""
+    typer.echo(f"[{progress.stage}] {progress.fraction:6.1%} step {progress.step}{dev}{eta}", err=True)
+
+
+@app.command("train")
+def train_command(
+    guide: GuideOpt,
+    train_data: Annotated[Path, typer.Option("--train", help="Training data (any supported format).")],
+    dev_data: Annotated[Path, typer.Option("--dev", help="Dev data: model selection and metrics.")],
+    output: Annotated[Path, typer.Option(help="Directory of model versions.")] = Path("models"),
+    architecture: Annotated[str, typer.Option(help="cnn (spaCy) or transformer (MiniLM token classifier).")] = "cnn",
+    limit: Annotated[int, typer.Option(help="Use only the first N training docs (0: all).")] = 0,
+    max_steps: Annotated[int, typer.Option(help="CNN: most optimizer steps.")] = 6000,
+    epochs: Annotated[int, typer.Option(help="Transformer: passes over the data.")] = 3,
+    init_tok2vec: Annotated[str | None, typer.Option(help="CNN: start from this pipeline's tok2vec.")] = None,
+    vectors: Annotated[str | None, typer.Option(help="CNN: static vectors from this pipeline.")] = None,
+    transformer: Annotated[str | None, typer.Option(help="Transformer: model directory (MiniLM by default).")] = None,
+    policy: PolicyOpt = "strict",
+    seed: int = 0,
+) -> None:
+    """Train a model version and print its dev scores per entity type."""
+    if architecture not in ("cnn", "transformer"):
+        raise _fail(f"--architecture must be cnn or transformer, not {architecture!r}")
+    arch: Architecture = "cnn" if architecture == "cnn" else "transformer"
+    with _errors():
+        g = load_guide(guide)
+        settings = TrainSettings(
+            architecture=arch,
+            max_steps=max_steps,
+            epochs=epochs,
+            init_tok2vec_from=init_tok2vec,
+            vectors=vectors,
+            transformer=transformer,
+            seed=seed,
+        )
+        train_docs = _load(train_data, g, _policy(policy), limit).docs
+        dev_docs = _load(dev_data, g, _policy(policy)).docs
+        typer.echo(f"training {arch} on {len(train_docs)} docs, selecting on {len(dev_docs)}", err=True)
+        trained = train(train_docs, dev_docs, g, settings=settings, output_root=output, on_progress=_print_progress)
+    typer.echo(format_report(trained.dev_report))
+    typer.echo(f"model: {trained.path}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[Path, typer.Option(help="A model version directory.")],
+    data: Annotated[Path, typer.Option(help="Gold data (any supported format).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    policy: PolicyOpt = "strict",
+) -> None:
+    """Score a model version per entity type (exact and partial F1, calibration)."""
+    with _errors():
+        meta = read_meta(model)
+        labels = list(meta["labels"])
+        target = float(meta.get("guide", {}).get("target_f1", 0.85))
+        ner = load_model(model)
+        result = load_docs(data, spacy.blank("en"), labels=labels, policy=_policy(policy))
+        _report_issues(result, data)
+        report = evaluate(ner, result.docs, labels=labels, target_f1=target)
+    if as_json:
+        typer.echo(json.dumps({"model": meta["version"], "data": str(data), **report.to_dict()}, indent=2))
+    else:
+        typer.echo(format_report(report))
+
+
+def main() -> None:
+    """Entry point that also turns an interrupt into a clean exit."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,30 @@
+"""Lossless conversion between Label Studio, CoNLL/BIO, JSONL, DocBin and spaCy ``Doc``."""
+
+from ml.converters.conll import from_conll, to_conll
+from ml.converters.export import detect_format, from_jsonl, load_docs, to_docbin, to_jsonl, write_docs
+from ml.converters.issues import POLICIES, ConversionIssue, Policy
+from ml.converters.label_studio import from_label_studio, read_tasks, to_label_studio, to_results
+from ml.converters.spans import CharSpan, ConversionResult, apply_spans, char_spans, task_id_of
+
+__all__ = [
+    "POLICIES",
+    "CharSpan",
+    "ConversionIssue",
+    "ConversionResult",
+    "Policy",
+    "apply_spans",
+    "char_spans",
+    "detect_format",
+    "from_conll",
+    "from_jsonl",
+    "from_label_studio",
+    "load_docs",
+    "read_tasks",
+    "task_id_of",
+    "to_conll",
+    "to_docbin",
+    "to_jsonl",
+    "to_label_studio",
+    "to_results",
+    "write_docs",
+]

@@ -1,0 +1,49 @@
+"""What every NER model gives back, and the port every model family implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from spacy.tokens import Doc
+
+
+@dataclass(frozen=True)
+class ScoredSpan:
+    """A predicted entity: character offsets into the doc's text, label, and its probability."""
+
+    start: int
+    end: int
+    label: str
+    text: str
+    score: float
+
+
+class NERModel(Protocol):
+    """A trained model that predicts entities with a confidence per entity."""
+
+    @property
+    def version(self) -> str:
+        """The model version (the name of its directory)."""
+        ...
+
+    @property
+    def labels(self) -> list[str]:
+        """The label set it was trained on."""
+        ...
+
+    def make_doc(self, text: str) -> Doc:
+        """Tokenise a text the way the model expects."""
+        ...
+
+    def predict(self, docs: Sequence[Doc], *, batch_size: int = 256) -> list[list[ScoredSpan]]:
+        """Predict entities for tokenised docs (gold entities on them are ignored), in order."""
+        ...
+
+
+def doc_copy(doc: Doc) -> Doc:
+    """A copy of a doc's tokens without its entities (so that gold never leaks into a prediction)."""
+    words = [token.text for token in doc]
+    spaces = [bool(token.whitespace_) for token in doc]
+    return Doc(doc.vocab, words=words, spaces=spaces)

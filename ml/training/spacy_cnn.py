@@ -1,0 +1,134 @@
+"""Train the spaCy CNN pipeline (tok2vec + transition-based NER) with spaCy's own training loop."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import spacy
+from confection import Config
+from spacy import util as spacy_util
+from spacy.cli.init_config import init_config
+from spacy.language import Language
+from spacy.training.initialize import init_nlp
+from spacy.training.loop import train as spacy_train
+
+from ml.errors import TrainingError
+from ml.training.progress import Progress, ProgressCallback, eta
+from ml.training.settings import TrainSettings
+
+_CALLBACK: ContextVar[tuple[ProgressCallback, int] | None] = ContextVar("nerloop_progress", default=None)
+LOGGER_NAME = "nerloop.ProgressLogger.v1"
+
+LogStep = Callable[[dict[str, Any] | None], None]
+
+
+@spacy_util.registry.loggers(LOGGER_NAME)  # type: ignore[untyped-decorator]
+def progress_logger() -> Callable[..., tuple[LogStep, Callable[[], None]]]:
+    """A spaCy training logger that forwards each evaluation to the active progress callback."""
+
+    def setup(nlp: Language, stdout: Any = None, stderr: Any = None) -> tuple[LogStep, Callable[[], None]]:
+        del nlp, stdout, stderr
+        started = time.monotonic()
+        active = _CALLBACK.get()
+
+        def log_step(info: dict[str, Any] | None) -> None:
+            if info is None or active is None:
+                return
+            callback, max_steps = active
+            fraction = min(1.0, info["step"] / max_steps)
+            elapsed = time.monotonic() - started
+            callback(
+                Progress(
+                    stage="train",
+                    fraction=fraction,
+                    elapsed_s=elapsed,
+                    eta_s=eta(fraction, elapsed),
+                    step=int(info["step"]),
+                    loss=float(info["losses"].get("ner", 0.0)),
+                    dev_f1=float(info["other_scores"].get("ents_f") or 0.0),
+                )
+            )
+
+        return log_step, lambda: None
+
+    return setup
+
+
+@contextmanager
+def _reporting(callback: ProgressCallback, max_steps: int) -> Iterator[None]:
+    token = _CALLBACK.set((callback, max_steps))
+    try:
+        yield
+    finally:
+        _CALLBACK.reset(token)
+
+
+def build_config(settings: TrainSettings, *, train_path: Path, dev_path: Path) -> Config:
+    """The spaCy training config: spaCy's own efficiency CNN for NER, with nerloop's choices on top."""
+    config = init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False)
+    config["paths"]["train"] = str(train_path)
+    config["paths"]["dev"] = str(dev_path)
+    config["system"]["seed"] = settings.seed
+    training = config["training"]
+    training.update(
+        max_steps=settings.max_steps,
+        patience=settings.patience,
+        eval_frequency=settings.eval_frequency,
+        dropout=settings.dropout,
+    )
+    training["logger"] = {"@loggers": LOGGER_NAME}
+    if settings.learn_rate is not None:
+        training["optimizer"]["learn_rate"] = settings.learn_rate
+    if settings.vectors is not None:
+        config["paths"]["vectors"] = settings.vectors
+        config["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"] = True
+    if settings.init_tok2vec_from is not None:
+        config["components"]["tok2vec"] = {"source": settings.init_tok2vec_from}
+        config["nlp"]["pipeline"] = ["tok2vec", "ner"]
+        config["components"]["ner"]["model"]["tok2vec"]["width"] = _sourced_width(settings.init_tok2vec_from)
+    return config
+
+
+def _sourced_width(name: str) -> int:
+    try:
+        source = spacy.load(name, exclude=["ner", "parser", "tagger", "lemmatizer", "attribute_ruler"])
+    except OSError as exc:
+        raise TrainingError(
+            f"cannot load {name!r} to take its tok2vec from; install it or give a path ({exc})"
+        ) from None
+    if "tok2vec" not in source.pipe_names:
+        raise TrainingError(f"{name!r} has no 'tok2vec' component to start from")
+    tok2vec: Any = source.get_pipe("tok2vec")
+    return int(tok2vec.model.get_dim("nO"))
+
+
+def train_cnn(
+    settings: TrainSettings, *, train_path: Path, dev_path: Path, output_dir: Path, on_progress: ProgressCallback
+) -> Path:
+    """Train on DocBin files; return the directory of the best pipeline (selected on dev F1).
+
+    Args:
+        settings: The training settings.
+        train_path: DocBin with the training docs.
+        dev_path: DocBin with the dev docs (model selection).
+        output_dir: Where ``model-best`` and ``model-last`` are written.
+        on_progress: Called after each evaluation.
+
+    Returns:
+        The path of the best pipeline.
+    """
+    config = build_config(settings, train_path=train_path, dev_path=dev_path)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with _reporting(on_progress, settings.max_steps):
+        nlp = init_nlp(config, use_gpu=-1)
+        spacy_train(nlp, output_dir, use_gpu=-1, stdout=io.StringIO(), stderr=io.StringIO())
+    best = output_dir / "model-best"
+    if not best.is_dir():
+        raise TrainingError(f"spaCy training wrote no model to {best}")
+    return best

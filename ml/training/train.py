@@ -1,0 +1,162 @@
+"""``train``: from gold docs to a new, complete, versioned model directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from spacy import about as spacy_about
+from spacy.tokens import Doc
+
+from annotation_guide import Guide
+from ml.calibration import fit_on_gold
+from ml.converters.export import to_docbin
+from ml.errors import TrainingError
+from ml.evaluation import EvaluationReport, evaluate
+from ml.model_store import META_FILE, MODEL_DIR, load_model
+from ml.training.progress import Progress, ProgressCallback, ignore_progress
+from ml.training.settings import TrainSettings
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A finished training: where the version lives, its meta and its dev evaluation."""
+
+    path: Path
+    version: str
+    meta: dict[str, Any]
+    dev_report: EvaluationReport
+
+
+def fingerprint(docs: Sequence[Doc]) -> str:
+    """A hash of the texts and gold entities of a data set (order-sensitive)."""
+    digest = hashlib.sha256()
+    for doc in docs:
+        ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+        digest.update(json.dumps([doc.text, ents], ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _check(train_docs: Sequence[Doc], guide: Guide) -> None:
+    if not train_docs:
+        raise TrainingError("the training set is empty")
+    seen = {e.label_ for doc in train_docs for e in doc.ents}
+    if not seen:
+        raise TrainingError("the training set has no entity at all; label some first")
+    unknown = seen - set(guide.labels)
+    if unknown:
+        raise TrainingError(f"labels {sorted(unknown)} are not in the guide {guide.project!r}")
+
+
+def _new_version(settings: TrainSettings, data_fp: str) -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{settings.architecture}-{data_fp[:8]}"
+
+
+def train(
+    train_docs: Sequence[Doc],
+    dev_docs: Sequence[Doc],
+    guide: Guide,
+    *,
+    settings: TrainSettings,
+    output_root: str | Path,
+    on_progress: ProgressCallback = ignore_progress,
+) -> TrainedModel:
+    """Train a model, evaluate it on dev and store it as a new version under ``output_root``.
+
+    The version directory appears only when it is complete (written aside, then renamed).
+
+    Args:
+        train_docs: Gold training docs.
+        dev_docs: Gold dev docs: model selection and the reported metrics.
+        guide: The project's guide (label set, target, hash).
+        settings: How to train.
+        output_root: The directory that holds the project's model versions.
+        on_progress: Called with ``Progress`` while training.
+
+    Returns:
+        The new version.
+    """
+    _check(train_docs, guide)
+    if not dev_docs:
+        raise TrainingError("the dev set is empty; a dev set is needed to select and evaluate the model")
+    root = Path(output_root)
+    root.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(UTC)
+    clock = time.monotonic()
+    train_fp, dev_fp = fingerprint(train_docs), fingerprint(dev_docs)
+    version = _new_version(settings, train_fp)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".training-") as scratch:
+        work = Path(scratch)
+        best = _run(settings, train_docs, dev_docs, guide, work, on_progress)
+        staged = work / "version"
+        shutil.copytree(best, staged / MODEL_DIR)
+        meta: dict[str, Any] = {
+            "version": version,
+            "architecture": settings.architecture,
+            "labels": guide.labels,
+            "guide": {"project": guide.project, "sha256": guide.sha256, "target_f1": guide.targets.f1},
+            "data": {
+                "train_fingerprint": train_fp,
+                "dev_fingerprint": dev_fp,
+                "train_docs": len(train_docs),
+                "dev_docs": len(dev_docs),
+                "train_entities": sum(len(d.ents) for d in train_docs),
+            },
+            "settings": settings.model_dump(mode="json"),
+            "spacy_version": spacy_about.__version__,
+            "started_at": started_at.isoformat(),
+        }
+        (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        on_progress(Progress("calibrate", 1.0, time.monotonic() - clock, None))
+        meta["calibration"] = fit_on_gold(load_model(staged, calibrated=False), dev_docs).to_dict()
+        (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        on_progress(Progress("evaluate", 1.0, time.monotonic() - clock, None))
+        report = evaluate(load_model(staged), dev_docs, labels=guide.labels, target_f1=guide.targets.f1)
+        meta.update(
+            metrics=report.to_dict(),
+            finished_at=datetime.now(UTC).isoformat(),
+            training_seconds=round(time.monotonic() - clock, 1),
+        )
+        (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        staged.rename(root / version)
+    return TrainedModel(root / version, version, meta, report)
+
+
+def _run(
+    settings: TrainSettings,
+    train_docs: Sequence[Doc],
+    dev_docs: Sequence[Doc],
+    guide: Guide,
+    work: Path,
+    on_progress: ProgressCallback,
+) -> Path:
+    if settings.architecture == "cnn":
+        from ml.training.spacy_cnn import train_cnn
+
+        to_docbin(train_docs, work / "train.spacy")
+        to_docbin(dev_docs, work / "dev.spacy")
+        return train_cnn(
+            settings,
+            train_path=work / "train.spacy",
+            dev_path=work / "dev.spacy",
+            output_dir=work / "out",
+            on_progress=on_progress,
+        )
+    from ml.training.transformer import train_transformer
+
+    return train_transformer(
+        settings,
+        train_docs=train_docs,
+        dev_docs=dev_docs,
+        labels=guide.labels,
+        output_dir=work / "out",
+        on_progress=on_progress,
+    )

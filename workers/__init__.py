@@ -1,0 +1,1 @@
+"""Celery app and tasks: retrain, score, pre-annotate."""
