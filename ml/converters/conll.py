@@ -23,6 +23,7 @@ from ml.converters.spans import (
     set_task_id,
     task_id_of,
 )
+from ml.converters.text_files import read_text
 from ml.errors import DataError
 
 _TAG = re.compile(r"^(O|[BI]-\S+)$")
@@ -39,33 +40,28 @@ class Sentence:
 
 def read_sentences(path: Path) -> Iterator[Sentence]:
     """Parse a CoNLL/BIO file; malformed lines raise ``DataError`` naming ``file:line``."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     words: list[str] = []
     tags: list[str] = []
     start = 0
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\n").rstrip("\r")
-            if not line.strip() or line.startswith("-DOCSTART-"):
-                if words:
-                    yield Sentence(tuple(words), tuple(tags), start)
-                words, tags = [], []
-                continue
-            columns = line.split("\t") if "\t" in line else line.split()
-            if len(columns) != 2 or not columns[0].strip():
-                raise DataError(f"{path}:{number}: expected 'token<TAB>tag', got {line!r}")
-            word, tag = columns[0].strip(), columns[1].strip()
-            if not _TAG.match(tag):
-                raise DataError(f"{path}:{number}: tag {tag!r} is not O, B-<type> or I-<type>")
-            if any(ch.isspace() for ch in word):
-                raise DataError(f"{path}:{number}: token {word!r} contains whitespace")
-            if not words:
-                start = number
-            words.append(word)
-            tags.append(tag)
+    for number, raw in enumerate(read_text(path).split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if words:
+                yield Sentence(tuple(words), tuple(tags), start)
+            words, tags = [], []
+            continue
+        columns = line.split("\t") if "\t" in line else line.split()
+        if len(columns) != 2 or not columns[0].strip():
+            raise DataError(f"{path}:{number}: expected 'token<TAB>tag', got {line!r}")
+        word, tag = columns[0].strip(), columns[1].strip()
+        if not _TAG.match(tag):
+            raise DataError(f"{path}:{number}: tag {tag!r} is not O, B-<type> or I-<type>")
+        if any(ch.isspace() for ch in word):
+            raise DataError(f"{path}:{number}: token {word!r} contains whitespace")
+        if not words:
+            start = number
+        words.append(word)
+        tags.append(tag)
     if words:
         yield Sentence(tuple(words), tuple(tags), start)
 

@@ -14,6 +14,7 @@ from ml.converters.conll import from_conll, to_conll
 from ml.converters.issues import Policy
 from ml.converters.label_studio import from_label_studio, read_tasks, to_label_studio
 from ml.converters.spans import CharSpan, ConversionResult, apply_spans, raise_if_strict, set_task_id
+from ml.converters.text_files import json_lines, parse_json, read_text
 from ml.errors import DataError
 
 CONLL_SUFFIXES = (".conll", ".txt", ".bio", ".annotated")
@@ -30,19 +31,15 @@ def to_jsonl(docs: Sequence[Doc]) -> str:
     lines = []
     for doc in docs:
         spans = [{"start": e.start_char, "end": e.end_char, "label": e.label_, "text": e.text} for e in doc.ents]
-        lines.append(
-            json.dumps({"id": doc.user_data.get("task_id"), "text": doc.text, "spans": spans}, ensure_ascii=False)
-        )
+        # ASCII escapes keep U+2028 and friends from splitting a record across lines.
+        lines.append(json.dumps({"id": doc.user_data.get("task_id"), "text": doc.text, "spans": spans}))
     return "".join(line + "\n" for line in lines)
 
 
-def _jsonl_record(line: str, where: str) -> tuple[str, list[CharSpan]]:
+def _jsonl_record(record: Any, where: str) -> tuple[str, list[CharSpan]]:
     try:
-        record: Any = json.loads(line)
         spans = [CharSpan(int(s["start"]), int(s["end"]), str(s["label"])) for s in record.get("spans", [])]
         text = record["text"]
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{where}: expected {{'text', 'spans': [{{'start', 'end', 'label'}}]}} ({exc!r})") from None
     if not isinstance(text, str):
@@ -55,17 +52,12 @@ def from_jsonl(
 ) -> ConversionResult:
     """Read nerloop JSONL (see ``to_jsonl``); ``id`` defaults to ``<file>:<line>``."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     result = ConversionResult()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        text, spans = _jsonl_record(line, f"{path}:{number}")
+    for number, line in json_lines(read_text(path)):
+        record = parse_json(line, f"{path}:{number}")
+        text, spans = _jsonl_record(record, f"{path}:{number}")
         doc = nlp.make_doc(text)
-        record_id = json.loads(line).get("id")
+        record_id = record.get("id")
         set_task_id(doc, record_id if record_id is not None else f"{path.name}:{number}")
         result.issues.extend(apply_spans(doc, spans, labels=labels, policy=policy))
         result.docs.append(doc)
@@ -130,6 +122,8 @@ def write_docs(docs: Sequence[Doc], path: str | Path, fmt: str | None = None) ->
         path.write_text(to_jsonl(docs), encoding="utf-8")
     elif kind == "conll":
         path.write_text(to_conll(list(docs)), encoding="utf-8")
+    elif kind == "labelstudio" and path.name.lower().endswith(".jsonl"):
+        path.write_text("".join(json.dumps(t) + "\n" for t in to_label_studio(docs)), encoding="utf-8")
     elif kind == "labelstudio":
         path.write_text(json.dumps(to_label_studio(docs), ensure_ascii=False, indent=1), encoding="utf-8")
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from ml.converters.spans import (
     set_task_id,
     task_id_of,
 )
+from ml.converters.text_files import json_lines, parse_json, read_text
 from ml.errors import DataError
 
 
@@ -132,7 +132,7 @@ def from_label_studio(
         annotation = _latest(task.annotations)
         if annotation is None:
             continue
-        task_id = str(task.id if task.id is not None else index)
+        task_id = str(task.id if task.id is not None else _source_id(task, index))
         spans, issues = _spans_of(annotation, task_id, text, f"{source}[{index}] (task {task_id})")
         doc = nlp.make_doc(text)
         set_task_id(doc, task_id)
@@ -140,6 +140,14 @@ def from_label_studio(
         result.issues.extend(apply_spans(doc, spans, labels=labels, policy=policy))
         result.docs.append(doc)
     return raise_if_strict(result, policy)
+
+
+def _source_id(task: LSTask, index: int) -> object:
+    """The id an exported doc carried (``meta.source_id``), else the task's position."""
+    meta = getattr(task, "meta", None)
+    if isinstance(meta, dict) and meta.get("source_id") is not None:
+        return meta["source_id"]
+    return index
 
 
 def _parse_task(raw: object, where: str) -> LSTask:
@@ -154,17 +162,11 @@ def _parse_task(raw: object, where: str) -> LSTask:
 def read_tasks(path: str | Path) -> list[dict[str, Any]]:
     """Read a Label Studio JSON export (a list of tasks) or a JSONL file of tasks."""
     path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        if path.suffix == ".jsonl":
-            tasks = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        else:
-            tasks = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    raw = read_text(path)
+    if path.suffix == ".jsonl":
+        tasks = [parse_json(line, f"{path}:{number}") for number, line in json_lines(raw)]
+    else:
+        tasks = parse_json(raw, str(path))
     if not isinstance(tasks, list):
         raise DataError(f"{path}: expected a JSON list of tasks, got {type(tasks).__name__}")
     return tasks

