@@ -160,6 +160,8 @@ def test_broken_model_directories(tmp_path: Path) -> None:
 def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None:
     guide = Path(__file__).resolve().parents[2] / "annotation_guide" / "guides" / "conll2003.yaml"
     data = shared_data / "conll2003"
+    small_dev = tmp_path / "dev-300.conll"
+    small_dev.write_text("\n\n".join((data / "test.txt").read_text().split("\n\n")[:300]) + "\n")
     run = subprocess.run(
         [
             NERLOOP,
@@ -169,13 +171,13 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
             "--train",
             str(data / "train.txt"),
             "--dev",
-            str(data / "test.txt"),
+            str(small_dev),
             "--limit",
             "150",
             "--max-steps",
             "60",
             "--output",
-            str(tmp_path),
+            str(tmp_path / "models"),
         ],
         capture_output=True,
         text=True,

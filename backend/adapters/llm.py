@@ -1,0 +1,83 @@
+"""The LLM port and its OpenAI-compatible client (OpenAI, vLLM, Ollama, llama.cpp's server)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import openai
+
+from backend.services.errors import UpstreamError
+from backend.settings import LLMSettings
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The text an LLM returned and what it cost in tokens and time."""
+
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+
+
+class LLMClient(Protocol):
+    """One chat completion; the only I/O of LLM pre-annotation."""
+
+    @property
+    def model(self) -> str:
+        """The model name (part of the cache key)."""
+        ...
+
+    def complete(self, messages: Sequence[dict[str, str]], *, schema: dict[str, Any]) -> Completion:
+        """Complete a chat; raise ``UpstreamError`` when the endpoint fails after its retries."""
+        ...
+
+
+class OpenAIChatClient:
+    """The ``openai`` client: timeouts, retries with exponential backoff on 408/409/429/5xx and connection errors."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self._settings = settings
+        self._client = openai.OpenAI(base_url=settings.base_url, api_key=settings.api_key.get_secret_value(),
+                                     timeout=settings.timeout_s, max_retries=settings.max_retries)
+
+    @property
+    def model(self) -> str:
+        """The configured model name."""
+        return self._settings.model
+
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
+        kind = self._settings.response_format
+        if kind == "json_schema":
+            return {"type": "json_schema", "json_schema": {"name": "entities", "schema": schema, "strict": True}}
+        if kind == "json_object":
+            return {"type": "json_object", "schema": schema}
+        return None
+
+    def complete(self, messages: Sequence[dict[str, str]], *, schema: dict[str, Any]) -> Completion:
+        """One completion at temperature 0."""
+        extra: dict[str, Any] = {}
+        response_format = self._response_format(schema)
+        if response_format is not None:
+            extra["response_format"] = response_format
+        started = time.monotonic()
+        try:
+            response = self._client.chat.completions.create(
+                model=self._settings.model, messages=list(messages),  # type: ignore[arg-type]
+                temperature=0.0, max_tokens=self._settings.max_tokens, **extra,
+            )
+        except openai.APITimeoutError:
+            raise UpstreamError(f"the LLM at {self._settings.base_url} timed out after "
+                                f"{self._settings.max_retries} retries ({self._settings.timeout_s:.0f} s each)") from None
+        except openai.APIStatusError as exc:
+            raise UpstreamError(f"the LLM at {self._settings.base_url} answered HTTP {exc.status_code}") from None
+        except openai.APIConnectionError:
+            raise UpstreamError(f"cannot reach the LLM at {self._settings.base_url}") from None
+        usage = response.usage
+        content = response.choices[0].message.content if response.choices else None
+        return Completion(content=content or "", prompt_tokens=usage.prompt_tokens if usage else 0,
+                          completion_tokens=usage.completion_tokens if usage else 0,
+                          latency_ms=int((time.monotonic() - started) * 1000))

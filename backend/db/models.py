@@ -1,0 +1,97 @@
+"""The ORM: SQLAlchemy 2 typed models. Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with portable JSON."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[dict[str, Any]]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Project(Base):
+    """A Label Studio project driven by one annotation guide."""
+
+    __tablename__ = "project"
+    __table_args__ = (UniqueConstraint("ls_project_id", name="uq_project_ls_project_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ls_project_id: Mapped[int]
+    name: Mapped[str] = mapped_column(String(200))
+    guide_yaml: Mapped[str] = mapped_column(Text)
+    guide_sha256: Mapped[str] = mapped_column(String(64))
+    retrain_threshold: Mapped[int] = mapped_column(default=20)
+    current_version: Mapped[str | None] = mapped_column(String(100), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """A trained model version of a project, with its per-type dev metrics."""
+
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("project_id", "version", name="uq_model_version_project_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(Text)
+    architecture: Mapped[str] = mapped_column(String(40))
+    metrics: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="candidate")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnnotationEvent(Base):
+    """A Label Studio webhook event, stored once however often it is delivered."""
+
+    __tablename__ = "annotation_event"
+    __table_args__ = (UniqueConstraint("event_key", name="uq_annotation_event_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    event_key: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    ls_task_id: Mapped[int | None]
+    ls_annotation_id: Mapped[int | None]
+    payload: Mapped[dict[str, Any]]
+    enqueued: Mapped[bool] = mapped_column(default=False)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RoutingOverride(Base):
+    """A manual route for one entity type of a project (beats the computed one)."""
+
+    __tablename__ = "routing_override"
+    __table_args__ = (UniqueConstraint("project_id", "label", name="uq_routing_override_project_label"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(40))
+    route: Mapped[str] = mapped_column(String(10))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LLMCall(Base):
+    """One LLM completion: the cache entry (prompt version, model, text) and its token cost."""
+
+    __tablename__ = "llm_call"
+    __table_args__ = (UniqueConstraint("cache_key", name="uq_llm_call_cache_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    cache_key: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_version: Mapped[str] = mapped_column(String(80))
+    content: Mapped[str] = mapped_column(Text)
+    prompt_tokens: Mapped[int]
+    completion_tokens: Mapped[int]
+    cost_usd: Mapped[float]
+    latency_ms: Mapped[int]
+    dropped: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,85 @@
+"""Projects: a Label Studio project, its guide, its current model version."""
+
+from __future__ import annotations
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotation_guide import Guide
+from backend.db.models import ModelVersion, Project
+from backend.services.errors import NotFoundError
+
+
+def register_project(db: Session, *, ls_project_id: int, guide: Guide, retrain_threshold: int = 20) -> Project:
+    """Create or update the project row for a Label Studio project (idempotent).
+
+    Args:
+        db: The session (the caller commits).
+        ls_project_id: Label Studio's project id.
+        guide: The project's guide; stored whole, so the backend needs no file.
+        retrain_threshold: New labels that trigger a retrain.
+
+    Returns:
+        The project row.
+    """
+    project = db.scalar(select(Project).where(Project.ls_project_id == ls_project_id))
+    guide_yaml = yaml.safe_dump(guide.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    if project is None:
+        project = Project(ls_project_id=ls_project_id, name=guide.project, guide_yaml=guide_yaml,
+                          guide_sha256=guide.sha256, retrain_threshold=retrain_threshold)
+        db.add(project)
+    else:
+        project.guide_yaml, project.guide_sha256, project.name = guide_yaml, guide.sha256, guide.project
+        project.retrain_threshold = retrain_threshold
+    db.flush()
+    return project
+
+
+def project_by_ls_id(db: Session, ls_project_id: int) -> Project:
+    """The project registered for a Label Studio project id."""
+    project = db.scalar(select(Project).where(Project.ls_project_id == ls_project_id))
+    if project is None:
+        raise NotFoundError(
+            f"Label Studio project {ls_project_id} is not registered with nerloop; "
+            "create it with `nerloop project create`"
+        )
+    return project
+
+
+def project_by_id(db: Session, project_id: int) -> Project:
+    """The project with this nerloop id."""
+    project = db.get(Project, project_id)
+    if project is None:
+        raise NotFoundError(f"project {project_id} does not exist")
+    return project
+
+
+def guide_of(project: Project) -> Guide:
+    """The project's guide."""
+    return Guide.model_validate(yaml.safe_load(project.guide_yaml))
+
+
+def current_model(db: Session, project: Project) -> ModelVersion | None:
+    """The version the project serves, if any."""
+    if project.current_version is None:
+        return None
+    return db.scalar(
+        select(ModelVersion).where(ModelVersion.project_id == project.id,
+                                   ModelVersion.version == project.current_version)
+    )
+
+
+def record_model_version(db: Session, project: Project, *, version: str, path: str, architecture: str,
+                         metrics: dict[str, object], promote: bool) -> ModelVersion:
+    """Add a trained version (idempotent on the version name) and optionally make it the serving one."""
+    row = db.scalar(select(ModelVersion).where(ModelVersion.project_id == project.id, ModelVersion.version == version))
+    if row is None:
+        row = ModelVersion(project_id=project.id, version=version, path=path, architecture=architecture,
+                           metrics=dict(metrics))
+        db.add(row)
+    if promote:
+        row.status = "promoted"
+        project.current_version = version
+    db.flush()
+    return row

@@ -1,0 +1,39 @@
+"""The routing table of a project: computed from the serving model's evaluation, overridable."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from backend.db.models import Project, RoutingOverride
+from backend.services.errors import InvalidInputError
+from backend.services.projects import current_model, guide_of
+from ml.routing import ROUTES, Route, RouteEntry, compute_routes
+
+
+def routing_table(db: Session, project: Project) -> dict[str, RouteEntry]:
+    """Each entity type's route; everything goes to the LLM until a model exists."""
+    guide = guide_of(project)
+    model = current_model(db, project)
+    per_type = None
+    if model is not None:
+        per_type = {label: float(score["f1"]) for label, score in model.metrics.get("per_type", {}).items()}
+    overrides: dict[str, Route] = {
+        row.label: row.route  # type: ignore[misc]
+        for row in db.scalars(select(RoutingOverride).where(RoutingOverride.project_id == project.id))
+    }
+    return compute_routes(guide.labels, per_type_f1=per_type, target_f1=guide.targets.f1, overrides=overrides)
+
+
+def set_override(db: Session, project: Project, *, label: str, route: str) -> None:
+    """Route ``label`` to ``model`` or ``llm`` by hand, or back to ``auto``."""
+    guide = guide_of(project)
+    if label not in guide.labels:
+        raise InvalidInputError(f"label {label!r} is not in the guide; labels are {', '.join(guide.labels)}")
+    if route not in (*ROUTES, "auto"):
+        raise InvalidInputError(f"route must be one of model, llm, auto (not {route!r})")
+    db.execute(delete(RoutingOverride).where(RoutingOverride.project_id == project.id,
+                                             RoutingOverride.label == label))
+    if route != "auto":
+        db.add(RoutingOverride(project_id=project.id, label=label, route=route))
+    db.flush()

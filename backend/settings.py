@@ -1,0 +1,63 @@
+"""Settings of the backend and workers, from ``NER_*`` environment variables (read only at entrypoints)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LabelStudioSettings(BaseModel):
+    """Where Label Studio is and how to authenticate (a legacy token or a personal access token)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = "http://127.0.0.1:8080"
+    api_key: SecretStr | None = None
+
+
+class LLMSettings(BaseModel):
+    """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp's server)."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str = "http://127.0.0.1:8081/v1"
+    model: str = "local"
+    api_key: SecretStr = SecretStr("not-needed")
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, description="retries with backoff on timeouts, 429 and 5xx")
+    concurrency: PositiveInt = 4
+    response_format: Literal["json_schema", "json_object", "none"] = Field(
+        default="json_schema", description="json_schema: OpenAI / vLLM / llama.cpp schema-constrained output"
+    )
+    max_tokens: PositiveInt = 512
+    demonstrations: int = Field(default=5, ge=0)
+    demo_strategy: Literal["similar", "random"] = "similar"
+    span_score: float = Field(default=0.5, ge=0.0, le=1.0, description="score given to LLM spans (no calibrated confidence)")
+    price_input_per_million: float = Field(default=0.0, ge=0.0)
+    price_output_per_million: float = Field(default=0.0, ge=0.0)
+
+
+class Settings(BaseSettings):
+    """All settings; nested ones use ``__`` (``NER_LLM__BASE_URL``)."""
+
+    model_config = SettingsConfigDict(env_prefix="NER_", env_nested_delimiter="__", extra="ignore")
+
+    database_url: str = "sqlite:///nerloop.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    model_root: Path = Path("models")
+    backend_url: str = Field(default="http://127.0.0.1:9090", description="the URL Label Studio reaches the backend at")
+    auth_username: str | None = None
+    auth_password: SecretStr | None = None
+    auth_token: SecretStr | None = None
+    retrain_every_n_annotations: PositiveInt = 20
+    max_text_chars: PositiveInt = 100_000
+    label_studio: LabelStudioSettings = LabelStudioSettings()
+    llm: LLMSettings = LLMSettings()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings (FastAPI ``Depends``; tests override it)."""
+    return Settings()
