@@ -34,7 +34,9 @@ class LLMSettings(BaseModel):
     max_tokens: PositiveInt = 512
     demonstrations: int = Field(default=5, ge=0)
     demo_strategy: Literal["similar", "random"] = "similar"
-    span_score: float = Field(default=0.5, ge=0.0, le=1.0, description="score given to LLM spans (no calibrated confidence)")
+    span_score: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="score given to LLM spans (no calibrated confidence)"
+    )
     price_input_per_million: float = Field(default=0.0, ge=0.0)
     price_output_per_million: float = Field(default=0.0, ge=0.0)
 

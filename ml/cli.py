@@ -24,35 +24,36 @@ app = typer.Typer(
     help="nerloop: annotation-to-model active learning for NER.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 guide_app = typer.Typer(help="Validate and render annotation guides.", no_args_is_help=True)
-app.add_typer(guide_app, name="guide")
 
 T = TypeVar("T")
 GuideOpt = Annotated[Path, typer.Option("--guide", "-g", help="Annotation guide (YAML).")]
 PolicyOpt = Annotated[str, typer.Option(help="Spans off token boundaries: strict | expand | contract.")]
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr; return the exit (code 2) for the caller to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=2)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn domain errors into one line on stderr and exit code 2 (never a traceback)."""
+def errors(*more: type[Exception]) -> Iterator[None]:
+    """Turn domain errors (and ``more``) into one line on stderr and exit code 2 (never a traceback)."""
+    caught: tuple[type[Exception], ...] = (MLError, GuideError, *more)
     try:
         yield
-    except (MLError, GuideError) as exc:
-        raise _fail(str(exc)) from None
+    except caught as exc:
+        raise fail(str(exc)) from None
 
 
 def _policy(value: str) -> Policy:
     if value not in POLICIES:
-        raise _fail(f"--policy must be one of {', '.join(POLICIES)}, not {value!r}")
+        raise fail(f"--policy must be one of {', '.join(POLICIES)}, not {value!r}")
     return value
 
 
 def _guarded(func: Callable[[], T]) -> T:
-    with _errors():
+    with errors():
         return func()
 
 
@@ -86,7 +87,6 @@ def guide_render(path: Path) -> None:
     typer.echo(label_studio_config(_guarded(lambda: load_guide(path))), nl=False)
 
 
-@app.command()
 def convert(
     source: Annotated[Path, typer.Argument(help="Input: .conll/.txt (BIO), .json (Label Studio), .jsonl, .spacy")],
     target: Annotated[Path, typer.Argument(help="Output; its suffix picks the format")],
@@ -95,7 +95,7 @@ def convert(
     report: Annotated[Path | None, typer.Option(help="Write every issue as JSON lines here.")] = None,
 ) -> None:
     """Convert annotated data between formats, reporting every span that does not fit."""
-    with _errors():
+    with errors():
         g = load_guide(guide)
         result = _load(source, g, _policy(policy))
         write_docs(result.docs, target)
@@ -110,7 +110,6 @@ def _print_progress(progress: Progress) -> None:
     typer.echo(f"[{progress.stage}] {progress.fraction:6.1%} step {progress.step}{dev}{eta}", err=True)
 
 
-@app.command("train")
 def train_command(
     guide: GuideOpt,
     train_data: Annotated[Path, typer.Option("--train", help="Training data (any supported format).")],
@@ -128,9 +127,9 @@ def train_command(
 ) -> None:
     """Train a model version and print its dev scores per entity type."""
     if architecture not in ("cnn", "transformer"):
-        raise _fail(f"--architecture must be cnn or transformer, not {architecture!r}")
+        raise fail(f"--architecture must be cnn or transformer, not {architecture!r}")
     arch: Architecture = "cnn" if architecture == "cnn" else "transformer"
-    with _errors():
+    with errors():
         g = load_guide(guide)
         settings = TrainSettings(
             architecture=arch,
@@ -149,7 +148,6 @@ def train_command(
     typer.echo(f"model: {trained.path}")
 
 
-@app.command("evaluate")
 def evaluate_command(
     model: Annotated[Path, typer.Option(help="A model version directory.")],
     data: Annotated[Path, typer.Option(help="Gold data (any supported format).")],
@@ -157,7 +155,7 @@ def evaluate_command(
     policy: PolicyOpt = "strict",
 ) -> None:
     """Score a model version per entity type (exact and partial F1, calibration)."""
-    with _errors():
+    with errors():
         meta = read_meta(model)
         labels = list(meta["labels"])
         target = float(meta.get("guide", {}).get("target_f1", 0.85))
@@ -169,6 +167,17 @@ def evaluate_command(
         typer.echo(json.dumps({"model": meta["version"], "data": str(data), **report.to_dict()}, indent=2))
     else:
         typer.echo(format_report(report))
+
+
+def register(target: typer.Typer) -> None:
+    """Add the ml commands (guide, convert, train, evaluate) to a Typer app."""
+    target.add_typer(guide_app, name="guide")
+    target.command("convert")(convert)
+    target.command("train")(train_command)
+    target.command("evaluate")(evaluate_command)
+
+
+register(app)
 
 
 def main() -> None:

@@ -32,11 +32,20 @@ class CeleryJobQueue:
 
     def __init__(self, broker_url: str) -> None:
         self._app = Celery("nerloop-backend", broker=broker_url)
-        self._app.conf.update(broker_connection_timeout=0.5, broker_connection_retry=False,
-                              task_serializer="json", accept_content=["json"])
+        self._app.conf.update(
+            broker_connection_timeout=0.5,
+            broker_connection_retry=False,
+            task_serializer="json",
+            accept_content=["json"],
+        )
 
     def enqueue(self, name: TaskName, *ids: int) -> str:
         """Send ``name(*ids)`` to its queue; raises on a broker that cannot be reached."""
-        result = self._app.send_task(str(name), args=list(ids), queue=QUEUE_OF[name],
-                                     retry=True, retry_policy={"max_retries": 1, "interval_start": 0.1})
+        result = self._app.send_task(
+            str(name),
+            args=list(ids),
+            queue=QUEUE_OF[name],
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0.1},
+        )
         return str(result.id)

@@ -41,8 +41,12 @@ class OpenAIChatClient:
 
     def __init__(self, settings: LLMSettings) -> None:
         self._settings = settings
-        self._client = openai.OpenAI(base_url=settings.base_url, api_key=settings.api_key.get_secret_value(),
-                                     timeout=settings.timeout_s, max_retries=settings.max_retries)
+        self._client = openai.OpenAI(
+            base_url=settings.base_url,
+            api_key=settings.api_key.get_secret_value(),
+            timeout=settings.timeout_s,
+            max_retries=settings.max_retries,
+        )
 
     @property
     def model(self) -> str:
@@ -66,18 +70,26 @@ class OpenAIChatClient:
         started = time.monotonic()
         try:
             response = self._client.chat.completions.create(
-                model=self._settings.model, messages=list(messages),  # type: ignore[arg-type]
-                temperature=0.0, max_tokens=self._settings.max_tokens, **extra,
+                model=self._settings.model,
+                messages=list(messages),  # type: ignore[arg-type]
+                temperature=0.0,
+                max_tokens=self._settings.max_tokens,
+                **extra,
             )
         except openai.APITimeoutError:
-            raise UpstreamError(f"the LLM at {self._settings.base_url} timed out after "
-                                f"{self._settings.max_retries} retries ({self._settings.timeout_s:.0f} s each)") from None
+            raise UpstreamError(
+                f"the LLM at {self._settings.base_url} timed out after "
+                f"{self._settings.max_retries} retries ({self._settings.timeout_s:.0f} s each)"
+            ) from None
         except openai.APIStatusError as exc:
             raise UpstreamError(f"the LLM at {self._settings.base_url} answered HTTP {exc.status_code}") from None
         except openai.APIConnectionError:
             raise UpstreamError(f"cannot reach the LLM at {self._settings.base_url}") from None
         usage = response.usage
         content = response.choices[0].message.content if response.choices else None
-        return Completion(content=content or "", prompt_tokens=usage.prompt_tokens if usage else 0,
-                          completion_tokens=usage.completion_tokens if usage else 0,
-                          latency_ms=int((time.monotonic() - started) * 1000))
+        return Completion(
+            content=content or "",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            latency_ms=int((time.monotonic() - started) * 1000),
+        )

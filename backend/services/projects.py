@@ -26,8 +26,13 @@ def register_project(db: Session, *, ls_project_id: int, guide: Guide, retrain_t
     project = db.scalar(select(Project).where(Project.ls_project_id == ls_project_id))
     guide_yaml = yaml.safe_dump(guide.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     if project is None:
-        project = Project(ls_project_id=ls_project_id, name=guide.project, guide_yaml=guide_yaml,
-                          guide_sha256=guide.sha256, retrain_threshold=retrain_threshold)
+        project = Project(
+            ls_project_id=ls_project_id,
+            name=guide.project,
+            guide_yaml=guide_yaml,
+            guide_sha256=guide.sha256,
+            retrain_threshold=retrain_threshold,
+        )
         db.add(project)
     else:
         project.guide_yaml, project.guide_sha256, project.name = guide_yaml, guide.sha256, guide.project
@@ -65,18 +70,28 @@ def current_model(db: Session, project: Project) -> ModelVersion | None:
     if project.current_version is None:
         return None
     return db.scalar(
-        select(ModelVersion).where(ModelVersion.project_id == project.id,
-                                   ModelVersion.version == project.current_version)
+        select(ModelVersion).where(
+            ModelVersion.project_id == project.id, ModelVersion.version == project.current_version
+        )
     )
 
 
-def record_model_version(db: Session, project: Project, *, version: str, path: str, architecture: str,
-                         metrics: dict[str, object], promote: bool) -> ModelVersion:
+def record_model_version(
+    db: Session,
+    project: Project,
+    *,
+    version: str,
+    path: str,
+    architecture: str,
+    metrics: dict[str, object],
+    promote: bool,
+) -> ModelVersion:
     """Add a trained version (idempotent on the version name) and optionally make it the serving one."""
     row = db.scalar(select(ModelVersion).where(ModelVersion.project_id == project.id, ModelVersion.version == version))
     if row is None:
-        row = ModelVersion(project_id=project.id, version=version, path=path, architecture=architecture,
-                           metrics=dict(metrics))
+        row = ModelVersion(
+            project_id=project.id, version=version, path=path, architecture=architecture, metrics=dict(metrics)
+        )
         db.add(row)
     if promote:
         row.status = "promoted"

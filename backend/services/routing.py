@@ -32,8 +32,7 @@ def set_override(db: Session, project: Project, *, label: str, route: str) -> No
         raise InvalidInputError(f"label {label!r} is not in the guide; labels are {', '.join(guide.labels)}")
     if route not in (*ROUTES, "auto"):
         raise InvalidInputError(f"route must be one of model, llm, auto (not {route!r})")
-    db.execute(delete(RoutingOverride).where(RoutingOverride.project_id == project.id,
-                                             RoutingOverride.label == label))
+    db.execute(delete(RoutingOverride).where(RoutingOverride.project_id == project.id, RoutingOverride.label == label))
     if route != "auto":
         db.add(RoutingOverride(project_id=project.id, label=label, route=route))
     db.flush()

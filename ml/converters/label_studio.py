@@ -22,6 +22,7 @@ from ml.converters.spans import (
 )
 from ml.converters.text_files import json_lines, parse_json, read_text
 from ml.errors import DataError
+from ml.prediction import ScoredSpan
 
 
 class _Loose(BaseModel):
@@ -189,6 +190,20 @@ def to_results(doc: Doc, scores: Sequence[float] | None = None) -> list[dict[str
             item["score"] = float(scores[index])
         results.append(item)
     return results
+
+
+def spans_to_results(spans: Sequence[ScoredSpan]) -> list[dict[str, Any]]:
+    """Predicted spans as Label Studio ``labels`` results, each with its ``score``."""
+    return [
+        {
+            "from_name": FROM_NAME,
+            "to_name": TO_NAME,
+            "type": "labels",
+            "value": {"start": s.start, "end": s.end, "text": s.text, "labels": [s.label]},
+            "score": float(s.score),
+        }
+        for s in spans
+    ]
 
 
 def to_label_studio(docs: Sequence[Doc]) -> list[dict[str, Any]]:

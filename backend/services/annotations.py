@@ -1,0 +1,161 @@
+"""Label Studio webhook events: validated, stored once, and the labeled examples they carry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from backend.db.models import AnnotationEvent, Project
+from backend.services.errors import InvalidInputError
+from backend.services.projects import project_by_ls_id
+from ml.converters.spans import CharSpan
+
+ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+STORED_ACTIONS = (*ANNOTATION_ACTIONS, "START_TRAINING")
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class WebhookProject(_Loose):
+    """The project part of an event."""
+
+    id: int
+
+
+class WebhookEvent(_Loose):
+    """A webhook body as Label Studio 1.23 sends it (only the fields nerloop relies on are checked)."""
+
+    action: str = Field(min_length=1)
+    project: WebhookProject | None = None
+    annotation: dict[str, Any] | None = None
+    annotations: list[dict[str, Any]] | None = None
+    task: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What happened to an event."""
+
+    event_id: int | None
+    project_id: int | None
+    action: str
+    created: bool
+
+
+def parse_event(body: Any) -> WebhookEvent:
+    """Validate a webhook body; one-line 422 on a bad one."""
+    try:
+        event = WebhookEvent.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInputError(f"webhook body: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
+    if event.action in STORED_ACTIONS and event.project is None:
+        raise InvalidInputError(f"webhook body: a {event.action} event needs project.id")
+    if event.action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") and (
+        event.annotation is None or event.task is None
+    ):
+        raise InvalidInputError(f"webhook body: a {event.action} event needs 'annotation' and 'task'")
+    return event
+
+
+def event_key(body: dict[str, Any]) -> str:
+    """The natural key of an event: a hash of its canonical JSON (a redelivery hashes the same)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def ingest(db: Session, body: dict[str, Any]) -> Ingested:
+    """Store an annotation or training event once (insert ... on conflict do nothing).
+
+    Args:
+        db: The session (the caller commits).
+        body: The raw webhook JSON.
+
+    Returns:
+        The stored event's id and whether this delivery created it; other actions are not stored.
+    """
+    event = parse_event(body)
+    if event.action not in STORED_ACTIONS or event.project is None:
+        return Ingested(None, None, event.action, created=False)
+    project = project_by_ls_id(db, event.project.id)
+    key = event_key(body)
+    values = {
+        "project_id": project.id,
+        "event_key": key,
+        "action": event.action,
+        "payload": body,
+        "ls_task_id": _int((event.task or {}).get("id")),
+        "ls_annotation_id": _int((event.annotation or {}).get("id")),
+    }
+    dialect = db.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    result = db.execute(
+        insert(AnnotationEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["event_key"])
+        .returning(AnnotationEvent.id)
+    )
+    new_id = result.scalar_one_or_none()
+    if new_id is not None:
+        return Ingested(new_id, project.id, event.action, created=True)
+    existing = db.scalar(select(AnnotationEvent.id).where(AnnotationEvent.event_key == key))
+    return Ingested(existing, project.id, event.action, created=False)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def mark_enqueued(db: Session, event_id: int) -> None:
+    """Remember that the event's job reached the broker."""
+    event = db.get(AnnotationEvent, event_id)
+    if event is not None:
+        event.enqueued = True
+
+
+def count_events(db: Session, project: Project) -> int:
+    """How many annotation events a project has stored."""
+    return int(
+        db.scalar(select(func.count()).select_from(AnnotationEvent).where(AnnotationEvent.project_id == project.id))
+        or 0
+    )
+
+
+def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[CharSpan]]]:
+    """The latest labels per task from stored events (deleted annotations excluded), oldest task first."""
+    latest: dict[int, tuple[str, list[CharSpan]]] = {}
+    by_annotation: dict[int, int] = {}
+    rows = db.scalars(
+        select(AnnotationEvent).where(AnnotationEvent.project_id == project.id).order_by(AnnotationEvent.id)
+    )
+    for row in rows:
+        body = row.payload
+        if row.action == "ANNOTATIONS_DELETED":
+            for item in body.get("annotations") or []:
+                task_id = by_annotation.pop(_int(item.get("id")) or -1, None)
+                if task_id is not None:
+                    latest.pop(task_id, None)
+            continue
+        if row.action not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") or row.ls_task_id is None:
+            continue
+        text = (body.get("task") or {}).get("data", {}).get("text")
+        if not isinstance(text, str) or body["annotation"].get("was_cancelled"):
+            continue
+        spans = [
+            CharSpan(int(r["value"]["start"]), int(r["value"]["end"]), str(r["value"]["labels"][0]))
+            for r in body["annotation"].get("result", [])
+            if r.get("type") == "labels" and r.get("value")
+        ]
+        latest[row.ls_task_id] = (text, spans)
+        if row.ls_annotation_id is not None:
+            by_annotation[row.ls_annotation_id] = row.ls_task_id
+    return list(latest.values())

@@ -1,0 +1,86 @@
+"""``nerloop project create``: a Label Studio project from a guide, its tasks, the backend, and sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import spacy
+from sqlalchemy.orm import Session
+
+from annotation_guide import Guide, label_studio_config
+from backend.adapters.label_studio import LabelStudioGateway
+from backend.services.predictions import version_tag
+from backend.services.projects import register_project
+from backend.services.routing import routing_table
+from ml.converters import detect_format, load_docs, read_tasks
+from ml.errors import DataError
+
+
+@dataclass(frozen=True)
+class CreatedProject:
+    """What ``project create`` made."""
+
+    project_id: int
+    ls_project_id: int
+    task_ids: list[int]
+    ml_backend_id: int
+    model_version: str
+
+
+def read_texts(path: Path, guide: Guide) -> list[str]:
+    """Texts to import: JSONL of ``{"text"}`` / Label Studio tasks, or a CoNLL file (tokens joined by spaces)."""
+    if detect_format(path) == "conll":
+        return [
+            doc.text for doc in load_docs(path, spacy.blank(guide.language), labels=guide.labels, policy="expand").docs
+        ]
+    texts = []
+    for index, task in enumerate(read_tasks(path)):
+        text = task.get("data", task).get("text") if isinstance(task, dict) else None
+        if not isinstance(text, str):
+            raise DataError(f"{path}: task {index} has no 'text' (nor 'data.text')")
+        texts.append(text)
+    if not texts:
+        raise DataError(f"{path}: holds no task")
+    return texts
+
+
+def create_project(
+    db: Session,
+    gateway: LabelStudioGateway,
+    guide: Guide,
+    texts: list[str],
+    *,
+    backend_url: str,
+    title: str | None = None,
+    retrain_threshold: int = 20,
+    basic_auth: tuple[str, str] | None = None,
+) -> CreatedProject:
+    """Create and wire a project end to end.
+
+    The ML backend's title is the version tag ``/predict`` reports, because ``ml.create`` sets the project's
+    ``model_version`` to the title and Label Studio orders by the scores of that version only.
+
+    Args:
+        db: The session (committed here, before Label Studio calls the backend back).
+        gateway: Label Studio.
+        guide: The project's guide.
+        texts: Task texts.
+        backend_url: Where Label Studio reaches the backend.
+        title: Project title (the guide's project name by default).
+        retrain_threshold: New labels that trigger a retrain.
+        basic_auth: Credentials Label Studio must send to the backend, if it requires them.
+
+    Returns:
+        The ids of everything created.
+    """
+    ls_id = gateway.create_project(
+        title=title or guide.project, label_config=label_studio_config(guide), description=guide.description
+    )
+    project = register_project(db, ls_project_id=ls_id, guide=guide, retrain_threshold=retrain_threshold)
+    db.commit()
+    task_ids = gateway.import_tasks(ls_id, texts)
+    tag = version_tag(project, routing_table(db, project))
+    ml_id = gateway.connect_backend(ls_id, url=backend_url, title=tag, basic_auth=basic_auth)
+    gateway.use_uncertainty_sampling(ls_id)
+    return CreatedProject(project.id, ls_id, task_ids, ml_id, tag)
