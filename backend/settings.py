@@ -29,7 +29,9 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(default=3, ge=0, description="retries with backoff on timeouts, 429 and 5xx")
     concurrency: PositiveInt = 4
     response_format: Literal["json_schema", "json_object", "none"] = Field(
-        default="json_schema", description="json_schema: OpenAI / vLLM / llama.cpp schema-constrained output"
+        default="json_object",
+        description="json_object: llama.cpp server ({'type': 'json_object', 'schema': ...}); "
+        "json_schema: OpenAI and vLLM structured outputs; none: plain text (the parser copes)",
     )
     max_tokens: PositiveInt = 512
     demonstrations: int = Field(default=5, ge=0)

@@ -60,8 +60,8 @@ def webhook(db: DbSession, jobs: JobsDep, body: Any = Body(...)) -> dict[str, An
         "event_id": ingested.event_id,
         "status": "stored" if ingested.created else ("duplicate" if ingested.event_id else "ignored"),
     }
-    if ingested.event_id is None or ingested.project_id is None:
-        return reply
+    if ingested.event_id is None or ingested.project_id is None or ingested.enqueued:
+        return reply  # not ours, or a redelivery whose job is already queued
     name = TaskName.START_TRAINING if ingested.action == "START_TRAINING" else TaskName.RETRAIN_IF_DUE
     try:
         job = jobs.enqueue(name, ingested.project_id, ingested.event_id)

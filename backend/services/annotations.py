@@ -50,6 +50,7 @@ class Ingested:
     project_id: int | None
     action: str
     created: bool
+    enqueued: bool = False
 
 
 def parse_event(body: Any) -> WebhookEvent:
@@ -107,8 +108,8 @@ def ingest(db: Session, body: dict[str, Any]) -> Ingested:
     new_id = result.scalar_one_or_none()
     if new_id is not None:
         return Ingested(new_id, project.id, event.action, created=True)
-    existing = db.scalar(select(AnnotationEvent.id).where(AnnotationEvent.event_key == key))
-    return Ingested(existing, project.id, event.action, created=False)
+    existing = db.scalars(select(AnnotationEvent).where(AnnotationEvent.event_key == key)).one()
+    return Ingested(existing.id, project.id, event.action, created=False, enqueued=existing.enqueued)
 
 
 def _int(value: Any) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,9 +43,9 @@ class LLMAnnotation:
     cached: bool
 
 
-def cache_key(version: str, model: str, text: str) -> str:
-    """The cache key of a completion: (prompt version, model, text)."""
-    return hashlib.sha256("\x1f".join((version, model, text)).encode("utf-8")).hexdigest()
+def cache_key(version: str, model: str, prompt: str) -> str:
+    """The cache key of a completion: (prompt version, model, the full prompt including the text)."""
+    return hashlib.sha256("\x1f".join((version, model, prompt)).encode("utf-8")).hexdigest()
 
 
 def _demonstrations(db: Session, project: Project) -> list[Demonstration]:
@@ -75,23 +76,32 @@ class LLMAnnotator:
         """
         guide = guide_of(project)
         version = prompt_version(guide)
-        keys = [cache_key(version, self.client.model, text) for text in texts]
-        rows = {row.cache_key: row for row in db.scalars(select(LLMCall).where(LLMCall.cache_key.in_(set(keys))))}
-        missing = [i for i, key in enumerate(keys) if key not in rows and texts[i].strip()]
+        selector = DemoSelector(
+            _demonstrations(db, project),
+            k=self.settings.demonstrations,
+            strategy=self.settings.demo_strategy,
+            rng=np.random.default_rng(0),
+        )
+        # the exact prompt (template, guide, demonstrations, text) is part of the key: new labels, new answers
+        prompts = {
+            i: build_messages(text, guide, selector.select(text)) for i, text in enumerate(texts) if text.strip()
+        }
+        keys = {i: cache_key(version, self.client.model, json.dumps(m, sort_keys=True)) for i, m in prompts.items()}
+        rows = {r.cache_key: r for r in db.scalars(select(LLMCall).where(LLMCall.cache_key.in_(set(keys.values()))))}
+        missing = [i for i, key in keys.items() if key not in rows]
         failures: list[UpstreamError] = []
-        if missing:
-            completions = self._complete_all(db, project, guide, [texts[i] for i in missing])
-            for i, completion in zip(missing, completions, strict=True):
-                if isinstance(completion, UpstreamError):
-                    failures.append(completion)
-                else:  # kept even when another text fails: the retry then only asks for what is missing
-                    rows[keys[i]] = self._store(db, project, keys[i], version, texts[i], completion, guide)
+        completions = self._complete_all(guide, [prompts[i] for i in missing])
+        for i, completion in zip(missing, completions, strict=True):
+            if isinstance(completion, UpstreamError):
+                failures.append(completion)
+            else:  # kept even when another text fails: a retry only asks for what is missing
+                rows[keys[i]] = self._store(db, project, keys[i], version, texts[i], completion, guide)
         if failures:
             db.commit()
-            raise UpstreamError(f"{failures[0]} ({len(failures)} of {len(texts)} texts failed)")
+            raise UpstreamError(f"{failures[0]} ({len(failures)} of {len(prompts)} texts failed)")
         out = []
-        for i, (key, text) in enumerate(zip(keys, texts, strict=True)):
-            row = rows.get(key)
+        for i, text in enumerate(texts):
+            row = rows.get(keys.get(i, ""))
             if row is None:  # blank text: nothing to ask
                 out.append(LLMAnnotation([], 0, cached=False))
                 continue
@@ -103,17 +113,8 @@ class LLMAnnotator:
             out.append(LLMAnnotation(spans, parsed.dropped, cached=i not in missing))
         return out
 
-    def _complete_all(
-        self, db: Session, project: Project, guide: Guide, texts: Sequence[str]
-    ) -> list[Completion | UpstreamError]:
-        selector = DemoSelector(
-            _demonstrations(db, project),
-            k=self.settings.demonstrations,
-            strategy=self.settings.demo_strategy,
-            rng=np.random.default_rng(0),
-        )
+    def _complete_all(self, guide: Guide, prompts: Sequence[list[dict[str, str]]]) -> list[Completion | UpstreamError]:
         schema = response_schema(guide.labels)
-        requests = [build_messages(text, guide, selector.select(text)) for text in texts]
 
         def ask(messages: list[dict[str, str]]) -> Completion | UpstreamError:
             try:
@@ -122,7 +123,7 @@ class LLMAnnotator:
                 return exc
 
         with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
-            return list(pool.map(ask, requests))
+            return list(pool.map(ask, prompts))
 
     def _store(
         self, db: Session, project: Project, key: str, version: str, text: str, completion: Completion, guide: Guide

@@ -1,0 +1,89 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1 for the LLM failure modes a real model cannot be made to
+show on demand (garbage, timeouts, 429/5xx). The happy path is also tested against the real llama.cpp server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tests.integration.conftest import free_port
+
+
+@dataclass
+class Script:
+    """How the server answers: ``mode`` is capitalised-words | garbage | slow | error; ``fail_first`` answers
+    that many requests with ``fail_status`` first."""
+
+    mode: str = "capitalised"
+    fail_first: int = 0
+    fail_status: int = 429
+    delay_s: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _answer(script: Script, body: dict[str, Any]) -> str:
+    text = body["messages"][-1]["content"]
+    if script.mode == "garbage":
+        return "Sure! Here are the entities: PERSON Peter ... {not json"
+    words = re.findall(r"\b[A-Z][a-z]+\b", text)
+    return json.dumps(
+        {
+            "entities": [{"text": w.upper(), "label": "person"} for w in words]
+            + [{"text": "Nowhere In This Text", "label": "person"}]
+        }
+    )
+
+
+def _app(script: Script) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request) -> JSONResponse:
+        body = await request.json()
+        script.requests.append(body)
+        if len(script.requests) <= script.fail_first:
+            return JSONResponse({"error": {"message": "scripted failure"}}, status_code=script.fail_status)
+        if script.mode == "slow" or "SLOW" in body["messages"][-1]["content"]:
+            await asyncio.sleep(script.delay_s or 5.0)
+        content = _answer(script, body)
+        return JSONResponse(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                ],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+            }
+        )
+
+    return app
+
+
+@contextmanager
+def scripted_llm(script: Script) -> Iterator[str]:
+    """Serve ``script`` on a free loopback port; yield the OpenAI base URL; stop on exit."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(_app(script), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
