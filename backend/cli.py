@@ -65,11 +65,11 @@ def project_create(
         g = load_guide(guide)
         texts = read_texts(tasks, g)[: limit or None]
         upgrade(settings.database_url)
-        gateway = LabelStudioGateway(settings.label_studio)
         auth = None
         if settings.auth_username and settings.auth_password:
             auth = (settings.auth_username, settings.auth_password.get_secret_value())
-        with session_scope(session_factory(make_engine(settings.database_url))) as db:
+        engine = make_engine(settings.database_url)
+        with LabelStudioGateway(settings.label_studio) as gateway, session_scope(session_factory(engine)) as db:
             created = create_project(
                 db,
                 gateway,

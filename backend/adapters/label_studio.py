@@ -39,9 +39,20 @@ class LabelStudioGateway:
         if settings.api_key is None:
             raise UpstreamError("no Label Studio token: set NER_LABEL_STUDIO__API_KEY")
         self.url = settings.url
+        self._http = httpx.Client(timeout=120)
         self.client = LabelStudio(  # type: ignore[no-untyped-call]
-            base_url=settings.url, api_key=settings.api_key.get_secret_value(), timeout=120
+            base_url=settings.url, api_key=settings.api_key.get_secret_value(), httpx_client=self._http
         )
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def __enter__(self) -> LabelStudioGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def create_project(self, *, title: str, label_config: str, description: str = "") -> int:
         """Create a project; return its id."""

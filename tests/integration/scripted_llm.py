@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.integration.conftest import free_port
+from tests.conftest import free_port
 
 
 @dataclass

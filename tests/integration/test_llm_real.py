@@ -15,7 +15,7 @@ from backend.services.llm_annotation import LLMAnnotator
 from backend.services.projects import register_project
 from backend.settings import LLMSettings
 from ml.converters import load_docs
-from tests.integration.conftest import open_db
+from tests.conftest import open_db
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -21,7 +21,7 @@ from backend.db.models import AnnotationEvent, LLMCall
 from backend.services.projects import record_model_version, register_project
 from backend.settings import LLMSettings, Settings
 from ml.training import TrainedModel
-from tests.integration.conftest import open_db
+from tests.conftest import open_db
 from tests.integration.scripted_llm import Script, scripted_llm
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,117 @@
+"""A real Label Studio 1.23 (its own virtual environment, .venv-ls) and the real backend over HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from backend.api.app import create_app
+from backend.db.session import upgrade
+from backend.settings import LabelStudioSettings, LLMSettings, Settings
+from tests.conftest import ROOT, free_port
+
+LS_BIN = Path(os.environ.get("NERLOOP_LABEL_STUDIO_BIN", ROOT / ".venv-ls" / "bin" / "label-studio"))
+TOKEN = "nerloop-e2e-token-0123456789"
+
+
+@dataclass(frozen=True)
+class LabelStudioServer:
+    url: str
+    token: str
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
+    """Label Studio on 127.0.0.1 with a fresh SQLite database, offline, stopped after the session."""
+    if not LS_BIN.exists():
+        pytest.fail(f"Label Studio is not installed at {LS_BIN}: run scripts/install-label-studio.sh")
+    data = tmp_path_factory.mktemp("label-studio")
+    port = free_port()
+    keep = {k: v for k, v in os.environ.items() if k not in {"HOST", "PORT", "USERNAME", "PASSWORD"}}
+    env = {
+        **keep,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+        "HOME": str(data),
+        "LABEL_STUDIO_USERNAME": "e2e@nerloop.dev",
+        "LABEL_STUDIO_PASSWORD": "nerloop-e2e-pw",
+        "LABEL_STUDIO_USER_TOKEN": TOKEN,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+        "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+        "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+        "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+        "LABEL_STUDIO_SENTRY_DSN": "",
+        "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+        "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",
+        "SECRET_KEY": "nerloop-e2e-secret",
+    }
+    log = (data / "label-studio.log").open("w")
+    process = subprocess.Popen(
+        [str(LS_BIN), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"Label Studio exited with {process.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"Label Studio did not answer /health within 240 s; see {log.name}")
+        yield LabelStudioServer(url, TOKEN)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@dataclass(frozen=True)
+class BackendServer:
+    url: str
+    settings: Settings
+
+
+@pytest.fixture
+def backend_server(label_studio: LabelStudioServer, llama_server: str, tmp_path: Path) -> Iterator[BackendServer]:
+    """The real backend (uvicorn, 127.0.0.1) on a fresh SQLite file, talking to the real llama.cpp server."""
+    port = free_port()
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'nerloop.db'}",
+        redis_url="redis://127.0.0.1:6379/14",
+        backend_url=f"http://127.0.0.1:{port}",
+        model_root=tmp_path / "models",
+        label_studio=LabelStudioSettings(url=label_studio.url, api_key=label_studio.token),  # type: ignore[arg-type]
+        llm=LLMSettings(base_url=llama_server, max_tokens=120, demonstrations=1, concurrency=2),
+    )
+    upgrade(settings.database_url)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield BackendServer(settings.backend_url, settings)
+    finally:
+        server.should_exit = True
+        thread.join(15)

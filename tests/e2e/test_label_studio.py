@@ -1,0 +1,180 @@
+"""End to end with a real Label Studio 1.23.2, the real backend, a real spaCy model and a real llama.cpp server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import spacy
+from label_studio_sdk import LabelStudio
+from sqlalchemy import select
+
+from annotation_guide import Guide
+from backend.adapters.label_studio import LabelStudioGateway
+from backend.db.models import AnnotationEvent, Project
+from backend.services.predictions import version_tag
+from backend.services.projects import record_model_version
+from backend.services.routing import routing_table, set_override
+from ml.converters import load_docs
+from ml.training import TrainedModel
+from tests.conftest import GUIDES, open_db
+from tests.e2e.conftest import BackendServer, LabelStudioServer
+
+pytestmark = pytest.mark.e2e
+NERLOOP = str(Path(sys.executable).parent / "nerloop")
+
+
+def _create_project(backend: BackendServer, tasks: Path) -> str:
+    s = backend.settings
+    env = {
+        **os.environ,
+        "NER_DATABASE_URL": s.database_url,
+        "NER_BACKEND_URL": s.backend_url,
+        "NER_LABEL_STUDIO__URL": s.label_studio.url,
+        "NER_LABEL_STUDIO__API_KEY": s.label_studio.api_key.get_secret_value(),
+    }  # type: ignore[union-attr]
+    run = subprocess.run(
+        [
+            NERLOOP,
+            "project",
+            "create",
+            "--guide",
+            str(GUIDES / "conll2003.yaml"),
+            "--tasks",
+            str(tasks),
+            "--title",
+            "e2e",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def _promote(backend: BackendServer, model: TrainedModel) -> tuple[int, str]:
+    """Serve the trained model for person and location; the other types stay with the LLM."""
+    with open_db(backend.settings.database_url) as db:
+        project = db.scalars(select(Project)).one()
+        record_model_version(
+            db,
+            project,
+            version=model.version,
+            path=str(model.path),
+            architecture="cnn",
+            metrics=model.meta["metrics"],
+            promote=True,
+        )
+        for label in ("person", "location"):
+            set_override(db, project, label=label, route="model")
+        return project.ls_project_id, version_tag(project, routing_table(db, project))
+
+
+def _wait_for(condition: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.3)
+    raise AssertionError("condition not met in time")
+
+
+def test_label_studio_round_trip(
+    label_studio: LabelStudioServer,
+    backend_server: BackendServer,
+    small_model: TrainedModel,
+    conll_guide: Guide,
+    shared_data: Path,
+    tmp_path: Path,
+) -> None:
+    docs = load_docs(shared_data / "conll2003" / "test.txt", spacy.blank("en"), labels=conll_guide.labels).docs
+    texts = [d.text for d in docs if len(d) > 6][:8]
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    assert "8 tasks" in _create_project(backend_server, tasks)
+    ls_id, tag = _promote(backend_server, small_model)
+    with httpx.Client(timeout=120) as http:
+        _round_trip(
+            LabelStudio(base_url=label_studio.url, api_key=label_studio.token, httpx_client=http),
+            ls_id,
+            tag,
+            texts,
+            backend_server,
+        )
+
+
+def _round_trip(client: LabelStudio, ls_id: int, tag: str, texts: list[str], backend_server: BackendServer) -> None:
+
+    # "Retrieve Predictions": Label Studio calls /predict and stores one scored prediction per task
+    client.actions.create(id="retrieve_tasks_predictions", project=ls_id, selected_items={"all": True, "excluded": []})
+    predictions = list(client.predictions.list(project=ls_id))
+    assert len(predictions) == len(texts)
+    assert {p.model_version for p in predictions} == {tag}
+    assert all(p.score is not None and 0.0 <= p.score <= 1.0 for p in predictions)
+    assert any(r.get("score") is not None for p in predictions for r in p.result)
+
+    # ordering: the project's model version is the predictions' one, so the least confident task comes first
+    with LabelStudioGateway(backend_server.settings.label_studio) as gateway:
+        gateway.use_uncertainty_sampling(ls_id, model_version=tag)
+    ordered = list(client.tasks.list(project=ls_id, query=json.dumps({"ordering": ["tasks:predictions_score"]})))
+    score_of = {p.task: p.score for p in predictions}
+    scores = [score_of[t.id] for t in ordered]
+    assert scores == sorted(scores)
+
+    # an annotation made through the SDK reaches /webhook and is persisted
+    task = ordered[0]
+    text = task.data["text"]
+    first_word = text.split(" ")[0]
+    client.annotations.create(
+        id=task.id,
+        result=[
+            {
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": 0, "end": len(first_word), "text": first_word, "labels": ["misc"]},
+            }
+        ],
+    )
+
+    def stored() -> bool:
+        with open_db(backend_server.settings.database_url) as db:
+            return db.scalar(select(AnnotationEvent).where(AnnotationEvent.ls_task_id == task.id)) is not None
+
+    _wait_for(stored)
+
+    # interactive pre-annotation (Auto-Annotation): the drawn region comes back as a suggestion
+    ml_backend = next(iter(client.ml.list(project=ls_id)))
+    region = {
+        "from_name": "label",
+        "to_name": "text",
+        "type": "labels",
+        "value": {"start": 0, "end": len(first_word), "text": first_word, "labels": ["misc"]},
+    }
+    reply = client.ml.with_raw_response.predict_interactive(
+        id=ml_backend.id, task=task.id, context={"result": [region]}
+    )
+    payload = reply._response.json()  # the SDK types this call as returning nothing; Label Studio relays our reply
+    suggestions = [r for item in _results(payload) for r in item.get("result", [])]
+    spans = {(r["value"]["start"], r["value"]["end"], r["value"]["labels"][0]) for r in suggestions}
+    assert (0, len(first_word), "misc") in spans, payload
+
+
+def _results(payload: object) -> list[dict[str, object]]:
+    """The prediction items in Label Studio's interactive reply (``{"data": {...}}`` or a list)."""
+    if isinstance(payload, dict):
+        data = payload.get("data", payload)
+        if isinstance(data, dict):
+            return data.get("results") or ([data] if "result" in data else [])  # type: ignore[return-value]
+        if isinstance(data, list):
+            return data
+    return payload if isinstance(payload, list) else []
