@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/install-label-studio.sh   # the e2e tests start a real Label Studio from .venv-ls
 echo "== ruff";          .venv/bin/ruff check .
 echo "== mypy";          .venv/bin/mypy
 echo "== import-linter"; .venv/bin/lint-imports
