@@ -38,3 +38,7 @@ class TrainingError(MLError):
 
 class EmptyPoolError(MLError):
     """Selection was asked to choose from an empty pool."""
+
+
+class UnknownStrategyError(MLError):
+    """A registry (for example the uncertainty strategies) was asked for a name it does not hold."""

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import spacy
 from spacy.language import Language
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_guide import Guide, load_guide
 from backend.db.session import make_engine, session_factory, session_scope
@@ -124,3 +124,8 @@ def open_db(url: str) -> Iterator[Session]:
             yield db
     finally:
         engine.dispose()
+
+
+def session_factory_for(url: str) -> sessionmaker[Session]:
+    """Sessions on ``url`` (the engine lives as long as the returned factory)."""
+    return session_factory(make_engine(url))

@@ -13,10 +13,17 @@ class TaskName(StrEnum):
 
     RETRAIN_IF_DUE = "workers.retrain_if_due"
     START_TRAINING = "workers.start_training"
+    TRAIN_RUN = "workers.train_run"
     SCORE_POOL = "workers.score_pool"
 
 
-QUEUE_OF = {TaskName.RETRAIN_IF_DUE: "train", TaskName.START_TRAINING: "train", TaskName.SCORE_POOL: "score"}
+# Deciding is cheap and must not wait behind a training: only the training itself goes to `train`.
+QUEUE_OF = {
+    TaskName.RETRAIN_IF_DUE: "score",
+    TaskName.START_TRAINING: "score",
+    TaskName.TRAIN_RUN: "train",
+    TaskName.SCORE_POOL: "score",
+}
 
 
 class JobQueue(Protocol):

@@ -86,3 +86,25 @@ class LabelStudioGateway:
             fields["model_version"] = model_version
         with _explained("switch on uncertainty sampling", self.url):
             self.client.projects.update(id=project_id, **fields)
+
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        """Every task of a project with its annotations, in Label Studio's export shape."""
+        tasks: list[dict[str, Any]] = []
+        with _explained("list the project's tasks", self.url):
+            pages: Any = self.client.tasks.list(project=project_id, fields="all", page_size=500)
+            for task in pages:
+                raw = task.model_dump() if hasattr(task, "model_dump") else dict(task)
+                tasks.append(
+                    {"id": raw["id"], "data": raw.get("data") or {}, "annotations": raw.get("annotations") or []}
+                )
+        return tasks
+
+    def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> None:
+        """Store one scored prediction on a task."""
+        with _explained("store a prediction", self.url):
+            self.client.predictions.create(task=task_id, result=result, score=score, model_version=model_version)
+
+    def set_model_version(self, project_id: int, model_version: str) -> None:
+        """Make ``model_version`` the project's (ordering and /next use only its predictions)."""
+        with _explained("set the project's model version", self.url):
+            self.client.projects.update(id=project_id, model_version=model_version)

@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import func, select
 
-from backend.api.deps import DbSession, require_auth
-from backend.api.schemas import RouteOverride
-from backend.db.models import LLMCall, Project
+from backend.adapters.jobs import TaskName
+from backend.api.deps import DbSession, JobsDep, require_auth
+from backend.api.schemas import Rollback, RouteOverride
+from backend.db.models import LLMCall, Project, TrainingRun
+from backend.services import training
 from backend.services.projects import guide_of, project_by_id
 from backend.services.routing import routing_table, set_override
 
@@ -73,3 +75,37 @@ def llm_costs(project_id: int, db: DbSession) -> dict[str, Any]:
         "cost_usd": float(cost),
         "dropped_entities": dropped,
     }
+
+
+@router.post("/projects/{project_id}/retrain", status_code=202)
+def post_retrain(project_id: int, db: DbSession, jobs: JobsDep) -> dict[str, Any]:
+    """Start a training run at the current label watermark (a no-op if it exists); poll ``/api/runs/{id}``."""
+    run, created = training.manual_run(db, project_by_id(db, project_id), trigger="api")
+    db.commit()
+    if created:
+        jobs.enqueue(TaskName.TRAIN_RUN, run.id)
+    return {"created": created, "run": training.run_summary(run)}
+
+
+@router.get("/projects/{project_id}/runs")
+def get_runs(project_id: int, db: DbSession) -> list[dict[str, Any]]:
+    """A project's training runs, newest first."""
+    project_by_id(db, project_id)
+    rows = db.scalars(select(TrainingRun).where(TrainingRun.project_id == project_id).order_by(TrainingRun.id.desc()))
+    return [training.run_summary(run) for run in rows]
+
+
+@router.get("/runs/{run_id}")
+def get_run(run_id: int, db: DbSession) -> dict[str, Any]:
+    """One run: status, stage, progress, ETA, error, the promotion decision."""
+    return training.run_summary(training.run_by_id(db, run_id))
+
+
+@router.post("/projects/{project_id}/rollback")
+def post_rollback(project_id: int, body: Rollback, db: DbSession, jobs: JobsDep) -> dict[str, Any]:
+    """Serve an earlier version again."""
+    project = project_by_id(db, project_id)
+    training.rollback(db, project, version=body.version)
+    db.commit()
+    jobs.enqueue(TaskName.SCORE_POOL, project_id)
+    return {"project_id": project_id, "current_version": project.current_version}

@@ -55,6 +55,12 @@ class RouteOverride(BaseModel):
     route: Literal["model", "llm", "auto"]
 
 
+class Rollback(BaseModel):
+    """Which version to serve again."""
+
+    version: str = Field(min_length=1)
+
+
 def ls_project_id(value: str | int | None) -> int | None:
     """Label Studio sends the project as ``"<id>.<timestamp>"``; return the id."""
     if value is None:

@@ -99,3 +99,39 @@ class LLMCall(Base):
     latency_ms: Mapped[int]
     dropped: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrainingRun(Base):
+    """One training of a project, unique per label watermark: duplicate triggers are no-ops."""
+
+    __tablename__ = "training_run"
+    __table_args__ = (UniqueConstraint("project_id", "annotation_watermark", name="uq_training_run_watermark"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    annotation_watermark: Mapped[int]
+    trigger: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    stage: Mapped[str] = mapped_column(String(40), default="queued")
+    progress: Mapped[float] = mapped_column(default=0.0)
+    eta_s: Mapped[float | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    model_version: Mapped[str | None] = mapped_column(String(100), default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Prediction(Base):
+    """A model version's scored prediction for one Label Studio task."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (UniqueConstraint("project_id", "ls_task_id", "model_version", name="uq_prediction_task_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    ls_task_id: Mapped[int]
+    model_version: Mapped[str] = mapped_column(String(120))
+    spans: Mapped[list[dict[str, Any]]]
+    score: Mapped[float]
+    uncertainty: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

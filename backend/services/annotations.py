@@ -131,10 +131,11 @@ def count_events(db: Session, project: Project) -> int:
     )
 
 
-def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[CharSpan]]]:
-    """The latest labels per task from stored events (deleted annotations excluded), oldest task first."""
-    latest: dict[int, tuple[str, list[CharSpan]]] = {}
-    by_annotation: dict[int, int] = {}
+def latest_annotated_tasks(db: Session, project: Project) -> list[dict[str, Any]]:
+    """Each task's latest annotation from the stored events (deleted ones excluded), in Label Studio's export
+    shape (``id``, ``data``, ``annotations``), oldest task first."""
+    latest: dict[int, dict[str, Any]] = {}
+    task_of: dict[int, int] = {}
     rows = db.scalars(
         select(AnnotationEvent).where(AnnotationEvent.project_id == project.id).order_by(AnnotationEvent.id)
     )
@@ -142,21 +143,45 @@ def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[Char
         body = row.payload
         if row.action == "ANNOTATIONS_DELETED":
             for item in body.get("annotations") or []:
-                task_id = by_annotation.pop(_int(item.get("id")) or -1, None)
+                task_id = task_of.pop(_int(item.get("id")) or -1, None)
                 if task_id is not None:
                     latest.pop(task_id, None)
-            continue
-        if row.action not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") or row.ls_task_id is None:
-            continue
-        text = (body.get("task") or {}).get("data", {}).get("text")
-        if not isinstance(text, str) or body["annotation"].get("was_cancelled"):
+        elif row.action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") and row.ls_task_id is not None:
+            latest[row.ls_task_id] = {
+                "id": row.ls_task_id,
+                "data": (body.get("task") or {}).get("data", {}),
+                "annotations": [body["annotation"]],
+            }
+            if row.ls_annotation_id is not None:
+                task_of[row.ls_annotation_id] = row.ls_task_id
+    return list(latest.values())
+
+
+class EventLogSource:
+    """Annotations as the webhook delivered them: a snapshot source that needs no Label Studio call."""
+
+    def __init__(self, db: Session, project: Project) -> None:
+        self._db = db
+        self._project = project
+
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        """The latest annotated tasks (``project_id`` is Label Studio's id of this source's project)."""
+        del project_id
+        return latest_annotated_tasks(self._db, self._project)
+
+
+def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[CharSpan]]]:
+    """The latest labels per task as (text, spans), oldest task first."""
+    out = []
+    for task in latest_annotated_tasks(db, project):
+        annotation = task["annotations"][0]
+        text = task["data"].get("text")
+        if not isinstance(text, str) or annotation.get("was_cancelled"):
             continue
         spans = [
             CharSpan(int(r["value"]["start"]), int(r["value"]["end"]), str(r["value"]["labels"][0]))
-            for r in body["annotation"].get("result", [])
+            for r in annotation.get("result", [])
             if r.get("type") == "labels" and r.get("value")
         ]
-        latest[row.ls_task_id] = (text, spans)
-        if row.ls_annotation_id is not None:
-            by_annotation[row.ls_annotation_id] = row.ls_task_id
-    return list(latest.values())
+        out.append((text, spans))
+    return out

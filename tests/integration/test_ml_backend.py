@@ -190,7 +190,7 @@ def test_webhook_persists_once_and_enqueues_by_id(backend: Backend) -> None:
     with open_db(backend.settings.database_url) as db:
         assert db.scalar(select(func.count()).select_from(AnnotationEvent)) == 1
         assert db.scalars(select(AnnotationEvent)).one().enqueued
-    queued = redis.Redis.from_url(backend.settings.redis_url).lrange("train", 0, -1)
+    queued = redis.Redis.from_url(backend.settings.redis_url).lrange("score", 0, -1)
     assert len(queued) == 1  # the redelivery did not enqueue twice
     message = json.loads(queued[0])
     assert message["headers"]["task"] == "workers.retrain_if_due"

@@ -1,0 +1,208 @@
+"""The loop with a real Celery worker process on the machine's Redis, PostgreSQL or SQLite, and real training."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import spacy
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from annotation_guide import Guide
+from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.api.app import create_app
+from backend.db.models import ModelVersion, Project, TrainingRun
+from backend.services.annotations import EventLogSource
+from backend.services.projects import record_model_version, register_project
+from backend.services.training import Trainer, manual_run
+from backend.settings import LLMSettings, Settings
+from ml.converters import load_docs
+from ml.training import TrainedModel
+from tests.conftest import open_db, session_factory_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+NERLOOP = str(Path(sys.executable).parent / "nerloop")
+THRESHOLD = 20
+
+
+@dataclass
+class Loop:
+    settings: Settings
+    client: TestClient
+    project_id: int
+    log: Path
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "NER_DATABASE_URL": settings.database_url,
+        "NER_REDIS_URL": settings.redis_url,
+        "NER_MODEL_ROOT": str(settings.model_root),
+        "NER_RETRAIN_MAX_STEPS": "120",
+        "NER_DEV_FRACTION": "0.3",
+    }
+
+
+@pytest.fixture
+def loop(database_url: str, redis_url: str, conll_guide: Guide, tmp_path: Path) -> Iterator[Loop]:
+    settings = Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        model_root=tmp_path / "models",
+        retrain_max_steps=120,
+        dev_fraction=0.3,
+        llm=LLMSettings(base_url="http://127.0.0.1:1/v1"),
+    )
+    with open_db(database_url) as db:
+        project_id = register_project(db, ls_project_id=31, guide=conll_guide, retrain_threshold=THRESHOLD).id
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [NERLOOP, "worker", "--queues", "train,score,llm", "--concurrency", "1"],
+            env=_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait(lambda: "ready" in log.read_text(), 90, f"the worker did not start; see {log}")
+        with TestClient(create_app(settings)) as client:
+            yield Loop(settings, client, project_id, log)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+
+def _wait(condition: object, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.5)
+    pytest.fail(message)
+
+
+def _events(shared_data: Path, guide: Guide, n: int) -> list[dict[str, object]]:
+    docs = [
+        d
+        for d in load_docs(shared_data / "conll2003" / "train.txt", spacy.blank("en"), labels=guide.labels).docs
+        if d.ents
+    ][:n]
+    return [
+        {
+            "action": "ANNOTATION_CREATED",
+            "project": {"id": 31},
+            "task": {"id": 1000 + i, "data": {"text": d.text}},
+            "annotation": {
+                "id": 5000 + i,
+                "task": 1000 + i,
+                "was_cancelled": False,
+                "result": [
+                    {
+                        "type": "labels",
+                        "from_name": "label",
+                        "to_name": "text",
+                        "value": {"start": e.start_char, "end": e.end_char, "text": e.text, "labels": [e.label_]},
+                    }
+                    for e in d.ents
+                ],
+            },
+        }
+        for i, d in enumerate(docs)
+    ]
+
+
+def _runs(url: str) -> list[TrainingRun]:
+    with open_db(url) as db:
+        return list(db.scalars(select(TrainingRun).order_by(TrainingRun.id)))
+
+
+def _finished(url: str, count: int) -> bool:
+    runs = _runs(url)
+    return len(runs) >= count and all(r.status in ("succeeded", "failed", "rejected") for r in runs)
+
+
+def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_data: Path, conll_guide: Guide) -> None:
+    events = _events(shared_data, conll_guide, THRESHOLD)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # every event delivered three times, all at once
+        replies = list(pool.map(lambda e: loop.client.post("/webhook", json=e).status_code, events * 3))
+    assert set(replies) == {200}
+    _wait(lambda: _finished(loop.settings.database_url, 1), 240, f"no finished run; see {loop.log}")
+    time.sleep(3)  # let any duplicate decision land before counting
+    runs = _runs(loop.settings.database_url)
+    assert len(runs) == 1 and runs[0].status == "succeeded", (runs[0].status, runs[0].error)
+    assert runs[0].annotation_watermark == THRESHOLD and runs[0].progress == 1.0
+    with open_db(loop.settings.database_url) as db:
+        serving = db.get(Project, loop.project_id).current_version  # type: ignore[union-attr]
+    assert serving == runs[0].model_version
+    progress = loop.client.get(f"/api/runs/{runs[0].id}").json()
+    assert progress["status"] == "succeeded" and "decision" in progress["details"]
+
+    # a redelivered training message finds the run finished and does nothing
+    CeleryJobQueue(loop.settings.redis_url).enqueue(TaskName.TRAIN_RUN, runs[0].id)
+    _wait(lambda: loop.log.read_text().count(f"run {runs[0].id}: succeeded") >= 2, 60, "redelivery not processed")
+    assert [(r.status, r.model_version, r.finished_at) for r in _runs(loop.settings.database_url)] == [
+        (runs[0].status, runs[0].model_version, runs[0].finished_at)
+    ]
+    with open_db(loop.settings.database_url) as db:
+        assert db.scalar(select(func.count()).select_from(ModelVersion)) == 1
+
+    # deleting every annotation crosses the next watermark: that run fails for a readable reason,
+    # and the previous model keeps serving
+    for i in range(THRESHOLD):
+        loop.client.post(
+            "/webhook", json={"action": "ANNOTATIONS_DELETED", "project": {"id": 31}, "annotations": [{"id": 5000 + i}]}
+        )
+    _wait(lambda: _finished(loop.settings.database_url, 2), 120, f"second run did not end; see {loop.log}")
+    failed = _runs(loop.settings.database_url)[1]
+    assert failed.status == "failed" and "label more tasks" in (failed.error or "")
+    with open_db(loop.settings.database_url) as db:
+        assert db.get(Project, loop.project_id).current_version == serving  # type: ignore[union-attr]
+    for label in conll_guide.labels:
+        loop.client.put(f"/api/projects/{loop.project_id}/routing/{label}", json={"route": "model"})
+    predicted = loop.client.post(
+        "/predict",
+        json={"project": "31.1", "tasks": [{"id": 1, "data": {"text": "Peter Blackburn flew to Brussels ."}}]},
+    )
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["results"][0]["model_version"].startswith(serving)  # type: ignore[arg-type]
+
+
+def test_promotion_refuses_a_version_that_regresses(
+    database_url: str, conll_guide: Guide, shared_data: Path, small_model: TrainedModel, tmp_path: Path
+) -> None:
+    settings = Settings(database_url=database_url, model_root=tmp_path, retrain_max_steps=20, dev_fraction=0.3)
+    events = _events(shared_data, conll_guide, 40)
+    with open_db(database_url) as db:
+        project = register_project(db, ls_project_id=31, guide=conll_guide, retrain_threshold=THRESHOLD)
+        record_model_version(
+            db,
+            project,
+            version=small_model.version,
+            path=str(small_model.path),
+            architecture="cnn",
+            metrics=small_model.meta["metrics"],
+            promote=True,
+        )
+        from backend.services.annotations import ingest
+
+        for event in events:
+            ingest(db, event)
+        run, _ = manual_run(db, project, trigger="cli")
+        run_id = run.id
+    trainer = Trainer(session_factory_for(database_url), settings, lambda db, p: EventLogSource(db, p))
+    outcome = trainer.run(run_id)  # 40 sentences, 20 steps: worse than the serving model on every type
+    assert outcome.status == "rejected" and outcome.decision is not None and outcome.decision.regressed
+    with open_db(database_url) as db:
+        assert db.scalars(select(Project)).one().current_version == small_model.version
+        versions = {v.version: v.status for v in db.scalars(select(ModelVersion))}
+    assert versions[outcome.model_version] == "rejected"  # type: ignore[index]
+    assert trainer.run(run_id).status == "rejected"  # a finished run is never trained again

@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from ml.errors import EmptyPoolError, MLError, UnknownStrategyError
+from ml.prediction import ScoredSpan
+from ml.sampling import (
+    DocUncertainty,
+    score_pool,
+    select_batch,
+    select_random,
+    type_weights_from_f1,
+    uncertainty_from_spans,
+    uncertainty_strategies,
+)
+
+SETTINGS = settings(max_examples=100, deadline=None)
+STRATEGIES = ["least_confidence.v1", "margin.v1", "entropy.v1"]
+
+
+def _doc(doc_id: int, *scores: float, best: tuple[float, ...] = (), second: tuple[float, ...] = ()) -> DocUncertainty:
+    return DocUncertainty(doc_id, tuple(scores), ("PER",) * len(scores), token_best=best, token_second=second)
+
+
+@st.composite
+def doc_uncertainties(draw: st.DrawFn, doc_id: int = 0) -> DocUncertainty:
+    probability = st.floats(0.0, 1.0)
+    spans = draw(st.lists(probability, max_size=6))
+    best = draw(st.lists(probability, max_size=6))
+    second = [draw(st.floats(0.0, min(b, 1.0 - b))) for b in best]
+    labels = draw(st.lists(st.sampled_from(["PER", "ORG", "LOC"]), min_size=len(spans), max_size=len(spans)))
+    return DocUncertainty(doc_id, tuple(spans), tuple(labels), tuple(best), tuple(second))
+
+
+pools = st.dictionaries(st.integers(0, 10_000), st.floats(0.0, 1.0), min_size=1, max_size=30)
+
+
+def _embeddings(ids: list[int], seed: int) -> dict[int, NDArray[np.float64]]:
+    rng = np.random.default_rng(seed)
+    return {doc_id: rng.normal(size=4) + 0.01 for doc_id in ids}
+
+
+# --- strategies, by hand ---------------------------------------------------------------------------------------
+
+
+def test_least_confidence_by_hand() -> None:
+    assert score_pool([_doc(1, 0.9, 0.6)]) == {1: pytest.approx(0.4)}
+    tokens = _doc(2, 0.9, 0.6, best=(0.95, 0.55), second=(0.04, 0.4))
+    assert score_pool([tokens], strategy="least_confidence.v1") == {2: pytest.approx(0.45)}
+
+
+def test_margin_by_hand() -> None:
+    assert score_pool([_doc(1, 0.9, 0.6)], strategy="margin.v1") == {1: pytest.approx(0.8)}  # 1 - |2*0.6 - 1|
+    assert score_pool([_doc(2, 0.5)], strategy="margin.v1") == {2: pytest.approx(1.0)}
+    assert score_pool([_doc(3, 0.02)], strategy="margin.v1") == {3: pytest.approx(0.04)}
+    # token probabilities replace the span scores: 1 - min(0.9 - 0.05, 0.6 - 0.3)
+    tokens = _doc(4, 0.5, best=(0.9, 0.6), second=(0.05, 0.3))
+    assert score_pool([tokens], strategy="margin.v1") == {4: pytest.approx(0.7)}
+
+
+def test_entropy_by_hand() -> None:
+    assert score_pool([_doc(1, 0.5, 0.99)], strategy="entropy.v1") == {1: pytest.approx(1.0)}
+    assert score_pool([_doc(2, 0.9)], strategy="entropy.v1") == {2: pytest.approx(0.4690, abs=1e-4)}
+    assert score_pool([_doc(3, 1.0, 0.0)], strategy="entropy.v1") == {3: 0.0}
+    tokens = _doc(4, 1.0, best=(0.9,), second=(0.1,))
+    assert score_pool([tokens], strategy="entropy.v1") == {4: pytest.approx(0.4690, abs=1e-4)}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_borderline_span_is_more_uncertain_than_confident_ones(strategy: str) -> None:
+    scores = score_pool([_doc(1, 0.99, 0.99), _doc(2, 0.99, 0.51), _doc(3, 1.0)], strategy=strategy)
+    assert scores[2] > scores[1] > scores[3]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_doc_without_signal_scores_the_empty_base(strategy: str) -> None:
+    blank = DocUncertainty(7, (), ())
+    assert score_pool([blank], strategy=strategy) == {7: 0.0}
+    assert score_pool([blank], strategy=strategy, empty=0.1) == {7: 0.1}
+
+
+@SETTINGS
+@given(doc=doc_uncertainties(), strategy=st.sampled_from(STRATEGIES), empty=st.floats(0.0, 1.0))
+def test_scores_are_in_unit_interval(doc: DocUncertainty, strategy: str, empty: float) -> None:
+    assert 0.0 <= score_pool([doc], strategy=strategy, empty=empty)[doc.doc_id] <= 1.0
+
+
+def test_unknown_strategy_names_the_known_ones() -> None:
+    with pytest.raises(UnknownStrategyError) as caught:
+        score_pool([_doc(1, 0.5)], strategy="bald.v1")
+    assert isinstance(caught.value, MLError)
+    assert "bald.v1" in str(caught.value)
+    assert all(name in str(caught.value) for name in STRATEGIES)
+
+
+def test_registry_refuses_a_taken_or_unversioned_name() -> None:
+    assert set(STRATEGIES) <= set(uncertainty_strategies.names())
+    with pytest.raises(ValueError, match="already registered"):
+        uncertainty_strategies.register("margin.v1")
+    with pytest.raises(ValueError, match="must look like"):
+        uncertainty_strategies.register("margin")
+
+
+def test_pool_errors() -> None:
+    with pytest.raises(EmptyPoolError):
+        score_pool([])
+    with pytest.raises(ValueError, match="same doc_id"):
+        score_pool([_doc(1, 0.5), _doc(1, 0.7)])
+    with pytest.raises(ValueError, match="2 span scores but 1 labels"):
+        DocUncertainty(1, (0.5, 0.6), ("PER",))
+    with pytest.raises(ValueError, match="probabilities"):
+        DocUncertainty(1, (float("nan"),), ("PER",))
+
+
+def test_uncertainty_from_spans() -> None:
+    spans = [ScoredSpan(0, 5, "PER", "Alice", 0.7), ScoredSpan(10, 15, "LOC", "Paris", 1.0000001)]
+    doc = uncertainty_from_spans(42, spans)
+    assert doc == DocUncertainty(42, (0.7, 1.0), ("PER", "LOC"))
+    assert uncertainty_from_spans(3, []) == DocUncertainty(3, (), ())
+
+
+# --- selection ---------------------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(scores=pools, n=st.integers(1, 40), seed=st.integers(0, 2**32 - 1), diversity=st.floats(0.0, 1.0))
+def test_select_batch_returns_distinct_ids_from_the_pool(
+    scores: dict[int, float], n: int, seed: int, diversity: float
+) -> None:
+    embeddings = _embeddings(sorted(scores), seed)
+    for vectors in (None, embeddings):
+        first = select_batch(scores, n=n, rng=np.random.default_rng(seed), embeddings=vectors, diversity=diversity)
+        again = select_batch(scores, n=n, rng=np.random.default_rng(seed), embeddings=vectors, diversity=diversity)
+        assert first == again
+        assert len(first) == len(set(first)) == min(n, len(scores))
+        assert set(first) <= set(scores)
+
+
+@SETTINGS
+@given(scores=pools, n=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
+def test_without_embeddings_the_batch_is_the_top_n(scores: dict[int, float], n: int, seed: int) -> None:
+    chosen = select_batch(scores, n=n, rng=np.random.default_rng(seed))
+    rest = set(scores) - set(chosen)
+    assert [scores[d] for d in chosen] == sorted((scores[d] for d in chosen), reverse=True)
+    assert all(scores[c] >= scores[r] for c in chosen for r in rest)
+    # diversity 0 ranks by uncertainty alone, ties broken the same way
+    embeddings = _embeddings(sorted(scores), seed)
+    same = select_batch(scores, n=n, rng=np.random.default_rng(seed), embeddings=embeddings, diversity=0.0)
+    assert same == chosen
+
+
+def test_diversity_picks_from_both_clusters() -> None:
+    rng = np.random.default_rng(0)
+    cluster_a = {i: np.array([1.0, 0.0, 0.0]) + rng.normal(scale=0.01, size=3) for i in range(10)}
+    cluster_b = {i: np.array([0.0, 1.0, 0.0]) + rng.normal(scale=0.01, size=3) for i in range(10, 20)}
+    embeddings = cluster_a | cluster_b
+    scores = {i: 0.80 + i * 0.001 for i in cluster_a} | {i: 0.75 + i * 0.001 for i in cluster_b}
+    greedy = select_batch(scores, n=4, rng=np.random.default_rng(1), embeddings=embeddings, diversity=0.0)
+    assert set(greedy) <= set(cluster_a)
+    diverse = select_batch(scores, n=4, rng=np.random.default_rng(1), embeddings=embeddings, diversity=0.5)
+    assert diverse[0] == 9  # the most uncertain doc comes first
+    assert set(diverse) & set(cluster_a) and set(diverse) & set(cluster_b)
+
+
+def test_type_weights_promote_docs_with_weak_types() -> None:
+    weights = type_weights_from_f1({"PER": 0.9, "ORG": 0.34}, target=0.85)
+    assert weights == {"PER": 1.0, "ORG": pytest.approx(1.6)}
+    scores = {1: 0.6, 2: 0.5, 3: 0.55}
+    labels_of = {1: ["PER"], 2: ["PER", "ORG"]}  # doc 3 predicted nothing: weight 1
+    assert select_batch(scores, n=1, rng=np.random.default_rng(0)) == [1]
+    weighted = select_batch(scores, n=3, rng=np.random.default_rng(0), type_weights=weights, labels_of=labels_of)
+    assert weighted == [2, 1, 3]  # 0.5 * 1.6 = 0.8 beats 0.6
+    with pytest.raises(ValueError, match="labels_of"):
+        select_batch(scores, n=1, rng=np.random.default_rng(0), type_weights=weights)
+
+
+def test_type_weights_from_f1_bounds() -> None:
+    assert type_weights_from_f1({"A": 0.0, "B": 0.85, "C": 1.0}) == {"A": 2.0, "B": 1.0, "C": 1.0}
+    with pytest.raises(ValueError, match="target"):
+        type_weights_from_f1({"A": 0.5}, target=0.0)
+
+
+def test_selection_input_errors() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(EmptyPoolError):
+        select_batch({}, n=3, rng=rng)
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        select_batch({1: 0.5}, n=0, rng=rng)
+    with pytest.raises(ValueError, match="no embedding for doc ids \\[2\\]"):
+        select_batch({1: 0.5, 2: 0.4}, n=1, rng=rng, embeddings={1: np.ones(3)})
+    with pytest.raises(ValueError, match="non-zero"):
+        select_batch({1: 0.5, 2: 0.4}, n=1, rng=rng, embeddings={1: np.ones(3), 2: np.zeros(3)})
+
+
+def test_n_beyond_the_pool_returns_it_all_ranked() -> None:
+    scores = {1: 0.2, 2: 0.9, 3: 0.5}
+    assert select_batch(scores, n=10, rng=np.random.default_rng(0)) == [2, 3, 1]
+
+
+def test_ties_are_broken_by_the_rng_not_the_global_one() -> None:
+    scores = dict.fromkeys(range(50), 0.5)
+    before = np.random.get_state()[1].copy()  # type: ignore[index]
+    picks = {tuple(select_batch(scores, n=5, rng=np.random.default_rng(seed))) for seed in range(5)}
+    assert len(picks) > 1
+    assert np.array_equal(np.random.get_state()[1], before)  # type: ignore[index]
+
+
+def test_random_baseline() -> None:
+    pool = list(range(100))
+    first = select_random(pool, n=10, rng=np.random.default_rng(1))
+    assert first == select_random(pool[::-1], n=10, rng=np.random.default_rng(1))  # input order does not matter
+    assert first != select_random(pool, n=10, rng=np.random.default_rng(2))
+    assert len(set(first)) == 10 and set(first) <= set(pool)
+    assert sorted(select_random(pool, n=500, rng=np.random.default_rng(1))) == pool
+    with pytest.raises(EmptyPoolError):
+        select_random([], n=1, rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        select_random(pool, n=-1, rng=np.random.default_rng(1))

@@ -1,0 +1,131 @@
+"""Celery tasks: thin, idempotent, ids as payload. They call ``backend.services``, never the web layer."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from celery import Task, shared_task
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.adapters.label_studio import LabelStudioGateway
+from backend.adapters.llm import OpenAIChatClient
+from backend.adapters.models import ModelRegistry
+from backend.db.models import Project
+from backend.db.session import make_engine, session_factory, session_scope
+from backend.services import scoring, training
+from backend.services.annotations import EventLogSource
+from backend.services.errors import UpstreamError
+from backend.services.llm_annotation import LLMAnnotator
+from backend.services.predictions import Predictor
+from backend.services.projects import project_by_id
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _settings(task: Task) -> Settings:
+    settings: Settings = task.app.conf.nerloop_settings
+    return settings
+
+
+@lru_cache(maxsize=4)
+def _sessions(url: str) -> sessionmaker[Session]:
+    return session_factory(make_engine(url))
+
+
+def _source(settings: Settings) -> Any:
+    """Label Studio when it is configured, else the stored webhook events."""
+    if settings.label_studio.api_key is not None:
+        gateway = LabelStudioGateway(settings.label_studio)
+        return lambda db, project: gateway
+    return lambda db, project: EventLogSource(db, project)
+
+
+@shared_task(
+    bind=True,
+    name=TaskName.RETRAIN_IF_DUE,
+    acks_late=True,
+    autoretry_for=(UpstreamError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def retrain_if_due(self: Task, project_id: int, event_id: int | None = None) -> int | None:
+    """Start a training run when enough new labels arrived. Safe to redeliver: the run is unique per watermark."""
+    settings = _settings(self)
+    with session_scope(_sessions(settings.database_url)) as db:
+        run = training.retrain_if_due(db, project_by_id(db, project_id))
+        run_id = run.id if run is not None else None
+    if run_id is not None:
+        CeleryJobQueue(settings.redis_url).enqueue(TaskName.TRAIN_RUN, run_id)
+    return run_id
+
+
+@shared_task(
+    bind=True,
+    name=TaskName.START_TRAINING,
+    acks_late=True,
+    autoretry_for=(UpstreamError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def start_training(self: Task, project_id: int, event_id: int | None = None) -> int:
+    """Label Studio's "Start Training" button (or the CLI/API): a run at the current watermark."""
+    settings = _settings(self)
+    with session_scope(_sessions(settings.database_url)) as db:
+        run, created = training.manual_run(db, project_by_id(db, project_id), trigger="button")
+        run_id = run.id
+    if created:
+        CeleryJobQueue(settings.redis_url).enqueue(TaskName.TRAIN_RUN, run_id)
+    return run_id
+
+
+@shared_task(
+    bind=True,
+    name=TaskName.TRAIN_RUN,
+    acks_late=True,
+    reject_on_worker_lost=False,
+    max_retries=0,
+    soft_time_limit=3 * 3600,
+    time_limit=3 * 3600 + 60,
+)
+def train_run(self: Task, run_id: int) -> str:
+    """Train, evaluate and promote (or refuse). A finished run is not trained again on redelivery."""
+    settings = _settings(self)
+    outcome = training.Trainer(_sessions(settings.database_url), settings, _source(settings)).run(run_id)
+    log.info("run %s: %s (%s)", run_id, outcome.status, outcome.decision.reason if outcome.decision else "")
+    if outcome.status == "succeeded":
+        with session_scope(_sessions(settings.database_url)) as db:
+            project_id = training.run_by_id(db, run_id).project_id
+        if settings.label_studio.api_key is not None:
+            CeleryJobQueue(settings.redis_url).enqueue(TaskName.SCORE_POOL, project_id)
+    return outcome.status
+
+
+@shared_task(
+    bind=True,
+    name=TaskName.SCORE_POOL,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(UpstreamError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=30 * 60,
+)
+def score_pool(self: Task, project_id: int) -> int:
+    """Rescore the unlabelled pool with the serving version and push the predictions. Upserts: safe to re-run."""
+    settings = _settings(self)
+    with LabelStudioGateway(settings.label_studio) as gateway, session_scope(_sessions(settings.database_url)) as db:
+        project: Project = project_by_id(db, project_id)
+        predictor = Predictor(
+            ModelRegistry(),
+            LLMAnnotator(OpenAIChatClient(settings.llm), settings.llm),
+            max_text_chars=settings.max_text_chars,
+        )
+        return scoring.rescore(
+            db, project, gateway, predictor, batch_size=settings.batch_size, dev_fraction=settings.dev_fraction
+        )
