@@ -1,0 +1,154 @@
+"""The whole loop with a real Label Studio: labels made through the SDK cross the threshold, a real Celery worker
+retrains from Label Studio's export, promotes, and the new version's scored predictions order the tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import spacy
+from label_studio_sdk import LabelStudio
+from sqlalchemy import select
+
+from annotation_guide import Guide
+from backend.db.models import Project, TrainingRun
+from ml.converters import load_docs
+from tests.conftest import open_db
+from tests.e2e.conftest import BackendServer, LabelStudioServer
+from tests.e2e.test_label_studio import NERLOOP, _create_project
+
+pytestmark = pytest.mark.e2e
+THRESHOLD = 15
+
+
+def _worker_env(backend: BackendServer) -> dict[str, str]:
+    s = backend.settings
+    return {
+        **os.environ,
+        "NER_DATABASE_URL": s.database_url,
+        "NER_REDIS_URL": s.redis_url,
+        "NER_MODEL_ROOT": str(s.model_root),
+        "NER_RETRAIN_MAX_STEPS": "150",
+        "NER_DEV_FRACTION": "0.4",
+        "NER_LLM__BASE_URL": s.llm.base_url,
+        "NER_LABEL_STUDIO__URL": s.label_studio.url,
+        "NER_LABEL_STUDIO__API_KEY": s.label_studio.api_key.get_secret_value(),  # type: ignore[union-attr]
+        "NER_RETRAIN_EVERY_N_ANNOTATIONS": str(THRESHOLD),
+    }
+
+
+def _until(condition: object, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(1)
+    pytest.fail(message)
+
+
+def test_labels_retrain_promote_and_reorder(
+    label_studio: LabelStudioServer,
+    backend_server: BackendServer,
+    conll_guide: Guide,
+    shared_data: Path,
+    tmp_path: Path,
+) -> None:
+    redis.Redis.from_url(backend_server.settings.redis_url).flushdb()
+    docs = [
+        d
+        for d in load_docs(shared_data / "conll2003" / "train.txt", spacy.blank("en"), labels=conll_guide.labels).docs
+        if len(d.ents) >= 2
+    ][:40]
+    gold = {d.text: d for d in docs}
+    tasks_file = tmp_path / "tasks.jsonl"
+    tasks_file.write_text("".join(json.dumps({"text": d.text}) + "\n" for d in docs))
+    env = _worker_env(backend_server)
+    subprocess.run([NERLOOP, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    assert "40 tasks" in _create_project(backend_server, tasks_file)
+    with open_db(backend_server.settings.database_url) as db:
+        project = db.scalars(select(Project)).one()
+        project.retrain_threshold = THRESHOLD
+        project_id, ls_id = project.id, project.ls_project_id
+    with httpx.Client(base_url=backend_server.url) as api:
+        for label in conll_guide.labels:  # serve every type from the model once one exists (keeps the test fast)
+            assert api.put(f"/api/projects/{project_id}/routing/{label}", json={"route": "model"}).status_code == 200
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.Popen(
+            [NERLOOP, "worker", "--queues", "train,score,llm"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        with httpx.Client(timeout=120) as http:
+            client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token, httpx_client=http)
+            _annotate(client, ls_id, gold, THRESHOLD)
+            _until(
+                lambda: _run_status(backend_server) in ("succeeded", "failed", "rejected"),
+                300,
+                f"no finished training run; see {log}",
+            )
+            run = _last_run(backend_server)
+            assert run.status == "succeeded", run.error
+            _until(
+                lambda: _ls_model_version(client, ls_id).startswith(run.model_version or "?"),
+                180,
+                f"Label Studio was not pointed at the new version; see {log}",
+            )
+            tag = _ls_model_version(client, ls_id)
+            _check_reordered(client, ls_id, tag)
+        with httpx.Client(base_url=backend_server.url) as api:
+            reply = api.post(
+                "/predict", json={"project": f"{ls_id}.1", "tasks": [{"id": 1, "data": {"text": docs[-1].text}}]}
+            )
+        assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == tag
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+
+def _annotate(client: LabelStudio, ls_id: int, gold: dict[str, object], n: int) -> None:
+    tasks = list(client.tasks.list(project=ls_id))[:n]
+    for task in tasks:
+        doc = gold[task.data["text"]]
+        result = [
+            {
+                "from_name": "label",
+                "to_name": "text",
+                "type": "labels",
+                "value": {"start": e.start_char, "end": e.end_char, "text": e.text, "labels": [e.label_]},
+            }
+            for e in doc.ents
+        ]  # type: ignore[attr-defined]
+        client.annotations.create(id=task.id, result=result)
+
+
+def _last_run(backend: BackendServer) -> TrainingRun:
+    with open_db(backend.settings.database_url) as db:
+        return db.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()  # type: ignore[return-value]
+
+
+def _run_status(backend: BackendServer) -> str | None:
+    run = _last_run(backend)
+    return run.status if run is not None else None
+
+
+def _ls_model_version(client: LabelStudio, ls_id: int) -> str:
+    return str(client.projects.get(id=ls_id).model_version or "")
+
+
+def _check_reordered(client: LabelStudio, ls_id: int, tag: str) -> None:
+    predictions = [p for p in client.predictions.list(project=ls_id) if p.model_version == tag]
+    assert len(predictions) >= 20  # every unlabelled task (40 - 15 labelled) got a prediction of the new version
+    score_of = {p.task: p.score for p in predictions}
+    ordered = [
+        t.id
+        for t in client.tasks.list(project=ls_id, query=json.dumps({"ordering": ["tasks:predictions_score"]}))
+        if t.id in score_of
+    ]
+    scores = [score_of[i] for i in ordered]
+    assert scores == sorted(scores) and min(scores) < 0.01 <= max(scores)  # the selected batch comes first
