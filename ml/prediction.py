@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from spacy.tokens import Doc
+from spacy.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,11 @@ class NERModel(Protocol):
         ...
 
 
-def doc_copy(doc: Doc) -> Doc:
-    """A copy of a doc's tokens without its entities (so that gold never leaks into a prediction)."""
+def doc_copy(doc: Doc, vocab: Vocab | None = None) -> Doc:
+    """A copy of a doc's tokens without its entities (so that gold never leaks into a prediction).
+
+    Pass the model's ``vocab``: its static vectors, if any, are looked up there.
+    """
     words = [token.text for token in doc]
     spaces = [bool(token.whitespace_) for token in doc]
-    return Doc(doc.vocab, words=words, spaces=spaces)
+    return Doc(vocab if vocab is not None else doc.vocab, words=words, spaces=spaces)

