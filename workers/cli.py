@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +19,7 @@ from backend.services.errors import ServiceError
 from backend.services.projects import project_by_id
 from backend.settings import get_settings
 from ml import cli as ml_cli
+from workers import up as up_module
 from workers.celery_app import QUEUES, make_celery
 
 model_app = typer.Typer(help="Model versions.", no_args_is_help=True)
@@ -125,6 +128,61 @@ def model_rollback(
     if settings.label_studio.api_key is not None:
         CeleryJobQueue(settings.redis_url).enqueue(TaskName.SCORE_POOL, project)
     typer.echo(f"project {project} now serves {version}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def up(
+    home: Annotated[Path, typer.Option(help="State folder: database, models, logs, Label Studio data.")] = Path(
+        ".nerloop"
+    ),
+    guide: Annotated[Path, typer.Option(help="Guide of the demo project.")] = up_module.ROOT
+    / "annotation_guide"
+    / "guides"
+    / "conll2003.yaml",
+    tasks: Annotated[Path | None, typer.Option(help="Texts to label (JSONL, Label Studio JSON or CoNLL).")] = None,
+    ls_port: int = 8080,
+    backend_port: int = 9090,
+    llm_port: int = 8081,
+    llm_model: Annotated[str | None, typer.Option(help="A GGUF file (the tiny SmolLM2 by default).")] = None,
+    exit_after_setup: Annotated[bool, typer.Option(help="Stop once everything runs (for checks).")] = False,
+) -> None:
+    """Run the whole loop here: Label Studio, LLM server, backend and worker, plus a demo project."""
+    default_tasks = up_module.ROOT.parent / "shared" / "data" / "conll2003" / "train.txt"
+    cfg = up_module.UpConfig(
+        home=home.resolve(),
+        guide=guide,
+        tasks=tasks or (default_tasks if default_tasks.exists() else None),
+        ls_port=ls_port,
+        backend_port=backend_port,
+        llm_port=llm_port,
+        llm_model=llm_model,
+        redis_url=get_settings().redis_url,
+    )
+    say = lambda message: typer.echo(f"[nerloop up] {message}", err=True)  # noqa: E731
+    try:
+        with ml_cli.errors(ServiceError):
+            up_module.start_all(cfg, say)
+            up_module.bootstrap(cfg, say)
+        password = (cfg.home / "label-studio-password").read_text()
+        typer.echo(
+            f"Label Studio: http://127.0.0.1:{ls_port}  (admin@nerloop.local / {password})\n"
+            f"backend:      http://127.0.0.1:{backend_port}  (GET /api/projects)\n"
+            f"logs:         {cfg.home / 'logs'}\nlabel tasks; every {get_settings().retrain_every_n_annotations} "
+            "labels retrain the model. Ctrl-C stops everything."
+        )
+        if not exit_after_setup:
+            signal.signal(signal.SIGTERM, _interrupt)
+            while all(p.poll() is None for p in cfg.processes):
+                time.sleep(2)
+            raise ml_cli.fail(f"a process stopped; see {cfg.home / 'logs'}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        up_module.stop_all(cfg)
 
 
 def main() -> None:
