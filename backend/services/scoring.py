@@ -82,7 +82,8 @@ def rescore(
     raw = model.predict([model.make_doc(t.text) for t in tasks])
     uncertainty = score_pool([uncertainty_from_spans(i, spans) for i, spans in enumerate(raw)])
     guide = guide_of(project)
-    per_type = {k: float(v["f1"]) for k, v in row.metrics.get("per_type", {}).items()}
+    # types absent from the dev split have no F1 to speak of: they get no extra weight
+    per_type = {k: float(v["f1"]) for k, v in row.metrics.get("per_type", {}).items() if v.get("support", 0) > 0}
     batch = (
         select_batch(
             {i: uncertainty[i] for i in range(len(pool))},
