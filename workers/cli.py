@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.adapters.jobs import CeleryJobQueue, TaskName
 from backend.cli import app
@@ -71,12 +72,11 @@ def retrain(
         _follow(sessions, run_id)
 
 
-def _follow(sessions: object, run_id: int) -> None:
+def _follow(sessions: sessionmaker[Session], run_id: int) -> None:
     last = ""
     while True:
-        with session_scope(sessions) as db:  # type: ignore[arg-type]
-            run = db.get(TrainingRun, run_id)
-            assert run is not None
+        with session_scope(sessions) as db:
+            run = training.run_by_id(db, run_id)
             line = f"run {run.id}: {run.status} [{run.stage}] {run.progress:6.1%}"
             if run.eta_s is not None and run.status == "running":
                 line += f" ETA {run.eta_s:.0f}s"
