@@ -367,6 +367,7 @@ def _to_json(r: StrategyResult) -> dict[str, Any]:
 
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:
+    print("terminated: stopping the llama.cpp server", file=sys.stderr, flush=True)
     raise SystemExit(128 + signum)  # runs the finally blocks: the server subprocess is stopped
 
 

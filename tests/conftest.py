@@ -126,6 +126,11 @@ def open_db(url: str) -> Iterator[Session]:
         engine.dispose()
 
 
-def session_factory_for(url: str) -> sessionmaker[Session]:
-    """Sessions on ``url`` (the engine lives as long as the returned factory)."""
-    return session_factory(make_engine(url))
+@contextmanager
+def sessions_for(url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on ``url`` whose engine is disposed afterwards."""
+    engine = make_engine(url)
+    try:
+        yield session_factory(engine)
+    finally:
+        engine.dispose()

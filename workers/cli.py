@@ -22,6 +22,7 @@ from backend.settings import get_settings
 from ml import cli as ml_cli
 from workers import up as up_module
 from workers.celery_app import QUEUES, make_celery
+from workers.sweep import sweep_unqueued
 
 model_app = typer.Typer(help="Model versions.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -40,6 +41,9 @@ def worker(
         raise ml_cli.fail(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(QUEUES)}")
     settings = get_settings()
     upgrade(settings.database_url)
+    swept = sweep_unqueued(session_factory(make_engine(settings.database_url)), CeleryJobQueue(settings.redis_url))
+    if swept:
+        typer.echo(f"re-sent the jobs of {swept} event(s) stored while the broker was down", err=True)
     celery = make_celery(settings)
     celery.worker_main(
         [

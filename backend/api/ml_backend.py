@@ -65,7 +65,7 @@ def webhook(db: DbSession, jobs: JobsDep, body: Any = Body(...)) -> dict[str, An
     name = TaskName.START_TRAINING if ingested.action == "START_TRAINING" else TaskName.RETRAIN_IF_DUE
     try:
         job = jobs.enqueue(name, ingested.project_id, ingested.event_id)
-    except Exception as exc:  # the event is stored; a sweep re-sends what never reached the broker
+    except Exception as exc:  # the event is stored; the next worker start re-sends it (workers.sweep)
         log.warning("event %s stored but not enqueued: %s", ingested.event_id, exc)
         reply["queued"] = False
         return reply

@@ -185,3 +185,10 @@ def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[Char
         ]
         out.append((text, spans))
     return out
+
+
+def unqueued_events(db: Session) -> list[AnnotationEvent]:
+    """Stored events whose job never reached the broker (it was down when they arrived)."""
+    return list(
+        db.scalars(select(AnnotationEvent).where(AnnotationEvent.enqueued.is_(False)).order_by(AnnotationEvent.id))
+    )

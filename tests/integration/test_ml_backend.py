@@ -21,8 +21,9 @@ from backend.db.models import AnnotationEvent, LLMCall
 from backend.services.projects import record_model_version, register_project
 from backend.settings import LLMSettings, Settings
 from ml.training import TrainedModel
-from tests.conftest import open_db
+from tests.conftest import open_db, sessions_for
 from tests.integration.scripted_llm import Script, scripted_llm
+from workers.sweep import sweep_unqueued
 
 pytestmark = pytest.mark.integration
 LS_PROJECT = 7
@@ -226,7 +227,16 @@ def test_webhook_keeps_the_event_when_the_broker_is_down(database_url: str, conl
         assert time.monotonic() - started < 1.0
     assert reply.status_code == 200 and reply.json()["status"] == "stored" and reply.json()["queued"] is False
     with open_db(database_url) as db:
-        assert db.scalars(select(AnnotationEvent)).one().enqueued is False  # a sweep will send it
+        assert db.scalars(select(AnnotationEvent)).one().enqueued is False
+    # when a worker starts, the sweep sends it
+    redis_url = "redis://127.0.0.1:6379/15"
+    redis.Redis.from_url(redis_url).delete("score")
+    with sessions_for(database_url) as sessions:
+        assert sweep_unqueued(sessions, CeleryJobQueue(redis_url)) == 1
+        with open_db(database_url) as db:
+            assert db.scalars(select(AnnotationEvent)).one().enqueued is True
+        assert redis.Redis.from_url(redis_url).llen("score") == 1
+        assert sweep_unqueued(sessions, CeleryJobQueue(redis_url)) == 0
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from backend.services.training import Trainer, manual_run
 from backend.settings import LLMSettings, Settings
 from ml.converters import load_docs
 from ml.training import TrainedModel
-from tests.conftest import open_db, session_factory_for
+from tests.conftest import open_db, sessions_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NERLOOP = str(Path(sys.executable).parent / "nerloop")
@@ -198,11 +198,13 @@ def test_promotion_refuses_a_version_that_regresses(
             ingest(db, event)
         run, _ = manual_run(db, project, trigger="cli")
         run_id = run.id
-    trainer = Trainer(session_factory_for(database_url), settings, lambda db, p: EventLogSource(db, p))
-    outcome = trainer.run(run_id)  # 40 sentences, 20 steps: worse than the serving model on every type
+    with sessions_for(database_url) as sessions:
+        trainer = Trainer(sessions, settings, lambda db, p: EventLogSource(db, p))
+        outcome = trainer.run(run_id)  # 40 sentences, 20 steps: worse than the serving model on every type
+        again = trainer.run(run_id)
     assert outcome.status == "rejected" and outcome.decision is not None and outcome.decision.regressed
     with open_db(database_url) as db:
         assert db.scalars(select(Project)).one().current_version == small_model.version
         versions = {v.version: v.status for v in db.scalars(select(ModelVersion))}
     assert versions[outcome.model_version] == "rejected"  # type: ignore[index]
-    assert trainer.run(run_id).status == "rejected"  # a finished run is never trained again
+    assert again.status == "rejected" and again.model_version == outcome.model_version  # not trained again
