@@ -207,7 +207,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         return
     process.terminate()
     try:
-        process.wait(timeout=15)
+        process.wait(timeout=5)  # uvicorn would first finish a request in flight
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

@@ -24,6 +24,12 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         # a message whose worker died is redelivered after this; it must outlast the longest training
         broker_transport_options={"visibility_timeout": settings.train_time_limit_s + 600},
+        task_annotations={
+            "workers.train_run": {
+                "time_limit": settings.train_time_limit_s,
+                "soft_time_limit": settings.train_time_limit_s - 60,
+            }
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

@@ -57,7 +57,9 @@ def retrain_if_due(self: Task, project_id: int, event_id: int | None = None) -> 
     """Start a training run when enough new labels arrived. Safe to redeliver: the run is unique per watermark."""
     settings = _settings(self)
     with session_scope(_sessions(settings.database_url)) as db:
-        run = training.retrain_if_due(db, project_by_id(db, project_id))
+        project = project_by_id(db, project_id)
+        training.expire_stale_runs(db, project, limit_s=settings.train_time_limit_s)
+        run = training.retrain_if_due(db, project)
         run_id = run.id if run is not None else None
     if run_id is not None:
         CeleryJobQueue(settings.redis_url).enqueue(TaskName.TRAIN_RUN, run_id)
@@ -87,10 +89,10 @@ def start_training(self: Task, project_id: int, event_id: int | None = None) -> 
     bind=True,
     name=TaskName.TRAIN_RUN,
     acks_late=True,
+    # not re-queued when the worker dies (an out-of-memory kill would loop forever); the run is then marked
+    # failed by expire_stale_runs. Time limits come from NER_TRAIN_TIME_LIMIT_S (celery_app.task_annotations).
     reject_on_worker_lost=False,
     max_retries=0,
-    soft_time_limit=3 * 3600,
-    time_limit=3 * 3600 + 60,
 )
 def train_run(self: Task, run_id: int) -> str:
     """Train, evaluate and promote (or refuse). A finished run is not trained again on redelivery."""

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +73,25 @@ def request_run(db: Session, project: Project, *, trigger: str, watermark: int) 
         select(TrainingRun).where(TrainingRun.project_id == project.id, TrainingRun.annotation_watermark == watermark)
     ).one()
     return run, created is not None
+
+
+def expire_stale_runs(db: Session, project: Project, *, limit_s: int) -> int:
+    """Mark failed the runs still "running" or "queued" long after any training could have ended
+    (their worker died); return how many."""
+    cutoff = utcnow() - timedelta(seconds=limit_s + 600)
+    stale = list(
+        db.scalars(
+            select(TrainingRun).where(
+                TrainingRun.project_id == project.id,
+                TrainingRun.status.in_(("running", "queued")),
+                TrainingRun.created_at < cutoff,
+            )
+        )
+    )
+    for run in stale:
+        run.status, run.finished_at = "failed", utcnow()
+        run.error = f"no result after {limit_s + 600} s: the worker was lost or the run timed out; retrain again"
+    return len(stale)
 
 
 def retrain_if_due(db: Session, project: Project) -> TrainingRun | None:

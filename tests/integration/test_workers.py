@@ -208,3 +208,19 @@ def test_promotion_refuses_a_version_that_regresses(
         versions = {v.version: v.status for v in db.scalars(select(ModelVersion))}
     assert versions[outcome.model_version] == "rejected"  # type: ignore[index]
     assert again.status == "rejected" and again.model_version == outcome.model_version  # not trained again
+
+
+def test_runs_whose_worker_died_are_expired(database_url: str, conll_guide: Guide) -> None:
+    from datetime import timedelta
+
+    from backend.db.models import utcnow
+    from backend.services.training import expire_stale_runs, request_run
+
+    with open_db(database_url) as db:
+        project = register_project(db, ls_project_id=31, guide=conll_guide)
+        old, _ = request_run(db, project, trigger="cli", watermark=5)
+        fresh, _ = request_run(db, project, trigger="cli", watermark=6)
+        old.status, old.created_at = "running", utcnow() - timedelta(hours=5)
+        db.flush()
+        assert expire_stale_runs(db, project, limit_s=3 * 3600) == 1
+        assert old.status == "failed" and "worker was lost" in (old.error or "") and fresh.status == "queued"
