@@ -88,8 +88,8 @@ def find_mention(
 
     The search ignores letter case and treats any run of whitespace in ``surface`` as any run of whitespace in
     ``text``. Quotes and whitespace around ``surface`` are ignored; surrounding punctuation too, when the surface
-    is not found with it. Among the occurrences that overlap no span in ``taken``, one on word boundaries beats
-    one inside a word, and then the first at or after ``after`` beats the first anywhere.
+    is not found with it. Only occurrences on word boundaries that overlap no span in ``taken`` count (a mention
+    found only inside a longer word is not in the text); the first at or after ``after`` beats the first anywhere.
 
     Args:
         text: The original text.
@@ -102,11 +102,12 @@ def find_mention(
     """
     for variant in _variants(surface):
         free = [span for span in _occurrences(text, variant) if not _overlaps(span, taken)]
+        # only whole-word occurrences: "Leicester" is not in "LEICESTERSHIRE" (placing it there would also
+        # block the right "Leicestershire" mention)
         bounded = [span for span in free if _on_word_boundaries(text, *span)]
-        for group in (bounded, free):
-            following = [span for span in group if span[0] >= after]
-            if following or group:
-                return (following or group)[0]
+        following = [span for span in bounded if span[0] >= after]
+        if following or bounded:
+            return (following or bounded)[0]
     return None
 
 
