@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -61,8 +63,13 @@ def project_by_id(db: Session, project_id: int) -> Project:
 
 
 def guide_of(project: Project) -> Guide:
-    """The project's guide."""
-    return Guide.model_validate(yaml.safe_load(project.guide_yaml))
+    """The project's guide (parsed once per distinct content: every /predict needs it)."""
+    return _parse_guide(project.guide_yaml)
+
+
+@lru_cache(maxsize=64)
+def _parse_guide(text: str) -> Guide:
+    return Guide.model_validate(yaml.safe_load(text))
 
 
 def current_model(db: Session, project: Project) -> ModelVersion | None:
