@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
@@ -103,7 +102,7 @@ class Guide(_Strict):
                 return entity_type
         raise KeyError(name)
 
-    @cached_property
+    @property
     def sha256(self) -> str:
         """A hash of the guide's content (not of its formatting)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)

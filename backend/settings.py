@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     max_text_chars: PositiveInt = 100_000
     label_studio: LabelStudioSettings = LabelStudioSettings()
     llm: LLMSettings = LLMSettings()
+
+    @model_validator(mode="after")
+    def _basic_auth_pair(self) -> Settings:
+        if (self.auth_username is None) != (self.auth_password is None):
+            raise ValueError("set NER_AUTH_USERNAME and NER_AUTH_PASSWORD together (basic auth needs both)")
+        return self
 
 
 @lru_cache

@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 import spacy
+from spacy.tokens import Doc
 
 from annotation_guide import load_guide
+from ml.calibration import fit_on_gold
 from ml.converters import load_docs
 from ml.evaluation import evaluate, format_report
-from ml.model_store import load_model
-from ml.training import Progress, TrainSettings, train
+from ml.model_store import load_model, read_meta
+from ml.training import Progress, TrainedModel, TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--models", type=Path, default=Path("/tmp/nerloop-bench-models"))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--reuse", type=Path, help="evaluate this model version instead of training one")
     args = parser.parse_args()
 
     guide = load_guide(ROOT / "annotation_guide" / "guides" / "conll2003.yaml")
@@ -71,15 +74,19 @@ def main() -> None:
     rows = []
     for name in args.pipelines.split(","):
         started = time.perf_counter()
-        trained = train(
-            split["train"],
-            split["dev"],
-            guide,
-            settings=settings_for(name, args),
-            output_root=args.models,
-            on_progress=lambda p, n=name: _show(n, p),
-        )
-        train_s = time.perf_counter() - started
+        if args.reuse:  # an existing version: refit its calibration for the current prediction code, no training
+            trained = _recalibrated(args.reuse, split["dev"])
+            train_s = float(trained.meta.get("training_seconds", 0.0))
+        else:
+            trained = train(
+                split["train"],
+                split["dev"],
+                guide,
+                settings=settings_for(name, args),
+                output_root=args.models,
+                on_progress=lambda p, n=name: _show(n, p),
+            )
+            train_s = time.perf_counter() - started
         model = load_model(trained.path)
         report = evaluate(model, split["test"], labels=guide.labels, target_f1=guide.targets.f1)
         print(f"\n== {name} ({trained.path}) test split\n{format_report(report)}", flush=True)
@@ -102,6 +109,14 @@ def main() -> None:
     _table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def _recalibrated(path: Path, dev_docs: list[Doc]) -> TrainedModel:
+    meta = read_meta(path)
+    meta["calibration"] = fit_on_gold(load_model(path, calibrated=False), dev_docs).to_dict()
+    (path / "meta.json").write_text(json.dumps(meta, indent=2))
+    report = evaluate(load_model(path), dev_docs, labels=meta["labels"])
+    return TrainedModel(path, meta["version"], meta, report)
 
 
 def _raw_pipe_speed(path: Path, texts: list[str], n_words: int) -> float | None:

@@ -11,10 +11,11 @@ from typing import Annotated, TypeVar
 
 import spacy
 import typer
+from pydantic import ValidationError
 
 from annotation_guide import Guide, GuideError, label_studio_config, load_guide
 from ml.converters import POLICIES, ConversionResult, Policy, load_docs, write_docs
-from ml.errors import MLError
+from ml.errors import MLError, ModelError
 from ml.evaluation import evaluate, format_report
 from ml.model_store import load_model, read_meta
 from ml.training import Progress, TrainSettings, train
@@ -38,12 +39,17 @@ def fail(message: str) -> typer.Exit:
 
 @contextmanager
 def errors(*more: type[Exception]) -> Iterator[None]:
-    """Turn domain errors (and ``more``) into one line on stderr and exit code 2 (never a traceback)."""
+    """Turn domain errors, bad settings, unreadable files (and ``more``) into one line on stderr and exit 2."""
     caught: tuple[type[Exception], ...] = (MLError, GuideError, *more)
     try:
         yield
     except caught as exc:
         raise fail(str(exc)) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(f"{'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}") from None
+    except OSError as exc:
+        raise fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
 
 
 def _policy(value: str) -> Policy:
@@ -157,7 +163,9 @@ def evaluate_command(
     """Score a model version per entity type (exact and partial F1, calibration)."""
     with errors():
         meta = read_meta(model)
-        labels = list(meta["labels"])
+        labels = list(meta.get("labels") or [])
+        if not labels:
+            raise ModelError(f"{model}: its meta.json lists no labels; it is not a complete nerloop model")
         target = float(meta.get("guide", {}).get("target_f1", 0.85))
         ner = load_model(model)
         result = load_docs(data, spacy.blank("en"), labels=labels, policy=_policy(policy))

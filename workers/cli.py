@@ -99,7 +99,8 @@ def _follow(sessions: sessionmaker[Session], run_id: int) -> None:
 def runs(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> None:
     """List a project's training runs with their status and progress."""
     settings = get_settings()
-    with session_scope(session_factory(make_engine(settings.database_url))) as db:
+    with ml_cli.errors(ServiceError), session_scope(session_factory(make_engine(settings.database_url))) as db:
+        project_by_id(db, project)
         for run in db.query(TrainingRun).filter_by(project_id=project).order_by(TrainingRun.id):
             typer.echo(
                 f"{run.id:>5} {run.trigger:<9} watermark {run.annotation_watermark:>6} {run.status:<9} "
@@ -160,6 +161,7 @@ def up(
         home=home.resolve(),
         guide=guide,
         tasks=tasks or (default_tasks if default_tasks.exists() else None),
+        task_limit=0 if tasks else 300,
         ls_port=ls_port,
         backend_port=backend_port,
         llm_port=llm_port,

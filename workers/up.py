@@ -33,6 +33,7 @@ class UpConfig:
     home: Path
     guide: Path
     tasks: Path | None
+    task_limit: int = 0  # the demo imports 300 of CoNLL's sentences; a user's own file is imported whole
     ls_port: int = 8080
     backend_port: int = 9090
     llm_port: int = 8081
@@ -145,8 +146,9 @@ def bootstrap(cfg: UpConfig, say: Callable[[str], None]) -> None:
     if cfg.tasks is None:
         raise UpstreamError("no --tasks given and no CoNLL data found to make demo tasks from")
     nerloop = str(Path(sys.executable).parent / "nerloop")
+    limit = ["--limit", str(cfg.task_limit)] if cfg.task_limit else []
     run = subprocess.run(
-        [nerloop, "project", "create", "--guide", str(cfg.guide), "--tasks", str(cfg.tasks), "--limit", "300"],
+        [nerloop, "project", "create", "--guide", str(cfg.guide), "--tasks", str(cfg.tasks), *limit],
         env=nerloop_env(cfg),
         capture_output=True,
         text=True,

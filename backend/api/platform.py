@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import func, select
 
 from backend.adapters.jobs import TaskName
-from backend.api.deps import DbSession, JobsDep, require_auth
+from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
 from backend.api.schemas import Rollback, RouteOverride
 from backend.db.models import LLMCall, Project, TrainingRun
 from backend.services import training
 from backend.services.projects import guide_of, project_by_id
 from backend.services.routing import routing_table, set_override
+from backend.settings import Settings
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
 
@@ -102,10 +103,17 @@ def get_run(run_id: int, db: DbSession) -> dict[str, Any]:
 
 
 @router.post("/projects/{project_id}/rollback")
-def post_rollback(project_id: int, body: Rollback, db: DbSession, jobs: JobsDep) -> dict[str, Any]:
+def post_rollback(
+    project_id: int,
+    body: Rollback,
+    db: DbSession,
+    jobs: JobsDep,
+    settings: Annotated[Settings, Depends(get_app_settings)],
+) -> dict[str, Any]:
     """Serve an earlier version again."""
     project = project_by_id(db, project_id)
     training.rollback(db, project, version=body.version)
     db.commit()
-    jobs.enqueue(TaskName.SCORE_POOL, project_id)
+    if settings.label_studio.api_key is not None:  # rescoring pushes to Label Studio
+        jobs.enqueue(TaskName.SCORE_POOL, project_id)
     return {"project_id": project_id, "current_version": project.current_version}

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.models import AnnotationEvent, Project
+from backend.db.upsert import upsert
 from backend.services.errors import InvalidInputError
 from backend.services.projects import project_by_ls_id
+from ml.converters.label_studio import LSValue
 from ml.converters.spans import CharSpan
 
 ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
@@ -97,10 +97,8 @@ def ingest(db: Session, body: dict[str, Any]) -> Ingested:
         "ls_task_id": _int((event.task or {}).get("id")),
         "ls_annotation_id": _int((event.annotation or {}).get("id")),
     }
-    dialect = db.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     result = db.execute(
-        insert(AnnotationEvent)
+        upsert(db, AnnotationEvent)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["event_key"])
         .returning(AnnotationEvent.id)
@@ -121,14 +119,6 @@ def mark_enqueued(db: Session, event_id: int) -> None:
     event = db.get(AnnotationEvent, event_id)
     if event is not None:
         event.enqueued = True
-
-
-def count_events(db: Session, project: Project) -> int:
-    """How many annotation events a project has stored."""
-    return int(
-        db.scalar(select(func.count()).select_from(AnnotationEvent).where(AnnotationEvent.project_id == project.id))
-        or 0
-    )
 
 
 def latest_annotated_tasks(db: Session, project: Project) -> list[dict[str, Any]]:
@@ -178,13 +168,20 @@ def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[Char
         text = task["data"].get("text")
         if not isinstance(text, str) or annotation.get("was_cancelled"):
             continue
-        spans = [
-            CharSpan(int(r["value"]["start"]), int(r["value"]["end"]), str(r["value"]["labels"][0]))
-            for r in annotation.get("result", [])
-            if r.get("type") == "labels" and r.get("value")
-        ]
+        spans = [span for r in annotation.get("result") or [] if (span := _valid_span(r, text)) is not None]
         out.append((text, spans))
     return out
+
+
+def _valid_span(result: Any, text: str) -> CharSpan | None:
+    """A stored region as a span, or None when it is malformed (one bad event must not break prompting)."""
+    try:
+        value = LSValue.model_validate(result.get("value")) if result.get("type") == "labels" else None
+    except (ValidationError, AttributeError):
+        return None
+    if value is None or not 0 <= value.start < value.end <= len(text) or not text[value.start : value.end].strip():
+        return None
+    return CharSpan(value.start, value.end, value.labels[0])
 
 
 def unqueued_events(db: Session) -> list[AnnotationEvent]:

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from annotation_guide import Guide
 from backend.adapters.llm import Completion, LLMClient
 from backend.db.models import LLMCall, Project
+from backend.db.upsert import upsert
 from backend.services.annotations import labeled_examples
 from backend.services.errors import UpstreamError
 from backend.services.projects import guide_of
@@ -141,6 +140,5 @@ class LLMAnnotator:
             "cost_usd": cost_usd(completion.prompt_tokens, completion.completion_tokens, self.prices),
             "dropped": dropped,
         }
-        insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-        db.execute(insert(LLMCall).values(**values).on_conflict_do_nothing(index_elements=["cache_key"]))
+        db.execute(upsert(db, LLMCall).values(**values).on_conflict_do_nothing(index_elements=["cache_key"]))
         return db.scalars(select(LLMCall).where(LLMCall.cache_key == key)).one()

@@ -31,18 +31,18 @@ class TaskInput:
     text: str
 
 
-def version_tag(project: Project, routes: dict[str, RouteEntry]) -> str:
+def version_tag(project: Project, routes: dict[str, RouteEntry], *, serving: str | None = None) -> str:
     """The ``model_version`` reported to Label Studio: the serving model plus a hash of routes and prompt.
 
     It changes exactly when what ``/predict`` would answer changes (new model, new routing, new guide).
+    ``serving`` is the version that actually answered (while a promoted one still loads, the previous one).
     """
+    version = serving or project.current_version
     guide = guide_of(project)
     basis = json.dumps(
-        [project.current_version, prompt_version(guide), [asdict(r) for r in routes.values()]],
-        sort_keys=True,
-        default=str,
+        [version, prompt_version(guide), [asdict(r) for r in routes.values()]], sort_keys=True, default=str
     )
-    return f"{project.current_version or 'llm-only'}+{hashlib.sha256(basis.encode()).hexdigest()[:8]}"
+    return f"{version or 'llm-only'}+{hashlib.sha256(basis.encode()).hexdigest()[:8]}"
 
 
 class Predictor:
@@ -75,9 +75,9 @@ class Predictor:
                 )
         routes = routing_table(db, project)
         texts = [t.text for t in tasks]
-        model_spans = self._model_spans(db, project, texts, routes)
+        serving, model_spans = self._model_spans(db, project, texts, routes)
         llm_spans = self._llm_spans(db, project, texts, routes)
-        tag = version_tag(project, routes)
+        tag = version_tag(project, routes, serving=serving)
         out = []
         for text, from_model, from_llm in zip(texts, model_spans, llm_spans, strict=True):
             spans = merge_routed(from_model, from_llm, routes)
@@ -88,12 +88,15 @@ class Predictor:
 
     def _model_spans(
         self, db: Session, project: Project, texts: list[str], routes: dict[str, RouteEntry]
-    ) -> list[list[ScoredSpan]]:
+    ) -> tuple[str | None, list[list[ScoredSpan]]]:
+        """The version that answered (None: the promoted one, not needed or not loadable) and its spans."""
+        if not any(r.route == "model" for r in routes.values()):
+            return None, [[] for _ in texts]
         row = current_model(db, project)
         model = self.registry.get(project.id, version=project.current_version, path=row.path if row else None)
-        if model is None or not any(r.route == "model" for r in routes.values()):
-            return [[] for _ in texts]
-        return model.predict([model.make_doc(text) for text in texts])
+        if model is None:
+            return None, [[] for _ in texts]
+        return model.version, model.predict([model.make_doc(text) for text in texts])
 
     def _llm_spans(
         self, db: Session, project: Project, texts: list[str], routes: dict[str, RouteEntry]

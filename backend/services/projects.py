@@ -101,7 +101,15 @@ def record_model_version(
         )
         db.add(row)
     if promote:
+        demote_serving(db, project)
         row.status = "promoted"
         project.current_version = version
     db.flush()
     return row
+
+
+def demote_serving(db: Session, project: Project) -> None:
+    """The version that serves now stops being the promoted one (it stays kept, as ``retired``)."""
+    serving = current_model(db, project)
+    if serving is not None:
+        serving.status = "retired"

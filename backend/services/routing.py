@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import Project, RoutingOverride
+from backend.db.models import Project, RoutingOverride, utcnow
+from backend.db.upsert import upsert
 from backend.services.errors import InvalidInputError
 from backend.services.projects import current_model, guide_of
 from ml.routing import ROUTES, Route, RouteEntry, compute_routes
@@ -32,7 +33,16 @@ def set_override(db: Session, project: Project, *, label: str, route: str) -> No
         raise InvalidInputError(f"label {label!r} is not in the guide; labels are {', '.join(guide.labels)}")
     if route not in (*ROUTES, "auto"):
         raise InvalidInputError(f"route must be one of model, llm, auto (not {route!r})")
-    db.execute(delete(RoutingOverride).where(RoutingOverride.project_id == project.id, RoutingOverride.label == label))
-    if route != "auto":
-        db.add(RoutingOverride(project_id=project.id, label=label, route=route))
+    if route == "auto":
+        db.execute(
+            delete(RoutingOverride).where(RoutingOverride.project_id == project.id, RoutingOverride.label == label)
+        )
+    else:  # an upsert: concurrent PUTs for one label never collide
+        db.execute(
+            upsert(db, RoutingOverride)
+            .values(project_id=project.id, label=label, route=route, updated_at=utcnow())
+            .on_conflict_do_update(
+                index_elements=["project_id", "label"], set_={"route": route, "updated_at": utcnow()}
+            )
+        )
     db.flush()

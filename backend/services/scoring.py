@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from backend.db.models import Prediction, Project
+from backend.db.upsert import upsert
 from backend.services.errors import NotFoundError
 from backend.services.predictions import Predictor, TaskInput
 from backend.services.projects import current_model, guide_of
@@ -58,7 +57,6 @@ def rescore(
     *,
     batch_size: int,
     dev_fraction: float,
-    strategy: str = "least_confidence.v1",
 ) -> int:
     """Rescore every unlabelled task with the serving version and push the predictions.
 
@@ -97,22 +95,19 @@ def rescore(
     )
     order = {index: rank for rank, index in enumerate(batch)}
     tag, results = predictor.predict(db, project, tasks)
-    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    scores = [
+        0.01 * order[i] / max(1, len(batch)) if i in order else 0.01 + 0.99 * (1.0 - uncertainty[i])
+        for i in range(len(tasks))
+    ]
     for index, (task, result) in enumerate(zip(tasks, results, strict=True)):
-        rank = order.get(index)
-        score = 0.01 * rank / max(1, len(batch)) if rank is not None else 0.01 + 0.99 * (1.0 - uncertainty[index])
-        sink.push_prediction(task.task_id or 0, result=result["result"], score=score, model_version=tag)
+        values = {"spans": result["result"], "score": scores[index], "uncertainty": uncertainty[index]}
         db.execute(
-            insert(Prediction)
-            .values(
-                project_id=project.id,
-                ls_task_id=task.task_id,
-                model_version=tag,
-                spans=result["result"],
-                score=score,
-                uncertainty=uncertainty[index],
-            )
-            .on_conflict_do_nothing(index_elements=["project_id", "ls_task_id", "model_version"])
+            upsert(db, Prediction)
+            .values(project_id=project.id, ls_task_id=task.task_id, model_version=tag, **values)
+            .on_conflict_do_update(index_elements=["project_id", "ls_task_id", "model_version"], set_=values)
         )
+    db.commit()  # stored before the HTTP pushes: no database lock is held while Label Studio is called
+    for task, result, score in zip(tasks, results, scores, strict=True):
+        sink.push_prediction(task.task_id or 0, result=result["result"], score=score, model_version=tag)
     sink.set_model_version(project.ls_project_id, tag)
     return len(tasks)

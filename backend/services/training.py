@@ -12,17 +12,16 @@ from typing import Any, Protocol
 
 import spacy
 from spacy.tokens import Doc
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_guide import Guide
 from backend.db.models import AnnotationEvent, ModelVersion, Project, TrainingRun, utcnow
 from backend.db.session import session_scope
+from backend.db.upsert import upsert
 from backend.services.annotations import ANNOTATION_ACTIONS
 from backend.services.errors import InvalidInputError, NotFoundError
-from backend.services.projects import current_model, guide_of, project_by_id, record_model_version
+from backend.services.projects import current_model, demote_serving, guide_of, project_by_id, record_model_version
 from backend.settings import Settings
 from ml.converters import from_label_studio, to_jsonl
 from ml.evaluation import evaluate
@@ -42,7 +41,8 @@ class TaskSource(Protocol):
 
 
 def labels_count(db: Session, project: Project) -> int:
-    """The project's label watermark: how many annotation events it has received."""
+    """The project's label watermark: how many label changes (annotations created, updated or deleted) it
+    has received. It only grows, so each value names one state of the labels."""
     query = (
         select(func.count())
         .select_from(AnnotationEvent)
@@ -53,9 +53,8 @@ def labels_count(db: Session, project: Project) -> int:
 
 def request_run(db: Session, project: Project, *, trigger: str, watermark: int) -> tuple[TrainingRun, bool]:
     """The run of ``(project, watermark)``, created if new; a second request for it is a no-op."""
-    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     created = db.execute(
-        insert(TrainingRun)
+        upsert(db, TrainingRun)
         .values(
             project_id=project.id,
             annotation_watermark=watermark,
@@ -72,6 +71,11 @@ def request_run(db: Session, project: Project, *, trigger: str, watermark: int) 
     run = db.scalars(
         select(TrainingRun).where(TrainingRun.project_id == project.id, TrainingRun.annotation_watermark == watermark)
     ).one()
+    if created is None and run.status == "failed":  # a failed run may be asked for again
+        run.status, run.stage, run.progress, run.error, run.trigger = "queued", "queued", 0.0, None, trigger
+        run.created_at, run.started_at, run.finished_at = utcnow(), None, None
+        db.flush()
+        return run, True
     return run, created is not None
 
 
@@ -83,8 +87,8 @@ def expire_stale_runs(db: Session, project: Project, *, limit_s: int) -> int:
         db.scalars(
             select(TrainingRun).where(
                 TrainingRun.project_id == project.id,
-                TrainingRun.status.in_(("running", "queued")),
-                TrainingRun.created_at < cutoff,
+                ((TrainingRun.status == "running") & (TrainingRun.started_at < cutoff))
+                | ((TrainingRun.status == "queued") & (TrainingRun.created_at < cutoff)),
             )
         )
     )
@@ -103,6 +107,13 @@ def retrain_if_due(db: Session, project: Project) -> TrainingRun | None:
     watermark = labels_count(db, project) // project.retrain_threshold * project.retrain_threshold
     last = db.scalar(select(func.max(TrainingRun.annotation_watermark)).where(TrainingRun.project_id == project.id))
     if watermark == 0 or watermark <= (last or 0):
+        return None
+    busy = db.scalar(
+        select(func.count())
+        .select_from(TrainingRun)
+        .where(TrainingRun.project_id == project.id, TrainingRun.status.in_(("queued", "running")))
+    )
+    if busy:  # the next label event after that run ends starts the next one, on newer data
         return None
     run, created = request_run(db, project, trigger="threshold", watermark=watermark)
     return run if created else None
@@ -160,12 +171,18 @@ class Trainer:
         """Snapshot, train, evaluate against the serving model on the frozen dev split, promote or refuse."""
         with session_scope(self.sessions) as db:
             run = run_by_id(db, run_id)
-            if run.status in FINAL:
+            # claim the run atomically: a redelivery while it trains, or after it ended, does nothing
+            claimed = db.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == run_id, TrainingRun.status == "queued")
+                .values(status="running", stage="snapshot", started_at=utcnow(), error=None)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return RunOutcome(run.status, run.model_version, None)
-            run.status, run.stage, run.started_at, run.error = "running", "snapshot", utcnow(), None
             project = project_by_id(db, run.project_id)
-            tasks = self.source(db, project).export_tasks(project.ls_project_id)
         try:
+            with session_scope(self.sessions) as db:
+                tasks = self.source(db, project).export_tasks(project.ls_project_id)
             return self._train_and_decide(run_id, project, tasks)
         except Exception as exc:  # recorded on the run; the serving model is untouched
             with session_scope(self.sessions) as db:
@@ -271,6 +288,7 @@ def rollback(db: Session, project: Project, *, version: str) -> ModelVersion:
     if row is None:
         known = ", ".join(db.scalars(select(ModelVersion.version).where(ModelVersion.project_id == project.id)))
         raise NotFoundError(f"project {project.id} has no model version {version!r} (it has: {known or 'none'})")
+    demote_serving(db, project)
     project.current_version = version
     row.status = "promoted"
     return row

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from spacy.tokens import Doc, Span
 
 from ml.converters.issues import Action, ConversionIssue, IssueKind, Policy
-from ml.errors import ConversionError, DataError
+from ml.errors import ConversionError
 
 TASK_ID = "task_id"
 
@@ -154,10 +154,3 @@ def raise_if_strict(result: ConversionResult, policy: Policy) -> ConversionResul
 def char_spans(doc: Doc) -> list[CharSpan]:
     """The doc's entities as character spans."""
     return [CharSpan(e.start_char, e.end_char, e.label_) for e in doc.ents]
-
-
-def check_tokens(words: Sequence[str], where: str) -> None:
-    """Reject tokens that cannot be joined with single spaces and split back."""
-    for word in words:
-        if not word or any(ch.isspace() for ch in word):
-            raise DataError(f"{where}: token {word!r} is empty or contains whitespace")

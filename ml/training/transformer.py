@@ -14,6 +14,7 @@ from spacy.tokens import Doc
 from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from ml.errors import TrainingError
+from ml.evaluation import score_spans
 from ml.models.hf_tagger import MAX_WORDS, HFTagger, bio_tags, encode, word_tags
 from ml.training.progress import Progress, ProgressCallback, eta
 from ml.training.settings import TrainSettings
@@ -84,8 +85,6 @@ def train_transformer(
     Returns:
         The directory of the saved model.
     """
-    from ml.evaluation import score_spans  # local: evaluation imports the model classes
-
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     source = settings.transformer or default_encoder()
