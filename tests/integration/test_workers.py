@@ -220,7 +220,33 @@ def test_runs_whose_worker_died_are_expired(database_url: str, conll_guide: Guid
         project = register_project(db, ls_project_id=31, guide=conll_guide)
         old, _ = request_run(db, project, trigger="cli", watermark=5)
         fresh, _ = request_run(db, project, trigger="cli", watermark=6)
-        old.status, old.created_at = "running", utcnow() - timedelta(hours=5)
+        old.status, old.started_at = "running", utcnow() - timedelta(hours=5)
         db.flush()
         assert expire_stale_runs(db, project, limit_s=3 * 3600) == 1
         assert old.status == "failed" and "worker was lost" in (old.error or "") and fresh.status == "queued"
+
+
+def test_snapshot_failure_is_recorded_and_the_run_can_be_retried(
+    database_url: str, conll_guide: Guide, shared_data: Path, tmp_path: Path
+) -> None:
+    from backend.services.annotations import ingest
+    from backend.services.errors import UpstreamError
+
+    class Unreachable:
+        def export_tasks(self, project_id: int) -> list[dict[str, object]]:
+            raise UpstreamError("cannot reach Label Studio at http://127.0.0.1:1 to list the project's tasks")
+
+    settings = Settings(database_url=database_url, model_root=tmp_path)
+    with open_db(database_url) as db:
+        project = register_project(db, ls_project_id=31, guide=conll_guide)
+        for event in _events(shared_data, conll_guide, 3):
+            ingest(db, event)
+        run_id = manual_run(db, project, trigger="cli")[0].id
+    with sessions_for(database_url) as sessions:
+        outcome = Trainer(sessions, settings, lambda db, p: Unreachable()).run(run_id)
+    assert outcome.status == "failed"
+    with open_db(database_url) as db:
+        run = db.get(TrainingRun, run_id)
+        assert run is not None and run.status == "failed" and "cannot reach Label Studio" in (run.error or "")
+        retried, created = manual_run(db, db.scalars(select(Project)).one(), trigger="cli")
+        assert created and retried.id == run_id and retried.status == "queued" and retried.error is None
