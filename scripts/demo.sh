@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job, until `nerloop up` (the whole Label Studio loop) lands: install, then train a spaCy CNN
-# on 500 CoNLL-2003 sentences with the shipped CoNLL guide, and evaluate it per entity type on the dev split.
+# The first milestone's job (the main job is scripts/up.sh): install, then train a spaCy CNN on 500 CoNLL-2003
+# sentences with the shipped CoNLL guide, and evaluate it per entity type on the dev split.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${NERLOOP_SHARED_DATA:-../shared/data}/conll2003
