@@ -74,7 +74,7 @@ class Targets(_Strict):
 class Guide(_Strict):
     """A whole annotation guide."""
 
-    project: str = Field(min_length=1)
+    project: str = Field(min_length=1, max_length=200)
     description: str = ""
     language: str = "en"
     targets: Targets = Targets()

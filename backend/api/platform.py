@@ -13,6 +13,7 @@ from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
 from backend.api.schemas import Rollback, RouteOverride
 from backend.db.models import LLMCall, Project, TrainingRun
 from backend.services import training
+from backend.services.errors import UpstreamError
 from backend.services.projects import guide_of, project_by_id
 from backend.services.routing import routing_table, set_override
 from backend.settings import Settings
@@ -84,7 +85,12 @@ def post_retrain(project_id: int, db: DbSession, jobs: JobsDep) -> dict[str, Any
     run, created = training.manual_run(db, project_by_id(db, project_id), trigger="api")
     db.commit()
     if created:
-        jobs.enqueue(TaskName.TRAIN_RUN, run.id)
+        try:
+            jobs.enqueue(TaskName.TRAIN_RUN, run.id)
+        except Exception as exc:  # stored; the next worker start re-sends queued runs (workers.sweep)
+            raise UpstreamError(
+                f"run {run.id} is stored but the broker is unreachable ({exc}); it starts when a worker starts"
+            ) from None
     return {"created": created, "run": training.run_summary(run)}
 
 
