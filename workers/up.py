@@ -65,14 +65,18 @@ def nerloop_env(cfg: UpConfig) -> dict[str, str]:
     }
 
 
-def _label_studio_env(cfg: UpConfig) -> dict[str, str]:
+def label_studio_env(
+    *, data_dir: Path, port: int, username: str, password: str, token: str, secret: str
+) -> dict[str, str]:
+    """The environment of a headless, offline Label Studio on 127.0.0.1 that accepts a local ML backend
+    (../shared/docs/label-studio.md); stray HOST/PORT/USERNAME/PASSWORD variables are left out (it reads them)."""
     keep = {k: v for k, v in os.environ.items() if k not in {"HOST", "PORT", "USERNAME", "PASSWORD"}}
     return {
         **keep,
-        "LABEL_STUDIO_BASE_DATA_DIR": str(cfg.home / "label-studio"),
-        "LABEL_STUDIO_USERNAME": "admin@nerloop.local",
-        "LABEL_STUDIO_PASSWORD": _secret(cfg.home / "label-studio-password", 12),
-        "LABEL_STUDIO_USER_TOKEN": _secret(cfg.home / "label-studio-token"),
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "LABEL_STUDIO_USERNAME": username,
+        "LABEL_STUDIO_PASSWORD": password,
+        "LABEL_STUDIO_USER_TOKEN": token,
         "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
@@ -81,9 +85,20 @@ def _label_studio_env(cfg: UpConfig) -> dict[str, str]:
         "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
         "LABEL_STUDIO_SENTRY_DSN": "",
         "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
-        "LABEL_STUDIO_HOST": f"http://127.0.0.1:{cfg.ls_port}",
-        "SECRET_KEY": _secret(cfg.home / "label-studio-secret"),
+        "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",
+        "SECRET_KEY": secret,
     }
+
+
+def _label_studio_env(cfg: UpConfig) -> dict[str, str]:
+    return label_studio_env(
+        data_dir=cfg.home / "label-studio",
+        port=cfg.ls_port,
+        username="admin@nerloop.local",
+        password=_secret(cfg.home / "label-studio-password", 12),
+        token=_secret(cfg.home / "label-studio-token"),
+        secret=_secret(cfg.home / "label-studio-secret"),
+    )
 
 
 def _start(cfg: UpConfig, name: str, command: list[str], env: dict[str, str]) -> None:

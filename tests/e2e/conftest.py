@@ -18,6 +18,7 @@ from backend.api.app import create_app
 from backend.db.session import upgrade
 from backend.settings import LabelStudioSettings, LLMSettings, Settings
 from tests.conftest import ROOT, free_port
+from workers.up import label_studio_env
 
 LS_BIN = Path(os.environ.get("NERLOOP_LABEL_STUDIO_BIN", ROOT / ".venv-ls" / "bin" / "label-studio"))
 TOKEN = "nerloop-e2e-token-0123456789"
@@ -36,24 +37,16 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         pytest.fail(f"Label Studio is not installed at {LS_BIN}: run scripts/install-label-studio.sh")
     data = tmp_path_factory.mktemp("label-studio")
     port = free_port()
-    keep = {k: v for k, v in os.environ.items() if k not in {"HOST", "PORT", "USERNAME", "PASSWORD"}}
     env = {
-        **keep,
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+        **label_studio_env(
+            data_dir=data,
+            port=port,
+            username="e2e@nerloop.dev",
+            password="nerloop-e2e-pw",
+            token=TOKEN,
+            secret="nerloop-e2e-secret",
+        ),
         "HOME": str(data),
-        "LABEL_STUDIO_USERNAME": "e2e@nerloop.dev",
-        "LABEL_STUDIO_PASSWORD": "nerloop-e2e-pw",
-        "LABEL_STUDIO_USER_TOKEN": TOKEN,
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-        "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
-        "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
-        "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
-        "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
-        "LABEL_STUDIO_SENTRY_DSN": "",
-        "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
-        "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",
-        "SECRET_KEY": "nerloop-e2e-secret",
     }
     log = (data / "label-studio.log").open("w")
     process = subprocess.Popen(
