@@ -18,7 +18,9 @@ from spacy.language import Language
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_guide import Guide, load_guide
+from backend.db.models import Project
 from backend.db.session import make_engine, session_factory, session_scope
+from backend.services.projects import record_model_version
 from ml.converters import load_docs
 from ml.training import TrainedModel, TrainSettings, train
 
@@ -97,17 +99,7 @@ def llama_server() -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"llama.cpp server exited with {process.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("llama.cpp server did not start in 120 s")
+        wait_for_http(process, f"{base}/models", timeout=120, what="llama.cpp server", log=log.name)
         yield base
     finally:
         process.terminate()
@@ -134,3 +126,31 @@ def sessions_for(url: str) -> Iterator[sessionmaker[Session]]:
         yield session_factory(engine)
     finally:
         engine.dispose()
+
+
+def promote(db: Session, project: Project, model: TrainedModel) -> None:
+    """Record a trained CNN as the project's serving version."""
+    record_model_version(
+        db,
+        project,
+        version=model.version,
+        path=str(model.path),
+        architecture="cnn",
+        metrics=model.meta["metrics"],
+        promote=True,
+    )
+
+
+def wait_for_http(process: subprocess.Popen[bytes], url: str, *, timeout: float, what: str, log: str) -> None:
+    """Wait until ``url`` answers 200; fail the test if the server exits or never answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}; see {log}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not answer {url} within {timeout:.0f} s; see {log}")

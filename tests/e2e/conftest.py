@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 
 from backend.api.app import create_app
 from backend.db.session import upgrade
 from backend.settings import LabelStudioSettings, LLMSettings, Settings
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for_http
 from workers.up import label_studio_env
 
 LS_BIN = Path(os.environ.get("NERLOOP_LABEL_STUDIO_BIN", ROOT / ".venv-ls" / "bin" / "label-studio"))
@@ -57,18 +56,7 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"Label Studio exited with {process.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail(f"Label Studio did not answer /health within 240 s; see {log.name}")
+        wait_for_http(process, f"{url}/health", timeout=240, what="Label Studio", log=log.name)
         yield LabelStudioServer(url, TOKEN)
     finally:
         process.terminate()

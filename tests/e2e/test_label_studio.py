@@ -19,11 +19,10 @@ from annotation_guide import Guide
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import AnnotationEvent, Project
 from backend.services.predictions import version_tag
-from backend.services.projects import record_model_version
 from backend.services.routing import routing_table, set_override
 from ml.converters import load_docs
 from ml.training import TrainedModel
-from tests.conftest import GUIDES, open_db
+from tests.conftest import GUIDES, open_db, promote
 from tests.e2e.conftest import BackendServer, LabelStudioServer
 
 pytestmark = pytest.mark.e2e
@@ -65,15 +64,7 @@ def _promote(backend: BackendServer, model: TrainedModel) -> tuple[int, str]:
     """Serve the trained model for person and location; the other types stay with the LLM."""
     with open_db(backend.settings.database_url) as db:
         project = db.scalars(select(Project)).one()
-        record_model_version(
-            db,
-            project,
-            version=model.version,
-            path=str(model.path),
-            architecture="cnn",
-            metrics=model.meta["metrics"],
-            promote=True,
-        )
+        promote(db, project, model)
         for label in ("person", "location"):
             set_override(db, project, label=label, route="model")
         return project.ls_project_id, version_tag(project, routing_table(db, project))

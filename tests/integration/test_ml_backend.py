@@ -18,10 +18,10 @@ from annotation_guide import Guide
 from backend.adapters.jobs import CeleryJobQueue
 from backend.api.app import create_app
 from backend.db.models import AnnotationEvent, LLMCall
-from backend.services.projects import record_model_version, register_project
+from backend.services.projects import register_project
 from backend.settings import LLMSettings, Settings
 from ml.training import TrainedModel
-from tests.conftest import open_db, sessions_for
+from tests.conftest import open_db, promote, sessions_for
 from tests.integration.scripted_llm import Script, scripted_llm
 from workers.sweep import sweep_unqueued
 
@@ -55,15 +55,7 @@ def _register(settings: Settings, guide: Guide, model: TrainedModel | None = Non
     with open_db(settings.database_url) as db:
         project = register_project(db, ls_project_id=LS_PROJECT, guide=guide, retrain_threshold=3)
         if model is not None:
-            record_model_version(
-                db,
-                project,
-                version=model.version,
-                path=str(model.path),
-                architecture="cnn",
-                metrics=model.meta["metrics"],
-                promote=True,
-            )
+            promote(db, project, model)
         return project.id
 
 

@@ -21,12 +21,12 @@ from backend.adapters.jobs import CeleryJobQueue, TaskName
 from backend.api.app import create_app
 from backend.db.models import ModelVersion, Project, TrainingRun
 from backend.services.annotations import EventLogSource
-from backend.services.projects import record_model_version, register_project
+from backend.services.projects import register_project
 from backend.services.training import Trainer, manual_run
 from backend.settings import LLMSettings, Settings
 from ml.converters import load_docs
 from ml.training import TrainedModel
-from tests.conftest import open_db, sessions_for
+from tests.conftest import open_db, promote, sessions_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NERLOOP = str(Path(sys.executable).parent / "nerloop")
@@ -183,15 +183,7 @@ def test_promotion_refuses_a_version_that_regresses(
     events = _events(shared_data, conll_guide, 40)
     with open_db(database_url) as db:
         project = register_project(db, ls_project_id=31, guide=conll_guide, retrain_threshold=THRESHOLD)
-        record_model_version(
-            db,
-            project,
-            version=small_model.version,
-            path=str(small_model.path),
-            architecture="cnn",
-            metrics=small_model.meta["metrics"],
-            promote=True,
-        )
+        promote(db, project, small_model)
         from backend.services.annotations import ingest
 
         for event in events:
