@@ -47,7 +47,8 @@ def errors(*more: type[Exception]) -> Iterator[None]:
         raise fail(str(exc)) from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise fail(f"{'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}") from None
+        where, message = ".".join(map(str, first["loc"])), first["msg"].removeprefix("Value error, ")
+        raise fail(f"{where}: {message}" if where else message) from None
     except OSError as exc:
         raise fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
 
@@ -127,6 +128,11 @@ def train_command(
     epochs: Annotated[int, typer.Option(help="Transformer: passes over the data.")] = 3,
     init_tok2vec: Annotated[str | None, typer.Option(help="CNN: start from this pipeline's tok2vec.")] = None,
     vectors: Annotated[str | None, typer.Option(help="CNN: static vectors from this pipeline.")] = None,
+    width: Annotated[int | None, typer.Option(help="CNN: tok2vec width (default 96).")] = None,
+    depth: Annotated[int | None, typer.Option(help="CNN: tok2vec CNN layers (default 4).")] = None,
+    embed_rows: Annotated[
+        str | None, typer.Option(help="CNN: hash rows for NORM,PREFIX,SUFFIX,SHAPE (default 5000,1000,2500,2500).")
+    ] = None,
     transformer: Annotated[str | None, typer.Option(help="Transformer: model directory (MiniLM by default).")] = None,
     policy: PolicyOpt = "strict",
     seed: int = 0,
@@ -143,6 +149,9 @@ def train_command(
             epochs=epochs,
             init_tok2vec_from=init_tok2vec,
             vectors=vectors,
+            width=width,
+            depth=depth,
+            embed_rows=_rows(embed_rows),
             transformer=transformer,
             seed=seed,
         )
@@ -152,6 +161,15 @@ def train_command(
         trained = train(train_docs, dev_docs, g, settings=settings, output_root=output, on_progress=_print_progress)
     typer.echo(format_report(trained.dev_report))
     typer.echo(f"model: {trained.path}")
+
+
+def _rows(value: str | None) -> tuple[int, int, int, int] | None:
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise fail(f"--embed-rows takes four positive integers like 5000,1000,2500,2500, not {value!r}")
+    return (int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]))
 
 
 def evaluate_command(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Architecture = Literal["cnn", "transformer"]
 
@@ -20,6 +20,11 @@ class TrainSettings(BaseModel):
     )
     vectors: str | None = Field(default=None, description="spaCy pipeline (package or path) with static vectors")
     transformer: str | None = Field(default=None, description="Hugging Face model directory; MiniLM by default")
+    width: int | None = Field(default=None, ge=8, description="CNN: tok2vec width (None: spaCy's efficiency 96)")
+    depth: int | None = Field(default=None, ge=1, description="CNN: tok2vec CNN layers (None: spaCy's efficiency 4)")
+    embed_rows: tuple[int, int, int, int] | None = Field(
+        default=None, description="CNN: hash-embedding rows for NORM, PREFIX, SUFFIX, SHAPE (None: spaCy's defaults)"
+    )
     max_steps: int = Field(default=6000, ge=1)
     patience: int = Field(default=1600, ge=0)
     eval_frequency: int = Field(default=200, ge=1)
@@ -29,3 +34,11 @@ class TrainSettings(BaseModel):
     batch_size: int = Field(default=16, ge=1, description="transformer: sentences per step")
     beam_width: int = Field(default=16, ge=2, description="CNN: beam width that gives entity probabilities")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_tok2vec(self) -> TrainSettings:
+        shaped = [n for n in ("width", "depth", "embed_rows") if getattr(self, n) is not None]
+        if shaped and self.init_tok2vec_from is not None:
+            names = ", ".join(shaped)
+            raise ValueError(f"{names} cannot be set with init_tok2vec_from: the sourced tok2vec has its own")
+        return self

