@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     promotion_tolerance: float = Field(default=0.02, ge=0.0, le=1.0, description="largest per-type F1 drop accepted")
     dev_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="share of tasks in the frozen dev split")
     batch_size: PositiveInt = Field(default=20, description="tasks put first for labelling after each rescoring")
+    llm_preannotate_max: int = Field(
+        default=100,
+        ge=0,
+        description="per model version, how many of the next tasks in labelling order the LLM pre-annotates "
+        "for the types routed to it (the rest show the model's types only)",
+    )
     train_time_limit_s: int = Field(default=3 * 3600, ge=120, description="hard limit of one training task")
     max_text_chars: PositiveInt = 100_000
     label_studio: LabelStudioSettings = LabelStudioSettings()

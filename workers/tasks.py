@@ -119,15 +119,43 @@ def train_run(self: Task, run_id: int) -> str:
     soft_time_limit=30 * 60,
 )
 def score_pool(self: Task, project_id: int) -> int:
-    """Rescore the unlabelled pool with the serving version and push the predictions. Upserts: safe to re-run."""
+    """Rescore the unlabelled pool with the serving version and push the predictions. Safe to re-run: each task
+    keeps one prediction per version. Hands the LLM-routed types to the ``llm`` queue."""
     settings = _settings(self)
     with LabelStudioGateway(settings.label_studio) as gateway, session_scope(_sessions(settings.database_url)) as db:
         project: Project = project_by_id(db, project_id)
-        predictor = Predictor(
-            ModelRegistry(),
-            LLMAnnotator(OpenAIChatClient(settings.llm), settings.llm),
-            max_text_chars=settings.max_text_chars,
-        )
-        return scoring.rescore(
+        predictor = Predictor(ModelRegistry(), _annotator(settings), max_text_chars=settings.max_text_chars)
+        done = scoring.rescore(
             db, project, gateway, predictor, batch_size=settings.batch_size, dev_fraction=settings.dev_fraction
         )
+    log.info("project %s: %s predictions of %s, %s await the LLM", project_id, done.tasks, done.tag, done.awaiting_llm)
+    if done.awaiting_llm and settings.llm_preannotate_max:
+        CeleryJobQueue(settings.redis_url).enqueue(TaskName.LLM_PREANNOTATE, project_id)
+    return done.tasks
+
+
+@shared_task(
+    bind=True,
+    name=TaskName.LLM_PREANNOTATE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(UpstreamError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=60 * 60,
+)
+def llm_preannotate(self: Task, project_id: int) -> int:
+    """Add the LLM-routed types to the next tasks in labelling order (NER_LLM_PREANNOTATE_MAX of them).
+    Each task is committed when done: a retry or a redelivery continues where the last attempt stopped."""
+    settings = _settings(self)
+    with LabelStudioGateway(settings.label_studio) as gateway, session_scope(_sessions(settings.database_url)) as db:
+        done = scoring.llm_pass(
+            db, project_by_id(db, project_id), gateway, _annotator(settings), limit=settings.llm_preannotate_max
+        )
+    log.info("project %s: the LLM pre-annotated %s tasks", project_id, done)
+    return done
+
+
+def _annotator(settings: Settings) -> LLMAnnotator:
+    return LLMAnnotator(OpenAIChatClient(settings.llm), settings.llm)

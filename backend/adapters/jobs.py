@@ -15,6 +15,7 @@ class TaskName(StrEnum):
     START_TRAINING = "workers.start_training"
     TRAIN_RUN = "workers.train_run"
     SCORE_POOL = "workers.score_pool"
+    LLM_PREANNOTATE = "workers.llm_preannotate"
 
 
 # Deciding is cheap and must not wait behind a training: only the training itself goes to `train`.
@@ -23,6 +24,7 @@ QUEUE_OF = {
     TaskName.START_TRAINING: "score",
     TaskName.TRAIN_RUN: "train",
     TaskName.SCORE_POOL: "score",
+    TaskName.LLM_PREANNOTATE: "llm",
 }
 
 

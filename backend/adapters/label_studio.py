@@ -60,6 +60,11 @@ class LabelStudioGateway:
             project = self.client.projects.create(title=title, label_config=label_config, description=description)
         return _id(project.id, "project")
 
+    def delete_project(self, project_id: int) -> None:
+        """Delete a project with its tasks (undoes a project creation that failed half-way)."""
+        with _explained(f"delete project {project_id}", self.url):
+            self.client.projects.delete(id=project_id)
+
     def import_tasks(self, project_id: int, texts: Sequence[str]) -> list[int]:
         """Import text tasks in chunks; return the new task ids in order."""
         ids: list[int] = []
@@ -99,10 +104,27 @@ class LabelStudioGateway:
                 )
         return tasks
 
-    def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> None:
-        """Store one scored prediction on a task."""
+    def task_text(self, task_id: int) -> str | None:
+        """The text of one task (None when it has none)."""
+        with _explained(f"read task {task_id}", self.url):
+            task = self.client.tasks.get(id=str(task_id))
+        text = (task.data or {}).get("text")
+        return text if isinstance(text, str) else None
+
+    def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> int:
+        """Store one scored prediction on a task; return its id."""
         with _explained("store a prediction", self.url):
-            self.client.predictions.create(task=task_id, result=result, score=score, model_version=model_version)
+            prediction = self.client.predictions.create(
+                task=task_id, result=result, score=score, model_version=model_version
+            )
+        return _id(prediction.id, "prediction")
+
+    def update_prediction(
+        self, prediction_id: int, *, result: list[dict[str, Any]], score: float, model_version: str
+    ) -> None:
+        """Replace a stored prediction's result and score."""
+        with _explained(f"update prediction {prediction_id}", self.url):
+            self.client.predictions.update(id=prediction_id, result=result, score=score, model_version=model_version)
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make ``model_version`` the project's (ordering and /next use only its predictions)."""

@@ -134,4 +134,8 @@ class Prediction(Base):
     spans: Mapped[list[dict[str, Any]]]
     score: Mapped[float]
     uncertainty: Mapped[float]
+    # False while the types routed to the LLM still await the `llm` queue's pass
+    complete: Mapped[bool] = mapped_column(default=True)
+    # Label Studio's id of the pushed prediction: a retry updates it instead of adding a second one
+    ls_prediction_id: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

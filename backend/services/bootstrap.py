@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import spacy
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from annotation_guide import Guide, label_studio_config
 from backend.adapters.label_studio import LabelStudioGateway
+from backend.db.models import Project
+from backend.services.errors import UpstreamError
 from backend.services.predictions import version_tag
 from backend.services.projects import register_project
 from backend.services.routing import routing_table
@@ -77,10 +80,25 @@ def create_project(
     ls_id = gateway.create_project(
         title=title or guide.project, label_config=label_studio_config(guide), description=guide.description
     )
-    project = register_project(db, ls_project_id=ls_id, guide=guide, retrain_threshold=retrain_threshold)
-    db.commit()
-    task_ids = gateway.import_tasks(ls_id, texts)
-    tag = version_tag(project, routing_table(db, project))
-    ml_id = gateway.connect_backend(ls_id, url=backend_url, title=tag, basic_auth=basic_auth)
-    gateway.use_uncertainty_sampling(ls_id)
+    try:
+        project = register_project(db, ls_project_id=ls_id, guide=guide, retrain_threshold=retrain_threshold)
+        db.commit()
+        task_ids = gateway.import_tasks(ls_id, texts)
+        tag = version_tag(project, routing_table(db, project))
+        ml_id = gateway.connect_backend(ls_id, url=backend_url, title=tag, basic_auth=basic_auth)
+        gateway.use_uncertainty_sampling(ls_id)
+    except Exception as exc:
+        _undo(db, gateway, ls_id, exc)
+        raise
     return CreatedProject(project.id, ls_id, task_ids, ml_id, tag)
+
+
+def _undo(db: Session, gateway: LabelStudioGateway, ls_id: int, cause: Exception) -> None:
+    """A creation failed half-way: remove what it made, so that running it again starts clean."""
+    db.rollback()
+    db.execute(delete(Project).where(Project.ls_project_id == ls_id))
+    db.commit()
+    try:
+        gateway.delete_project(ls_id)
+    except UpstreamError as exc:
+        cause.add_note(f"Label Studio project {ls_id} is left over and could not be deleted: {exc}")

@@ -22,6 +22,8 @@ from ml.llm import prompt_version
 from ml.prediction import ScoredSpan
 from ml.routing import RouteEntry, merge_routed, task_score
 
+ModelOutput = tuple[str | None, list[list[ScoredSpan]]]
+
 
 @dataclass(frozen=True)
 class TaskInput:
@@ -54,7 +56,14 @@ class Predictor:
         self.max_text_chars = max_text_chars
 
     def predict(
-        self, db: Session, project: Project, tasks: Sequence[TaskInput], context: list[dict[str, Any]] | None = None
+        self,
+        db: Session,
+        project: Project,
+        tasks: Sequence[TaskInput],
+        context: list[dict[str, Any]] | None = None,
+        *,
+        model_output: ModelOutput | None = None,
+        use_llm: bool = True,
     ) -> tuple[str, list[dict[str, Any]]]:
         """One Label Studio prediction per task, in order, each with span scores and a task score.
 
@@ -63,6 +72,8 @@ class Predictor:
             project: The project.
             tasks: The tasks.
             context: Regions the annotator drew (interactive pre-annotation), if any.
+            model_output: The serving model's version and spans for these tasks, when already computed.
+            use_llm: False leaves the types routed to the LLM empty (the ``llm`` queue adds them later).
 
         Returns:
             The model version tag and the predictions.
@@ -75,8 +86,8 @@ class Predictor:
                 )
         routes = routing_table(db, project)
         texts = [t.text for t in tasks]
-        serving, model_spans = self._model_spans(db, project, texts, routes)
-        llm_spans = self._llm_spans(db, project, texts, routes)
+        serving, model_spans = model_output or self._model_spans(db, project, texts, routes)
+        llm_spans = self._llm_spans(db, project, texts, routes) if use_llm else [[] for _ in texts]
         tag = version_tag(project, routes, serving=serving)
         out = []
         for text, from_model, from_llm in zip(texts, model_spans, llm_spans, strict=True):
@@ -88,7 +99,7 @@ class Predictor:
 
     def _model_spans(
         self, db: Session, project: Project, texts: list[str], routes: dict[str, RouteEntry]
-    ) -> tuple[str | None, list[list[ScoredSpan]]]:
+    ) -> ModelOutput:
         """The version that answered (None: the promoted one, not needed or not loadable) and its spans."""
         if not any(r.route == "model" for r in routes.values()):
             return None, [[] for _ in texts]

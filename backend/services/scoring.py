@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Prediction, Project
 from backend.db.upsert import upsert
 from backend.services.errors import NotFoundError
-from backend.services.predictions import Predictor, TaskInput
+from backend.services.llm_annotation import LLMAnnotator
+from backend.services.predictions import Predictor, TaskInput, version_tag
 from backend.services.projects import current_model, guide_of
+from backend.services.routing import routing_table
+from ml.converters.label_studio import results_to_spans, spans_to_results
 from ml.model_store import load_model
 from ml.promotion import in_dev_split
+from ml.routing import merge_routed
 from ml.sampling import score_pool, select_batch, type_weights_from_f1, uncertainty_from_spans
 
 
@@ -24,13 +30,32 @@ class PredictionSink(Protocol):
         """Every task with its annotations."""
         ...
 
-    def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> None:
-        """Store one prediction on a task."""
+    def task_text(self, task_id: int) -> str | None:
+        """One task's text."""
+        ...
+
+    def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> int:
+        """Store one prediction on a task; return its id."""
+        ...
+
+    def update_prediction(
+        self, prediction_id: int, *, result: list[dict[str, Any]], score: float, model_version: str
+    ) -> None:
+        """Replace a stored prediction."""
         ...
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make the version the project's."""
         ...
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """What a rescore did: predictions pushed, and how many of them await the LLM pass."""
+
+    tag: str
+    tasks: int
+    awaiting_llm: int
 
 
 def unlabelled(
@@ -57,15 +82,16 @@ def rescore(
     *,
     batch_size: int,
     dev_fraction: float,
-) -> int:
+) -> Rescored:
     """Rescore every unlabelled task with the serving version and push the predictions.
 
     The pushed ``score`` is what Label Studio orders by (ascending): the batch chosen by uncertainty, type
     weights and rng-seeded ties gets scores in [0, 0.01) in selection order; every other task gets
     ``1 - uncertainty`` scaled into [0.01, 1]. Dev-split tasks are never put in the batch.
 
-    Returns:
-        The number of tasks that got a prediction.
+    The model runs once over the pool. Types routed to the LLM are left out here and added by ``llm_pass``
+    (the ``llm`` queue), most useful tasks first, so that scoring never waits on the LLM. Each task keeps
+    one prediction per version in Label Studio: a rerun updates the ones it already pushed.
     """
     row = current_model(db, project)
     if row is None:
@@ -75,7 +101,7 @@ def rescore(
     )
     tasks = pool + dev
     if not tasks:
-        return 0
+        return Rescored(version_tag(project, routing_table(db, project)), 0, 0)
     model = load_model(row.path)
     raw = model.predict([model.make_doc(t.text) for t in tasks])
     uncertainty = score_pool([uncertainty_from_spans(i, spans) for i, spans in enumerate(raw)])
@@ -94,20 +120,75 @@ def rescore(
         else []
     )
     order = {index: rank for rank, index in enumerate(batch)}
-    tag, results = predictor.predict(db, project, tasks)
+    tag, results = predictor.predict(db, project, tasks, model_output=(row.version, raw), use_llm=False)
+    awaiting = predictor.llm is not None and any(r.route == "llm" for r in routing_table(db, project).values())
     scores = [
         0.01 * order[i] / max(1, len(batch)) if i in order else 0.01 + 0.99 * (1.0 - uncertainty[i])
         for i in range(len(tasks))
     ]
     for index, (task, result) in enumerate(zip(tasks, results, strict=True)):
-        values = {"spans": result["result"], "score": scores[index], "uncertainty": uncertainty[index]}
+        values = {"score": scores[index], "uncertainty": uncertainty[index]}
         db.execute(
             upsert(db, Prediction)
-            .values(project_id=project.id, ls_task_id=task.task_id, model_version=tag, **values)
+            .values(
+                project_id=project.id,
+                ls_task_id=task.task_id,
+                model_version=tag,
+                spans=result["result"],
+                complete=not awaiting,
+                **values,
+            )
+            # a rerun of the same version keeps spans the LLM pass may have completed
             .on_conflict_do_update(index_elements=["project_id", "ls_task_id", "model_version"], set_=values)
         )
     db.commit()  # stored before the HTTP pushes: no database lock is held while Label Studio is called
-    for task, result, score in zip(tasks, results, scores, strict=True):
-        sink.push_prediction(task.task_id or 0, result=result["result"], score=score, model_version=tag)
+    rows = db.scalars(
+        select(Prediction)
+        .where(Prediction.project_id == project.id, Prediction.model_version == tag)
+        .where(Prediction.ls_task_id.in_([t.task_id for t in tasks]))
+        .order_by(Prediction.score)
+    ).all()
+    for prediction in rows:
+        _push(db, sink, prediction)
     sink.set_model_version(project.ls_project_id, tag)
-    return len(tasks)
+    return Rescored(tag, len(rows), sum(not r.complete for r in rows))
+
+
+def _push(db: Session, sink: PredictionSink, row: Prediction) -> None:
+    """Create the row's prediction in Label Studio, or update the one created before; commit its id at once."""
+    if row.ls_prediction_id is None:
+        row.ls_prediction_id = sink.push_prediction(
+            row.ls_task_id, result=row.spans, score=row.score, model_version=row.model_version
+        )
+    else:
+        sink.update_prediction(row.ls_prediction_id, result=row.spans, score=row.score, model_version=row.model_version)
+    db.commit()
+
+
+def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnotator, *, limit: int) -> int:
+    """Add the LLM-routed types to the serving version's pushed predictions, lowest score (next up) first.
+
+    Only the ``limit`` lowest-scored tasks of the version are pre-annotated by the LLM; the rest keep the
+    model-routed types. Each task is committed as soon as it is done: a rerun continues where one stopped.
+
+    Returns:
+        The number of predictions completed by this call.
+    """
+    routes = routing_table(db, project)
+    tag = version_tag(project, routes)
+    head = db.scalars(
+        select(Prediction)
+        .where(Prediction.project_id == project.id, Prediction.model_version == tag)
+        .order_by(Prediction.score, Prediction.id)
+        .limit(limit)
+    ).all()
+    todo = [row for row in head if not row.complete]
+    step = llm.settings.concurrency  # one annotate call per chunk: its calls run in parallel, one demo pool read
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
+        annotations = llm.annotate(db, project, [sink.task_text(row.ls_task_id) or "" for row in chunk])
+        for row, annotation in zip(chunk, annotations, strict=True):
+            row.spans = spans_to_results(merge_routed(results_to_spans(row.spans), annotation.spans, routes))
+            row.complete = True
+            _push(db, sink, row)
+    return len(todo)

@@ -206,6 +206,17 @@ def spans_to_results(spans: Sequence[ScoredSpan]) -> list[dict[str, Any]]:
     ]
 
 
+def results_to_spans(results: Sequence[dict[str, Any]]) -> list[ScoredSpan]:
+    """The inverse of ``spans_to_results``: scored ``labels`` results back to spans (a missing score is 1.0)."""
+    spans = []
+    for item in results:
+        value = LSValue.model_validate(item["value"])
+        spans.append(
+            ScoredSpan(value.start, value.end, value.labels[0], value.text or "", float(item.get("score", 1.0)))
+        )
+    return spans
+
+
 def to_label_studio(docs: Sequence[Doc]) -> list[dict[str, Any]]:
     """Docs as Label Studio tasks with one annotation each (importable, or an export)."""
     tasks = []

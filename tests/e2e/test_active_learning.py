@@ -17,7 +17,7 @@ from label_studio_sdk import LabelStudio
 from sqlalchemy import select
 
 from annotation_guide import Guide
-from backend.db.models import Project, TrainingRun
+from backend.db.models import Prediction, Project, TrainingRun
 from ml.converters import load_docs
 from tests.conftest import open_db
 from tests.e2e.conftest import BackendServer, LabelStudioServer
@@ -25,6 +25,7 @@ from tests.e2e.test_label_studio import NERLOOP, _create_project
 
 pytestmark = pytest.mark.e2e
 THRESHOLD = 15
+LLM_MAX = 4  # tasks the LLM pre-annotates per version (misc), lowest score first
 
 
 def _worker_env(backend: BackendServer) -> dict[str, str]:
@@ -40,6 +41,7 @@ def _worker_env(backend: BackendServer) -> dict[str, str]:
         "NER_LABEL_STUDIO__URL": s.label_studio.url,
         "NER_LABEL_STUDIO__API_KEY": s.label_studio.api_key.get_secret_value(),  # type: ignore[union-attr]
         "NER_RETRAIN_EVERY_N_ANNOTATIONS": str(THRESHOLD),
+        "NER_LLM_PREANNOTATE_MAX": str(LLM_MAX),
     }
 
 
@@ -76,8 +78,9 @@ def test_labels_retrain_promote_and_reorder(
         project.retrain_threshold = THRESHOLD
         project_id, ls_id = project.id, project.ls_project_id
     with httpx.Client(base_url=backend_server.url) as api:
-        for label in conll_guide.labels:  # serve every type from the model once one exists (keeps the test fast)
-            assert api.put(f"/api/projects/{project_id}/routing/{label}", json={"route": "model"}).status_code == 200
+        for label in conll_guide.labels:  # the model serves every type but misc once it exists; the LLM misc
+            route = "llm" if label == "misc" else "model"
+            assert api.put(f"/api/projects/{project_id}/routing/{label}", json={"route": route}).status_code == 200
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         worker = subprocess.Popen(
@@ -101,6 +104,8 @@ def test_labels_retrain_promote_and_reorder(
             )
             tag = _ls_model_version(client, ls_id)
             _check_reordered(client, ls_id, tag)
+            _until(lambda: _completed(backend_server, tag) == LLM_MAX, 300, f"no LLM pass; see {log}")
+            _check_llm_pass(client, ls_id, backend_server, tag)
         with httpx.Client(base_url=backend_server.url) as api:
             reply = api.post(
                 "/predict", json={"project": f"{ls_id}.1", "tasks": [{"id": 1, "data": {"text": docs[-1].text}}]}
@@ -152,3 +157,24 @@ def _check_reordered(client: LabelStudio, ls_id: int, tag: str) -> None:
     ]
     scores = [score_of[i] for i in ordered]
     assert scores == sorted(scores) and min(scores) < 0.01 <= max(scores)  # the selected batch comes first
+
+
+def _completed(backend: BackendServer, tag: str) -> int:
+    with open_db(backend.settings.database_url) as db:
+        rows = db.scalars(select(Prediction).where(Prediction.model_version == tag)).all()
+        return sum(r.complete for r in rows)
+
+
+def _check_llm_pass(client: LabelStudio, ls_id: int, backend: BackendServer, tag: str) -> None:
+    """The worker's `llm` queue completed the next tasks in place: still one prediction per task and version."""
+    pushed = [p for p in client.predictions.list(project=ls_id) if p.model_version == tag]
+    assert len(pushed) == len({p.task for p in pushed})
+    with open_db(backend.settings.database_url) as db:
+        rows = db.scalars(
+            select(Prediction).where(Prediction.model_version == tag).order_by(Prediction.score, Prediction.id)
+        ).all()
+    assert [r.complete for r in rows] == [True] * LLM_MAX + [False] * (len(rows) - LLM_MAX)
+    by_id = {p.id: p for p in pushed}
+    for row in rows:
+        assert by_id[row.ls_prediction_id].result == row.spans  # type: ignore[index]
+        assert by_id[row.ls_prediction_id].score == pytest.approx(row.score)  # type: ignore[index]

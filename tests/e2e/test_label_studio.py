@@ -22,19 +22,20 @@ from backend.services.predictions import version_tag
 from backend.services.routing import routing_table, set_override
 from ml.converters import load_docs
 from ml.training import TrainedModel
-from tests.conftest import GUIDES, open_db, promote
+from tests.conftest import GUIDES, free_port, open_db, promote
 from tests.e2e.conftest import BackendServer, LabelStudioServer
 
 pytestmark = pytest.mark.e2e
 NERLOOP = str(Path(sys.executable).parent / "nerloop")
 
 
-def _create_project(backend: BackendServer, tasks: Path) -> str:
+def _create_project(backend: BackendServer, tasks: Path, *, backend_url: str | None = None, rc: int = 0) -> str:
+    """Run ``nerloop project create``; return its stdout (its stderr when ``rc`` is not 0)."""
     s = backend.settings
     env = {
         **os.environ,
         "NER_DATABASE_URL": s.database_url,
-        "NER_BACKEND_URL": s.backend_url,
+        "NER_BACKEND_URL": backend_url or s.backend_url,
         "NER_LABEL_STUDIO__URL": s.label_studio.url,
         "NER_LABEL_STUDIO__API_KEY": s.label_studio.api_key.get_secret_value(),
     }  # type: ignore[union-attr]
@@ -56,8 +57,8 @@ def _create_project(backend: BackendServer, tasks: Path) -> str:
         timeout=300,
         check=False,
     )
-    assert run.returncode == 0, run.stderr
-    return run.stdout
+    assert run.returncode == rc, run.stderr
+    return run.stdout if rc == 0 else run.stderr
 
 
 def _promote(backend: BackendServer, model: TrainedModel) -> tuple[int, str]:
@@ -101,6 +102,24 @@ def test_label_studio_round_trip(
             texts,
             backend_server,
         )
+
+
+def test_a_failed_project_creation_leaves_nothing_behind(
+    label_studio: LabelStudioServer, backend_server: BackendServer, tmp_path: Path
+) -> None:
+    """Label Studio refuses a backend it cannot reach: the half-made project is removed on both sides."""
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"text": "Peter Blackburn visited Brussels ."}) + "\n")
+    with httpx.Client(timeout=60) as http:
+        client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token, httpx_client=http)
+        before = {p.id for p in client.projects.list()}
+        stderr = _create_project(backend_server, tasks, backend_url=f"http://127.0.0.1:{free_port()}", rc=2)
+        assert stderr.startswith("error: Label Studio at") and "connect the ML backend" in stderr
+        assert stderr.count("\n") == 1 and "Traceback" not in stderr
+        assert {p.id for p in client.projects.list()} == before
+    with open_db(backend_server.settings.database_url) as db:
+        assert db.scalars(select(Project)).all() == []
+    assert "1 tasks" in _create_project(backend_server, tasks)  # and running it again works
 
 
 def _round_trip(client: LabelStudio, ls_id: int, tag: str, texts: list[str], backend_server: BackendServer) -> None:

@@ -31,7 +31,9 @@ from ml.converters import (
     to_results,
     write_docs,
 )
+from ml.converters.label_studio import results_to_spans, spans_to_results
 from ml.errors import ConversionError
+from ml.prediction import ScoredSpan
 
 LABELS = ("PER", "ORG", "LOC", "WORK-OF-ART")
 UNKNOWN = "BOGUS"
@@ -175,6 +177,24 @@ def test_to_results_values_quote_the_text_they_point_at(
         assert all((r["from_name"], r["to_name"], r["type"]) == ("label", "text", "labels") for r in results)
         assert len({r["id"] for r in results}) == len(results)
         assert all(r["id"].startswith(f"{task_id}-") for r in results)
+
+
+@SETTINGS
+@given(tasks=ls_tasks(), data=st.data())
+def test_results_to_spans_reads_back_scored_results(
+    tasks: list[tuple[int, str, list[CharSpan]]], data: st.DataObject
+) -> None:
+    for _, text, spans in tasks:
+        scores = data.draw(st.lists(st.floats(0, 1), min_size=len(spans), max_size=len(spans)))
+        predicted = [
+            ScoredSpan(s.start, s.end, s.label, text[s.start : s.end], score)
+            for s, score in zip(sorted(spans), scores, strict=True)
+        ]
+        back = results_to_spans(spans_to_results(predicted))
+        assert [(b.start, b.end, b.label, b.score) for b in back] == [
+            (s.start, s.end, s.label, score) for s, score in zip(sorted(spans), scores, strict=True)
+        ]
+        assert all(b.text == text[b.start : b.end] for b in back)
 
 
 # --------------------------------------------------------------------------------------------
