@@ -44,7 +44,7 @@ def errors(*more: type[Exception]) -> Iterator[None]:
     try:
         yield
     except caught as exc:
-        raise fail(str(exc)) from None
+        raise fail("; ".join([str(exc), *getattr(exc, "__notes__", [])])) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where, message = ".".join(map(str, first["loc"])), first["msg"].removeprefix("Value error, ")
