@@ -147,6 +147,7 @@ def rescore(
         .where(Prediction.project_id == project.id, Prediction.model_version == tag)
         .where(Prediction.ls_task_id.in_([t.task_id for t in tasks]))
         .order_by(Prediction.score)
+        .execution_options(populate_existing=True)  # the upsert bypassed the session: reload, never reuse
     ).all()
     for prediction in rows:
         _push(db, sink, prediction)
