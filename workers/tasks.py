@@ -26,6 +26,18 @@ from backend.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# Label Studio pushes: redelivered if the worker dies, retried with backoff while Label Studio is unreachable
+# (both tasks are resumable: what was pushed is recorded and updated, never pushed twice)
+_RESUMABLE: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (UpstreamError,),
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
 def _settings(task: Task) -> Settings:
     settings: Settings = task.app.conf.nerloop_settings
     return settings
@@ -110,12 +122,7 @@ def train_run(self: Task, run_id: int) -> str:
 @shared_task(
     bind=True,
     name=TaskName.SCORE_POOL,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(UpstreamError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
+    **_RESUMABLE,
     soft_time_limit=30 * 60,
 )
 def score_pool(self: Task, project_id: int) -> int:
@@ -137,12 +144,7 @@ def score_pool(self: Task, project_id: int) -> int:
 @shared_task(
     bind=True,
     name=TaskName.LLM_PREANNOTATE,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(UpstreamError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
+    **_RESUMABLE,
     soft_time_limit=60 * 60,
 )
 def llm_preannotate(self: Task, project_id: int) -> int:
