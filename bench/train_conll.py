@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="cnn: training seed")
     parser.add_argument("--width", type=int, help="cnn: tok2vec width (spaCy's efficiency default: 96)")
     parser.add_argument("--depth", type=int, help="cnn: tok2vec layers (default: 4)")
-    parser.add_argument("--embed-rows", help="cnn: hash rows, NORM,PREFIX,SUFFIX,SHAPE (5000,1000,2500,2500)")
+    parser.add_argument("--embed-rows", help="cnn: hash rows, NORM,PREFIX,SUFFIX,SHAPE (10000,2500,5000,2500)")
     parser.add_argument("--models", type=Path, default=Path("/tmp/nerloop-bench-models"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--reuse", type=Path, help="evaluate this model version instead of training one")

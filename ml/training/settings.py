@@ -23,7 +23,7 @@ class TrainSettings(BaseModel):
     width: int | None = Field(default=None, ge=8, description="CNN: tok2vec width (None: spaCy's efficiency 96)")
     depth: int | None = Field(default=None, ge=1, description="CNN: tok2vec CNN layers (None: spaCy's efficiency 4)")
     embed_rows: tuple[int, int, int, int] | None = Field(
-        default=None, description="CNN: hash-embedding rows for NORM, PREFIX, SUFFIX, SHAPE (None: spaCy's defaults)"
+        default=None, description="CNN: hash rows for NORM, PREFIX, SUFFIX, SHAPE (None: 10000,2500,5000,2500)"
     )
     max_steps: int = Field(default=6000, ge=1)
     patience: int = Field(default=1600, ge=0)

