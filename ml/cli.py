@@ -131,7 +131,7 @@ def train_command(
     width: Annotated[int | None, typer.Option(help="CNN: tok2vec width (default 96).")] = None,
     depth: Annotated[int | None, typer.Option(help="CNN: tok2vec CNN layers (default 4).")] = None,
     embed_rows: Annotated[
-        str | None, typer.Option(help="CNN: hash rows for NORM,PREFIX,SUFFIX,SHAPE (default 5000,1000,2500,2500).")
+        str | None, typer.Option(help="CNN: hash rows for NORM,PREFIX,SUFFIX,SHAPE (default 10000,2500,5000,2500).")
     ] = None,
     transformer: Annotated[str | None, typer.Option(help="Transformer: model directory (MiniLM by default).")] = None,
     policy: PolicyOpt = "strict",
