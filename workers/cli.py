@@ -177,6 +177,7 @@ def up(
         typer.echo(
             f"Label Studio: http://127.0.0.1:{ls_port}  (admin@nerloop.local / {password})\n"
             f"backend:      http://127.0.0.1:{backend_port}  (GET /api/projects)\n"
+            f"dashboard:    http://127.0.0.1:{backend_port}/dashboard\n"
             f"logs:         {cfg.home / 'logs'}\nlabel tasks; every {get_settings().retrain_every_n_annotations} "
             "labels retrain the model. Ctrl-C stops everything."
         )

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from backend.adapters.jobs import CeleryJobQueue, JobQueue
 from backend.adapters.llm import LLMClient, OpenAIChatClient
 from backend.adapters.models import ModelRegistry
-from backend.api import errors, ml_backend, platform
+from backend.api import dashboard, errors, ml_backend, platform
 from backend.db.models import ModelVersion, Project
 from backend.db.session import make_engine, session_factory
 from backend.services.llm_annotation import LLMAnnotator
@@ -56,4 +56,5 @@ def create_app(
     app.include_router(ml_backend.router)
     app.include_router(ml_backend.protected)
     app.include_router(platform.router)
+    app.include_router(dashboard.router)
     return app

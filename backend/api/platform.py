@@ -6,13 +6,13 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from backend.adapters.jobs import TaskName
 from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
 from backend.api.schemas import Rollback, RouteOverride
-from backend.db.models import LLMCall, Project, TrainingRun
-from backend.services import training
+from backend.db.models import Project, TrainingRun
+from backend.services import progress, training
 from backend.services.errors import UpstreamError
 from backend.services.projects import guide_of, project_by_id
 from backend.services.routing import routing_table, set_override
@@ -58,25 +58,15 @@ def put_routing(project_id: int, label: str, body: RouteOverride, db: DbSession)
 
 
 @router.get("/projects/{project_id}/llm-costs")
-def llm_costs(project_id: int, db: DbSession) -> dict[str, Any]:
-    """What LLM pre-annotation has cost: calls, tokens, dollars, dropped entities."""
-    project_by_id(db, project_id)
-    calls, prompt, completion, cost, dropped = db.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(LLMCall.prompt_tokens), 0),
-            func.coalesce(func.sum(LLMCall.completion_tokens), 0),
-            func.coalesce(func.sum(LLMCall.cost_usd), 0.0),
-            func.coalesce(func.sum(LLMCall.dropped), 0),
-        ).where(LLMCall.project_id == project_id)
-    ).one()
-    return {
-        "calls": calls,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "cost_usd": float(cost),
-        "dropped_entities": dropped,
-    }
+def get_llm_costs(project_id: int, db: DbSession) -> dict[str, Any]:
+    """What LLM pre-annotation has cost: calls, tokens, dollars, dropped entities, per 1,000 documents."""
+    return progress.llm_costs(db, project_by_id(db, project_id))
+
+
+@router.get("/projects/{project_id}/progress")
+def get_progress(project_id: int, db: DbSession) -> dict[str, Any]:
+    """The dashboard's data: labels per type, F1 per version, forecasts, throughput, costs."""
+    return progress.project_progress(db, project_by_id(db, project_id))
 
 
 @router.post("/projects/{project_id}/retrain", status_code=202)

@@ -229,7 +229,8 @@ class Trainer:
                 version=trained.version,
                 path=str(trained.path),
                 architecture=settings.architecture,
-                metrics=trained.meta["metrics"],
+                # the labels per type it was trained on: the x of the leads' learning curves
+                metrics={**trained.meta["metrics"], "train_labels": trained.meta["data"]["train_entities_per_type"]},
                 promote=decision.promote,
             )
             if not decision.promote:

@@ -7,6 +7,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +110,7 @@ def train(
                 "train_docs": len(train_docs),
                 "dev_docs": len(dev_docs),
                 "train_entities": sum(len(d.ents) for d in train_docs),
+                "train_entities_per_type": dict(Counter(e.label_ for d in train_docs for e in d.ents)),
             },
             "settings": settings.model_dump(mode="json"),
             "spacy_version": spacy_about.__version__,

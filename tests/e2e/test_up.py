@@ -51,4 +51,5 @@ def test_up_starts_everything_and_creates_the_project(tmp_path: Path) -> None:
     project = json.loads((tmp_path / "state" / "project.json").read_text())
     assert "10 tasks" in project["summary"]
     assert f"http://127.0.0.1:{ports[0]}" in run.stdout
+    assert f"dashboard:    http://127.0.0.1:{ports[1]}/dashboard" in run.stdout
     assert not any(_in_use(p) for p in ports)  # everything it started is stopped

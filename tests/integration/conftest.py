@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
+from annotation_guide import Guide
+from backend.api.app import create_app
 from backend.db.session import upgrade
+from backend.services.projects import register_project
+from backend.settings import LLMSettings, Settings
+from ml.training import TrainedModel
+from tests.conftest import open_db, promote
+from tests.integration.scripted_llm import Script, scripted_llm
 
 PG_ADMIN = os.environ.get("NERLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("NERLOOP_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -55,3 +64,82 @@ def redis_url() -> Iterator[str]:
         pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); start it (see README)")
     yield REDIS_URL
     client.flushdb()
+
+
+LS_PROJECT = 7
+
+
+@dataclass
+class Backend:
+    """The backend app in a test client, its scripted LLM, its settings and its registered project."""
+
+    client: TestClient
+    script: Script
+    settings: Settings
+    project_id: int
+
+
+def backend_settings(database_url: str, redis_url: str, llm_url: str, **extra: object) -> Settings:
+    llm = LLMSettings(
+        base_url=llm_url,
+        response_format="none",
+        max_retries=0,
+        timeout_s=5,
+        demonstrations=2,
+        price_input_per_million=2.0,
+        price_output_per_million=10.0,
+    )
+    return Settings(database_url=database_url, redis_url=redis_url, llm=llm, max_text_chars=2000, **extra)  # type: ignore[arg-type]
+
+
+def register_ls_project(settings: Settings, guide: Guide, model: TrainedModel | None = None) -> int:
+    with open_db(settings.database_url) as db:
+        project = register_project(db, ls_project_id=LS_PROJECT, guide=guide, retrain_threshold=3)
+        if model is not None:
+            promote(db, project, model)
+        return project.id
+
+
+@pytest.fixture
+def backend(database_url: str, redis_url: str, conll_guide: Guide) -> Iterator[Backend]:
+    """The backend (real database and Redis, scripted LLM) with the CoNLL project registered as LS_PROJECT."""
+    script = Script()
+    with scripted_llm(script) as url:
+        settings = backend_settings(database_url, redis_url, url)
+        project_id = register_ls_project(settings, conll_guide)
+        with TestClient(create_app(settings)) as client:
+            yield Backend(client, script, settings, project_id)
+
+
+def annotation_event(
+    *,
+    task_id: int,
+    annotation_id: int,
+    text: str,
+    spans: list[tuple[int, int, str]],
+    action: str = "ANNOTATION_CREATED",
+) -> dict[str, object]:
+    result = [
+        {
+            "id": f"r{i}",
+            "from_name": "label",
+            "to_name": "text",
+            "type": "labels",
+            "value": {"start": s, "end": e, "text": text[s:e], "labels": [label]},
+        }
+        for i, (s, e, label) in enumerate(spans)
+    ]
+    return {
+        "action": action,
+        "project": {"id": LS_PROJECT, "label_config": "<View/>"},
+        "task": {"id": task_id, "data": {"text": text}},
+        "annotation": {
+            "id": annotation_id,
+            "task": task_id,
+            "project": LS_PROJECT,
+            "result": result,
+            "completed_by": 1,
+            "was_cancelled": False,
+            "lead_time": 3.5,
+        },
+    }

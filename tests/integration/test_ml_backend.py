@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import redis
@@ -18,55 +16,14 @@ from annotation_guide import Guide
 from backend.adapters.jobs import CeleryJobQueue
 from backend.api.app import create_app
 from backend.db.models import AnnotationEvent, LLMCall
-from backend.services.projects import register_project
-from backend.settings import LLMSettings, Settings
 from ml.training import TrainedModel
-from tests.conftest import open_db, promote, sessions_for
+from tests.conftest import open_db, sessions_for
+from tests.integration.conftest import LS_PROJECT, Backend, annotation_event, backend_settings, register_ls_project
 from tests.integration.scripted_llm import Script, scripted_llm
 from workers.sweep import sweep_unqueued
 
 pytestmark = pytest.mark.integration
-LS_PROJECT = 7
 TEXTS = ["Peter Blackburn visited Brussels .", "The European Commission said on Thursday it disagreed .", ""]
-
-
-@dataclass
-class Backend:
-    client: TestClient
-    script: Script
-    settings: Settings
-    project_id: int
-
-
-def _settings(database_url: str, redis_url: str, llm_url: str, **extra: object) -> Settings:
-    llm = LLMSettings(
-        base_url=llm_url,
-        response_format="none",
-        max_retries=0,
-        timeout_s=5,
-        demonstrations=2,
-        price_input_per_million=2.0,
-        price_output_per_million=10.0,
-    )
-    return Settings(database_url=database_url, redis_url=redis_url, llm=llm, max_text_chars=2000, **extra)  # type: ignore[arg-type]
-
-
-def _register(settings: Settings, guide: Guide, model: TrainedModel | None = None) -> int:
-    with open_db(settings.database_url) as db:
-        project = register_project(db, ls_project_id=LS_PROJECT, guide=guide, retrain_threshold=3)
-        if model is not None:
-            promote(db, project, model)
-        return project.id
-
-
-@pytest.fixture
-def backend(database_url: str, redis_url: str, conll_guide: Guide) -> Iterator[Backend]:
-    script = Script()
-    with scripted_llm(script) as url:
-        settings = _settings(database_url, redis_url, url)
-        project_id = _register(settings, conll_guide)
-        with TestClient(create_app(settings)) as client:
-            yield Backend(client, script, settings, project_id)
 
 
 def _predict(client: TestClient, texts: list[str], **extra: object) -> dict[str, object]:
@@ -122,11 +79,13 @@ def test_llm_only_predictions_are_found_in_the_text_cached_and_costed(backend: B
         "completion_tokens": 40,
         "cost_usd": pytest.approx(2 * (100 * 2 + 20 * 10) / 1e6),
         "dropped_entities": 2,
+        # 2 documents so far: 120 tokens each, and (100 * 2 + 20 * 10) / 1e6 dollars each
+        "per_1000_docs": {"tokens": 120_000, "cost_usd": pytest.approx(1000 * (100 * 2 + 20 * 10) / 1e6)},
     }
 
 
 def test_prompt_carries_the_guide_and_labeled_demonstrations(backend: Backend) -> None:
-    event = _annotation_event(
+    event = annotation_event(
         task_id=11, annotation_id=5, text="Anna Smith flew to Paris .", spans=[(0, 10, "person"), (19, 24, "location")]
     )
     assert backend.client.post("/webhook", json=event).status_code == 200
@@ -138,42 +97,8 @@ def test_prompt_carries_the_guide_and_labeled_demonstrations(backend: Backend) -
     assert messages[-1]["content"].endswith("Mary flew to Rome .") or "Mary flew to Rome ." in messages[-1]["content"]
 
 
-def _annotation_event(
-    *,
-    task_id: int,
-    annotation_id: int,
-    text: str,
-    spans: list[tuple[int, int, str]],
-    action: str = "ANNOTATION_CREATED",
-) -> dict[str, object]:
-    result = [
-        {
-            "id": f"r{i}",
-            "from_name": "label",
-            "to_name": "text",
-            "type": "labels",
-            "value": {"start": s, "end": e, "text": text[s:e], "labels": [label]},
-        }
-        for i, (s, e, label) in enumerate(spans)
-    ]
-    return {
-        "action": action,
-        "project": {"id": LS_PROJECT, "label_config": "<View/>"},
-        "task": {"id": task_id, "data": {"text": text}},
-        "annotation": {
-            "id": annotation_id,
-            "task": task_id,
-            "project": LS_PROJECT,
-            "result": result,
-            "completed_by": 1,
-            "was_cancelled": False,
-            "lead_time": 3.5,
-        },
-    }
-
-
 def test_webhook_persists_once_and_enqueues_by_id(backend: Backend) -> None:
-    event = _annotation_event(task_id=3, annotation_id=9, text="Peter Blackburn", spans=[(0, 15, "person")])
+    event = annotation_event(task_id=3, annotation_id=9, text="Peter Blackburn", spans=[(0, 15, "person")])
     started = time.monotonic()
     first = backend.client.post("/webhook", json=event)
     assert time.monotonic() - started < 1.0
@@ -211,11 +136,11 @@ def test_webhook_other_events(backend: Backend) -> None:
 
 
 def test_webhook_keeps_the_event_when_the_broker_is_down(database_url: str, conll_guide: Guide) -> None:
-    settings = _settings(database_url, "redis://127.0.0.1:1/0", "http://127.0.0.1:1/v1")
-    _register(settings, conll_guide)
+    settings = backend_settings(database_url, "redis://127.0.0.1:1/0", "http://127.0.0.1:1/v1")
+    register_ls_project(settings, conll_guide)
     with TestClient(create_app(settings, jobs=CeleryJobQueue("redis://127.0.0.1:1/0"))) as client:
         started = time.monotonic()
-        reply = client.post("/webhook", json=_annotation_event(task_id=1, annotation_id=1, text="Bob", spans=[]))
+        reply = client.post("/webhook", json=annotation_event(task_id=1, annotation_id=1, text="Bob", spans=[]))
         assert time.monotonic() - started < 1.0
     assert reply.status_code == 200 and reply.json()["status"] == "stored" and reply.json()["queued"] is False
     with open_db(database_url) as db:
@@ -278,9 +203,9 @@ def test_llm_timeout_is_a_clear_502_and_keeps_what_succeeded(backend: Backend) -
 def test_llm_retries_429_with_backoff(database_url: str, redis_url: str, conll_guide: Guide) -> None:
     script = Script(fail_first=2, fail_status=429)
     with scripted_llm(script) as url:
-        settings = _settings(database_url, redis_url, url)
+        settings = backend_settings(database_url, redis_url, url)
         settings.llm.max_retries = 3
-        _register(settings, conll_guide)
+        register_ls_project(settings, conll_guide)
         with TestClient(create_app(settings)) as client:
             results = _predict(client, ["Peter went home ."])["results"]
     assert len(script.requests) == 3 and results[0]["result"]  # type: ignore[index]
@@ -291,8 +216,8 @@ def test_model_route_serves_the_fine_tuned_model(
 ) -> None:
     script = Script()
     with scripted_llm(script) as url:
-        settings = _settings(database_url, redis_url, url)
-        project_id = _register(settings, conll_guide, small_model)
+        settings = backend_settings(database_url, redis_url, url)
+        project_id = register_ls_project(settings, conll_guide, small_model)
         with TestClient(create_app(settings)) as client:
             for label in conll_guide.labels:
                 put = client.put(f"/api/projects/{project_id}/routing/{label}", json={"route": "model"})
@@ -324,7 +249,7 @@ def test_interactive_context_propagates_the_drawn_region(backend: Backend) -> No
 
 
 def test_basic_auth_and_bearer(database_url: str, redis_url: str, conll_guide: Guide) -> None:
-    settings = _settings(
+    settings = backend_settings(
         database_url,
         redis_url,
         "http://127.0.0.1:1/v1",
@@ -332,7 +257,7 @@ def test_basic_auth_and_bearer(database_url: str, redis_url: str, conll_guide: G
         auth_password=SecretStr("pw"),
         auth_token=SecretStr("tok"),
     )
-    _register(settings, conll_guide)
+    register_ls_project(settings, conll_guide)
     with TestClient(create_app(settings)) as client:
         body = {"project": "7.1", "schema": "<View/>"}
         assert client.get("/health").status_code == 200

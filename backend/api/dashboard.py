@@ -1,0 +1,145 @@
+"""The leads' dashboard: one server-rendered HTML page per project, from the same data as ``/progress``."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+
+from backend.api.deps import DbSession, require_auth
+from backend.db.models import Project
+from backend.services.progress import project_progress
+from backend.services.projects import project_by_id
+
+router = APIRouter(prefix="/dashboard", dependencies=[Depends(require_auth)], include_in_schema=False)
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:right}th:first-child,td:first-child{text-align:left}
+.bar{background:#eee;width:160px;height:10px;display:inline-block}.bar i{background:#4a7;height:10px;display:block}
+.met{color:#185}.below{color:#b33}svg{background:#fafafa;border:1px solid #ddd}small{color:#666}
+"""
+
+
+@router.get("", response_class=HTMLResponse)
+def index(db: DbSession) -> str:
+    """Links to every project's dashboard."""
+    items = "".join(
+        f'<li><a href="/dashboard/{p.id}">{escape(p.name)}</a> <small>Label Studio project {p.ls_project_id}</small>'
+        for p in db.scalars(select(Project).order_by(Project.id))
+    )
+    return _page("nerloop projects", f"<h1>Projects</h1><ul>{items or '<li>none yet</li>'}</ul>")
+
+
+@router.get("/{project_id}", response_class=HTMLResponse)
+def project_page(project_id: int, db: DbSession) -> str:
+    """One project's progress towards its per-type target."""
+    data = project_progress(db, project_by_id(db, project_id))
+    return _page(f"nerloop: {data['name']}", render(data))
+
+
+def render(data: dict[str, Any]) -> str:
+    """The dashboard body for ``project_progress`` data."""
+    t = data["targets"]
+    head = (
+        f"<h1>{escape(data['name'])}</h1><p>Target F1 {t['f1']:.2f} per type; {t['usable_labels']} labels is usable, "
+        f"{t['good_labels']} good. Serving: <code>{escape(data['serving'] or 'no model yet (LLM only)')}</code>. "
+        f'<a href="/api/projects/{data["project_id"]}/progress">JSON</a></p>'
+    )
+    return head + _types(data) + _versions(data) + _throughput(data) + _costs(data)
+
+
+def _types(data: dict[str, Any]) -> str:
+    good = data["targets"]["good_labels"]
+    rows = ""
+    for item in data["types"]:
+        fc = item["forecast"]
+        f1 = "-" if fc["f1"] is None else f"{fc['f1']:.3f}"
+        status = "met" if fc["more_labels"] == 0 else "below"
+        more = fc["reason"] if fc["more_labels"] is None else f"{fc['more_labels']:,}"
+        width = min(100, round(100 * item["labels"] / good))
+        rows += (
+            f"<tr><td>{escape(item['label'])}</td><td>{item['labels']:,}</td>"
+            f'<td><span class="bar"><i style="width:{width}%"></i></span> {item["mark"]}</td>'
+            f'<td class="{status}">{f1}</td><td>{escape(more)}</td>'
+            f"<td>{_curve(item['curve'], data['targets']['f1'])}</td></tr>"
+        )
+    return (
+        "<h2>Entity types</h2><table><tr><th>type</th><th>labels</th><th>towards good</th><th>latest F1</th>"
+        f"<th>more labels needed (forecast)</th><th>learning curve</th></tr>{rows}</table>"
+    )
+
+
+def _curve(points: list[dict[str, float]], target: float, w: int = 160, h: int = 48) -> str:
+    """F1 against log(labels), with the target as a dashed line."""
+    if not points:
+        return "<small>no version yet</small>"
+    xs = [math.log(max(1.0, p["labels"])) for p in points]
+    lo, hi = min(xs), max(xs)
+
+    def x(v: float) -> float:
+        return 4 + (w - 8) * ((v - lo) / (hi - lo) if hi > lo else 0.5)
+
+    def y(f1: float) -> float:
+        return h - 4 - (h - 8) * f1
+
+    line = " ".join(f"{x(v):.1f},{y(p['f1']):.1f}" for v, p in zip(xs, points, strict=True))
+    dots = "".join(f'<circle cx="{x(v):.1f}" cy="{y(p["f1"]):.1f}" r="2"/>' for v, p in zip(xs, points, strict=True))
+    return (
+        f'<svg width="{w}" height="{h}"><line x1="0" x2="{w}" y1="{y(target):.1f}" y2="{y(target):.1f}" '
+        f'stroke="#b33" stroke-dasharray="3"/><polyline points="{line}" fill="none" stroke="#27a"/>{dots}</svg>'
+    )
+
+
+def _versions(data: dict[str, Any]) -> str:
+    labels = [item["label"] for item in data["types"]]
+    rows = ""
+    for v in reversed(data["versions"]):
+        cells = "".join(
+            f'<td class="{"met" if v["meets_target"].get(lab) else "below"}">{v["f1"][lab]:.3f}</td>'
+            if lab in v["f1"]
+            else "<td>-</td>"
+            for lab in labels
+        )
+        micro = "-" if v["micro_f1"] is None else f"{v['micro_f1']:.3f}"
+        name = f"<td><code>{escape(v['version'])}</code></td><td>{escape(v['status'])}</td>"
+        rows += f"<tr>{name}{cells}<td>{micro}</td></tr>"
+    head = "".join(f"<th>{escape(lab)}</th>" for lab in labels)
+    return (
+        f"<h2>Model versions (dev F1)</h2><table><tr><th>version</th><th>status</th>{head}<th>micro</th></tr>"
+        f"{rows or '<tr><td>none yet</td></tr>'}</table>"
+    )
+
+
+def _throughput(data: dict[str, Any]) -> str:
+    days = data["throughput"]["per_day"]
+    cells = "".join(f"<td>{d['annotations']}</td>" for d in days)
+    head = "".join(f"<th>{escape(d['date'][5:])}</th>" for d in days)
+    return (
+        f"<h2>Annotation throughput</h2><p>{data['throughput']['last_24h']} annotations in the last 24 hours.</p>"
+        f"<table><tr><th>day</th>{head}</tr><tr><td>created</td>{cells}</tr></table>"
+    )
+
+
+def _costs(data: dict[str, Any]) -> str:
+    c = data["llm_costs"]
+    per = c["per_1000_docs"]
+    llm = (
+        "no LLM call yet"
+        if per is None
+        else f"{per['tokens']:,} tokens, ${per['cost_usd']:.2f} per 1,000 documents ({c['calls']:,} calls so far)"
+    )
+    return (
+        f"<h2>Pre-annotation cost</h2><table><tr><th>source</th><th>per 1,000 documents</th></tr>"
+        f"<tr><td>LLM</td><td>{escape(llm)}</td></tr><tr><td>fine-tuned model</td><td>no per-call price "
+        "(runs on the backend's CPU; see bench/RESULTS.md for its throughput)</td></tr></table>"
+    )
+
+
+def _page(title: str, body: str) -> str:
+    head = f"<meta charset='utf-8'><title>{escape(title)}</title><style>{STYLE}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"

@@ -1,0 +1,119 @@
+"""The leads' view of a project: labels per type against the guide's marks, F1 of every version against the
+target, the learning-curve forecast, annotation throughput, and what pre-annotation costs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.db.models import AnnotationEvent, LLMCall, ModelVersion, Project
+from backend.services.annotations import labeled_examples
+from backend.services.projects import guide_of
+from ml.progress import forecast, label_mark
+
+THROUGHPUT_DAYS = 7
+
+
+def llm_costs(db: Session, project: Project) -> dict[str, Any]:
+    """What LLM pre-annotation has cost: calls, tokens, dollars, dropped entities, and per 1,000 documents."""
+    calls, prompt, completion, cost, dropped = db.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(LLMCall.prompt_tokens), 0),
+            func.coalesce(func.sum(LLMCall.completion_tokens), 0),
+            func.coalesce(func.sum(LLMCall.cost_usd), 0.0),
+            func.coalesce(func.sum(LLMCall.dropped), 0),
+        ).where(LLMCall.project_id == project.id)
+    ).one()
+    per_1000 = 1000.0 / calls if calls else None
+    return {
+        "calls": calls,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost_usd": float(cost),
+        "dropped_entities": dropped,
+        "per_1000_docs": None
+        if per_1000 is None
+        else {"tokens": round((prompt + completion) * per_1000), "cost_usd": float(cost) * per_1000},
+    }
+
+
+def project_progress(db: Session, project: Project, *, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the dashboard shows, as JSON-ready data.
+
+    Labels are counted from the stored webhook events (each task's latest annotation); the learning curve of a
+    type plots each model version's dev F1 against the labels of that type it was trained on.
+    """
+    guide = guide_of(project)
+    targets = guide.targets
+    counts = Counter(span.label for _, spans in labeled_examples(db, project) for span in spans)
+    versions = list(
+        db.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.project_id == project.id)
+            .order_by(ModelVersion.created_at, ModelVersion.id)
+        )
+    )
+    types = []
+    for label in guide.labels:
+        points = [
+            (int(v.metrics["train_labels"].get(label, 0)), float(v.metrics["per_type"][label]["f1"]))
+            for v in versions
+            if "train_labels" in v.metrics and label in v.metrics.get("per_type", {})
+        ]
+        types.append(
+            {
+                "label": label,
+                "labels": counts.get(label, 0),
+                "mark": label_mark(counts.get(label, 0), usable=targets.usable_labels, good=targets.good_labels),
+                "curve": [{"labels": n, "f1": f1} for n, f1 in points],
+                "forecast": asdict(forecast(points, labels=counts.get(label, 0), target=targets.f1)),
+            }
+        )
+    return {
+        "project_id": project.id,
+        "name": project.name,
+        "targets": {"f1": targets.f1, "usable_labels": targets.usable_labels, "good_labels": targets.good_labels},
+        "serving": project.current_version,
+        "types": types,
+        "versions": [_version(v, guide.labels, targets.f1) for v in versions],
+        "throughput": _throughput(db, project, now or datetime.now(UTC)),
+        "llm_costs": llm_costs(db, project),
+    }
+
+
+def _version(row: ModelVersion, labels: list[str], target: float) -> dict[str, Any]:
+    per_type = row.metrics.get("per_type", {})
+    return {
+        "version": row.version,
+        "status": row.status,
+        "architecture": row.architecture,
+        "created_at": row.created_at.isoformat(),
+        "micro_f1": (row.metrics.get("micro") or {}).get("f1"),
+        "f1": {label: per_type[label]["f1"] for label in labels if label in per_type},
+        "meets_target": {label: per_type[label]["f1"] >= target for label in labels if label in per_type},
+    }
+
+
+def _throughput(db: Session, project: Project, now: datetime) -> dict[str, Any]:
+    """Annotations created per day over the last week, and in the last 24 hours."""
+    since = now - timedelta(days=THROUGHPUT_DAYS)
+    times = db.scalars(
+        select(AnnotationEvent.received_at).where(
+            AnnotationEvent.project_id == project.id,
+            AnnotationEvent.action == "ANNOTATION_CREATED",
+            AnnotationEvent.received_at >= since,
+        )
+    ).all()
+    moments = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]  # SQLite drops the zone
+    days = [(now - timedelta(days=d)).date() for d in range(THROUGHPUT_DAYS - 1, -1, -1)]
+    per_day = Counter(m.date() for m in moments)
+    return {
+        "last_24h": sum(m >= now - timedelta(hours=24) for m in moments),
+        "per_day": [{"date": day.isoformat(), "annotations": per_day.get(day, 0)} for day in days],
+    }

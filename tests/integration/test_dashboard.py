@@ -1,0 +1,83 @@
+"""The leads' dashboard and its JSON, over HTTP, on real databases, from real webhook events and model versions."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from spacy.language import Language
+
+from annotation_guide import Guide
+from backend.db.models import Project
+from backend.services.projects import record_model_version
+from ml.converters import load_docs
+from ml.training import TrainedModel
+from tests.conftest import open_db
+from tests.integration.conftest import Backend, annotation_event
+
+pytestmark = pytest.mark.integration
+
+
+def _versions(backend: Backend, model: TrainedModel, person_curve: list[tuple[int, float]]) -> list[str]:
+    """Two real versions of the small model, each told the person labels it was trained on and its person F1."""
+    names = []
+    with open_db(backend.settings.database_url) as db:
+        project = db.get(Project, backend.project_id)
+        assert project is not None
+        for index, (n, f1) in enumerate(person_curve):
+            metrics = dict(model.meta["metrics"])
+            metrics["per_type"] = {**metrics["per_type"], "person": {**metrics["per_type"]["person"], "f1": f1}}
+            metrics["train_labels"] = {"person": n, "location": 10 * (index + 1), "organisation": 5, "misc": 5}
+            name = f"{model.version}-{index}"
+            record_model_version(
+                db, project, version=name, path=str(model.path), architecture="cnn", metrics=metrics, promote=True
+            )
+            names.append(name)
+    return names
+
+
+def test_progress_and_dashboard_from_events_and_versions(
+    backend: Backend, small_model: TrainedModel, conll_guide: Guide, shared_data: Path, blank_nlp: Language
+) -> None:
+    docs = load_docs(shared_data / "conll2003" / "dev.txt", blank_nlp, labels=conll_guide.labels).docs[:12]
+    for task_id, doc in enumerate(docs, start=1):
+        spans = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+        event = annotation_event(task_id=task_id, annotation_id=task_id, text=doc.text, spans=spans)
+        assert backend.client.post("/webhook", json=event).status_code == 200
+    relabel = annotation_event(task_id=1, annotation_id=1, text=docs[0].text, spans=[], action="ANNOTATION_UPDATED")
+    assert backend.client.post("/webhook", json=relabel).status_code == 200  # task 1's labels are gone now
+    expected = Counter(e.label_ for doc in docs[1:] for e in doc.ents)
+    names = _versions(backend, small_model, [(50, 0.5), (100, 0.6)])
+
+    reply = backend.client.get(f"/api/projects/{backend.project_id}/progress")
+    assert reply.status_code == 200
+    data = reply.json()
+    by_type = {t["label"]: t for t in data["types"]}
+    assert {label: t["labels"] for label, t in by_type.items()} == {
+        label: expected.get(label, 0) for label in conll_guide.labels
+    }
+    assert all(t["mark"] == "collecting" for t in data["types"])  # 12 sentences are far from 200 labels
+    person = by_type["person"]
+    assert person["curve"] == [{"labels": 50, "f1": 0.5}, {"labels": 100, "f1": 0.6}]
+    # on the line through both points F1 gains 0.1 per doubling: 0.85 is 3.5 doublings above 50 labels
+    assert person["forecast"]["more_labels"] == math.ceil(50 * 2**3.5) - expected["person"]
+    misc = by_type["misc"]["forecast"]  # both versions saw 5 misc labels: no slope to extrapolate
+    assert misc["more_labels"] is None and misc["reason"].startswith("needs versions trained on at least two")
+    assert [v["version"] for v in data["versions"]] == names and data["serving"] == names[-1]
+    assert data["versions"][-1]["f1"]["person"] == 0.6 and data["versions"][-1]["meets_target"]["person"] is False
+    assert data["throughput"]["last_24h"] == len(docs)  # created events only; the update is not a new label
+    assert data["throughput"]["per_day"][-1]["annotations"] == len(docs)
+    assert data["llm_costs"]["calls"] == 0 and data["llm_costs"]["per_1000_docs"] is None
+
+    page = backend.client.get(f"/dashboard/{backend.project_id}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert all(f"<td>{label}</td><td>{expected.get(label, 0):,}</td>" in html for label in conll_guide.labels)
+    assert html.count("<svg") == len(conll_guide.labels)  # a learning curve per type
+    assert f"<code>{names[-1]}</code>" in html and f"{person['forecast']['more_labels']:,}" in html
+    index = backend.client.get("/dashboard")
+    assert index.status_code == 200 and f'href="/dashboard/{backend.project_id}"' in index.text
+    assert backend.client.get("/dashboard/4242").status_code == 404
+    assert backend.client.get("/api/projects/4242/progress").status_code == 404
