@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from backend.services.projects import register_project
 from backend.services.training import Trainer, manual_run
 from backend.settings import LLMSettings, Settings
 from ml.converters import load_docs
+from ml.promotion import in_dev_split
 from ml.training import TrainedModel
 from tests.conftest import open_db, promote, sessions_for
 
@@ -145,6 +147,18 @@ def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_d
     assert serving == runs[0].model_version
     progress = loop.client.get(f"/api/runs/{runs[0].id}").json()
     assert progress["status"] == "succeeded" and "decision" in progress["details"]
+    # the dashboard's learning curve: the version's dev F1 against the labels per type it was trained on
+    trained_on = Counter(
+        r["value"]["labels"][0]
+        for e in events
+        if not in_dev_split("31", e["task"]["id"], fraction=loop.settings.dev_fraction)  # type: ignore[index]
+        for r in e["annotation"]["result"]  # type: ignore[index]
+    )
+    board = loop.client.get(f"/api/projects/{loop.project_id}/progress").json()
+    assert [v["version"] for v in board["versions"]] == [serving]
+    assert {t["label"]: [p["labels"] for p in t["curve"]] for t in board["types"]} == {
+        label: [trained_on.get(label, 0)] for label in conll_guide.labels
+    }
 
     # a redelivered training message finds the run finished and does nothing
     CeleryJobQueue(loop.settings.redis_url).enqueue(TaskName.TRAIN_RUN, runs[0].id)
