@@ -40,9 +40,13 @@ class RecordingLabelStudio:
     texts: dict[int, str]
     predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
+    labelled: set[int] = field(default_factory=set)
 
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
-        return [{"id": i, "data": {"text": t}, "annotations": []} for i, t in self.texts.items()]
+        return [
+            {"id": i, "data": {"text": t}, "annotations": [{"result": []}] if i in self.labelled else []}
+            for i, t in self.texts.items()
+        ]
 
     def task_text(self, task_id: int) -> str | None:
         self.calls["read"] += 1
@@ -114,3 +118,12 @@ def test_rescore_once_per_version_then_llm_pass_on_the_next_tasks(
         assert llm_pass(db, project, store, annotator, limit=8) == 0  # redelivered: nothing left to do
         assert len(script.requests) == 8
         assert llm_pass(db, project, store, annotator, limit=10) == 2
+
+        # the annotators label the whole batch: the next rescore picks another one and pushes the new scores
+        store.labelled |= {row.ls_task_id for row in rows if row.score < 0.01}
+        rescore(db, project, store, predictor, batch_size=5, dev_fraction=0.2)
+        with open_db(database_url) as other:  # what was committed, read by another session
+            stored = {r.ls_prediction_id: r.score for r in other.scalars(select(Prediction))}
+        pushed = {pid: p["score"] for pid, p in store.predictions.items() if p["task"] not in store.labelled}
+        assert pushed == {pid: stored[pid] for pid in pushed}
+        assert sum(score < 0.01 for score in pushed.values()) == 5  # a new batch, in place of the labelled one
