@@ -2,7 +2,21 @@
 
 The LLM returns entity strings and labels; this module finds them in the text itself, drops what it cannot find,
 and says why for every dropped entity. It never raises on model output and never emits a span that is not in the
-text.
+text, nor two spans that overlap.
+
+How answer items are mapped onto the text (the result does not depend on the order of the items):
+
+- Labels: a label equal to a guide label is that label. Otherwise it is compared with the guide's labels ignoring
+  letter case and treating runs of ``-``, ``_`` and whitespace as one separator (``work_of_art`` is
+  ``WORK-OF-ART``); it is accepted only when exactly one guide label matches that way ("ambiguous label"
+  otherwise). Spans carry the guide's spelling; a label the guide does not define is never emitted.
+- Mentions are found on word boundaries only ("York" is not in "Yorkshire"), ignoring letter case and treating
+  any run of whitespace as any run of whitespace; see :func:`find_mention`.
+- Placement: one item labels one occurrence. Items are placed longest surface first (its length as searched, quotes
+  stripped and whitespace runs counted once; ties: the one whose first occurrence comes earlier, then the surface
+  and label as written), each on its first occurrence that overlaps no span placed before it. So a shorter answer never takes part of a region a longer one covers, and repeated
+  identical items take the following occurrences. An item with no free occurrence is dropped ("repeated" when an
+  item with the same surface was placed, "overlaps" otherwise).
 """
 
 from __future__ import annotations
@@ -22,6 +36,8 @@ _QUOTES = " \t\r\n\"'`*\u2018\u2019\u201c\u201d\u00ab\u00bb\u201e"
 # Stripped only when the surface is not found with them (keeps "C++", "--max-old-space-size", "Inc.").
 _PUNCTUATION = _QUOTES + ".,;:!?()[]{}<>"
 _JSON_START = re.compile(r"[\[{]")
+# Label spellings that name the same guide label when only one guide label is spelt that way.
+_LABEL_SEPARATORS = re.compile(r"[\s_-]+")
 # Bounds the work spent on long garbage full of brackets: each failed start costs one decode attempt.
 _MAX_DECODE_ATTEMPTS = 200
 _MAX_REASON_CHARS = 60
@@ -35,8 +51,9 @@ class ParsedEntities:
         spans: Non-overlapping, sorted; ``text[start:end]`` of each is a mention the LLM returned.
         dropped: How many returned entities were not emitted.
         reasons: One short reason per dropped entity, in answer order (``"not in text: 'Foo'"``,
-            ``"unknown label 'X'"``, ``"overlaps"``, ``"repeated"``, ``"malformed item"``, ``"empty text"``);
-            ``["not JSON"]`` or ``["no entity list"]`` when nothing could be read (then ``dropped`` is 0).
+            ``"unknown label 'X'"``, ``"ambiguous label 'x'"``, ``"overlaps"``, ``"repeated"``,
+            ``"malformed item"``, ``"empty text"``); ``["not JSON"]`` or ``["no entity list"]`` when nothing could
+            be read (then ``dropped`` is 0).
         valid_json: True when the answer held one JSON entity list (or one entity object), even among chatter or
             in a code fence; False when nothing could be read, or when the entities were pieced together from
             several loose objects (an answer cut off at the token limit).
@@ -48,13 +65,58 @@ class ParsedEntities:
     valid_json: bool = True
 
 
+@dataclass(frozen=True)
+class _Item:
+    """One answer item whose label is the guide's and whose surface occurs in the text."""
+
+    index: int
+    surface: str
+    label: str
+    key: str  # the surface, normalised: items with the same key are repeats of one another
+    length: int  # of the surface as searched: longer items are placed first
+    occurrences: tuple[tuple[int, int], ...]  # whole-word occurrences, in the order they are tried
+
+    def order(self) -> tuple[int, int, str, str, str]:
+        """Placement order; it depends on the item's content only, never on where it was in the answer."""
+        return (-self.length, self.occurrences[0][0], self.key, self.surface, self.label)
+
+
+@dataclass(frozen=True)
+class _GuideLabels:
+    """The guide's labels, and the spellings of them that an answer may use."""
+
+    exact: frozenset[str]
+    loose: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, labels: Collection[str]) -> _GuideLabels:
+        loose: dict[str, tuple[str, ...]] = {}
+        for label in dict.fromkeys(labels):
+            loose[_loose_label(label)] = (*loose.get(_loose_label(label), ()), label)
+        return cls(exact=frozenset(labels), loose=loose)
+
+    def resolve(self, label: str) -> str | None:
+        """The guide label that ``label`` names, or None (the reason is :meth:`why_not`)."""
+        for candidate in (label, label.strip()):
+            if candidate in self.exact:
+                return candidate
+        matches = self.loose.get(_loose_label(label), ())
+        return matches[0] if len(matches) == 1 else None
+
+    def why_not(self, label: str) -> str:
+        """Why :meth:`resolve` gave None for ``label``."""
+        ambiguous = len(self.loose.get(_loose_label(label), ())) > 1
+        return f"{'ambiguous' if ambiguous else 'unknown'} label {_short(label)}"
+
+
 def parse_response(raw: str, text: str, *, labels: Collection[str]) -> ParsedEntities:
     """Read the entities of an LLM answer and find each one in the text.
 
     Accepts ``{"entities": [...]}``, a bare list, either inside a code fence or surrounded by chatter (the first
     JSON value that holds entities is used). Items may name the mention ``text``/``entity``/``span`` and the label
-    ``label``/``type``; labels match the allowed ones case-insensitively and come out in their canonical case.
-    Mentions are found with :func:`find_mention`, in answer order, each after the previous one.
+    ``label``/``type``. Labels and mentions are mapped as the module docstring says: a label must name exactly one
+    guide label and comes out in the guide's spelling; each item labels one whole-word occurrence, longest
+    surfaces first, each on its first free occurrence, so the spans do not depend on the order of the items.
 
     Args:
         raw: The LLM's answer, as returned.
@@ -68,17 +130,19 @@ def parse_response(raw: str, text: str, *, labels: Collection[str]) -> ParsedEnt
     if isinstance(read, str):
         return ParsedEntities(spans=[], dropped=0, reasons=[read], valid_json=False)
     items, valid_json = read
-    canonical = {label.lower(): label for label in labels}
-    spans: list[CharSpan] = []
-    reasons: list[str] = []
-    emitted: set[str] = set()
-    for item in items:
-        span, reason = _place(item, text, canonical=canonical, spans=spans, emitted=emitted)
-        if span is not None:
-            spans.append(span)
+    guide = _GuideLabels.of(labels)
+    reasons: dict[int, str] = {}
+    pending: list[_Item] = []
+    searched: dict[str, tuple[tuple[tuple[int, int], ...], int]] = {}  # a repeated surface is searched once
+    for index, item in enumerate(items):
+        checked = _check(index, item, text, guide=guide, searched=searched)
+        if isinstance(checked, str):
+            reasons[index] = checked
         else:
-            reasons.append(reason)
-    return ParsedEntities(spans=sorted(spans), dropped=len(reasons), reasons=reasons, valid_json=valid_json)
+            pending.append(checked)
+    spans = _place(pending, text, reasons=reasons)
+    ordered = [reasons[index] for index in sorted(reasons)]
+    return ParsedEntities(spans=sorted(spans), dropped=len(ordered), reasons=ordered, valid_json=valid_json)
 
 
 def find_mention(
@@ -111,33 +175,60 @@ def find_mention(
     return None
 
 
-def _place(
+def _check(
+    index: int,
     item: object,
     text: str,
     *,
-    canonical: dict[str, str],
-    spans: list[CharSpan],
-    emitted: set[str],
-) -> tuple[CharSpan | None, str]:
-    """Place one returned item; return its span, or None and why it was dropped."""
+    guide: _GuideLabels,
+    searched: dict[str, tuple[tuple[tuple[int, int], ...], int]],
+) -> _Item | str:
+    """The item ready to be placed, or why it is dropped before placement."""
     fields = _fields(item)
     if fields is None:
-        return None, "malformed item"
+        return "malformed item"
     surface, label = fields
-    if label.strip().lower() not in canonical:
-        return None, f"unknown label {_short(label)}"
+    canonical = guide.resolve(label)
+    if canonical is None:
+        return guide.why_not(label)
     if not surface.strip(_PUNCTUATION):
-        return None, "empty text"
-    taken = [(span.start, span.end) for span in spans]
-    after = spans[-1].end if spans else 0  # spans are in answer order: the previous mention's end
-    found = find_mention(text, surface, taken=taken, after=after)
-    key = _normalise(surface)
-    if found is None:
-        if find_mention(text, surface, taken=()) is None:
-            return None, f"not in text: {_short(surface)}"
-        return None, "repeated" if key in emitted else "overlaps"
-    emitted.add(key)
-    return CharSpan(found[0], found[1], canonical[label.strip().lower()]), ""
+        return "empty text"
+    if surface not in searched:
+        searched[surface] = _search(text, surface)
+    occurrences, length = searched[surface]
+    if not occurrences:
+        return f"not in text: {_short(surface)}"
+    return _Item(index, surface, canonical, _normalise(surface), length, occurrences)
+
+
+def _place(pending: Sequence[_Item], text: str, *, reasons: dict[int, str]) -> list[CharSpan]:
+    """Give each item its first free occurrence, longest items first; record why the others are dropped."""
+    taken = bytearray(len(text))  # 1 where a placed span covers the character
+    placed: set[str] = set()
+    spans: list[CharSpan] = []
+    for item in sorted(pending, key=_Item.order):
+        spot = next((span for span in item.occurrences if not any(taken[span[0] : span[1]])), None)
+        if spot is None:
+            reasons[item.index] = "repeated" if item.key in placed else "overlaps"
+            continue
+        start, end = spot
+        taken[start:end] = b"\x01" * (end - start)
+        placed.add(item.key)
+        spans.append(CharSpan(start, end, item.label))
+    return spans
+
+
+def _search(text: str, surface: str) -> tuple[tuple[tuple[int, int], ...], int]:
+    """Whole-word occurrences of each search variant, in the order :func:`find_mention` tries them, and the length
+    of the first variant found (whitespace runs counted as one character): the length the item is placed by."""
+    found: dict[tuple[int, int], None] = {}
+    length = 0
+    for variant in _variants(surface):
+        bounded = [span for span in _occurrences(text, variant) if _on_word_boundaries(text, *span)]
+        if bounded and not found:
+            length = len(" ".join(variant.split()))
+        found.update(dict.fromkeys(bounded))
+    return tuple(found), length
 
 
 def _fields(item: object) -> tuple[str, str] | None:
@@ -255,6 +346,11 @@ def _on_word_boundaries(text: str, start: int, end: int) -> bool:
 
 def _normalise(surface: str) -> str:
     return " ".join(surface.strip(_PUNCTUATION).split()).casefold()
+
+
+def _loose_label(label: str) -> str:
+    """A label spelling with letter case and ``-``/``_``/whitespace differences removed."""
+    return _LABEL_SEPARATORS.sub("_", label.strip().casefold())
 
 
 def _short(value: str) -> str:

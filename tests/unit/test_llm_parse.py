@@ -143,10 +143,10 @@ def test_label_case_is_mapped_to_the_guides() -> None:
     assert [s.label for s in parsed.spans] == ["WORK-OF-ART", "PER"]
 
 
-def test_mentions_are_searched_after_the_previous_one() -> None:
-    # Out of order: 'ACME Corp' comes after 'Bob Stone', so it is the second occurrence, the one that follows.
+def test_a_mention_takes_its_first_free_occurrence_whatever_the_answer_order() -> None:
+    # The order of the items is no hint: 'ACME Corp' listed after 'Bob Stone' is still the first 'ACME Corp'.
     parsed = parse_response(_answer(("Bob Stone", "PER"), ("ACME Corp", "ORG")), TEXT, labels=LABELS)
-    assert parsed.spans == [CharSpan(16, 25, "PER"), CharSpan(33, 42, "ORG")]
+    assert parsed.spans == [CharSpan(0, 9, "ORG"), CharSpan(16, 25, "PER")]
 
 
 def test_case_changed_mention_keeps_the_texts_casing() -> None:
