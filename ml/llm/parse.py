@@ -14,9 +14,10 @@ How answer items are mapped onto the text (the result does not depend on the ord
   any run of whitespace as any run of whitespace; see :func:`find_mention`.
 - Placement: one item labels one occurrence. Items are placed longest surface first (its length as searched, quotes
   stripped and whitespace runs counted once; ties: the one whose first occurrence comes earlier, then the surface
-  and label as written), each on its first occurrence that overlaps no span placed before it. So a shorter answer never takes part of a region a longer one covers, and repeated
-  identical items take the following occurrences. An item with no free occurrence is dropped ("repeated" when an
-  item with the same surface was placed, "overlaps" otherwise).
+  and label as written), each on its first occurrence that overlaps no span placed before it. So a shorter answer
+  never takes part of a region a longer one covers, and repeated identical items take the following occurrences.
+  An item with no free occurrence is dropped ("repeated" when an item with the same surface was placed,
+  "overlaps" otherwise).
 """
 
 from __future__ import annotations
