@@ -65,9 +65,6 @@ def project_create(
         g = load_guide(guide)
         texts = read_texts(tasks, g)[: limit or None]
         upgrade(settings.database_url)
-        auth = None
-        if settings.auth_username and settings.auth_password:
-            auth = (settings.auth_username, settings.auth_password.get_secret_value())
         engine = make_engine(settings.database_url)
         with LabelStudioGateway(settings.label_studio) as gateway, session_scope(session_factory(engine)) as db:
             created = create_project(
@@ -78,12 +75,79 @@ def project_create(
                 backend_url=settings.backend_url,
                 title=title,
                 retrain_threshold=retrain_every or settings.retrain_every_n_annotations,
-                basic_auth=auth,
+                basic_auth=_basic_auth(),
             )
     typer.echo(
         f"Label Studio project {created.ls_project_id} (nerloop project {created.project_id}): "
         f"{len(created.task_ids)} tasks, ML backend {created.ml_backend_id}, model version {created.model_version}"
     )
+
+
+@project_app.command("attach")
+def project_attach(
+    ls_project: Annotated[int, typer.Option("--ls-project", help="Label Studio's id of the existing project.")],
+    guide: Annotated[Path, typer.Option("--guide", "-g", help="Annotation guide (YAML) the project must match.")],
+    retrain_every: Annotated[int | None, typer.Option(help="New labels that trigger a retrain.")] = None,
+) -> None:
+    """Take over an existing Label Studio project: check its labeling config against the guide, import its
+    annotations, connect this backend (and its webhook), order by uncertainty, and retrain at once when the
+    imported labels reach the threshold. Safe to run again."""
+    from backend.adapters.jobs import CeleryJobQueue, TaskName
+    from backend.adapters.label_studio import LabelStudioGateway
+    from backend.services.bootstrap import attach_project
+
+    settings = get_settings()
+    with ml_cli.errors(ServiceError):
+        g = load_guide(guide)
+        upgrade(settings.database_url)
+        engine = make_engine(settings.database_url)
+        with LabelStudioGateway(settings.label_studio) as gateway, session_scope(session_factory(engine)) as db:
+            attached = attach_project(
+                db,
+                gateway,
+                g,
+                ls_project_id=ls_project,
+                backend_url=settings.backend_url,
+                retrain_threshold=retrain_every or settings.retrain_every_n_annotations,
+                basic_auth=_basic_auth(),
+            )
+        CeleryJobQueue(settings.redis_url).enqueue(TaskName.RETRAIN_IF_DUE, attached.project_id)
+    typer.echo(
+        f"Label Studio project {attached.ls_project_id} (nerloop project {attached.project_id}): "
+        f"{attached.annotations} annotations read, {attached.imported} new, {attached.label_changes} label changes; "
+        f"ML backend {attached.ml_backend_id}, model version {attached.model_version}; "
+        "a retrain starts if the labels reach the threshold"
+    )
+
+
+@ml_cli.guide_app.command("init")
+def guide_init(
+    from_label_studio: Annotated[
+        int, typer.Option("--from-label-studio", help="Label Studio project id whose labels to start from.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the guide skeleton (YAML).")] = Path(
+        "guide.yaml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a guide skeleton from an existing Label Studio project's labeling config (fill in the TODOs, then
+    `nerloop guide validate` and `nerloop project attach`)."""
+    from annotation_guide import guide_skeleton
+    from backend.adapters.label_studio import LabelStudioGateway
+
+    if out.exists() and not force:
+        raise ml_cli.fail(f"{out} exists; choose another --out or pass --force")
+    with ml_cli.errors(ServiceError), LabelStudioGateway(get_settings().label_studio) as gateway:
+        title, config = gateway.project_config(from_label_studio)
+        out.write_text(guide_skeleton(config, title), encoding="utf-8")
+    typer.echo(f"wrote {out}: fill in every TODO, then run `nerloop guide validate {out}`")
+
+
+def _basic_auth() -> tuple[str, str] | None:
+    settings = get_settings()
+    if settings.auth_username and settings.auth_password:
+        return settings.auth_username, settings.auth_password.get_secret_value()
+    return None
 
 
 def default_gguf() -> str:

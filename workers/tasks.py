@@ -16,8 +16,8 @@ from backend.adapters.models import ModelRegistry
 from backend.db.models import Project
 from backend.db.session import make_engine, session_factory, session_scope
 from backend.services import scoring, training
-from backend.services.annotations import EventLogSource
 from backend.services.errors import UpstreamError
+from backend.services.label_state import StoredLabelsSource
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor
 from backend.services.projects import project_by_id
@@ -53,7 +53,7 @@ def _source(settings: Settings) -> Any:
     if settings.label_studio.api_key is not None:
         gateway = LabelStudioGateway(settings.label_studio)
         return lambda db, project: gateway
-    return lambda db, project: EventLogSource(db, project)
+    return lambda db, project: StoredLabelsSource(db, project)
 
 
 @shared_task(

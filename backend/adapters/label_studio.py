@@ -75,6 +75,18 @@ class LabelStudioGateway:
                 ids.extend(int(i) for i in (getattr(response, "task_ids", None) or []))
         return ids
 
+    def project_config(self, project_id: int) -> tuple[str, str]:
+        """A project's title and labeling config (``<View>`` XML)."""
+        with _explained(f"read project {project_id}", self.url):
+            project = self.client.projects.get(id=project_id)
+        return project.title or f"project {project_id}", project.label_config or ""
+
+    def backend_urls(self, project_id: int) -> dict[str, int]:
+        """The ML backends connected to a project: url -> ML backend id."""
+        with _explained(f"list the ML backends of project {project_id}", self.url):
+            backends: Any = self.client.ml.list(project=project_id)
+        return {str(b.url).rstrip("/"): int(b.id) for b in backends if b.id is not None and b.url}
+
     def connect_backend(self, project_id: int, *, url: str, title: str, basic_auth: tuple[str, str] | None) -> int:
         """Connect the ML backend (interactive pre-annotation on); return the ML backend id."""
         auth: dict[str, Any] = {}
@@ -98,17 +110,17 @@ class LabelStudioGateway:
         with _explained("list the project's tasks", self.url):
             pages: Any = self.client.tasks.list(project=project_id, fields="all", page_size=500)
             for task in pages:
-                raw = task.model_dump() if hasattr(task, "model_dump") else dict(task)
+                raw = task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task)
                 tasks.append(
                     {"id": raw["id"], "data": raw.get("data") or {}, "annotations": raw.get("annotations") or []}
                 )
         return tasks
 
-    def task_text(self, task_id: int) -> str | None:
-        """The text of one task (None when it has none)."""
+    def task_text(self, task_id: int, *, field: str = "text") -> str | None:
+        """The text of one task, ``data[field]`` (None when it has none)."""
         with _explained(f"read task {task_id}", self.url):
             task = self.client.tasks.get(id=str(task_id))
-        text = (task.data or {}).get("text")
+        text = (task.data or {}).get(field)
         return text if isinstance(text, str) else None
 
     def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> int:

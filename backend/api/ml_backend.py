@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends
 from sqlalchemy import select
 
-from annotation_guide.render import TEXT_FIELD
 from backend.adapters.jobs import TaskName
 from backend.api.deps import DbSession, JobsDep, PredictorDep, require_auth
 from backend.api.schemas import PredictRequest, SetupRequest, ls_project_id
@@ -16,7 +15,7 @@ from backend.db.models import ModelVersion, Project
 from backend.services import annotations as events
 from backend.services.errors import InvalidInputError
 from backend.services.predictions import TaskInput, version_tag
-from backend.services.projects import project_by_ls_id
+from backend.services.projects import guide_of, project_by_ls_id
 from backend.services.routing import routing_table
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,8 @@ def setup(body: SetupRequest, db: DbSession) -> dict[str, str]:
 def predict(body: PredictRequest, db: DbSession, predictor: PredictorDep) -> dict[str, list[dict[str, Any]]]:
     """All tasks in one batch; exactly one prediction per task, in order."""
     project = project_by_ls_id(db, _project_id(body.project))
-    tasks = [TaskInput(task.id, str(task.data[TEXT_FIELD])) for task in body.tasks]
+    field = guide_of(project).label_studio.text_field
+    tasks = [TaskInput(task.id, _text(task.data, field, index)) for index, task in enumerate(body.tasks)]
     context = body.params.context.get("result") if body.params.context else None
     _, results = predictor.predict(db, project, tasks, context=context if isinstance(context, list) else None)
     db.commit()
@@ -59,9 +59,10 @@ def webhook(db: DbSession, jobs: JobsDep, body: Any = Body(...)) -> dict[str, An
         "action": ingested.action,
         "event_id": ingested.event_id,
         "status": "stored" if ingested.created else ("duplicate" if ingested.event_id else "ignored"),
+        "label_change": ingested.label_change,
     }
     if ingested.event_id is None or ingested.project_id is None or ingested.enqueued:
-        return reply  # not ours, or a redelivery whose job is already queued
+        return reply  # not ours, no job (no label changed), or a redelivery whose job is already queued
     name = TaskName.START_TRAINING if ingested.action == "START_TRAINING" else TaskName.RETRAIN_IF_DUE
     try:
         job = jobs.enqueue(name, ingested.project_id, ingested.event_id)
@@ -85,6 +86,13 @@ def versions(db: DbSession, project: str | None = None) -> dict[str, list[str]]:
     if pid is not None:
         query = query.join(Project, Project.id == ModelVersion.project_id).where(Project.ls_project_id == pid)
     return {"versions": list(db.scalars(query))}
+
+
+def _text(data: dict[str, Any], field: str, index: int) -> str:
+    text = data.get(field)
+    if not isinstance(text, str):
+        raise InvalidInputError(f"tasks.{index}.data.{field} must be a string (the guide's label_studio.text_field)")
+    return text
 
 
 def _project_id(value: str | int | None) -> int:

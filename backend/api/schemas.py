@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from annotation_guide.render import TEXT_FIELD
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Loose(BaseModel):
@@ -14,17 +12,10 @@ class _Loose(BaseModel):
 
 
 class PredictTask(_Loose):
-    """A task in a ``/predict`` call."""
+    """A task in a ``/predict`` call (its text is ``data[<the guide's text field>]``, checked by the route)."""
 
     id: int | None = None
     data: dict[str, Any]
-
-    @field_validator("data")
-    @classmethod
-    def _has_text(cls, data: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(data.get(TEXT_FIELD), str):
-            raise ValueError(f"data.{TEXT_FIELD} must be a string")
-        return data
 
 
 class PredictParams(_Loose):

@@ -67,7 +67,33 @@ class AnnotationEvent(Base):
     ls_annotation_id: Mapped[int | None]
     payload: Mapped[dict[str, Any]]
     enqueued: Mapped[bool] = mapped_column(default=False)
+    # True when applying the event changed the project's labels (the label watermark counts these)
+    label_change: Mapped[bool] = mapped_column(default=False)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Annotation(Base):
+    """One Label Studio annotation as it stands now, kept equal to Label Studio's by the webhook events.
+
+    A deleted annotation stays as a tombstone (``deleted``), so that an event delivered late cannot revive it.
+    """
+
+    __tablename__ = "annotation"
+    __table_args__ = (
+        UniqueConstraint("project_id", "ls_annotation_id", name="uq_annotation_project_ls_annotation"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    ls_annotation_id: Mapped[int]
+    ls_task_id: Mapped[int | None] = mapped_column(index=True)
+    task_data: Mapped[dict[str, Any]]
+    result: Mapped[list[dict[str, Any]]]
+    was_cancelled: Mapped[bool] = mapped_column(default=False)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    ls_updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    lead_time_s: Mapped[float | None] = mapped_column(default=None)
+    completed_by: Mapped[int | None] = mapped_column(default=None)
+    event_id: Mapped[int | None] = mapped_column(default=None)
 
 
 class RoutingOverride(Base):

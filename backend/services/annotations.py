@@ -1,24 +1,28 @@
-"""Label Studio webhook events: validated, stored once, and the labeled examples they carry."""
+"""Label Studio webhook events: validated, stored once, and applied to the project's label state."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from backend.db.models import AnnotationEvent, Project
 from backend.db.upsert import upsert
+from backend.services import label_state
 from backend.services.errors import InvalidInputError
 from backend.services.projects import project_by_ls_id
-from ml.converters.label_studio import LSValue
-from ml.converters.spans import CharSpan
 
-ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+# the events that can change a project's labels (Label Studio 1.23 never sends ANNOTATION_DELETED);
+# ANNOTATION_IMPORTED is nerloop's own: an annotation that `project attach` read from Label Studio's export
+SAVED_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_IMPORTED")
+ANNOTATION_ACTIONS = (*SAVED_ACTIONS, "ANNOTATIONS_DELETED", "TASKS_DELETED")
 STORED_ACTIONS = (*ANNOTATION_ACTIONS, "START_TRAINING")
 
 
@@ -29,7 +33,32 @@ class _Loose(BaseModel):
 class WebhookProject(_Loose):
     """The project part of an event."""
 
-    id: int
+    id: StrictInt
+
+
+class WebhookId(_Loose):
+    """An item of ``annotations`` / ``tasks`` in a deletion event."""
+
+    id: StrictInt
+
+
+class WebhookTask(_Loose):
+    """The task part of an annotation event."""
+
+    id: StrictInt
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class WebhookAnnotation(_Loose):
+    """The annotation part of an annotation event: what the label state needs, checked strictly, because one
+    malformed annotation stored would be read by every later training run."""
+
+    id: StrictInt
+    result: list[dict[str, Any]]
+    was_cancelled: bool = False
+    updated_at: str | None = None
+    lead_time: float | None = None
+    completed_by: Any = None
 
 
 class WebhookEvent(_Loose):
@@ -37,9 +66,10 @@ class WebhookEvent(_Loose):
 
     action: str = Field(min_length=1)
     project: WebhookProject | None = None
-    annotation: dict[str, Any] | None = None
-    annotations: list[dict[str, Any]] | None = None
-    task: dict[str, Any] | None = None
+    annotation: WebhookAnnotation | None = None
+    annotations: list[WebhookId] | None = None
+    task: WebhookTask | None = None
+    tasks: list[WebhookId] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,63 +81,132 @@ class Ingested:
     action: str
     created: bool
     enqueued: bool = False
+    label_change: bool = False
 
 
 def parse_event(body: Any) -> WebhookEvent:
-    """Validate a webhook body; one-line 422 on a bad one."""
+    """Validate a webhook body.
+
+    Raises:
+        InvalidInputError: (422) naming every field that is wrong, e.g. ``annotation.result: must be a list``.
+    """
     try:
         event = WebhookEvent.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidInputError(f"webhook body: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
-    if event.action in STORED_ACTIONS and event.project is None:
-        raise InvalidInputError(f"webhook body: a {event.action} event needs project.id")
-    if event.action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") and (
-        event.annotation is None or event.task is None
-    ):
-        raise InvalidInputError(f"webhook body: a {event.action} event needs 'annotation' and 'task'")
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'body'}: {error['msg']}" for error in exc.errors(include_url=False)
+        )
+        raise InvalidInputError(f"webhook body: {problems}") from None
+    needs: tuple[str, ...] = ()
+    if event.action in SAVED_ACTIONS:
+        needs = ("project", "annotation", "task")
+    elif event.action in ("ANNOTATIONS_DELETED", "START_TRAINING"):
+        needs = ("project", "annotations") if event.action == "ANNOTATIONS_DELETED" else ("project",)
+    elif event.action == "TASKS_DELETED":
+        needs = ("tasks",)
+    missing = [name for name in needs if getattr(event, name) is None]
+    if missing:
+        raise InvalidInputError(f"webhook body: a {event.action} event needs {' and '.join(map(repr, missing))}")
     return event
 
 
 def event_key(body: dict[str, Any]) -> str:
-    """The natural key of an event: a hash of its canonical JSON (a redelivery hashes the same)."""
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    """The natural key of an event: a hash of its canonical JSON (a redelivery hashes the same).
+
+    ``START_TRAINING`` is the exception: its body is the project as serialised, identical for two clicks with
+    nothing changed in between, so each delivery is its own event; the run, unique per label watermark, is what
+    keeps a second click from training twice (and lets a click after a failed run train again).
+    """
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False)
+    if body.get("action") == "START_TRAINING":
+        canonical += uuid.uuid4().hex
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def ingest(db: Session, body: dict[str, Any]) -> Ingested:
-    """Store an annotation or training event once (insert ... on conflict do nothing).
+    """Store an annotation or training event once (insert ... on conflict do nothing) and apply it to the
+    project's label state (``backend.services.label_state``) in the same transaction.
 
     Args:
         db: The session (the caller commits).
         body: The raw webhook JSON.
 
     Returns:
-        The stored event's id and whether this delivery created it; other actions are not stored.
+        The stored event's id, whether this delivery created it, and whether it changed the labels; other
+        actions, and deletions of tasks nerloop holds no annotation of, are not stored.
+
+    Raises:
+        InvalidInputError: the body is malformed (nothing is stored).
+        NotFoundError: the project is not registered with nerloop.
     """
     event = parse_event(body)
-    if event.action not in STORED_ACTIONS or event.project is None:
+    project = _project_of(db, event) if event.action in STORED_ACTIONS else None
+    if project is None:
         return Ingested(None, None, event.action, created=False)
-    project = project_by_ls_id(db, event.project.id)
     key = event_key(body)
-    values = {
-        "project_id": project.id,
-        "event_key": key,
-        "action": event.action,
-        "payload": body,
-        "ls_task_id": _int((event.task or {}).get("id")),
-        "ls_annotation_id": _int((event.annotation or {}).get("id")),
-    }
-    result = db.execute(
+    annotation, task = event.annotation, event.task
+    new_id = db.execute(
         upsert(db, AnnotationEvent)
-        .values(**values)
+        .values(
+            project_id=project.id,
+            event_key=key,
+            action=event.action,
+            payload=body,
+            ls_task_id=task.id if task is not None else None,
+            ls_annotation_id=annotation.id if annotation is not None else None,
+        )
         .on_conflict_do_nothing(index_elements=["event_key"])
         .returning(AnnotationEvent.id)
+    ).scalar_one_or_none()
+    if new_id is None:  # a redelivery: applied when it first came
+        existing = db.scalars(select(AnnotationEvent).where(AnnotationEvent.event_key == key)).one()
+        return Ingested(existing.id, project.id, event.action, False, existing.enqueued, existing.label_change)
+    changed = _apply(db, project, event, event_id=new_id)
+    # only a label change or a training request has a job to enqueue; the other events are done once applied
+    done = not changed and event.action != "START_TRAINING"
+    db.execute(update(AnnotationEvent).where(AnnotationEvent.id == new_id).values(label_change=changed, enqueued=done))
+    return Ingested(new_id, project.id, event.action, True, done, changed)
+
+
+def _project_of(db: Session, event: WebhookEvent) -> Project | None:
+    if event.project is not None:
+        return project_by_ls_id(db, event.project.id)
+    # TASKS_DELETED carries only task ids; Label Studio's task ids are unique per instance, so one project
+    owners = label_state.projects_of_tasks(db, [t.id for t in event.tasks or []])
+    return db.get(Project, owners[0]) if owners else None
+
+
+def _apply(db: Session, project: Project, event: WebhookEvent, *, event_id: int) -> bool:
+    """Apply an event to the label state; return whether the labels changed."""
+    if event.action in SAVED_ACTIONS and event.annotation and event.task:
+        return label_state.save_annotation(db, project, _state(event.annotation, event.task), event_id=event_id)
+    if event.action == "ANNOTATIONS_DELETED":
+        ids = [item.id for item in event.annotations or []]
+        return label_state.delete_annotations(db, project, ids, event_id=event_id)
+    if event.action == "TASKS_DELETED":
+        return label_state.delete_tasks(db, project, [item.id for item in event.tasks or []], event_id=event_id)
+    return False
+
+
+def _state(annotation: WebhookAnnotation, task: WebhookTask) -> label_state.AnnotationState:
+    by = annotation.completed_by
+    return label_state.AnnotationState(
+        ls_annotation_id=annotation.id,
+        ls_task_id=task.id,
+        task_data=task.data,
+        result=annotation.result,
+        was_cancelled=annotation.was_cancelled,
+        ls_updated_at=_timestamp(annotation.updated_at),
+        lead_time_s=annotation.lead_time,
+        completed_by=by if isinstance(by, int) else _int((by or {}).get("id") if isinstance(by, dict) else None),
     )
-    new_id = result.scalar_one_or_none()
-    if new_id is not None:
-        return Ingested(new_id, project.id, event.action, created=True)
-    existing = db.scalars(select(AnnotationEvent).where(AnnotationEvent.event_key == key)).one()
-    return Ingested(existing.id, project.id, event.action, created=False, enqueued=existing.enqueued)
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _int(value: Any) -> int | None:
@@ -119,69 +218,6 @@ def mark_enqueued(db: Session, event_id: int) -> None:
     event = db.get(AnnotationEvent, event_id)
     if event is not None:
         event.enqueued = True
-
-
-def latest_annotated_tasks(db: Session, project: Project) -> list[dict[str, Any]]:
-    """Each task's latest annotation from the stored events (deleted ones excluded), in Label Studio's export
-    shape (``id``, ``data``, ``annotations``), oldest task first."""
-    latest: dict[int, dict[str, Any]] = {}
-    task_of: dict[int, int] = {}
-    rows = db.scalars(
-        select(AnnotationEvent).where(AnnotationEvent.project_id == project.id).order_by(AnnotationEvent.id)
-    )
-    for row in rows:
-        body = row.payload
-        if row.action == "ANNOTATIONS_DELETED":
-            for item in body.get("annotations") or []:
-                task_id = task_of.pop(_int(item.get("id")) or -1, None)
-                if task_id is not None:
-                    latest.pop(task_id, None)
-        elif row.action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") and row.ls_task_id is not None:
-            latest[row.ls_task_id] = {
-                "id": row.ls_task_id,
-                "data": (body.get("task") or {}).get("data", {}),
-                "annotations": [body["annotation"]],
-            }
-            if row.ls_annotation_id is not None:
-                task_of[row.ls_annotation_id] = row.ls_task_id
-    return list(latest.values())
-
-
-class EventLogSource:
-    """Annotations as the webhook delivered them: a snapshot source that needs no Label Studio call."""
-
-    def __init__(self, db: Session, project: Project) -> None:
-        self._db = db
-        self._project = project
-
-    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
-        """The latest annotated tasks (``project_id`` is Label Studio's id of this source's project)."""
-        del project_id
-        return latest_annotated_tasks(self._db, self._project)
-
-
-def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[CharSpan]]]:
-    """The latest labels per task as (text, spans), oldest task first."""
-    out = []
-    for task in latest_annotated_tasks(db, project):
-        annotation = task["annotations"][0]
-        text = task["data"].get("text")
-        if not isinstance(text, str) or annotation.get("was_cancelled"):
-            continue
-        spans = [span for r in annotation.get("result") or [] if (span := _valid_span(r, text)) is not None]
-        out.append((text, spans))
-    return out
-
-
-def _valid_span(result: Any, text: str) -> CharSpan | None:
-    """A stored region as a span, or None when it is malformed (one bad event must not break prompting)."""
-    try:
-        value = LSValue.model_validate(result.get("value")) if result.get("type") == "labels" else None
-    except (ValidationError, AttributeError):
-        return None
-    if value is None or not 0 <= value.start < value.end <= len(text) or not text[value.start : value.end].strip():
-        return None
-    return CharSpan(value.start, value.end, value.labels[0])
 
 
 def unqueued_events(db: Session) -> list[AnnotationEvent]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import spacy
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from annotation_guide import Guide, label_studio_config
+from annotation_guide import Guide, check_label_config, label_studio_config
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import Project
-from backend.services.errors import UpstreamError
+from backend.services.annotations import ingest
+from backend.services.errors import InvalidInputError, UpstreamError
 from backend.services.predictions import version_tag
 from backend.services.projects import register_project
 from backend.services.routing import routing_table
@@ -102,3 +106,84 @@ def _undo(db: Session, gateway: LabelStudioGateway, ls_id: int, cause: Exception
         gateway.delete_project(ls_id)
     except UpstreamError as exc:
         cause.add_note(f"Label Studio project {ls_id} is left over and could not be deleted: {exc}")
+
+
+@dataclass(frozen=True)
+class AttachedProject:
+    """What ``project attach`` found and wired."""
+
+    project_id: int
+    ls_project_id: int
+    annotations: int
+    imported: int
+    label_changes: int
+    ml_backend_id: int
+    model_version: str
+
+
+IMPORTED = "ANNOTATION_IMPORTED"
+
+
+def attach_project(
+    db: Session,
+    gateway: LabelStudioGateway,
+    guide: Guide,
+    *,
+    ls_project_id: int,
+    backend_url: str,
+    retrain_threshold: int = 20,
+    basic_auth: tuple[str, str] | None = None,
+) -> AttachedProject:
+    """Take over a Label Studio project a team already has: check its labeling config against the guide, import
+    its annotations into nerloop's label state, connect the backend (Label Studio adds the webhook) and order
+    the queue by uncertainty. Safe to run again: annotations already imported are not counted twice, and an ML
+    backend already connected at ``backend_url`` is reused.
+
+    Args:
+        db: The session (committed here, before Label Studio calls the backend back).
+        gateway: Label Studio.
+        guide: The guide the project must match.
+        ls_project_id: Label Studio's id of the project.
+        backend_url: Where Label Studio reaches the backend.
+        retrain_threshold: New labels that trigger a retrain.
+        basic_auth: Credentials Label Studio must send to the backend, if it requires them.
+
+    Returns:
+        What was imported and connected; the caller enqueues a retrain check (labels may be over the threshold).
+
+    Raises:
+        InvalidInputError: the labeling config does not match the guide (every mismatch, one per line).
+        UpstreamError: Label Studio refused or is unreachable.
+    """
+    _, config = gateway.project_config(ls_project_id)
+    problems = check_label_config(config, guide)
+    if problems:
+        raise InvalidInputError(
+            f"Label Studio project {ls_project_id} does not match the guide {guide.project!r}:\n  - "
+            + "\n  - ".join(problems)
+        )
+    project = register_project(db, ls_project_id=ls_project_id, guide=guide, retrain_threshold=retrain_threshold)
+    counts = Counter[str]()
+    for task in gateway.export_tasks(ls_project_id):
+        for annotation in task["annotations"]:
+            ingested = ingest(db, _imported(ls_project_id, task, annotation))
+            counts.update(annotations=1, imported=int(ingested.created), changes=int(ingested.label_change))
+    db.commit()
+    tag = version_tag(project, routing_table(db, project))
+    ml_id = gateway.backend_urls(ls_project_id).get(backend_url.rstrip("/"))
+    if ml_id is None:
+        ml_id = gateway.connect_backend(ls_project_id, url=backend_url, title=tag, basic_auth=basic_auth)
+    gateway.use_uncertainty_sampling(ls_project_id)
+    return AttachedProject(
+        project.id, ls_project_id, counts["annotations"], counts["imported"], counts["changes"], ml_id, tag
+    )
+
+
+def _imported(ls_project_id: int, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any]:
+    """An exported annotation as the event that would have brought it (its hash keys re-imports)."""
+    return {
+        "action": IMPORTED,
+        "project": {"id": ls_project_id},
+        "task": {"id": task["id"], "data": task.get("data") or {}},
+        "annotation": json.loads(json.dumps(annotation, default=str)),
+    }

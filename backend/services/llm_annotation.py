@@ -16,8 +16,8 @@ from annotation_guide import Guide
 from backend.adapters.llm import Completion, LLMClient
 from backend.db.models import LLMCall, Project
 from backend.db.upsert import upsert
-from backend.services.annotations import labeled_examples
 from backend.services.errors import UpstreamError
+from backend.services.label_state import labeled_examples
 from backend.services.projects import guide_of
 from backend.settings import LLMSettings
 from ml.llm import (

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import AnnotationEvent, LLMCall, ModelVersion, Project
-from backend.services.annotations import labeled_examples
+from backend.services.label_state import labeled_examples
 from backend.services.projects import guide_of
 from ml.progress import forecast, label_mark
 

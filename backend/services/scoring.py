@@ -30,8 +30,8 @@ class PredictionSink(Protocol):
         """Every task with its annotations."""
         ...
 
-    def task_text(self, task_id: int) -> str | None:
-        """One task's text."""
+    def task_text(self, task_id: int, *, field: str = "text") -> str | None:
+        """One task's text (``data[field]``)."""
         ...
 
     def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> int:
@@ -59,15 +59,16 @@ class Rescored:
 
 
 def unlabelled(
-    tasks: list[dict[str, Any]], *, project_key: str, dev_fraction: float
+    tasks: list[dict[str, Any]], *, project_key: str, dev_fraction: float, text_field: str = "text"
 ) -> tuple[list[TaskInput], list[TaskInput]]:
-    """Split the tasks without a live annotation into (sampling pool, frozen dev tasks)."""
+    """Split the tasks without a live annotation into (sampling pool, frozen dev tasks); the text is
+    ``data[text_field]``."""
     pool: list[TaskInput] = []
     dev: list[TaskInput] = []
     for task in tasks:
         if any(not a.get("was_cancelled") for a in task.get("annotations") or []):
             continue
-        text = (task.get("data") or {}).get("text")
+        text = (task.get("data") or {}).get(text_field)
         if isinstance(text, str):
             item = TaskInput(int(task["id"]), text)
             (dev if in_dev_split(project_key, item.task_id or 0, fraction=dev_fraction) else pool).append(item)
@@ -97,7 +98,10 @@ def rescore(
     if row is None:
         raise NotFoundError(f"project {project.id} serves no model yet; nothing to rescore with")
     pool, dev = unlabelled(
-        sink.export_tasks(project.ls_project_id), project_key=str(project.ls_project_id), dev_fraction=dev_fraction
+        sink.export_tasks(project.ls_project_id),
+        project_key=str(project.ls_project_id),
+        dev_fraction=dev_fraction,
+        text_field=guide_of(project).label_studio.text_field,
     )
     tasks = pool + dev
     if not tasks:
@@ -184,12 +188,15 @@ def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnota
         .limit(limit)
     ).all()
     todo = [row for row in head if not row.complete]
+    names = guide_of(project).label_studio
     step = llm.settings.concurrency  # one annotate call per chunk: its calls run in parallel, one demo pool read
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
-        annotations = llm.annotate(db, project, [sink.task_text(row.ls_task_id) or "" for row in chunk])
+        texts = [sink.task_text(row.ls_task_id, field=names.text_field) or "" for row in chunk]
+        annotations = llm.annotate(db, project, texts)
         for row, annotation in zip(chunk, annotations, strict=True):
-            row.spans = spans_to_results(merge_routed(results_to_spans(row.spans), annotation.spans, routes))
+            merged = merge_routed(results_to_spans(row.spans), annotation.spans, routes)
+            row.spans = spans_to_results(merged, from_name=names.from_name, to_name=names.to_name)
             row.complete = True
             _push(db, sink, row)
     return len(todo)

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import spacy
 from spacy.tokens import Doc
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from annotation_guide import Guide
 from backend.db.models import AnnotationEvent, ModelVersion, Project, TrainingRun, utcnow
 from backend.db.session import session_scope
 from backend.db.upsert import upsert
-from backend.services.annotations import ANNOTATION_ACTIONS
 from backend.services.errors import InvalidInputError, NotFoundError
+from backend.services.label_state import convert_labels
 from backend.services.projects import current_model, demote_serving, guide_of, project_by_id, record_model_version
 from backend.settings import Settings
-from ml.converters import from_label_studio, to_jsonl
+from ml.converters import to_jsonl
 from ml.evaluation import evaluate
 from ml.model_store import load_model
 from ml.promotion import PromotionDecision, decide_promotion, in_dev_split
@@ -41,12 +40,13 @@ class TaskSource(Protocol):
 
 
 def labels_count(db: Session, project: Project) -> int:
-    """The project's label watermark: how many label changes (annotations created, updated or deleted) it
-    has received. It only grows, so each value names one state of the labels."""
+    """The project's label watermark: how many events changed its labels (a live annotation created, changed
+    or deleted; skips are not labels, see ``backend.services.label_state``). It only grows, so each value names
+    one state of the labels."""
     query = (
         select(func.count())
         .select_from(AnnotationEvent)
-        .where(AnnotationEvent.project_id == project.id, AnnotationEvent.action.in_(ANNOTATION_ACTIONS))
+        .where(AnnotationEvent.project_id == project.id, AnnotationEvent.label_change.is_(True))
     )
     return int(db.scalar(query) or 0)
 
@@ -145,16 +145,17 @@ class RunOutcome:
 
 
 def split_snapshot(
-    tasks: list[dict[str, Any]], guide: Guide, *, project_key: str, dev_fraction: float
-) -> tuple[list[Doc], list[Doc], int]:
-    """Annotated tasks -> (train docs, frozen dev docs, number of conversion issues)."""
-    result = from_label_studio(tasks, spacy.blank(guide.language), labels=guide.labels, policy="expand")
+    tasks: list[dict[str, Any]], project: Project, *, dev_fraction: float
+) -> tuple[list[Doc], list[Doc], dict[str, int]]:
+    """Annotated tasks -> (train docs, frozen dev docs, conversion issues counted per kind and action)."""
+    result = convert_labels(project, tasks)
+    project_key = str(project.ls_project_id)
     train_docs: list[Doc] = []
     dev_docs: list[Doc] = []
     for doc in result.docs:
         task_id = int(doc.user_data["task_id"])
         (dev_docs if in_dev_split(project_key, task_id, fraction=dev_fraction) else train_docs).append(doc)
-    return train_docs, dev_docs, len(result.issues)
+    return train_docs, dev_docs, dict(Counter(f"{i.kind} ({i.action})" for i in result.issues))
 
 
 class Trainer:
@@ -193,9 +194,7 @@ class Trainer:
 
     def _train_and_decide(self, run_id: int, project: Project, tasks: list[dict[str, Any]]) -> RunOutcome:
         guide = guide_of(project)
-        train_docs, dev_docs, issues = split_snapshot(
-            tasks, guide, project_key=str(project.ls_project_id), dev_fraction=self.settings.dev_fraction
-        )
+        train_docs, dev_docs, issues = split_snapshot(tasks, project, dev_fraction=self.settings.dev_fraction)
         if not dev_docs or not train_docs:
             raise InvalidInputError(
                 f"{len(train_docs)} training and {len(dev_docs)} dev tasks are labelled; "
@@ -242,7 +241,8 @@ class Trainer:
                 "decision": decision.reason,
                 "train_docs": len(train_docs),
                 "dev_docs": len(dev_docs),
-                "conversion_issues": issues,
+                "conversion_issues": sum(issues.values()),
+                "conversion_issues_by_kind": issues,
                 "snapshot": str(snapshot),
                 "dev_micro_f1": trained.dev_report.micro.f1,
             }

@@ -21,7 +21,7 @@ from annotation_guide import Guide
 from backend.adapters.jobs import CeleryJobQueue, TaskName
 from backend.api.app import create_app
 from backend.db.models import ModelVersion, Project, TrainingRun
-from backend.services.annotations import EventLogSource
+from backend.services.label_state import StoredLabelsSource
 from backend.services.projects import register_project
 from backend.services.training import Trainer, manual_run
 from backend.settings import LLMSettings, Settings
@@ -205,7 +205,7 @@ def test_promotion_refuses_a_version_that_regresses(
         run, _ = manual_run(db, project, trigger="cli")
         run_id = run.id
     with sessions_for(database_url) as sessions:
-        trainer = Trainer(sessions, settings, lambda db, p: EventLogSource(db, p))
+        trainer = Trainer(sessions, settings, lambda db, p: StoredLabelsSource(db, p))
         outcome = trainer.run(run_id)  # 40 sentences, 20 steps: worse than the serving model on every type
         again = trainer.run(run_id)
     assert outcome.status == "rejected" and outcome.decision is not None and outcome.decision.regressed

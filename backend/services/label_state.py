@@ -1,0 +1,221 @@
+"""The project's labels as Label Studio holds them now, kept up to date by the webhook events.
+
+Every annotation of a task is kept (several annotators may label one task), with its Label Studio
+``updated_at``; an event older than what is stored for its annotation is ignored, so events that arrive out of
+order cannot roll the labels back. Deleted annotations stay as tombstones, so a late ``ANNOTATION_UPDATED`` cannot
+bring a deleted annotation back. A task's labels are its latest live annotation (``ml.converters.latest_annotation``),
+on every path that reads them: training, the dashboard's counts and the LLM's demonstrations.
+
+What counts as a label change (the label watermark counts these): a live annotation appears, disappears or
+changes its result. A skip (``was_cancelled``) is not a label; skipping a task or deleting a skip changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import spacy
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.db.models import Annotation, Project
+from backend.db.upsert import upsert
+from backend.services.projects import guide_of
+from ml.converters import ConversionResult, from_label_studio
+from ml.converters.spans import CharSpan, char_spans
+
+
+@dataclass(frozen=True)
+class AnnotationState:
+    """One annotation as an event carries it (validated by ``backend.services.annotations``)."""
+
+    ls_annotation_id: int
+    ls_task_id: int
+    task_data: dict[str, Any]
+    result: list[dict[str, Any]]
+    was_cancelled: bool
+    ls_updated_at: datetime | None
+    lead_time_s: float | None
+    completed_by: int | None
+
+
+def _live(row: Annotation | None) -> bool:
+    return row is not None and not row.deleted and not row.was_cancelled
+
+
+def _labels_of(row: Annotation | None) -> object:
+    """What a label change compares: nothing for a dead or skipped annotation, else its result."""
+    return row.result if row is not None and _live(row) else None
+
+
+def save_annotation(db: Session, project: Project, state: AnnotationState, *, event_id: int) -> bool:
+    """Apply an ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED``; return whether the labels changed.
+
+    Ignored (returns False) when the annotation was deleted, or when the stored version is newer than the
+    event's (Label Studio's ``updated_at``).
+    """
+    values = {
+        "project_id": project.id,
+        "ls_annotation_id": state.ls_annotation_id,
+        "ls_task_id": state.ls_task_id,
+        "task_data": state.task_data,
+        "result": state.result,
+        "was_cancelled": state.was_cancelled,
+        "deleted": False,
+        "ls_updated_at": state.ls_updated_at,
+        "lead_time_s": state.lead_time_s,
+        "completed_by": state.completed_by,
+        "event_id": event_id,
+    }
+    inserted = db.execute(
+        upsert(db, Annotation)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["project_id", "ls_annotation_id"])
+        .returning(Annotation.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        return not state.was_cancelled
+    row = _locked(db, project, state.ls_annotation_id)
+    if row.deleted or _older(state.ls_updated_at, row.ls_updated_at):
+        return False
+    before = _labels_of(row)
+    for name, value in values.items():
+        setattr(row, name, value)
+    db.flush()
+    return before != _labels_of(row)
+
+
+def _older(incoming: datetime | None, stored: datetime | None) -> bool:
+    if incoming is None or stored is None:
+        return False  # nothing to compare: the last delivery wins
+    return _aware(incoming) < _aware(stored)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; Label Studio's are UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _locked(db: Session, project: Project, ls_annotation_id: int) -> Annotation:
+    return db.scalars(
+        select(Annotation)
+        .where(Annotation.project_id == project.id, Annotation.ls_annotation_id == ls_annotation_id)
+        .with_for_update()
+    ).one()
+
+
+def delete_annotations(db: Session, project: Project, ls_annotation_ids: list[int], *, event_id: int) -> bool:
+    """Apply ``ANNOTATIONS_DELETED``: tombstone each annotation (unknown ids too, against late events).
+
+    Returns:
+        Whether a live annotation went away.
+    """
+    changed = False
+    for ls_id in ls_annotation_ids:
+        tombstone: dict[str, Any] = {
+            "project_id": project.id,
+            "ls_annotation_id": ls_id,
+            "ls_task_id": None,
+            "task_data": {},
+            "result": [],
+            "deleted": True,
+            "event_id": event_id,
+        }
+        inserted = db.execute(
+            upsert(db, Annotation)
+            .values(**tombstone)
+            .on_conflict_do_nothing(index_elements=["project_id", "ls_annotation_id"])
+            .returning(Annotation.id)
+        ).scalar_one_or_none()
+        if inserted is None:
+            row = _locked(db, project, ls_id)
+            changed |= _live(row)
+            row.deleted, row.event_id = True, event_id
+    db.flush()
+    return changed
+
+
+def delete_tasks(db: Session, project: Project, ls_task_ids: list[int], *, event_id: int) -> bool:
+    """Apply ``TASKS_DELETED``: every annotation of those tasks goes. Returns whether a live one went away."""
+    rows = db.scalars(
+        select(Annotation)
+        .where(Annotation.project_id == project.id, Annotation.ls_task_id.in_(ls_task_ids))
+        .with_for_update()
+    )
+    changed = False
+    for row in rows:
+        changed |= _live(row)
+        row.deleted, row.event_id = True, event_id
+    db.flush()
+    return changed
+
+
+def projects_of_tasks(db: Session, ls_task_ids: list[int]) -> list[int]:
+    """The nerloop projects holding annotations of these Label Studio tasks (for events without a project)."""
+    return sorted(set(db.scalars(select(Annotation.project_id).where(Annotation.ls_task_id.in_(ls_task_ids)))))
+
+
+def annotated_tasks(db: Session, project: Project) -> list[dict[str, Any]]:
+    """Every task with a stored annotation, in Label Studio's export shape (``id``, ``data``, ``annotations``:
+    all of the task's annotations that were not deleted, skips included), by task id."""
+    rows = db.scalars(
+        select(Annotation)
+        .where(Annotation.project_id == project.id, Annotation.deleted.is_(False), Annotation.ls_task_id.is_not(None))
+        .order_by(Annotation.ls_task_id, Annotation.ls_annotation_id)
+    )
+    tasks: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if row.ls_task_id is None:  # filtered above; narrows the type
+            continue
+        task = tasks.setdefault(row.ls_task_id, {"id": row.ls_task_id, "data": row.task_data, "annotations": []})
+        task["data"] = row.task_data or task["data"]
+        task["annotations"].append(
+            {
+                "id": row.ls_annotation_id,
+                "result": row.result,
+                "was_cancelled": row.was_cancelled,
+                "updated_at": row.ls_updated_at.isoformat() if row.ls_updated_at is not None else None,
+                "lead_time": row.lead_time_s,
+                "completed_by": row.completed_by,
+            }
+        )
+    return list(tasks.values())
+
+
+def convert_labels(project: Project, tasks: list[dict[str, Any]]) -> ConversionResult:
+    """Tasks in Label Studio's export shape -> the docs nerloop trains on, with every issue met.
+
+    The one conversion of a project's labels: training, the counts and the demonstrations all go through it,
+    with the guide's labels and the ``expand`` policy (nothing in the tasks is fatal; every problem is counted).
+    """
+    guide = guide_of(project)
+    names = guide.label_studio
+    return from_label_studio(
+        tasks,
+        spacy.blank(guide.language),
+        labels=guide.labels,
+        policy="expand",
+        from_name=names.from_name,
+        text_field=names.text_field,
+    )
+
+
+class StoredLabelsSource:
+    """The labels as the webhook events left them: a training snapshot source that needs no Label Studio call."""
+
+    def __init__(self, db: Session, project: Project) -> None:
+        self._db = db
+        self._project = project
+
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        """The annotated tasks (``project_id`` is Label Studio's id of this source's project)."""
+        del project_id
+        return annotated_tasks(self._db, self._project)
+
+
+def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[CharSpan]]]:
+    """Each labelled task's text and spans (its latest live annotation, converted as for training), by task id."""
+    docs = convert_labels(project, annotated_tasks(db, project)).docs
+    return [(doc.text, char_spans(doc)) for doc in docs]

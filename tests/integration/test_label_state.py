@@ -1,0 +1,265 @@
+"""nerloop's label state equals Label Studio's whatever events arrive: several annotations per task, deletions
+singly and by task, skips, relations and other non-label results, repeated training requests, events out of
+order, malformed bodies. On SQLite and PostgreSQL; the same sequences against a real Label Studio are in
+tests/e2e/test_label_state_e2e.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from annotation_guide import Guide
+from backend.db.models import Annotation, AnnotationEvent, Project, TrainingRun
+from backend.services.label_state import StoredLabelsSource, annotated_tasks, labeled_examples
+from backend.services.projects import register_project
+from backend.services.training import Trainer, labels_count, manual_run, retrain_if_due, split_snapshot
+from backend.settings import Settings
+from tests.conftest import open_db, sessions_for
+from tests.integration.conftest import LS_PROJECT, Backend
+
+pytestmark = pytest.mark.integration
+
+TEXT = "Anna Smith met Bob Jones in Paris ."
+ANNA, BOB, PARIS = (0, 10, "person"), (15, 24, "person"), (28, 33, "location")
+
+
+def region(start: int, end: int, label: str, text: str = TEXT, from_name: str = "label") -> dict[str, Any]:
+    return {
+        "id": f"r{start}",
+        "from_name": from_name,
+        "to_name": "text",
+        "type": "labels",
+        "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]},
+    }
+
+
+RELATION = {"from_id": "r0", "to_id": "r15", "type": "relation", "direction": "right", "labels": []}
+TEXTAREA = {"id": "t1", "from_name": "notes", "to_name": "text", "type": "textarea", "value": {"text": ["unsure"]}}
+CHOICES = {"id": "c1", "from_name": "quality", "to_name": "text", "type": "choices", "value": {"choices": ["ok"]}}
+
+
+def event(
+    annotation_id: int,
+    result: Any,
+    *,
+    task_id: int = 1,
+    text: str = TEXT,
+    action: str = "ANNOTATION_CREATED",
+    updated_at: str = "2026-11-29T10:00:00.000000Z",
+    was_cancelled: bool = False,
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "project": {"id": LS_PROJECT, "label_config": "<View/>"},
+        "task": {"id": task_id, "data": {"text": text}},
+        "annotation": {
+            "id": annotation_id,
+            "task": task_id,
+            "result": result,
+            "was_cancelled": was_cancelled,
+            "updated_at": updated_at,
+            "lead_time": 12.5,
+            "completed_by": 1,
+        },
+    }
+
+
+def deleted(*ids: int) -> dict[str, Any]:
+    return {"action": "ANNOTATIONS_DELETED", "project": {"id": LS_PROJECT}, "annotations": [{"id": i} for i in ids]}
+
+
+def post(backend: Backend, body: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    reply = backend.client.post("/webhook", json=body)
+    assert reply.status_code == status, reply.text
+    return reply.json()  # type: ignore[no-any-return]
+
+
+def counts(backend: Backend) -> dict[str, int]:
+    types = backend.client.get(f"/api/projects/{backend.project_id}/progress").json()["types"]
+    return {t["label"]: t["labels"] for t in types if t["labels"]}
+
+
+def examples(backend: Backend) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    with open_db(backend.settings.database_url) as db:
+        project = db.scalars(select(Project)).one()
+        return [(text, [(s.start, s.end, s.label) for s in spans]) for text, spans in labeled_examples(db, project)]
+
+
+def watermark(backend: Backend) -> int:
+    with open_db(backend.settings.database_url) as db:
+        return labels_count(db, db.scalars(select(Project)).one())
+
+
+def test_relations_text_areas_and_choices_are_counted_never_fatal(backend: Backend) -> None:
+    other_control = region(28, 33, "city", from_name="places")  # a second <Labels> control, not the guide's
+    reply = post(backend, event(1, [region(*ANNA), region(*BOB), RELATION, TEXTAREA, CHOICES, other_control]))
+    assert reply["status"] == "stored" and reply["label_change"] is True
+    assert examples(backend) == [(TEXT, [ANNA, BOB])]
+    with open_db(backend.settings.database_url) as db:
+        project = db.scalars(select(Project)).one()
+        train, dev, issues = split_snapshot(annotated_tasks(db, project), project, dev_fraction=0.5)
+    assert len(train) + len(dev) == 1
+    assert issues == {"unsupported_result (ignored)": 4}
+
+
+def test_deleting_one_of_two_annotations_keeps_the_other(backend: Backend) -> None:
+    post(backend, event(1001, [region(*ANNA)], updated_at="2026-11-29T10:00:00Z"))
+    post(backend, event(1002, [region(*ANNA), region(*PARIS)], updated_at="2026-11-29T10:05:00Z"))
+    assert counts(backend) == {"person": 1, "location": 1}  # the latest live annotation is the task's
+    assert post(backend, deleted(1002))["label_change"] is True
+    assert counts(backend) == {"person": 1}  # 1001 is still live in Label Studio
+    assert examples(backend) == [(TEXT, [ANNA])]
+    assert post(backend, deleted(1001))["label_change"] is True
+    assert counts(backend) == {} and examples(backend) == []
+    assert post(backend, deleted(1001))["status"] == "duplicate"
+    assert post(backend, deleted(7777))["label_change"] is False  # never seen: nothing changes
+    assert watermark(backend) == 4
+
+
+def test_skips_are_not_label_changes(backend: Backend) -> None:
+    with open_db(backend.settings.database_url) as db:
+        db.scalars(select(Project)).one().retrain_threshold = 2
+    for annotation_id in (1, 2):
+        reply = post(backend, event(annotation_id, [], task_id=annotation_id, was_cancelled=True))
+        assert reply["status"] == "stored" and reply["label_change"] is False and "queued" not in reply
+    assert post(backend, deleted(2))["label_change"] is False  # deleting a skip changes no label either
+    assert watermark(backend) == 0 and counts(backend) == {}
+    with open_db(backend.settings.database_url) as db:
+        project = db.scalars(select(Project)).one()
+        assert retrain_if_due(db, project) is None
+    refused = backend.client.post(f"/api/projects/{backend.project_id}/retrain")
+    assert refused.status_code == 422 and "no labels yet" in refused.json()["error"]
+    # a skipped task labelled later by someone else counts once; a skip turned into labels counts too
+    assert post(backend, event(3, [region(*ANNA)], task_id=1))["label_change"] is True
+    unskipped = event(1, [region(*BOB)], action="ANNOTATION_UPDATED", updated_at="2026-11-29T11:00:00Z")
+    assert post(backend, unskipped)["label_change"] is True
+    assert watermark(backend) == 2 and examples(backend) == [(TEXT, [BOB])]
+
+
+def test_start_training_is_a_new_request_each_click(backend: Backend) -> None:
+    post(backend, event(1, [region(*ANNA)]))
+    body = {"action": "START_TRAINING", "project": {"id": LS_PROJECT, "title": "p", "label_config": "<View/>"}}
+    first, second = post(backend, body), post(backend, body)  # Label Studio sends the same body for both clicks
+    assert first["status"] == second["status"] == "stored" and first["event_id"] != second["event_id"]
+    assert first["queued"] is second["queued"] is True
+    queued = redis.Redis.from_url(backend.settings.redis_url).lrange("score", 0, -1)
+    assert sum(b"workers.start_training" in message for message in queued) == 2
+    # what the second click's job does: a failed run at this watermark is queued again, a live one is kept
+    with open_db(backend.settings.database_url) as db:
+        project = db.scalars(select(Project)).one()
+        run, created = manual_run(db, project, trigger="button")
+        run.status, run.error = "failed", "boom"
+        db.flush()
+        again, created_again = manual_run(db, project, trigger="button")
+        assert created and created_again and again.id == run.id and again.status == "queued"
+        assert manual_run(db, project, trigger="button") == (again, False)
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (event(1, "zzz"), "annotation.result"),
+        (event(1, [1, 2]), "annotation.result.0"),
+        (event(1, None), "annotation.result"),
+        ({**event(1, []), "annotation": {**event(1, [])["annotation"], "id": "x1"}}, "annotation.id"),
+        ({**event(1, []), "task": {"data": {"text": TEXT}}}, "task.id"),
+        ({**event(1, []), "task": {"id": 1, "data": "text"}}, "task.data"),
+        ({**deleted(), "annotations": [{"id": "a"}]}, "annotations.0.id"),
+        ({**deleted(), "annotations": "all"}, "annotations"),
+        ({"action": "TASKS_DELETED", "project": {"id": LS_PROJECT}, "tasks": [{}]}, "tasks.0.id"),
+    ],
+)
+def test_malformed_annotation_events_are_refused_and_nothing_is_stored(
+    backend: Backend, body: dict[str, Any], where: str
+) -> None:
+    reply = post(backend, body, status=422)
+    assert reply["error"].startswith("webhook body: ") and where in reply["error"]
+    with open_db(backend.settings.database_url) as db:
+        assert db.scalar(select(func.count()).select_from(AnnotationEvent)) == 0
+        assert db.scalar(select(func.count()).select_from(Annotation)) == 0
+    post(backend, event(1, [region(*ANNA)]))  # the project goes on
+    assert counts(backend) == {"person": 1}
+
+
+def test_events_out_of_order_never_roll_labels_back(backend: Backend) -> None:
+    newer = event(5, [region(*PARIS)], action="ANNOTATION_UPDATED", updated_at="2026-11-29T10:10:00Z")
+    older = event(5, [region(*ANNA)], updated_at="2026-11-29T10:00:00Z")
+    assert post(backend, newer)["label_change"] is True
+    assert post(backend, older)["label_change"] is False  # the create was delivered late
+    assert examples(backend) == [(TEXT, [PARIS])]
+    post(backend, deleted(5))
+    late = event(5, [region(*BOB)], action="ANNOTATION_UPDATED", updated_at="2026-11-29T10:20:00Z")
+    assert post(backend, late)["label_change"] is False  # a deleted annotation stays deleted
+    post(backend, deleted(6))
+    assert post(backend, event(6, [region(*BOB)], task_id=2))["label_change"] is False  # deleted before it came
+    assert examples(backend) == []
+    unchanged = event(7, [region(*ANNA)], task_id=3)
+    assert post(backend, unchanged)["label_change"] is True
+    resaved = {**unchanged, "action": "ANNOTATION_UPDATED"}
+    resaved["annotation"] = {**unchanged["annotation"], "updated_at": "2026-11-29T12:00:00Z"}
+    assert post(backend, resaved)["label_change"] is False  # saved again without a change
+
+
+@pytest.mark.parametrize("with_project", [True, False])
+def test_deleting_tasks_removes_all_their_annotations(backend: Backend, with_project: bool) -> None:
+    post(backend, event(1, [region(*ANNA)], task_id=1))
+    post(backend, event(2, [region(*BOB)], task_id=1, updated_at="2026-11-29T10:01:00Z"))
+    post(backend, event(3, [region(*PARIS)], task_id=2))
+    body: dict[str, Any] = {"action": "TASKS_DELETED", "tasks": [{"id": 1}, {"id": 99}]}
+    if with_project:
+        body["project"] = {"id": LS_PROJECT}
+    assert post(backend, body)["label_change"] is True
+    assert examples(backend) == [(TEXT, [PARIS])] and watermark(backend) == 4
+    assert post(backend, {"action": "TASKS_DELETED", "tasks": [{"id": 4242}]})["status"] == "ignored"
+
+
+def test_malformed_regions_inside_a_valid_result_are_skipped_with_a_count(backend: Backend) -> None:
+    broken = [
+        {"type": "labels", "from_name": "label", "value": {"end": 10, "labels": ["person"]}},  # no start
+        {"type": "labels", "from_name": "label", "value": {"start": 0, "end": 10, "labels": []}},  # no label
+        {"type": "labels", "from_name": "label", "value": {"start": 28, "end": 99, "labels": ["location"]}},
+        "not an object",
+    ]
+    assert post(backend, event(1, [region(*BOB), *broken[:3]]))["label_change"] is True
+    post(backend, event(3, [region(*ANNA)], task_id=3))
+    # the task with a broken region is left out whole (its other spans would teach O where an entity is)
+    assert examples(backend) == [(TEXT, [ANNA])]
+    with open_db(backend.settings.database_url) as db:
+        project = db.scalars(select(Project)).one()
+        _, _, issues = split_snapshot(annotated_tasks(db, project), project, dev_fraction=0.5)
+    assert issues == {"malformed (dropped)": 2}  # one per broken region: no start, no label
+    assert post(backend, event(2, broken, task_id=2), status=422)["error"].startswith("webhook body: annotation")
+
+
+def test_a_project_with_every_kind_of_bad_annotation_still_trains(
+    database_url: str, conll_guide: Guide, tmp_path: Path
+) -> None:
+    from backend.services.annotations import ingest
+
+    settings = Settings(database_url=database_url, model_root=tmp_path, retrain_max_steps=10, dev_fraction=0.5)
+    texts = [f"{name} met Bob Jones in Paris ." for name in ("Anna Smith", "Carl Evans", "Dora Leigh", "Emma Stone")]
+    with open_db(database_url) as db:
+        project = register_project(db, ls_project_id=LS_PROJECT, guide=conll_guide, retrain_threshold=2)
+        for i, text in enumerate(texts):
+            result = [region(0, 10, "person", text), region(15, 24, "person", text), RELATION, TEXTAREA]
+            result.append(region(27, 33, "location", text))  # " Paris": whitespace at its edge
+            ingest(db, event(10 + i, result, task_id=100 + i, text=text))
+        broken = {"type": "labels", "from_name": "label", "value": {"start": 1, "labels": ["misc"]}}
+        ingest(db, event(30, [region(0, 10, "person", texts[0]), broken], task_id=300, text=texts[0]))
+        ingest(db, event(20, [], task_id=200, was_cancelled=True))
+        run_id = manual_run(db, project, trigger="cli")[0].id
+    with sessions_for(database_url) as sessions:
+        outcome = Trainer(sessions, settings, lambda db, p: StoredLabelsSource(db, p)).run(run_id)
+    with open_db(database_url) as db:
+        run = db.get(TrainingRun, run_id)
+        assert run is not None
+        assert outcome.status in ("succeeded", "rejected"), run.error
+        by_kind = run.details["conversion_issues_by_kind"]
+    assert by_kind["unsupported_result (ignored)"] == 8 and by_kind["malformed (dropped)"] == 1
+    assert by_kind["whitespace (trimmed)"] == 4, by_kind
+    # neither the skipped task nor the malformed one is trained on
+    assert run.details["train_docs"] + run.details["dev_docs"] == 4
