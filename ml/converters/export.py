@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
+from annotation_guide.render import TEXT_FIELD
 from ml.converters.conll import from_conll, to_conll
-from ml.converters.issues import Policy
+from ml.converters.issues import Policy, UnknownLabels
 from ml.converters.label_studio import from_label_studio, read_tasks, to_label_studio
 from ml.converters.spans import CharSpan, ConversionResult, apply_spans, raise_if_strict, set_task_id
 from ml.converters.text_files import json_lines, parse_json, read_text
@@ -47,10 +49,54 @@ def _jsonl_record(record: Any, where: str) -> tuple[str, list[CharSpan]]:
     return text, spans
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How ``load_docs`` reads a file beyond the guide's labels and the alignment policy.
+
+    Attributes:
+        label_map: Labels of the data renamed to guide labels (``{"PER": "person"}``), in every format.
+        unknown_labels: ``refuse`` or ``drop`` labels outside the guide (after mapping); ``None`` follows the
+            policy (refuse under ``strict`` only).
+        token_column: CoNLL: the token's column (from 1; negative from the end); default the first.
+        tag_column: CoNLL: the tag's column; default the last. With neither, a CoNLL file must have two columns.
+        from_name: Label Studio: read only ``labels`` results of this control (``None``: of any control).
+        text_field: Label Studio: the key of the text in each task's ``data``.
+    """
+
+    label_map: Mapping[str, str] = field(default_factory=dict)
+    unknown_labels: UnknownLabels | None = None
+    token_column: int | None = None
+    tag_column: int | None = None
+    from_name: str | None = None
+    text_field: str = TEXT_FIELD
+
+
 def from_jsonl(
-    path: str | Path, nlp: Language, *, labels: Collection[str], policy: Policy = "strict"
+    path: str | Path,
+    nlp: Language,
+    *,
+    labels: Collection[str],
+    policy: Policy = "strict",
+    label_map: Mapping[str, str] | None = None,
+    unknown_labels: UnknownLabels | None = None,
 ) -> ConversionResult:
-    """Read nerloop JSONL (see ``to_jsonl``); ``id`` defaults to ``<file>:<line>``."""
+    """Read nerloop JSONL (see ``to_jsonl``); ``id`` defaults to ``<file>:<line>``.
+
+    Args:
+        path: The file; blank lines, ``\r\n`` endings and a leading byte order mark are accepted.
+        nlp: The pipeline whose tokenizer splits the texts.
+        labels: The guide's label set.
+        policy: What to do with spans that do not fit (see ``apply_spans``).
+        label_map: Labels renamed to guide labels.
+        unknown_labels: ``refuse`` or ``drop`` labels outside the guide; ``None`` follows the policy.
+
+    Returns:
+        The docs and every issue met.
+
+    Raises:
+        DataError: a line is not JSON or not a record of the expected shape (naming ``file:line``).
+        ConversionError: something was rejected (see ``apply_spans``).
+    """
     path = Path(path)
     result = ConversionResult()
     for number, line in json_lines(read_text(path)):
@@ -59,7 +105,9 @@ def from_jsonl(
         doc = nlp.make_doc(text)
         record_id = record.get("id")
         set_task_id(doc, record_id if record_id is not None else f"{path.name}:{number}")
-        result.issues.extend(apply_spans(doc, spans, labels=labels, policy=policy))
+        result.issues.extend(
+            apply_spans(doc, spans, labels=labels, policy=policy, label_map=label_map, unknown_labels=unknown_labels)
+        )
         result.docs.append(doc)
     return raise_if_strict(result, policy)
 
@@ -79,7 +127,12 @@ def detect_format(path: str | Path) -> str:
 
 
 def load_docs(
-    path: str | Path, nlp: Language, *, labels: Collection[str], policy: Policy = "strict"
+    path: str | Path,
+    nlp: Language,
+    *,
+    labels: Collection[str],
+    policy: Policy = "strict",
+    options: ReadOptions | None = None,
 ) -> ConversionResult:
     """Read gold docs from any supported file.
 
@@ -88,27 +141,98 @@ def load_docs(
         nlp: The pipeline whose vocab and tokenizer the docs get.
         labels: The guide's label set.
         policy: What to do with spans that do not fit.
+        options: Label mapping, unknown labels, CoNLL columns and Label Studio names (defaults: none).
 
     Returns:
         Docs and issues.
+
+    Raises:
+        DataError: the file cannot be read or is malformed.
+        ConversionError: something was rejected (see ``apply_spans``).
     """
+    opts = options or ReadOptions()
     kind = detect_format(path)
     if kind == "conll":
-        return from_conll(path, nlp.vocab, labels=labels, policy=policy)
+        return from_conll(
+            path,
+            nlp.vocab,
+            labels=labels,
+            policy=policy,
+            label_map=opts.label_map,
+            unknown_labels=opts.unknown_labels,
+            token_column=opts.token_column,
+            tag_column=opts.tag_column,
+        )
     if kind == "labelstudio":
-        return from_label_studio(read_tasks(path), nlp, labels=labels, policy=policy, source=str(path))
+        return from_label_studio(
+            read_tasks(path),
+            nlp,
+            labels=labels,
+            policy=policy,
+            source=str(path),
+            from_name=opts.from_name,
+            text_field=opts.text_field,
+            label_map=opts.label_map,
+            unknown_labels=opts.unknown_labels,
+        )
     if kind == "jsonl":
-        return from_jsonl(path, nlp, labels=labels, policy=policy)
+        return from_jsonl(
+            path, nlp, labels=labels, policy=policy, label_map=opts.label_map, unknown_labels=opts.unknown_labels
+        )
+    return from_docbin(path, nlp, labels=labels, policy=policy, options=opts)
+
+
+def _needs_check(doc: Doc, labels: Collection[str], label_map: Mapping[str, str]) -> bool:
+    """Whether a stored doc has an entity to map, refuse or trim (else its entities are kept untouched)."""
+    return any(e.label_ not in labels or e.label_ in label_map or e[0].is_space or e[-1].is_space for e in doc.ents)
+
+
+def from_docbin(
+    path: str | Path,
+    nlp: Language,
+    *,
+    labels: Collection[str],
+    policy: Policy = "strict",
+    options: ReadOptions | None = None,
+) -> ConversionResult:
+    """Read a spaCy DocBin; docs whose entities all fit are kept as stored (missing tokens stay missing).
+
+    A doc with an entity whose label is outside the guide or mapped, or that starts or ends with a whitespace
+    token, has its entities put back through ``apply_spans`` (its unlabelled tokens become ``O``).
+
+    Args:
+        path: The ``.spacy`` file.
+        nlp: The pipeline whose vocab the docs get.
+        labels: The guide's label set.
+        policy: What to do with entities that do not fit.
+        options: Label mapping and unknown labels (other options concern other formats).
+
+    Returns:
+        Docs and issues.
+
+    Raises:
+        DataError: the file is not a readable DocBin.
+        ConversionError: something was rejected (see ``apply_spans``).
+    """
+    opts = options or ReadOptions()
     try:
         docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable spaCy DocBin ({exc})") from None
     result = ConversionResult(docs=docs)
     for doc in docs:
-        unknown = {e.label_ for e in doc.ents} - set(labels)
-        if unknown:
+        if _needs_check(doc, labels, opts.label_map):
             spans = [CharSpan(e.start_char, e.end_char, e.label_) for e in doc.ents]
-            result.issues.extend(apply_spans(doc, spans, labels=labels, policy=policy))
+            result.issues.extend(
+                apply_spans(
+                    doc,
+                    spans,
+                    labels=labels,
+                    policy=policy,
+                    label_map=opts.label_map,
+                    unknown_labels=opts.unknown_labels,
+                )
+            )
     return raise_if_strict(result, policy)
 
 

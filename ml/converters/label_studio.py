@@ -1,8 +1,22 @@
-"""Label Studio tasks JSON (the export format and the ``/predict`` payload) <-> spaCy ``Doc``."""
+"""Label Studio tasks JSON (the export format and the ``/predict`` payload) <-> spaCy ``Doc``.
+
+Reading is tolerant: a task or annotation that cannot be read never stops the conversion of the other tasks.
+
+- Results that are not text spans of the guide's ``<Labels>`` control (relations, ``textarea``, ``choices``, and
+  ``labels`` results of another control when ``from_name`` is given) are left out and reported as
+  ``unsupported_result`` / ``ignored``; they are never an error.
+- A malformed task or annotation (not an object, ``data.<text_field>`` missing, ``result`` not a list, a result
+  that is not an object, a ``labels`` value without whole-number ``start`` / ``end`` or without labels) is reported
+  as ``malformed``: ``rejected`` under ``strict`` (the conversion then raises, listing every such place) and
+  ``dropped`` under ``expand`` / ``contract``, where the whole task is left out: keeping its other spans would
+  teach ``O`` where the annotator marked an entity.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +25,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from annotation_guide.render import FROM_NAME, TEXT_FIELD, TO_NAME
-from ml.converters.issues import ConversionIssue, Policy
+from ml.converters.issues import Action, ConversionIssue, Policy, UnknownLabels
 from ml.converters.spans import (
     CharSpan,
     ConversionResult,
@@ -39,129 +53,264 @@ class LSValue(_Loose):
 
 
 class LSResult(_Loose):
-    """One region of an annotation."""
+    """One item of an annotation's ``result``: a region of any control, or a relation."""
 
-    type: str = "labels"
-    value: dict[str, Any]
+    type: str | None = None
+    from_name: str | None = None
+    to_name: str | None = None
+    value: Any = None
 
 
 class LSAnnotation(_Loose):
-    """One annotation (or prediction) of a task."""
+    """One annotation (or prediction) of a task; ``result`` is checked item by item when it is read."""
 
-    id: int | None = None
-    result: list[LSResult] = Field(default_factory=list)
+    id: int | str | None = None
+    result: Any = Field(default_factory=list)
     was_cancelled: bool = False
     updated_at: str | None = None
 
 
-class LSTask(_Loose):
-    """A Label Studio task with the text under ``data``."""
-
-    id: int | str | None = None
-    data: dict[str, Any]
-    annotations: list[LSAnnotation] = Field(default_factory=list)
+def _timestamp(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _latest(annotations: Sequence[LSAnnotation]) -> LSAnnotation | None:
-    live = [a for a in annotations if not a.was_cancelled]
+    """The latest non-cancelled annotation, or ``None``.
+
+    Latest means the greatest ``updated_at`` (ISO 8601, read as UTC when it has no zone; a missing or unreadable
+    one counts as older than any readable one). Ties go to the greater integer ``id`` (Label Studio numbers
+    annotations as it creates them; other ids count as lowest), then to the later position in the list.
+    """
+    live = [(position, a) for position, a in enumerate(annotations) if not a.was_cancelled]
     if not live:
         return None
-    return max(enumerate(live), key=lambda pair: (pair[1].updated_at or "", pair[0]))[1]
+
+    def key(pair: tuple[int, LSAnnotation]) -> tuple[bool, datetime, bool, int, int]:
+        position, annotation = pair
+        stamp = _timestamp(annotation.updated_at)
+        numeric = isinstance(annotation.id, int)
+        return (
+            stamp is not None,
+            stamp or datetime.min.replace(tzinfo=UTC),
+            numeric,
+            annotation.id if isinstance(annotation.id, int) else 0,
+            position,
+        )
+
+    return max(live, key=key)[1]
 
 
-def _spans_of(
-    annotation: LSAnnotation, task_id: str, text: str, where: str
-) -> tuple[list[CharSpan], list[ConversionIssue]]:
-    spans: list[CharSpan] = []
-    issues: list[ConversionIssue] = []
-    for number, item in enumerate(annotation.result):
-        if item.type != "labels":
-            issues.append(
-                ConversionIssue(
-                    task_id=task_id,
-                    kind="unsupported_result",
-                    action="ignored",
-                    start=0,
-                    end=0,
-                    label=item.type,
-                    text="",
-                )
-            )
-            continue
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _value_spans(value: object, where: str) -> list[CharSpan] | str:
+    """The spans of a ``labels`` result's value, or what is wrong with it."""
+    if not isinstance(value, dict):
+        return f"{where}.value is missing or not an object"
+    problems = []
+    for key in ("start", "end"):
+        if key not in value:
+            problems.append(f"{where}.value.{key} is missing")
+        elif not _is_int(value[key]):
+            problems.append(f"{where}.value.{key} must be a whole number, not {_short(value[key])}")
+    labels = value.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        problems.append(f"{where}.value.labels must be a non-empty list of label names, not {_short(labels)}")
+        labels = []
+    if problems:
+        return "; ".join(problems)
+    return [CharSpan(value["start"], value["end"], label) for label in labels]
+
+
+@dataclass
+class _Reader:
+    """Reads tasks one by one, collecting the issues of the parts it leaves out."""
+
+    source: str
+    policy: Policy
+    text_field: str
+    from_name: str | None
+    issues: list[ConversionIssue] = field(default_factory=list)
+
+    def malformed(self, task_id: str, detail: str) -> None:
+        action: Action = "rejected" if self.policy == "strict" else "dropped"
+        self.issues.append(ConversionIssue(task_id=task_id, kind="malformed", action=action, detail=detail))
+
+    def ignored(self, task_id: str, detail: str) -> None:
+        self.issues.append(ConversionIssue(task_id=task_id, kind="unsupported_result", action="ignored", detail=detail))
+
+    def region(self, raw: object, task_id: str, where: str) -> list[CharSpan] | None:
+        """The spans of one result item: ``[]`` when it is ignored, ``None`` when it is malformed."""
+        if not isinstance(raw, dict):
+            self.malformed(task_id, f"{where} must be an object, not {_short(raw)}")
+            return None
         try:
-            value = LSValue.model_validate(item.value)
+            item = LSResult.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise DataError(f"{where}.result[{number}].value.{field}: {first['msg']}") from None
-        spans.extend(CharSpan(value.start, value.end, label) for label in value.labels)
-    return spans, issues
+            problem = exc.errors()[0]
+            self.malformed(task_id, f"{where}.{problem['loc'][0]} must be a string, not {_short(problem['input'])}")
+            return None
+        kind = item.type or ("labels" if isinstance(item.value, dict) and "labels" in item.value else None)
+        if kind != "labels":
+            self.ignored(task_id, f"{where} is a {kind or 'untyped'!r} result, not a labelled span")
+            return []
+        if self.from_name is not None and item.from_name != self.from_name:
+            self.ignored(task_id, f"{where} belongs to control {item.from_name!r}, not {self.from_name!r}")
+            return []
+        spans = _value_spans(item.value, where)
+        if isinstance(spans, str):
+            self.malformed(task_id, spans)
+            return None
+        return spans
+
+    def annotation_spans(self, annotation: LSAnnotation, task_id: str, where: str) -> list[CharSpan] | None:
+        """Every span of an annotation, or ``None`` when any part of it is malformed (then the task is left out)."""
+        if not isinstance(annotation.result, list):
+            self.malformed(task_id, f"{where}.result must be a list of regions, not {_short(annotation.result)}")
+            return None
+        spans: list[CharSpan] = []
+        complete = True
+        for number, raw in enumerate(annotation.result):
+            found = self.region(raw, task_id, f"{where}.result[{number}]")
+            if found is None:
+                complete = False
+            else:
+                spans.extend(found)
+        return spans if complete else None
+
+    def annotations(self, raw: object, task_id: str, where: str) -> list[tuple[int, LSAnnotation]]:
+        """The readable annotations of a task with their positions; each unreadable one is reported."""
+        if not isinstance(raw, list):
+            self.malformed(task_id, f"{where}.annotations must be a list, not {_short(raw)}")
+            return []
+        read = []
+        for position, item in enumerate(raw):
+            try:
+                read.append((position, LSAnnotation.model_validate(item)))
+            except ValidationError as exc:
+                problem = exc.errors()[0]
+                place = ".".join(str(part) for part in problem["loc"])
+                detail = f"{where}.annotations[{position}]{'.' + place if place else ''}: {problem['msg'].lower()}"
+                self.malformed(task_id, detail)
+        return read
+
+    def text_of(self, data: object, task_id: str, where: str) -> str | None:
+        if not isinstance(data, dict):
+            self.malformed(task_id, f"{where}.data is missing or not an object")
+            return None
+        text = data.get(self.text_field)
+        if isinstance(text, str):
+            return text
+        keys = ", ".join(sorted(str(k) for k in data)) or "no fields"
+        self.malformed(
+            task_id,
+            f"{where}.data.{self.text_field} is missing or not a string (data has: {keys}); "
+            "if the text is under another field, name it as label_studio.text_field in the guide",
+        )
+        return None
+
+    def task(self, raw: object, index: int) -> tuple[str, str, list[CharSpan]] | None:
+        """``(task id, text, spans)`` of a task with a live, well-formed annotation; else ``None``."""
+        where = f"{self.source}[{index}]"
+        if not isinstance(raw, dict):
+            self.malformed(where, f"{where} must be a task object, not {_short(raw)}")
+            return None
+        task_id = str(raw["id"] if raw.get("id") is not None else _source_id(raw, index))
+        text = self.text_of(raw.get("data"), task_id, where)
+        # Label Studio before 1.0 exported annotations as "completions".
+        annotations = self.annotations(raw.get("annotations", raw.get("completions", [])), task_id, where)
+        chosen = _latest([a for _, a in annotations])
+        if text is None or chosen is None:
+            return None
+        position = next(p for p, a in annotations if a is chosen)
+        spans = self.annotation_spans(chosen, task_id, f"{where}.annotations[{position}]")
+        return None if spans is None else (task_id, text, spans)
 
 
 def from_label_studio(
-    tasks: Sequence[dict[str, Any]],
+    tasks: Sequence[Any],
     nlp: Language,
     *,
     labels: Collection[str],
     policy: Policy = "strict",
     source: str = "tasks",
+    from_name: str | None = None,
+    text_field: str = TEXT_FIELD,
+    label_map: Mapping[str, str] | None = None,
+    unknown_labels: UnknownLabels | None = None,
 ) -> ConversionResult:
     """Turn Label Studio tasks into docs, taking the latest non-cancelled annotation of each task.
 
-    Tasks without such an annotation are skipped: unreviewed text is missing data, not ``O``.
+    Tasks without such an annotation are skipped: unreviewed text is missing data, not ``O``. What cannot be
+    read is reported, never fatal by itself (see the module docstring).
 
     Args:
-        tasks: Task dicts as Label Studio exports them (``id``, ``data.text``, ``annotations``).
+        tasks: Task dicts as Label Studio exports them (``id``, ``data.<text_field>``, ``annotations``).
         nlp: The pipeline whose tokenizer splits the texts.
         labels: The guide's label set.
-        policy: What to do with spans that do not fit (see ``apply_spans``).
-        source: Name of the input, used in error messages.
+        policy: What to do with spans that do not fit and with malformed tasks (see ``apply_spans``).
+        source: Name of the input, used in the places issues name.
+        from_name: Read only ``labels`` results of this control; ``None`` reads those of any control.
+        text_field: The key of the text in each task's ``data``.
+        label_map: Labels of the export renamed to guide labels (see ``apply_spans``).
+        unknown_labels: ``refuse`` or ``drop`` labels outside the guide; ``None`` follows the policy.
 
     Returns:
         The docs (``task_id`` in their user data) and every issue met.
 
     Raises:
-        DataError: a task is malformed (one line naming the task and field).
-        ConversionError: under ``strict``, a span could not be kept as it is.
+        ConversionError: something was rejected (under ``strict``, or a label refused); lists every issue.
     """
+    reader = _Reader(source=source, policy=policy, text_field=text_field, from_name=from_name)
     result = ConversionResult()
     for index, raw in enumerate(tasks):
-        task = _parse_task(raw, f"{source}[{index}]")
-        text = task.data.get(TEXT_FIELD)
-        if not isinstance(text, str):
-            raise DataError(f"{source}[{index}] (task {task.id}): data.{TEXT_FIELD} is missing or not a string")
-        annotation = _latest(task.annotations)
-        if annotation is None:
+        read = reader.task(raw, index)
+        result.issues.extend(reader.issues)
+        reader.issues.clear()
+        if read is None:
             continue
-        task_id = str(task.id if task.id is not None else _source_id(task, index))
-        spans, issues = _spans_of(annotation, task_id, text, f"{source}[{index}] (task {task_id})")
+        task_id, text, spans = read
         doc = nlp.make_doc(text)
         set_task_id(doc, task_id)
-        result.issues.extend(issues)
-        result.issues.extend(apply_spans(doc, spans, labels=labels, policy=policy))
+        result.issues.extend(
+            apply_spans(doc, spans, labels=labels, policy=policy, label_map=label_map, unknown_labels=unknown_labels)
+        )
         result.docs.append(doc)
     return raise_if_strict(result, policy)
 
 
-def _source_id(task: LSTask, index: int) -> object:
+def _source_id(task: Mapping[str, Any], index: int) -> object:
     """The id an exported doc carried (``meta.source_id``), else the task's position."""
-    meta = getattr(task, "meta", None)
+    meta = task.get("meta")
     if isinstance(meta, dict) and meta.get("source_id") is not None:
         return meta["source_id"]
     return index
 
 
-def _parse_task(raw: object, where: str) -> LSTask:
-    try:
-        return LSTask.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(task)"
-        raise DataError(f"{where}.{field}: {first['msg']}") from None
+def read_tasks(path: str | Path) -> list[Any]:
+    """Read a Label Studio JSON export (a list of tasks) or a JSONL file of tasks.
 
+    Args:
+        path: A ``.json`` file holding a list, or a ``.jsonl`` file with one task per line.
 
-def read_tasks(path: str | Path) -> list[dict[str, Any]]:
-    """Read a Label Studio JSON export (a list of tasks) or a JSONL file of tasks."""
+    Returns:
+        The tasks as parsed (each is checked by ``from_label_studio``).
+
+    Raises:
+        DataError: the file cannot be read, is not JSON, or is not a list; the message names the file (and line).
+    """
     path = Path(path)
     raw = read_text(path)
     if path.suffix == ".jsonl":
@@ -173,18 +322,43 @@ def read_tasks(path: str | Path) -> list[dict[str, Any]]:
     return tasks
 
 
-def to_results(doc: Doc, scores: Sequence[float] | None = None) -> list[dict[str, Any]]:
-    """The doc's entities as Label Studio ``labels`` results (with ``score`` when given)."""
+def _result(start: int, end: int, text: str, label: str, *, from_name: str, to_name: str) -> dict[str, Any]:
+    return {
+        "from_name": from_name,
+        "to_name": to_name,
+        "type": "labels",
+        "value": {"start": start, "end": end, "text": text, "labels": [label]},
+    }
+
+
+def to_results(
+    doc: Doc,
+    scores: Sequence[float] | None = None,
+    *,
+    from_name: str = FROM_NAME,
+    to_name: str = TO_NAME,
+) -> list[dict[str, Any]]:
+    """The doc's entities as Label Studio ``labels`` results.
+
+    Args:
+        doc: A doc with entities (and ``task_id`` in its user data for the result ids).
+        scores: One score per entity, added as ``score``; ``None`` adds none.
+        from_name: The ``<Labels>`` control's name (the guide's ``label_studio.from_name``).
+        to_name: The ``<Text>`` object's name (the guide's ``label_studio.to_name``).
+
+    Returns:
+        One result per entity, ids ``<task id>-<n>``.
+
+    Raises:
+        ValueError: ``scores`` does not hold one score per entity.
+    """
     if scores is not None and len(scores) != len(doc.ents):
         raise ValueError("one score per entity is needed")
     results: list[dict[str, Any]] = []
     for index, ent in enumerate(doc.ents):
-        item: dict[str, Any] = {
+        item = {
             "id": f"{task_id_of(doc)}-{index}",
-            "from_name": FROM_NAME,
-            "to_name": TO_NAME,
-            "type": "labels",
-            "value": {"start": ent.start_char, "end": ent.end_char, "text": ent.text, "labels": [ent.label_]},
+            **_result(ent.start_char, ent.end_char, ent.text, ent.label_, from_name=from_name, to_name=to_name),
         }
         if scores is not None:
             item["score"] = float(scores[index])
@@ -192,16 +366,21 @@ def to_results(doc: Doc, scores: Sequence[float] | None = None) -> list[dict[str
     return results
 
 
-def spans_to_results(spans: Sequence[ScoredSpan]) -> list[dict[str, Any]]:
-    """Predicted spans as Label Studio ``labels`` results, each with its ``score``."""
+def spans_to_results(
+    spans: Sequence[ScoredSpan], *, from_name: str = FROM_NAME, to_name: str = TO_NAME
+) -> list[dict[str, Any]]:
+    """Predicted spans as Label Studio ``labels`` results, each with its ``score``.
+
+    Args:
+        spans: The predicted spans.
+        from_name: The ``<Labels>`` control's name.
+        to_name: The ``<Text>`` object's name.
+
+    Returns:
+        One result per span.
+    """
     return [
-        {
-            "from_name": FROM_NAME,
-            "to_name": TO_NAME,
-            "type": "labels",
-            "value": {"start": s.start, "end": s.end, "text": s.text, "labels": [s.label]},
-            "score": float(s.score),
-        }
+        {**_result(s.start, s.end, s.text, s.label, from_name=from_name, to_name=to_name), "score": float(s.score)}
         for s in spans
     ]
 
@@ -217,11 +396,28 @@ def results_to_spans(results: Sequence[dict[str, Any]]) -> list[ScoredSpan]:
     return spans
 
 
-def to_label_studio(docs: Sequence[Doc]) -> list[dict[str, Any]]:
-    """Docs as Label Studio tasks with one annotation each (importable, or an export)."""
+def to_label_studio(
+    docs: Sequence[Doc],
+    *,
+    from_name: str = FROM_NAME,
+    to_name: str = TO_NAME,
+    text_field: str = TEXT_FIELD,
+) -> list[dict[str, Any]]:
+    """Docs as Label Studio tasks with one annotation each (importable, or an export).
+
+    Args:
+        docs: Docs with entities; a ``task_id`` in their user data becomes ``meta.source_id``.
+        from_name: The ``<Labels>`` control's name.
+        to_name: The ``<Text>`` object's name.
+        text_field: The key of the text in ``data``.
+
+    Returns:
+        One task per doc.
+    """
     tasks = []
     for doc in docs:
-        task: dict[str, Any] = {"data": {TEXT_FIELD: doc.text}, "annotations": [{"result": to_results(doc)}]}
+        results = to_results(doc, from_name=from_name, to_name=to_name)
+        task: dict[str, Any] = {"data": {text_field: doc.text}, "annotations": [{"result": results}]}
         task_id = doc.user_data.get("task_id")
         if task_id is not None:
             task["meta"] = {"source_id": task_id}

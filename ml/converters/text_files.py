@@ -11,9 +11,22 @@ from ml.errors import DataError
 
 
 def read_text(path: Path) -> str:
-    """The whole file as UTF-8 text."""
+    """The whole file as UTF-8 text, without the byte order mark some editors put first.
+
+    The mark is not part of any text: JSON parsers refuse it, and in CoNLL it would stick to the first token.
+    Dropping it moves no offset (offsets count characters inside JSON strings or tokens, never the file's).
+
+    Args:
+        path: The file.
+
+    Returns:
+        Its text; line endings are kept as they are (every reader accepts ``\r\n``).
+
+    Raises:
+        DataError: the file cannot be read or is not UTF-8.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError as exc:

@@ -120,24 +120,54 @@ def test_label_studio_file_that_is_not_a_list(tmp_path: Path, content: str) -> N
     assert "list" in message
 
 
+def conversion_error(call: Callable[[], object]) -> ConversionError:
+    """Run ``call``, expect a ``ConversionError`` with a single-line message and return it."""
+    with pytest.raises(ConversionError) as info:
+        call()
+    assert str(info.value)
+    assert "\n" not in str(info.value)
+    return info.value
+
+
 @pytest.mark.parametrize("data", [{}, {"text": None}, {"text": 3}, {"body": "Ann met Bob"}])
-def test_task_without_text_names_task_and_field(data: dict[str, Any]) -> None:
+def test_task_without_text_is_rejected_naming_task_and_field(data: dict[str, Any]) -> None:
     bad = {**task(task_id=5), "data": data}
 
-    message = data_error(lambda: from_label_studio([task(task_id=4), bad], NLP, labels=LABELS))
+    error = conversion_error(lambda: from_label_studio([task(task_id=4), bad], NLP, labels=LABELS))
 
-    assert "tasks[1]" in message
-    assert "task 5" in message
-    assert "data.text" in message
+    assert "tasks[1]" in str(error)
+    assert "task 5" in str(error)
+    assert "data.text" in str(error)
+    assert [(i.task_id, i.kind, i.action) for i in error.issues] == [("5", "malformed", "rejected")]
+
+
+@pytest.mark.parametrize("data", [{}, {"text": None}, {"text": 3}, {"body": "Ann met Bob"}])
+def test_task_without_text_is_left_out_and_counted_under_expand(data: dict[str, Any]) -> None:
+    bad = {**task(task_id=5), "data": data}
+
+    result = from_label_studio([task(task_id=4), bad], NLP, labels=LABELS, policy="expand")
+
+    assert [doc.text for doc in result.docs] == ["Ann met Bob"]
+    assert [(i.task_id, i.kind, i.action) for i in result.issues] == [("5", "malformed", "dropped")]
+    assert "data.text" in str(result.issues[0])
+
+
+def test_task_without_text_names_the_fields_it_has() -> None:
+    bad = {**task(task_id=5), "data": {"body": "Ann met Bob"}}
+
+    (issue,) = from_label_studio([bad], NLP, labels=LABELS, policy="contract").issues
+
+    assert "body" in issue.detail
+    assert "text_field" in issue.detail
 
 
 def test_task_without_data_names_the_task(tmp_path: Path) -> None:
     path = write(tmp_path / "export.json", json.dumps([task(), {"id": 6}]))
 
-    message = data_error(load(path))
+    error = conversion_error(load(path))
 
-    assert f"{path}[1]" in message
-    assert "data" in message
+    assert f"{path}[1]" in str(error)
+    assert "data" in str(error)
 
 
 @pytest.mark.parametrize(
@@ -146,7 +176,12 @@ def test_task_without_data_names_the_task(tmp_path: Path) -> None:
         ({"end": 3, "labels": ["PER"]}, "start"),
         ({"start": 0, "labels": ["PER"]}, "end"),
         ({"start": "zero", "end": 3, "labels": ["PER"]}, "start"),
+        ({"start": 0, "end": "3", "labels": ["PER"]}, "end"),
+        ({"start": 0.0, "end": 3, "labels": ["PER"]}, "start"),
+        ({"start": True, "end": 3, "labels": ["PER"]}, "start"),
         ({"start": 0, "end": 3, "labels": []}, "labels"),
+        ({"start": 0, "end": 3, "labels": "PER"}, "labels"),
+        ({"start": 0, "end": 3, "labels": [""]}, "labels"),
         ({"start": 0, "end": 3}, "labels"),
     ],
 )
@@ -155,11 +190,12 @@ def test_result_value_with_missing_or_bad_field_names_task_and_field(
 ) -> None:
     path = write(tmp_path / "export.json", json.dumps([task(task_id=4), task(task_id=5, value=value)]))
 
-    message = data_error(load(path))
+    error = conversion_error(load(path))
 
-    assert f"{path}[1]" in message
-    assert "task 5" in message
-    assert f"result[0].value.{field}" in message
+    assert f"{path}[1]" in str(error)
+    assert "task 5" in str(error)
+    assert f"result[0].value.{field}" in str(error)
+    assert [(i.task_id, i.kind, i.action) for i in error.issues] == [("5", "malformed", "rejected")]
 
 
 def test_invalid_json_names_file_and_line(tmp_path: Path) -> None:

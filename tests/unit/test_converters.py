@@ -430,10 +430,11 @@ def test_no_span_disappears_or_moves_silently(case: tuple[str, list[CharSpan]], 
     assert len(ents) + len(dropped(issues)) == len(spans)
     assert not any(overlaps(a, b) for a, b in pairwise(ents))
     assert all(i.task_id == "7" for i in issues)
-    assert all(i.action in ("expanded", "contracted", "dropped") for i in issues)
+    assert all(i.action in ("expanded", "contracted", "dropped", "trimmed") for i in issues)
     for ent in ents:
         moves = [i for i in issues if (i.new_start, i.new_end, i.label) == (ent.start, ent.end, ent.label)]
         assert ent in spans or moves, f"{ent} is neither an input span nor a reported move"
+        assert not text[ent.start].isspace() and not text[ent.end - 1].isspace()
         for move in moves:
             original = text[move.start : move.end]
             core_start = move.start + len(original) - len(original.lstrip())
