@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from annotation_guide.schema import Guide
+from annotation_guide.schema import FROM_NAME, TEXT_FIELD, TO_NAME, Guide
 
-FROM_NAME = "label"
-TO_NAME = "text"
-TEXT_FIELD = "text"
+__all__ = ["FROM_NAME", "TEXT_FIELD", "TO_NAME", "label_definitions", "label_studio_config"]
 
 _PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
@@ -20,16 +18,19 @@ def label_studio_config(guide: Guide) -> str:
         guide: The project's guide.
 
     Returns:
-        XML with one ``<Labels>`` control named ``label`` over the ``text`` field.
+        XML with one ``<Labels>`` control over one ``<Text>`` object, named as the guide's ``label_studio``
+        section says (by default ``label`` over ``text``, showing the task field ``text``).
     """
-    lines = ["<View>", f'  <Labels name="{FROM_NAME}" toName="{TO_NAME}">']
+    names = guide.label_studio
+    lines = ["<View>", f"  <Labels name={quoteattr(names.from_name)} toName={quoteattr(names.to_name)}>"]
     for index, entity_type in enumerate(guide.entity_types):
         color = entity_type.color or _PALETTE[index % len(_PALETTE)]
         hint = entity_type.definition.strip().splitlines()[0]
         lines.append(
             f"    <Label value={quoteattr(entity_type.name)} background={quoteattr(color)} hint={quoteattr(hint)}/>"
         )
-    lines += ["  </Labels>", f'  <Text name="{TO_NAME}" value="${TEXT_FIELD}"/>', "</View>"]
+    text = f"<Text name={quoteattr(names.to_name)} value={quoteattr('$' + names.text_field)}/>"
+    lines += ["  </Labels>", f"  {text}", "</View>"]
     return "\n".join(lines) + "\n"
 
 

@@ -5,14 +5,31 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from annotation_guide.errors import GuideError
+from annotation_guide.problems import FieldProblem, guide_error, read_yaml
+
+# The Label Studio names nerloop uses when a guide has no ``label_studio`` section.
+FROM_NAME = "label"
+TO_NAME = "text"
+TEXT_FIELD = "text"
+
+# What ``guide_skeleton`` writes where the user must write: a guide holding it anywhere does not validate.
+PLACEHOLDER = "TODO(fill in)"
+
+
+def _written(value: str) -> str:
+    if PLACEHOLDER in value:
+        raise ValueError(f"still holds the skeleton's placeholder {PLACEHOLDER!r}: replace it with your own words")
+    return value
+
 
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=40)]
+Phrase = Annotated[str, Field(min_length=1), AfterValidator(_written)]
+TagName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=100)]
 
 
 class _Strict(BaseModel):
@@ -20,37 +37,67 @@ class _Strict(BaseModel):
 
 
 class Example(_Strict):
-    """A sentence in which ``entity`` occurs verbatim and is an instance of the type."""
+    """A sentence and the instances of the type in it: one as ``entity``, or several as ``entities``.
 
-    text: str = Field(min_length=1)
-    entity: str = Field(min_length=1)
+    Exactly one of the two is given; each entity occurs verbatim in ``text``.
+    """
+
+    text: Phrase
+    entity: Phrase | None = None
+    entities: list[Phrase] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
-    def _entity_in_text(self) -> Example:
-        if self.entity not in self.text:
-            raise ValueError(f"entity {self.entity!r} does not occur in its text {self.text!r}")
+    def _entities_in_text(self) -> Example:
+        if (self.entity is None) == (self.entities is None):
+            raise ValueError(
+                "give exactly one of 'entity: <the entity as written in the text>' "
+                "or 'entities: [<entity>, <entity>, ...]' (several entities of this type in one text)"
+            )
+        missing = [e for e in self.mentions if e not in self.text]
+        if missing:
+            listed = ", ".join(repr(e) for e in missing)
+            raise ValueError(f"{listed} must occur verbatim in the example's text {self.text!r} but does not")
         return self
+
+    @property
+    def mentions(self) -> tuple[str, ...]:
+        """The entities the example shows, in the order given (one for ``entity``)."""
+        return (self.entity,) if self.entity is not None else tuple(self.entities or ())
 
 
 class EdgeCase(_Strict):
     """A hard case and the decision annotators must take on it."""
 
-    case: str = Field(min_length=1)
-    decision: str = Field(min_length=1)
+    case: Phrase
+    decision: Phrase
 
 
 class NonEntity(_Strict):
     """A string that looks like the type but must not be labelled as it, and why."""
 
-    text: str = Field(min_length=1)
-    reason: str = Field(min_length=1)
+    text: Phrase
+    reason: Phrase
+
+
+class LabelStudioNames(_Strict):
+    """The names the project's Label Studio labeling config uses (``<Labels name toName>``, ``<Text value>``).
+
+    Attributes:
+        from_name: The ``name`` of the ``<Labels>`` control.
+        to_name: The ``name`` of the ``<Text>`` object it labels (the control's ``toName``).
+        text_field: The task data field the ``<Text>`` shows, without ``$`` (``value="$text"`` -> ``text``).
+    """
+
+    from_name: TagName = FROM_NAME
+    to_name: TagName = TO_NAME
+    text_field: TagName = TEXT_FIELD
 
 
 class EntityType(_Strict):
     """One entity type of the project."""
 
     name: LabelName
-    definition: str = Field(min_length=20)
+    definition: Annotated[str, Field(min_length=20), AfterValidator(_written)]
     examples: list[Example] = Field(min_length=5, max_length=10)
     edge_cases: list[EdgeCase] = Field(min_length=1)
     non_entities: list[NonEntity] = Field(min_length=1)
@@ -74,20 +121,25 @@ class Targets(_Strict):
 class Guide(_Strict):
     """A whole annotation guide."""
 
-    project: str = Field(min_length=1, max_length=200)
-    description: str = ""
+    project: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_written)]
+    description: Annotated[str, AfterValidator(_written)] = ""
     language: str = "en"
     targets: Targets = Targets()
+    label_studio: LabelStudioNames = LabelStudioNames()
     entity_types: list[EntityType] = Field(min_length=1)
 
     @field_validator("entity_types")
     @classmethod
     def _unique_names(cls, types: list[EntityType]) -> list[EntityType]:
-        seen: set[str] = set()
-        for entity_type in types:
+        seen: dict[str, int] = {}
+        for index, entity_type in enumerate(types):
             if entity_type.name in seen:
-                raise ValueError(f"entity type {entity_type.name!r} is defined twice")
-            seen.add(entity_type.name)
+                raise FieldProblem(
+                    f"the name {entity_type.name!r} is taken by entity type {seen[entity_type.name] + 1}; "
+                    "merge the two or rename one",
+                    loc=(index,),
+                )
+            seen[entity_type.name] = index
         return types
 
     @property
@@ -104,17 +156,22 @@ class Guide(_Strict):
 
     @property
     def sha256(self) -> str:
-        """A hash of the guide's content (not of its formatting)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        """A hash of the guide's content (not of its formatting).
+
+        Fields added to the format later are left out while they are unset (an example's unused ``entity`` or
+        ``entities``, a default ``label_studio`` section), so a guide written before them keeps its hash, and
+        with it its prompt version and the LLM answers cached for it.
+        """
+        content: dict[str, Any] = self.model_dump(mode="json")
+        if self.label_studio == LabelStudioNames():
+            del content["label_studio"]
+        for entity_type in content["entity_types"]:
+            for example in entity_type["examples"]:
+                for key in ("entity", "entities"):
+                    if example[key] is None:
+                        del example[key]
+        canonical = json.dumps(content, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    more = len(error.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {first['msg']}{suffix}"
 
 
 def load_guide(path: str | Path) -> Guide:
@@ -127,20 +184,27 @@ def load_guide(path: str | Path) -> Guide:
         The validated guide.
 
     Raises:
-        GuideError: one line naming the file and the field that is wrong.
+        GuideError: the file cannot be read, is not YAML, or is not a valid guide. The message starts with the
+            path and lists every problem, each with its line and the entity type it concerns, in plain words.
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise GuideError(f"{path}: cannot read the guide ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise GuideError(f"{path}:{where} is not valid YAML").with_traceback(None) from None
+        raise GuideError(f"{path}: cannot read the guide ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise GuideError(f"{path}: not UTF-8 text (byte {exc.start}); save the guide as UTF-8") from None
+    raw, node, problems = read_yaml(text, path)
     if not isinstance(raw, dict):
-        raise GuideError(f"{path}: a guide must be a YAML mapping with 'project' and 'entity_types'")
+        what = "is empty" if raw is None else f"holds a {type(raw).__name__}"
+        raise GuideError(
+            f"{path}: the file {what}; a guide is a YAML mapping with 'project' and 'entity_types' "
+            "(see 'The annotation guide format' in README.md)"
+        )
     try:
-        return Guide.model_validate(raw)
+        guide = Guide.model_validate(raw)
     except ValidationError as exc:
-        raise GuideError(f"{path}: {_describe(exc)}") from None
+        raise guide_error(path, exc, raw=raw, node=node, earlier=problems) from None
+    if problems:
+        raise guide_error(path, None, raw=raw, node=node, earlier=problems)
+    return guide

@@ -142,10 +142,15 @@ def _task_statement(guide: Guide) -> str:
     return "\n".join(lines)
 
 
+def _quoted(mentions: Sequence[str]) -> str:
+    """``"A"`` for an example with one entity, ``"A", "B"`` for one with several."""
+    return ", ".join(f'"{mention}"' for mention in mentions)
+
+
 def _type_section(entity_type: EntityType, definition: str) -> str:
     name = entity_type.name
     lines = [f"## {name}", f"Definition: {definition}", "Examples:"]
-    lines += [f'- "{ex.entity}" in: {_flat(ex.text)}' for ex in entity_type.examples[:_EXAMPLES_PER_TYPE]]
+    lines += [f"- {_quoted(ex.mentions)} in: {_flat(ex.text)}" for ex in entity_type.examples[:_EXAMPLES_PER_TYPE]]
     lines.append("Edge cases:")
     lines += [f"- {_flat(edge.case)} -> {_flat(edge.decision)}" for edge in entity_type.edge_cases]
     lines.append(f"Not {name}:")

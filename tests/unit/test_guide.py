@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def test_shipped_guides_are_complete(name: str) -> None:
     for entity_type in guide.entity_types:
         assert 5 <= len(entity_type.examples) <= 10
         assert entity_type.edge_cases and entity_type.non_entities
-        assert all(example.entity in example.text for example in entity_type.examples)
+        assert all(mention in example.text for example in entity_type.examples for mention in example.mentions)
 
 
 def test_software_guide_has_the_design_types(software_guide: Guide) -> None:
@@ -73,23 +74,25 @@ def _break(mutate: str) -> object:
 
 
 @pytest.mark.parametrize(
-    ("mutation", "where"),
+    ("mutation", "expected"),
     [
-        ("missing definition", "entity_types.1.definition"),
-        ("too few examples", "entity_types.0.examples"),
-        ("entity not in text", "entity_types.2.examples.0"),
-        ("duplicate type", "entity_types"),
-        ("unknown field", "colour_scheme"),
-        ("bad target", "targets.f1"),
+        ("missing definition", "entity type 'INFRA': 'definition' is missing"),
+        ("too few examples", "entity type 'SERVICE', examples: needs at least 5 items, has 2"),
+        ("entity not in text", "entity type 'TEAM', example 1: 'nowhere-to-be-found' must occur verbatim"),
+        ("duplicate type", "entity type 'SERVICE': the name 'SERVICE' is taken by entity type 1"),
+        ("unknown field", ": 'colour_scheme' is not a field here"),
+        ("bad target", "targets, f1: must be at most 1.0, not 1.5"),
     ],
 )
-def test_bad_guides_name_the_file_and_field(tmp_path: Path, mutation: str, where: str) -> None:
+def test_bad_guides_name_the_file_line_and_entity_type(tmp_path: Path, mutation: str, expected: str) -> None:
     path = _write(tmp_path, _break(mutation))
     with pytest.raises(GuideError) as caught:
         load_guide(path)
     message = str(caught.value)
-    assert message.startswith(f"{path}: {where}")
+    assert re.match(rf"{re.escape(str(path))}: line \d+", message)
+    assert expected in message
     assert "\n" not in message
+    assert caught.value.problems == (message.removeprefix(f"{path}: "),)
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,7 @@ def test_system_message_carries_the_whole_guide(name: str) -> None:
         section = _section(system, entity_type.name)
         assert f"Definition: {_flat(entity_type.definition)}" in section
         shown = [ex for ex in entity_type.examples if f'- "{ex.entity}" in: {_flat(ex.text)}\n' in section]
+        assert all(ex.entity is not None for ex in shown)
         assert 2 <= len(shown) <= 3
         for edge in entity_type.edge_cases:
             assert f"- {_flat(edge.case)} -> {_flat(edge.decision)}\n" in section
@@ -119,6 +120,20 @@ def test_system_message_carries_the_whole_guide(name: str) -> None:
     # Types appear in the guide's order.
     positions = [system.index(f"## {label}\n") for label in guide.labels]
     assert positions == sorted(positions)
+
+
+def test_an_example_with_several_entities_shows_each_of_them(software_guide: Guide) -> None:
+    data = software_guide.model_dump()
+    data["entity_types"][0]["examples"][0] = {
+        "text": "checkout-service and payments-api both failed.",
+        "entities": ["checkout-service", "payments-api"],
+    }
+    guide = Guide.model_validate(data)
+
+    section = _section(build_messages("x", guide, [])[0]["content"], "SERVICE")
+
+    assert '- "checkout-service", "payments-api" in: checkout-service and payments-api both failed.\n' in section
+    assert prompt_version(guide) != prompt_version(software_guide)
 
 
 @pytest.mark.parametrize("name", ["software.yaml", "conll2003.yaml"])
