@@ -14,7 +14,17 @@ import typer
 from pydantic import ValidationError
 
 from annotation_guide import Guide, GuideError, label_studio_config, load_guide
-from ml.converters import POLICIES, ConversionResult, Policy, load_docs, write_docs
+from ml.converters import (
+    POLICIES,
+    UNKNOWN_LABELS,
+    ConversionResult,
+    Policy,
+    ReadOptions,
+    UnknownLabels,
+    load_docs,
+    parse_label_map,
+    write_docs,
+)
 from ml.errors import MLError, ModelError
 from ml.evaluation import evaluate, format_report
 from ml.model_store import load_model, read_meta
@@ -94,17 +104,70 @@ def guide_render(path: Path) -> None:
     typer.echo(label_studio_config(_guarded(lambda: load_guide(path))), nl=False)
 
 
+ConvertPolicyOpt = Annotated[
+    str,
+    typer.Option(
+        help="Where spans lie: strict refuses spans off token boundaries, with whitespace at their edges, "
+        "overlapping or outside the text, and malformed records; expand / contract snap spans outward / inward "
+        "to tokens, trim edge whitespace and leave out the rest, reporting each. Labels are --unknown-labels' job."
+    ),
+]
+MapLabelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map-label", help="OLD=NEW: read the data's label OLD as the guide's label NEW (repeatable, e.g. PER=person)."
+    ),
+]
+UnknownLabelsOpt = Annotated[
+    str, typer.Option(help="Labels outside the guide after --map-label: refuse (stop, listing them) | drop (report).")
+]
+ColumnHelp = "CoNLL: the {what}'s column, counted from 1; negative counts from the end (-1: last). Default: {default}."
+TokenColumnOpt = Annotated[int | None, typer.Option(help=ColumnHelp.format(what="token", default="the first"))]
+TagColumnOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=ColumnHelp.format(what="tag", default="the last; a file of more than 2 columns needs one of these")
+    ),
+]
+
+
+def _read_options(
+    g: Guide, *, map_label: list[str] | None, unknown_labels: str, columns: tuple[int | None, int | None]
+) -> ReadOptions:
+    if unknown_labels not in UNKNOWN_LABELS:
+        raise fail(f"--unknown-labels must be one of {', '.join(UNKNOWN_LABELS)}, not {unknown_labels!r}")
+    unknown: UnknownLabels = "drop" if unknown_labels == "drop" else "refuse"
+    names = g.label_studio
+    return ReadOptions(
+        label_map=parse_label_map(map_label or [], labels=g.labels),
+        unknown_labels=unknown,
+        token_column=columns[0],
+        tag_column=columns[1],
+        # A guide that names its Labels control reads only that control's results; one that does not, any.
+        from_name=names.from_name if "label_studio" in g.model_fields_set else None,
+        text_field=names.text_field,
+    )
+
+
 def convert(
     source: Annotated[Path, typer.Argument(help="Input: .conll/.txt (BIO), .json (Label Studio), .jsonl, .spacy")],
     target: Annotated[Path, typer.Argument(help="Output; its suffix picks the format")],
     guide: GuideOpt,
-    policy: PolicyOpt = "strict",
+    policy: ConvertPolicyOpt = "strict",
     report: Annotated[Path | None, typer.Option(help="Write every issue as JSON lines here.")] = None,
+    map_label: MapLabelOpt = None,
+    unknown_labels: UnknownLabelsOpt = "refuse",
+    token_column: TokenColumnOpt = None,
+    tag_column: TagColumnOpt = None,
 ) -> None:
     """Convert annotated data between formats, reporting every span that does not fit."""
     with errors():
         g = load_guide(guide)
-        result = _load(source, g, _policy(policy))
+        options = _read_options(
+            g, map_label=map_label, unknown_labels=unknown_labels, columns=(token_column, tag_column)
+        )
+        result = load_docs(source, spacy.blank(g.language), labels=g.labels, policy=_policy(policy), options=options)
+        _report_issues(result, source)
         write_docs(result.docs, target)
     if report is not None:
         report.write_text("".join(json.dumps(vars(i)) + "\n" for i in result.issues), encoding="utf-8")

@@ -20,6 +20,7 @@ from ml.converters.issues import (
     UnknownLabels,
 )
 from ml.converters.label_studio import from_label_studio, read_tasks, to_label_studio, to_results
+from ml.converters.labels import parse_label_map
 from ml.converters.spans import CharSpan, ConversionResult, apply_spans, char_spans, task_id_of
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "from_jsonl",
     "from_label_studio",
     "load_docs",
+    "parse_label_map",
     "read_tasks",
     "task_id_of",
     "to_conll",

@@ -100,8 +100,8 @@ def advice(issues: Sequence[ConversionIssue]) -> str:
     parts = []
     if "unknown_label" in kinds:
         parts.append(
-            "for labels outside the guide: map them to guide labels (label_map, --map-label OLD=NEW), "
-            "drop them (unknown_labels='drop', --unknown-labels drop) or add them to the guide"
+            "for labels outside the guide: map them to guide labels (label_map; nerloop convert --map-label OLD=NEW), "
+            "drop them (unknown_labels='drop'; nerloop convert --unknown-labels drop) or add them to the guide"
         )
     if kinds - {"unknown_label"}:
         parts.append(
