@@ -14,7 +14,8 @@ from ml.cli import app
 from tests.conftest import GUIDES
 
 CONLL2003 = (
-    "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nPeter NNP B-NP B-PER\nin IN O O\nParis NNP B-NP B-LOC\n"
+    "-DOCSTART- -X- -X- O\n\n"
+    "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nPeter NNP B-NP B-PER\nin IN O O\nParis NNP B-NP B-LOC\n"
 )
 
 
