@@ -14,7 +14,7 @@ import yaml
 
 from annotation_guide import Guide, GuideError, LabelStudioNames, label_studio_config, load_guide
 from annotation_guide.schema import PLACEHOLDER, Example
-from tests.conftest import GUIDES
+from tests.conftest import GUIDES, ROOT
 
 GOOD_TYPE = """\
   - name: algorithm
@@ -219,3 +219,15 @@ def test_an_example_with_several_entities_changes_the_hash(software_guide: Guide
 def test_example_mentions_keep_the_given_order() -> None:
     assert Example(text="B then A", entities=["A", "B"]).mentions == ("A", "B")
     assert Example(text="B then A", entity="A").mentions == ("A",)
+
+
+def test_the_readme_example_guide_is_valid(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The annotation guide format") :]
+    example = section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", section.index("```yaml"))]
+
+    guide = load_guide(write(tmp_path, example))
+
+    assert guide.labels == ["algorithm"]
+    assert guide.label_studio == LabelStudioNames(from_name="ner", to_name="abstract", text_field="body")
+    assert guide.entity_type("algorithm").examples[1].mentions == ("ResNet-50", "ViT-B/16")
