@@ -167,7 +167,8 @@ def attach_project(
     for task in gateway.export_tasks(ls_project_id):
         for annotation in task["annotations"]:
             ingested = ingest(db, _imported(ls_project_id, task, annotation))
-            counts.update(annotations=1, imported=int(ingested.created), changes=int(ingested.label_change))
+            new = ingested.created  # a re-attach finds what it imported before
+            counts.update(annotations=1, imported=int(new), changes=int(new and ingested.label_change))
     db.commit()
     tag = version_tag(project, routing_table(db, project))
     ml_id = gateway.backend_urls(ls_project_id).get(backend_url.rstrip("/"))

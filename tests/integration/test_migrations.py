@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -35,3 +37,53 @@ def test_every_migration_downgrades_and_upgrades_again(database_url: str) -> Non
     engine = make_engine(database_url)
     assert "ls_prediction_id" in {c["name"] for c in inspect(engine).get_columns("prediction")}
     engine.dispose()
+
+
+def test_label_state_is_rebuilt_from_the_events_stored_before_it(database_url: str) -> None:
+    """0004 replays the stored events: two annotations of one task, one of them deleted, the other kept."""
+    from sqlalchemy import text
+
+    from backend.db.models import Annotation, AnnotationEvent
+    from tests.conftest import open_db
+
+    command.downgrade(alembic_config(database_url), "0003")
+    engine = make_engine(database_url)
+
+    def created(annotation_id: int) -> str:
+        result = [{"type": "labels", "value": {"start": 0, "end": 4, "labels": ["person"]}}]
+        return json.dumps(
+            {
+                "action": "ANNOTATION_CREATED",
+                "project": {"id": 3},
+                "task": {"id": 8, "data": {"text": "Anna flew ."}},
+                "annotation": {"id": annotation_id, "result": result, "updated_at": "2026-11-20T10:00:00Z"},
+            }
+        )
+
+    deleted = json.dumps({"action": "ANNOTATIONS_DELETED", "project": {"id": 3}, "annotations": [{"id": 41}]})
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO project (id, ls_project_id, name, guide_yaml, guide_sha256, retrain_threshold, created_at)"
+                " VALUES (1, 3, 'p', '', '', 20, CURRENT_TIMESTAMP)"
+            )
+        )
+        for key, action, payload in [
+            ("a", "ANNOTATION_CREATED", created(41)),
+            ("b", "ANNOTATION_CREATED", created(42)),
+            ("c", "ANNOTATIONS_DELETED", deleted),
+        ]:
+            connection.execute(
+                text(
+                    "INSERT INTO annotation_event (project_id, event_key, action, payload, enqueued, received_at)"
+                    " VALUES (1, :key, :action, :payload, true, CURRENT_TIMESTAMP)"
+                ),
+                {"key": key, "action": action, "payload": payload},
+            )
+    engine.dispose()
+    upgrade(database_url)
+    with open_db(database_url) as db:
+        rows = {a.ls_annotation_id: (a.ls_task_id, a.deleted) for a in db.query(Annotation)}
+        changes = [e.label_change for e in db.query(AnnotationEvent).order_by(AnnotationEvent.id)]
+    assert rows == {41: (8, True), 42: (8, False)}
+    assert changes == [True, True, True]

@@ -48,7 +48,8 @@ class RecordingLabelStudio:
             for i, t in self.texts.items()
         ]
 
-    def task_text(self, task_id: int) -> str | None:
+    def task_text(self, task_id: int, *, field: str = "text") -> str | None:
+        assert field == "text"
         self.calls["read"] += 1
         return self.texts.get(task_id)
 

@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("was_cancelled", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("deleted", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("ls_updated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("lead_time_s", sa.Float(), nullable=True),
+        sa.Column("lead_time_s", sa.Double(), nullable=True),
         sa.Column("completed_by", sa.Integer(), nullable=True),
         sa.Column("event_id", sa.Integer(), nullable=True),
         sa.UniqueConstraint("project_id", "ls_annotation_id", name="uq_annotation_project_ls_annotation"),
@@ -99,7 +99,7 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("was_cancelled", sa.Boolean()),
     ("deleted", sa.Boolean()),
     ("ls_updated_at", sa.DateTime(timezone=True)),
-    ("lead_time_s", sa.Float()),
+    ("lead_time_s", sa.Double()),
     ("completed_by", sa.Integer()),
     ("event_id", sa.Integer()),
 )
