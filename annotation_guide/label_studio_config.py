@@ -120,7 +120,7 @@ def _control_for(config: LabelConfig, names: LabelStudioNames) -> tuple[LabelsCo
     ]
 
 
-def _text_problems(config: LabelConfig, control: LabelsControl, names: LabelStudioNames) -> list[str]:
+def _text_problems(config: LabelConfig, control: LabelsControl, *, names: LabelStudioNames) -> list[str]:
     over_texts = [n for n in control.to_names if config.text(n) is not None]
     chosen = names.to_name if names.to_name in over_texts else next(iter(over_texts), None)
     text = config.text(chosen) if chosen is not None else None
@@ -185,7 +185,7 @@ def check_label_config(xml: str, guide: Guide) -> list[str]:
     control, problems = _control_for(config, names)
     if control is None:
         return problems
-    return [*problems, *_text_problems(config, control, names), *_label_problems(control, guide)]
+    return [*problems, *_text_problems(config, control, names=names), *_label_problems(control, guide)]
 
 
 def _quoted(value: str) -> str:
@@ -197,7 +197,7 @@ def _todo(what: str) -> str:
     return _quoted(f"{PLACEHOLDER}: {what}")
 
 
-def _entity_type_lines(label: str, color: str | None, hint: str | None) -> list[str]:
+def _entity_type_lines(label: str, *, color: str | None, hint: str | None) -> list[str]:
     lines = [f"  - name: {_quoted(label)}"]
     if not _LABEL_NAME.match(label) or len(label) > 40:
         lines.append("    # not a valid guide label name: rename it here and in Label Studio (letters, digits, _ -)")
@@ -265,5 +265,5 @@ def guide_skeleton(xml: str, project_title: str) -> str:
     colors = control.colors or (None,) * len(control.labels)
     hints = control.hints or (None,) * len(control.labels)
     for label, color, hint in zip(control.labels, colors, hints, strict=True):
-        lines += _entity_type_lines(label, color, hint)
+        lines += _entity_type_lines(label, color=color, hint=hint)
     return "\n".join(lines) + "\n"

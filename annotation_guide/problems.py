@@ -109,7 +109,12 @@ def _duplicate_keys(node: yaml.Node) -> list[Problem]:
             name, line = str(key.value), key.start_mark.line + 1
             if name in seen:
                 problems.append(
-                    (line, _located(line, "", f"'{name}' appears twice here (first on line {seen[name]}); merge them"))
+                    (
+                        line,
+                        _located(
+                            line, "", message=f"'{name}' appears twice here (first on line {seen[name]}); merge them"
+                        ),
+                    )
                 )
             seen.setdefault(name, line)
             problems.extend(_duplicate_keys(value))
@@ -226,7 +231,7 @@ def _message(error: ErrorDetails) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def _problems(error: ValidationError, raw: Any, node: yaml.Node | None) -> list[Problem]:
+def _problems(error: ValidationError, *, raw: Any, node: yaml.Node | None) -> list[Problem]:
     problems: list[Problem] = []
     for details in error.errors():
         loc = [part for part in details["loc"] if not (isinstance(part, str) and "[" in part)]
@@ -235,11 +240,11 @@ def _problems(error: ValidationError, raw: Any, node: yaml.Node | None) -> list[
             loc += cause.loc
         at = loc[:-1] if details["type"] in ("missing", "extra_forbidden") else loc
         line = _line(node, loc if details["type"] == "extra_forbidden" else at)
-        problems.append((line, _located(line, _place(at, raw), _message(details))))
+        problems.append((line, _located(line, _place(at, raw), message=_message(details))))
     return problems
 
 
-def _located(line: int, place: str, message: str) -> str:
+def _located(line: int, place: str, *, message: str) -> str:
     where = ", ".join(part for part in (f"line {line}" if line else "", place) if part)
     return f"{where}: {message}" if where else message
 
@@ -264,7 +269,7 @@ def guide_error(
     Returns:
         The error to raise: one line for one problem, else a count and one indented line per problem.
     """
-    found = sorted([*earlier, *(_problems(error, raw, node) if error is not None else [])], key=lambda p: p[0])
+    found = sorted([*earlier, *(_problems(error, raw=raw, node=node) if error is not None else [])], key=lambda p: p[0])
     texts = [text for _, text in found]
     if len(texts) == 1:
         return GuideError(f"{path}: {texts[0]}", problems=texts)

@@ -53,10 +53,10 @@ class _Columns:
     width: int = 0
     first_line: int = 0
 
-    def pick(self, columns: list[str], number: int, line: str) -> tuple[str, str]:
+    def pick(self, columns: list[str], *, number: int, line: str) -> tuple[str, str]:
         """The token and tag of one line, checking its width against the file's first token line."""
         if not self.width:
-            self._fix_width(len(columns), number, line)
+            self._fix_width(len(columns), number=number, line=line)
         if len(columns) != self.width:
             raise DataError(
                 f"{self.path}:{number}: {len(columns)} column(s) in {line!r}, but line {self.first_line} has "
@@ -64,7 +64,7 @@ class _Columns:
             )
         return columns[self._index(self.token or 1)].strip(), columns[self._index(self.tag or -1)].strip()
 
-    def _fix_width(self, width: int, number: int, line: str) -> None:
+    def _fix_width(self, width: int, *, number: int, line: str) -> None:
         self.width, self.first_line = width, number
         if width < 2:
             raise DataError(f"{self.path}:{number}: expected 'token<TAB>tag', got {line!r}")
@@ -109,7 +109,7 @@ def read_sentences(path: Path, *, token_column: int | None = None, tag_column: i
                 yield Sentence(tuple(words), tuple(tags), start)
             words, tags = [], []
             continue
-        word, tag = columns.pick(line.split("\t") if "\t" in line else line.split(), number, line)
+        word, tag = columns.pick(line.split("\t") if "\t" in line else line.split(), number=number, line=line)
         _check(path, number, word=word, tag=tag, line=line, wide=columns.width > 2)
         if not words:
             start = number

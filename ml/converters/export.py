@@ -182,7 +182,7 @@ def load_docs(
     return from_docbin(path, nlp, labels=labels, policy=policy, options=opts)
 
 
-def _needs_check(doc: Doc, labels: Collection[str], label_map: Mapping[str, str]) -> bool:
+def _needs_check(doc: Doc, *, labels: Collection[str], label_map: Mapping[str, str]) -> bool:
     """Whether a stored doc has an entity to map, refuse or trim (else its entities are kept untouched)."""
     return any(e.label_ not in labels or e.label_ in label_map or e[0].is_space or e[-1].is_space for e in doc.ents)
 
@@ -221,7 +221,7 @@ def from_docbin(
         raise DataError(f"{path}: not a readable spaCy DocBin ({exc})") from None
     result = ConversionResult(docs=docs)
     for doc in docs:
-        if _needs_check(doc, labels, opts.label_map):
+        if _needs_check(doc, labels=labels, label_map=opts.label_map):
             spans = [CharSpan(e.start_char, e.end_char, e.label_) for e in doc.ents]
             result.issues.extend(
                 apply_spans(

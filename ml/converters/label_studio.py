@@ -1,242 +1,37 @@
 """Label Studio tasks JSON (the export format and the ``/predict`` payload) <-> spaCy ``Doc``.
 
-Reading is tolerant: a task or annotation that cannot be read never stops the conversion of the other tasks.
-
-- Results that are not text spans of the guide's ``<Labels>`` control (relations, ``textarea``, ``choices``, and
-  ``labels`` results of another control when ``from_name`` is given) are left out and reported as
-  ``unsupported_result`` / ``ignored``; they are never an error.
-- A malformed task or annotation (not an object, ``data.<text_field>`` missing, ``result`` not a list, a result
-  that is not an object, a ``labels`` value without whole-number ``start`` / ``end`` or without labels) is reported
-  as ``malformed``: ``rejected`` under ``strict`` (the conversion then raises, listing every such place) and
-  ``dropped`` under ``expand`` / ``contract``, where the whole task is left out: keeping its other spans would
-  teach ``O`` where the annotator marked an entity.
+Reading is tolerant (see ``ml.converters.label_studio_tasks``): a task or annotation that cannot be read never
+stops the conversion of the other tasks; results that are not label regions are ignored and counted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from annotation_guide.render import FROM_NAME, TEXT_FIELD, TO_NAME
-from ml.converters.issues import Action, ConversionIssue, Policy, UnknownLabels
-from ml.converters.spans import (
-    CharSpan,
-    ConversionResult,
-    apply_spans,
-    raise_if_strict,
-    set_task_id,
-    task_id_of,
-)
+from ml.converters.issues import Policy, UnknownLabels
+from ml.converters.label_studio_tasks import LSAnnotation, LSResult, LSValue, TaskReader
+from ml.converters.spans import ConversionResult, apply_spans, raise_if_strict, set_task_id, task_id_of
 from ml.converters.text_files import json_lines, parse_json, read_text
 from ml.errors import DataError
 from ml.prediction import ScoredSpan
 
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class LSValue(_Loose):
-    """The ``value`` of a ``labels`` result."""
-
-    start: int
-    end: int
-    text: str | None = None
-    labels: list[str] = Field(min_length=1)
-
-
-class LSResult(_Loose):
-    """One item of an annotation's ``result``: a region of any control, or a relation."""
-
-    type: str | None = None
-    from_name: str | None = None
-    to_name: str | None = None
-    value: Any = None
-
-
-class LSAnnotation(_Loose):
-    """One annotation (or prediction) of a task; ``result`` is checked item by item when it is read."""
-
-    id: int | str | None = None
-    result: Any = Field(default_factory=list)
-    was_cancelled: bool = False
-    updated_at: str | None = None
-
-
-def _timestamp(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _latest(annotations: Sequence[LSAnnotation]) -> LSAnnotation | None:
-    """The latest non-cancelled annotation, or ``None``.
-
-    Latest means the greatest ``updated_at`` (ISO 8601, read as UTC when it has no zone; a missing or unreadable
-    one counts as older than any readable one). Ties go to the greater integer ``id`` (Label Studio numbers
-    annotations as it creates them; other ids count as lowest), then to the later position in the list.
-    """
-    live = [(position, a) for position, a in enumerate(annotations) if not a.was_cancelled]
-    if not live:
-        return None
-
-    def key(pair: tuple[int, LSAnnotation]) -> tuple[bool, datetime, bool, int, int]:
-        position, annotation = pair
-        stamp = _timestamp(annotation.updated_at)
-        numeric = isinstance(annotation.id, int)
-        return (
-            stamp is not None,
-            stamp or datetime.min.replace(tzinfo=UTC),
-            numeric,
-            annotation.id if isinstance(annotation.id, int) else 0,
-            position,
-        )
-
-    return max(live, key=key)[1]
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _value_spans(value: object, where: str) -> list[CharSpan] | str:
-    """The spans of a ``labels`` result's value, or what is wrong with it."""
-    if not isinstance(value, dict):
-        return f"{where}.value is missing or not an object"
-    problems = []
-    for key in ("start", "end"):
-        if key not in value:
-            problems.append(f"{where}.value.{key} is missing")
-        elif not _is_int(value[key]):
-            problems.append(f"{where}.value.{key} must be a whole number, not {_short(value[key])}")
-    labels = value.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
-        problems.append(f"{where}.value.labels must be a non-empty list of label names, not {_short(labels)}")
-        labels = []
-    if problems:
-        return "; ".join(problems)
-    return [CharSpan(value["start"], value["end"], label) for label in labels]
-
-
-@dataclass
-class _Reader:
-    """Reads tasks one by one, collecting the issues of the parts it leaves out."""
-
-    source: str
-    policy: Policy
-    text_field: str
-    from_name: str | None
-    issues: list[ConversionIssue] = field(default_factory=list)
-
-    def malformed(self, task_id: str, detail: str) -> None:
-        action: Action = "rejected" if self.policy == "strict" else "dropped"
-        self.issues.append(ConversionIssue(task_id=task_id, kind="malformed", action=action, detail=detail))
-
-    def ignored(self, task_id: str, detail: str) -> None:
-        self.issues.append(ConversionIssue(task_id=task_id, kind="unsupported_result", action="ignored", detail=detail))
-
-    def region(self, raw: object, task_id: str, where: str) -> list[CharSpan] | None:
-        """The spans of one result item: ``[]`` when it is ignored, ``None`` when it is malformed."""
-        if not isinstance(raw, dict):
-            self.malformed(task_id, f"{where} must be an object, not {_short(raw)}")
-            return None
-        try:
-            item = LSResult.model_validate(raw)
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            self.malformed(task_id, f"{where}.{problem['loc'][0]} must be a string, not {_short(problem['input'])}")
-            return None
-        kind = item.type or ("labels" if isinstance(item.value, dict) and "labels" in item.value else None)
-        if kind != "labels":
-            self.ignored(task_id, f"{where} is a {kind or 'untyped'!r} result, not a labelled span")
-            return []
-        if self.from_name is not None and item.from_name != self.from_name:
-            self.ignored(task_id, f"{where} belongs to control {item.from_name!r}, not {self.from_name!r}")
-            return []
-        spans = _value_spans(item.value, where)
-        if isinstance(spans, str):
-            self.malformed(task_id, spans)
-            return None
-        return spans
-
-    def annotation_spans(self, annotation: LSAnnotation, task_id: str, where: str) -> list[CharSpan] | None:
-        """Every span of an annotation, or ``None`` when any part of it is malformed (then the task is left out)."""
-        if not isinstance(annotation.result, list):
-            self.malformed(task_id, f"{where}.result must be a list of regions, not {_short(annotation.result)}")
-            return None
-        spans: list[CharSpan] = []
-        complete = True
-        for number, raw in enumerate(annotation.result):
-            found = self.region(raw, task_id, f"{where}.result[{number}]")
-            if found is None:
-                complete = False
-            else:
-                spans.extend(found)
-        return spans if complete else None
-
-    def annotations(self, raw: object, task_id: str, where: str) -> list[tuple[int, LSAnnotation]]:
-        """The readable annotations of a task with their positions; each unreadable one is reported."""
-        if not isinstance(raw, list):
-            self.malformed(task_id, f"{where}.annotations must be a list, not {_short(raw)}")
-            return []
-        read = []
-        for position, item in enumerate(raw):
-            try:
-                read.append((position, LSAnnotation.model_validate(item)))
-            except ValidationError as exc:
-                problem = exc.errors()[0]
-                place = ".".join(str(part) for part in problem["loc"])
-                detail = f"{where}.annotations[{position}]{'.' + place if place else ''}: {problem['msg'].lower()}"
-                self.malformed(task_id, detail)
-        return read
-
-    def text_of(self, data: object, task_id: str, where: str) -> str | None:
-        if not isinstance(data, dict):
-            self.malformed(task_id, f"{where}.data is missing or not an object")
-            return None
-        text = data.get(self.text_field)
-        if isinstance(text, str):
-            return text
-        keys = ", ".join(sorted(str(k) for k in data)) or "no fields"
-        self.malformed(
-            task_id,
-            f"{where}.data.{self.text_field} is missing or not a string (data has: {keys}); "
-            "if the text is under another field, name it as label_studio.text_field in the guide",
-        )
-        return None
-
-    def task(self, raw: object, index: int) -> tuple[str, str, list[CharSpan]] | None:
-        """``(task id, text, spans)`` of a task with a live, well-formed annotation; else ``None``."""
-        where = f"{self.source}[{index}]"
-        if not isinstance(raw, dict):
-            self.malformed(where, f"{where} must be a task object, not {_short(raw)}")
-            return None
-        task_id = str(raw["id"] if raw.get("id") is not None else _source_id(raw, index))
-        text = self.text_of(raw.get("data"), task_id, where)
-        # Label Studio before 1.0 exported annotations as "completions".
-        annotations = self.annotations(raw.get("annotations", raw.get("completions", [])), task_id, where)
-        chosen = _latest([a for _, a in annotations])
-        if text is None or chosen is None:
-            return None
-        position = next(p for p, a in annotations if a is chosen)
-        spans = self.annotation_spans(chosen, task_id, f"{where}.annotations[{position}]")
-        return None if spans is None else (task_id, text, spans)
+__all__ = [
+    "LSAnnotation",
+    "LSResult",
+    "LSValue",
+    "from_label_studio",
+    "read_tasks",
+    "results_to_spans",
+    "spans_to_results",
+    "to_label_studio",
+    "to_results",
+]
 
 
 def from_label_studio(
@@ -254,7 +49,7 @@ def from_label_studio(
     """Turn Label Studio tasks into docs, taking the latest non-cancelled annotation of each task.
 
     Tasks without such an annotation are skipped: unreviewed text is missing data, not ``O``. What cannot be
-    read is reported, never fatal by itself (see the module docstring).
+    read is reported, never fatal by itself (see ``ml.converters.label_studio_tasks``).
 
     Args:
         tasks: Task dicts as Label Studio exports them (``id``, ``data.<text_field>``, ``annotations``).
@@ -273,7 +68,7 @@ def from_label_studio(
     Raises:
         ConversionError: something was rejected (under ``strict``, or a label refused); lists every issue.
     """
-    reader = _Reader(source=source, policy=policy, text_field=text_field, from_name=from_name)
+    reader = TaskReader(source=source, policy=policy, text_field=text_field, from_name=from_name)
     result = ConversionResult()
     for index, raw in enumerate(tasks):
         read = reader.task(raw, index)
@@ -289,14 +84,6 @@ def from_label_studio(
         )
         result.docs.append(doc)
     return raise_if_strict(result, policy)
-
-
-def _source_id(task: Mapping[str, Any], index: int) -> object:
-    """The id an exported doc carried (``meta.source_id``), else the task's position."""
-    meta = task.get("meta")
-    if isinstance(meta, dict) and meta.get("source_id") is not None:
-        return meta["source_id"]
-    return index
 
 
 def read_tasks(path: str | Path) -> list[Any]:
@@ -322,7 +109,7 @@ def read_tasks(path: str | Path) -> list[Any]:
     return tasks
 
 
-def _result(start: int, end: int, text: str, label: str, *, from_name: str, to_name: str) -> dict[str, Any]:
+def _result(start: int, end: int, *, text: str, label: str, from_name: str, to_name: str) -> dict[str, Any]:
     return {
         "from_name": from_name,
         "to_name": to_name,
@@ -358,7 +145,9 @@ def to_results(
     for index, ent in enumerate(doc.ents):
         item = {
             "id": f"{task_id_of(doc)}-{index}",
-            **_result(ent.start_char, ent.end_char, ent.text, ent.label_, from_name=from_name, to_name=to_name),
+            **_result(
+                ent.start_char, ent.end_char, text=ent.text, label=ent.label_, from_name=from_name, to_name=to_name
+            ),
         }
         if scores is not None:
             item["score"] = float(scores[index])
@@ -380,7 +169,10 @@ def spans_to_results(
         One result per span.
     """
     return [
-        {**_result(s.start, s.end, s.text, s.label, from_name=from_name, to_name=to_name), "score": float(s.score)}
+        {
+            **_result(s.start, s.end, text=s.text, label=s.label, from_name=from_name, to_name=to_name),
+            "score": float(s.score),
+        }
         for s in spans
     ]
 

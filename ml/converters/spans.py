@@ -50,7 +50,7 @@ def set_task_id(doc: Doc, task_id: str | int) -> None:
 
 
 def _issue(
-    doc: Doc, span: CharSpan, kind: IssueKind, action: Action, new: tuple[int, int] | None = None
+    doc: Doc, span: CharSpan, *, kind: IssueKind, action: Action, new: tuple[int, int] | None = None
 ) -> ConversionIssue:
     return ConversionIssue(
         task_id=task_id_of(doc),
@@ -65,7 +65,7 @@ def _issue(
     )
 
 
-def trim_whitespace(text: str, start: int, end: int) -> tuple[int, int]:
+def trim_whitespace(text: str, *, start: int, end: int) -> tuple[int, int]:
     """The offsets of ``text[start:end]`` without whitespace (any ``str.isspace`` character) at either edge.
 
     Args:
@@ -83,16 +83,16 @@ def trim_whitespace(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _trim(doc: Doc, span: CharSpan, policy: Policy) -> tuple[CharSpan | None, ConversionIssue | None]:
+def _trim(doc: Doc, span: CharSpan, *, policy: Policy) -> tuple[CharSpan | None, ConversionIssue | None]:
     """Trim whitespace at the span's edges (reported); ``None`` when it is only whitespace or under strict."""
-    start, end = trim_whitespace(doc.text, span.start, span.end)
+    start, end = trim_whitespace(doc.text, start=span.start, end=span.end)
     if (start, end) == (span.start, span.end):
         return span, None
     if policy == "strict":
-        return None, _issue(doc, span, "whitespace", "rejected")
+        return None, _issue(doc, span, kind="whitespace", action="rejected")
     if start == end:
-        return None, _issue(doc, span, "whitespace", "dropped")
-    return CharSpan(start, end, span.label), _issue(doc, span, "whitespace", "trimmed", (start, end))
+        return None, _issue(doc, span, kind="whitespace", action="dropped")
+    return CharSpan(start, end, span.label), _issue(doc, span, kind="whitespace", action="trimmed", new=(start, end))
 
 
 def _strip_space_tokens(span: Span) -> Span | None:
@@ -107,8 +107,8 @@ def _strip_space_tokens(span: Span) -> Span | None:
 
 def _align(doc: Doc, span: CharSpan, policy: Policy) -> tuple[Span | None, list[ConversionIssue]]:
     if not 0 <= span.start < span.end <= len(doc.text):
-        return None, [_issue(doc, span, "out_of_range", "rejected" if policy == "strict" else "dropped")]
-    trimmed, trim_issue = _trim(doc, span, policy)
+        return None, [_issue(doc, span, kind="out_of_range", action="rejected" if policy == "strict" else "dropped")]
+    trimmed, trim_issue = _trim(doc, span, policy=policy)
     issues = [trim_issue] if trim_issue is not None else []
     if trimmed is None:
         return None, issues
@@ -116,13 +116,16 @@ def _align(doc: Doc, span: CharSpan, policy: Policy) -> tuple[Span | None, list[
     if exact is not None:
         return exact, issues
     if policy == "strict":
-        return None, [*issues, _issue(doc, trimmed, "misaligned", "rejected")]
+        return None, [*issues, _issue(doc, trimmed, kind="misaligned", action="rejected")]
     snapped = doc.char_span(trimmed.start, trimmed.end, label=trimmed.label, alignment_mode=policy)
     moved = _strip_space_tokens(snapped) if snapped is not None else None
     if moved is None:
-        return None, [*issues, _issue(doc, trimmed, "misaligned", "dropped")]
+        return None, [*issues, _issue(doc, trimmed, kind="misaligned", action="dropped")]
     action: Action = "expanded" if policy == "expand" else "contracted"
-    return moved, [*issues, _issue(doc, trimmed, "misaligned", action, (moved.start_char, moved.end_char))]
+    return moved, [
+        *issues,
+        _issue(doc, trimmed, kind="misaligned", action=action, new=(moved.start_char, moved.end_char)),
+    ]
 
 
 def _drop_overlaps(spans: list[Span], policy: Policy) -> tuple[list[Span], list[ConversionIssue]]:
@@ -159,7 +162,7 @@ def _label_of(
     label = label_map.get(span.label, span.label)
     if label in labels:
         return replace(span, label=label), None
-    issue = _issue(doc, span, "unknown_label", "rejected" if refuse else "dropped")
+    issue = _issue(doc, span, kind="unknown_label", action="rejected" if refuse else "dropped")
     if label != span.label:
         issue = replace(issue, detail=f"mapped to {label!r}")
     return None, issue

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ml.converters import CharSpan, ConversionIssue, from_label_studio
-from ml.converters.label_studio import LSAnnotation, _latest
+from ml.converters.label_studio_tasks import LSAnnotation, _latest
 from ml.errors import ConversionError
 
 LABELS = ("PER", "ORG")
