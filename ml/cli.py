@@ -76,7 +76,7 @@ def _guarded(func: Callable[[], T]) -> T:
 
 def _report_issues(result: ConversionResult, source: Path) -> None:
     if result.issues:
-        typer.echo(f"{source}: {len(result.issues)} span(s) changed or left out:", err=True)
+        typer.echo(f"{source}: {len(result.issues)} issue(s), spans changed or left out, records ignored:", err=True)
         for issue in result.issues[:20]:
             typer.echo(f"  {issue}", err=True)
         if len(result.issues) > 20:

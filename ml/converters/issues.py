@@ -78,6 +78,8 @@ class ConversionIssue:
         what = _WHAT[self.kind]
         if self.kind == "whitespace" and not self.text.strip():
             what = "is only whitespace"
+        if self.detail:
+            what = f"{what} ({self.detail})"
         moved = ""
         if self.new_start is not None and self.new_end is not None:
             moved = f" -> {self.new_start}-{self.new_end}"

@@ -145,6 +145,7 @@ def test_a_label_mapped_outside_the_guide_is_reported_with_its_target(tmp_path: 
     )
 
     assert [(i.kind, i.label, i.detail) for i in result.issues] == [("unknown_label", "PER", "mapped to 'persn'")]
+    assert "has a label that is not in the guide (mapped to 'persn') (dropped)" in str(result.issues[0])
 
 
 def test_parse_label_map_reads_pairs() -> None:
