@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import spacy
 import yaml
 from label_studio_sdk import LabelStudio
@@ -22,6 +23,7 @@ from annotation_guide import Guide
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import AnnotationEvent, Project
 from backend.services.label_state import annotated_tasks, convert_labels
+from backend.services.training import retrain_if_due
 from ml.converters import load_docs
 from ml.converters.spans import char_spans
 from tests.conftest import GUIDES, open_db
@@ -130,11 +132,20 @@ def test_attach_then_every_event_keeps_labels_equal_to_label_studio(
         annotate(2, 0, was_cancelled=True)
 
         guide_file = _guides(backend_server, ls_id, conll_guide, tmp_path)
-        attached = _cli(backend_server, "project", "attach", "--ls-project", str(ls_id), "--guide", str(guide_file))
+        queue = redis.Redis.from_url(backend_server.settings.redis_url)
+        queue.delete("score")
+        attach = ["project", "attach", "--ls-project", str(ls_id), "--guide", str(guide_file), "--retrain-every", "2"]
+        attached = _cli(backend_server, *attach)
         assert attached.returncode == 0, attached.stderr
         assert "4 annotations read, 4 new, 3 label changes" in attached.stdout
         _agrees(backend_server, ls_id, "after attach")
-        again = _cli(backend_server, "project", "attach", "--ls-project", str(ls_id), "--guide", str(guide_file))
+        # the worker is asked at once; with 3 label changes over a threshold of 2, it starts a run at 2
+        assert any(b"workers.retrain_if_due" in message for message in queue.lrange("score", 0, -1))
+        with open_db(backend_server.settings.database_url) as db:
+            run = retrain_if_due(db, db.scalars(select(Project)).one())
+            assert run is not None and run.annotation_watermark == 2
+            run.status = "failed"  # nothing trains here; later events must not wait on it
+        again = _cli(backend_server, *attach)
         assert "4 annotations read, 0 new, 0 label changes" in again.stdout, again.stderr
         assert len(client.ml.list(project=ls_id)) == 1  # the backend is not connected twice
 

@@ -263,3 +263,27 @@ def test_a_project_with_every_kind_of_bad_annotation_still_trains(
     assert by_kind["whitespace (trimmed)"] == 4, by_kind
     # neither the skipped task nor the malformed one is trained on
     assert run.details["train_docs"] + run.details["dev_docs"] == 4
+
+
+def test_a_project_with_its_own_tag_names_is_read_and_answered_in_them(backend: Backend, conll_guide: Guide) -> None:
+    """An attached project whose config says <Labels name="ner" toName="sentence"> over $body."""
+    from annotation_guide.schema import LabelStudioNames
+
+    names = LabelStudioNames(from_name="ner", to_name="sentence", text_field="body")
+    with open_db(backend.settings.database_url) as db:
+        register_project(db, ls_project_id=8, guide=conll_guide.model_copy(update={"label_studio": names}))
+    labelled = event(1, [region(*ANNA, from_name="ner"), region(*PARIS, from_name="label")])
+    labelled["project"]["id"] = 8
+    labelled["task"]["data"] = {"body": TEXT}
+    assert post(backend, labelled)["label_change"] is True
+    with open_db(backend.settings.database_url) as db:
+        project = db.scalars(select(Project).where(Project.ls_project_id == 8)).one()
+        assert [(t, [(s.start, s.end, s.label) for s in spans]) for t, spans in labeled_examples(db, project)] == [
+            (TEXT, [ANNA])  # the "label" region belongs to another control of that project
+        ]
+    reply = backend.client.post("/predict", json={"project": "8.1", "tasks": [{"id": 3, "data": {"body": TEXT}}]})
+    assert reply.status_code == 200, reply.text
+    regions = reply.json()["results"][0]["result"]
+    assert regions and {(r["from_name"], r["to_name"]) for r in regions} == {("ner", "sentence")}
+    missing = backend.client.post("/predict", json={"project": "8.1", "tasks": [{"id": 3, "data": {"text": TEXT}}]})
+    assert missing.status_code == 422 and "tasks.0.data.body" in missing.json()["error"]
