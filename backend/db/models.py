@@ -79,9 +79,7 @@ class Annotation(Base):
     """
 
     __tablename__ = "annotation"
-    __table_args__ = (
-        UniqueConstraint("project_id", "ls_annotation_id", name="uq_annotation_project_ls_annotation"),
-    )
+    __table_args__ = (UniqueConstraint("project_id", "ls_annotation_id", name="uq_annotation_project_ls_annotation"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
     ls_annotation_id: Mapped[int]

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from backend.db.models import AnnotationEvent, Project
+from backend.db.models import Annotation, AnnotationEvent, Project
 from backend.db.upsert import upsert
 from backend.services import label_state
 from backend.services.errors import InvalidInputError
@@ -211,6 +211,70 @@ def _timestamp(value: str | None) -> datetime | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) else None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What a reconciliation with Label Studio's export found."""
+
+    annotations: int
+    events: int
+    label_changes: int
+
+
+def reconcile(db: Session, project: Project, tasks: list[dict[str, Any]], *, as_of: int | None = None) -> Reconciled:
+    """Bring the label state to what Label Studio's export holds, for events that never arrived (the backend was
+    down, a reply took over Label Studio's 1 s) and for a project attached with its annotations.
+
+    Each exported annotation that the state does not hold as it is becomes an ``ANNOTATION_IMPORTED`` event (its
+    key is a hash of its content, so the same annotation is imported once); the live annotations the export no
+    longer holds go in one ``ANNOTATIONS_DELETED`` event. Both go through :func:`ingest`, so the watermark counts
+    what changed, and an export older than the state (by ``updated_at``) changes nothing.
+
+    Args:
+        db: The session (the caller commits).
+        project: The project.
+        tasks: Label Studio's export of the project (``id``, ``data``, ``annotations``).
+        as_of: The last event id stored before the export was asked for: annotations changed by a later event
+            are newer than the export and left alone (None: the export is the newest).
+
+    Returns:
+        The annotations read, the events stored, and how many of them changed the labels.
+    """
+    rows = {
+        row.ls_annotation_id: row for row in db.scalars(select(Annotation).where(Annotation.project_id == project.id))
+    }
+    settled = {i: row for i, row in rows.items() if as_of is None or (row.event_id or 0) <= as_of}
+    exported: set[Any] = set()
+    ingested: list[Ingested] = []
+    read = 0
+    for task in tasks:
+        for annotation in task.get("annotations") or []:
+            read += 1
+            exported.add(annotation.get("id"))
+            row = rows.get(annotation.get("id"))
+            if row is not None and (row.ls_annotation_id not in settled or _same(row, annotation)):
+                continue
+            body = {
+                "action": "ANNOTATION_IMPORTED",
+                "project": {"id": project.ls_project_id},
+                "task": {"id": task["id"], "data": task.get("data") or {}},
+                "annotation": json.loads(json.dumps(annotation, default=str)),
+            }
+            ingested.append(ingest(db, body))
+    gone = sorted(i for i, row in settled.items() if i not in exported and not row.deleted and not row.was_cancelled)
+    if gone:
+        body = {"action": "ANNOTATIONS_DELETED", "project": {"id": project.ls_project_id}, "reconciled": True}
+        ingested.append(ingest(db, {**body, "annotations": [{"id": i} for i in gone]}))
+    new = [i for i in ingested if i.created]
+    return Reconciled(read, len(new), sum(i.label_change for i in new))
+
+
+def _same(row: Annotation, exported: dict[str, Any]) -> bool:
+    return not row.deleted and (row.result, row.was_cancelled) == (
+        exported.get("result"),
+        bool(exported.get("was_cancelled")),
+    )
 
 
 def mark_enqueued(db: Session, event_id: int) -> None:

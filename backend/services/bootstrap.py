@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import spacy
 from sqlalchemy import delete
@@ -15,7 +12,7 @@ from sqlalchemy.orm import Session
 from annotation_guide import Guide, check_label_config, label_studio_config
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import Project
-from backend.services.annotations import ingest
+from backend.services.annotations import reconcile
 from backend.services.errors import InvalidInputError, UpstreamError
 from backend.services.predictions import version_tag
 from backend.services.projects import register_project
@@ -121,9 +118,6 @@ class AttachedProject:
     model_version: str
 
 
-IMPORTED = "ANNOTATION_IMPORTED"
-
-
 def attach_project(
     db: Session,
     gateway: LabelStudioGateway,
@@ -134,10 +128,10 @@ def attach_project(
     retrain_threshold: int = 20,
     basic_auth: tuple[str, str] | None = None,
 ) -> AttachedProject:
-    """Take over a Label Studio project a team already has: check its labeling config against the guide, import
-    its annotations into nerloop's label state, connect the backend (Label Studio adds the webhook) and order
-    the queue by uncertainty. Safe to run again: annotations already imported are not counted twice, and an ML
-    backend already connected at ``backend_url`` is reused.
+    """Take over a Label Studio project a team already has: check its labeling config against the guide,
+    import its annotations into nerloop's label state (``annotations.reconcile``), connect the backend (Label
+    Studio adds the webhook) and order the queue by uncertainty. Safe to run again: annotations already
+    imported are not counted twice, and an ML backend already connected at ``backend_url`` is reused.
 
     Args:
         db: The session (committed here, before Label Studio calls the backend back).
@@ -163,12 +157,7 @@ def attach_project(
             + "\n  - ".join(problems)
         )
     project = register_project(db, ls_project_id=ls_project_id, guide=guide, retrain_threshold=retrain_threshold)
-    counts = Counter[str]()
-    for task in gateway.export_tasks(ls_project_id):
-        for annotation in task["annotations"]:
-            ingested = ingest(db, _imported(ls_project_id, task, annotation))
-            new = ingested.created  # a re-attach finds what it imported before
-            counts.update(annotations=1, imported=int(new), changes=int(new and ingested.label_change))
+    synced = reconcile(db, project, gateway.export_tasks(ls_project_id))
     db.commit()
     tag = version_tag(project, routing_table(db, project))
     ml_id = gateway.backend_urls(ls_project_id).get(backend_url.rstrip("/"))
@@ -176,15 +165,5 @@ def attach_project(
         ml_id = gateway.connect_backend(ls_project_id, url=backend_url, title=tag, basic_auth=basic_auth)
     gateway.use_uncertainty_sampling(ls_project_id)
     return AttachedProject(
-        project.id, ls_project_id, counts["annotations"], counts["imported"], counts["changes"], ml_id, tag
+        project.id, ls_project_id, synced.annotations, synced.events, synced.label_changes, ml_id, tag
     )
-
-
-def _imported(ls_project_id: int, task: dict[str, Any], annotation: dict[str, Any]) -> dict[str, Any]:
-    """An exported annotation as the event that would have brought it (its hash keys re-imports)."""
-    return {
-        "action": IMPORTED,
-        "project": {"id": ls_project_id},
-        "task": {"id": task["id"], "data": task.get("data") or {}},
-        "annotation": json.loads(json.dumps(annotation, default=str)),
-    }

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.models import AnnotationEvent, ModelVersion, Project, TrainingRun, utcnow
 from backend.db.session import session_scope
 from backend.db.upsert import upsert
+from backend.services.annotations import Reconciled, reconcile
 from backend.services.errors import InvalidInputError, NotFoundError
 from backend.services.label_state import convert_labels
 from backend.services.projects import current_model, demote_serving, guide_of, project_by_id, record_model_version
@@ -183,8 +184,11 @@ class Trainer:
             project = project_by_id(db, run.project_id)
         try:
             with session_scope(self.sessions) as db:
+                as_of = db.scalar(select(func.max(AnnotationEvent.id)))
                 tasks = self.source(db, project).export_tasks(project.ls_project_id)
-            return self._train_and_decide(run_id, project, tasks)
+            with session_scope(self.sessions) as db:  # events that never arrived: the state catches up
+                synced = reconcile(db, project_by_id(db, project.id), tasks, as_of=as_of)
+            return self._train_and_decide(run_id, project, tasks, synced)
         except Exception as exc:  # recorded on the run; the serving model is untouched
             with session_scope(self.sessions) as db:
                 run = run_by_id(db, run_id)
@@ -192,7 +196,9 @@ class Trainer:
                 run.error = f"{type(exc).__name__}: {exc}"
             return RunOutcome("failed", None, None)
 
-    def _train_and_decide(self, run_id: int, project: Project, tasks: list[dict[str, Any]]) -> RunOutcome:
+    def _train_and_decide(
+        self, run_id: int, project: Project, tasks: list[dict[str, Any]], synced: Reconciled
+    ) -> RunOutcome:
         guide = guide_of(project)
         train_docs, dev_docs, issues = split_snapshot(tasks, project, dev_fraction=self.settings.dev_fraction)
         if not dev_docs or not train_docs:
@@ -243,6 +249,8 @@ class Trainer:
                 "dev_docs": len(dev_docs),
                 "conversion_issues": sum(issues.values()),
                 "conversion_issues_by_kind": issues,
+                # label changes the snapshot held that no webhook event had brought
+                "reconciled_label_changes": synced.label_changes,
                 "snapshot": str(snapshot),
                 "dev_micro_f1": trained.dev_report.micro.f1,
             }

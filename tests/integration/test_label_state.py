@@ -263,6 +263,7 @@ def test_a_project_with_every_kind_of_bad_annotation_still_trains(
     assert by_kind["whitespace (trimmed)"] == 4, by_kind
     # neither the skipped task nor the malformed one is trained on
     assert run.details["train_docs"] + run.details["dev_docs"] == 4
+    assert run.details["reconciled_label_changes"] == 0  # the stored labels are the snapshot
 
 
 def test_a_project_with_its_own_tag_names_is_read_and_answered_in_them(backend: Backend, conll_guide: Guide) -> None:
@@ -287,3 +288,34 @@ def test_a_project_with_its_own_tag_names_is_read_and_answered_in_them(backend: 
     assert regions and {(r["from_name"], r["to_name"]) for r in regions} == {("ner", "sentence")}
     missing = backend.client.post("/predict", json={"project": "8.1", "tasks": [{"id": 3, "data": {"text": TEXT}}]})
     assert missing.status_code == 422 and "tasks.0.data.body" in missing.json()["error"]
+
+
+def test_events_that_never_arrived_are_caught_up_from_the_export(backend: Backend) -> None:
+    from backend.services.annotations import reconcile
+
+    post(backend, event(1, [region(*ANNA)], task_id=1))
+    post(backend, event(2, [region(*BOB)], task_id=2))
+    with open_db(backend.settings.database_url) as db:
+        as_of = db.scalar(select(func.max(AnnotationEvent.id)))
+    post(backend, event(4, [region(*PARIS)], task_id=4))  # arrives after the export was asked for
+    before = watermark(backend)
+
+    def exported(annotation_id: int, result: list[dict[str, Any]], updated_at: str) -> dict[str, Any]:
+        return {"id": annotation_id, "result": result, "was_cancelled": False, "updated_at": updated_at}
+
+    export = [  # while the backend was down: 1 changed, 2 deleted, 3 created, 5 skipped
+        {"id": 1, "data": {"text": TEXT}, "annotations": [exported(1, [region(*PARIS)], "2026-11-29T11:00:00Z")]},
+        {"id": 2, "data": {"text": TEXT}, "annotations": []},
+        {"id": 3, "data": {"text": TEXT}, "annotations": [exported(3, [region(*BOB)], "2026-11-29T11:00:00Z")]},
+        {"id": 5, "data": {"text": TEXT}, "annotations": [{**exported(5, [], "x"), "was_cancelled": True}]},
+    ]
+    with open_db(backend.settings.database_url) as db:
+        project = db.scalars(select(Project)).one()
+        synced = reconcile(db, project, export, as_of=as_of)
+        again = reconcile(db, project, export, as_of=as_of)
+        tasks = {t["id"]: [a["id"] for a in t["annotations"]] for t in annotated_tasks(db, project)}
+    assert (synced.annotations, synced.events, synced.label_changes) == (3, 4, 3)
+    assert (again.events, again.label_changes) == (0, 0)
+    assert tasks == {1: [1], 3: [3], 4: [4], 5: [5]}  # 4 is newer than the export: kept
+    assert examples(backend) == [(TEXT, [PARIS]), (TEXT, [BOB]), (TEXT, [PARIS])]
+    assert watermark(backend) == before + 3
