@@ -14,9 +14,11 @@ import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ml.converters import CharSpan, ConversionIssue, from_label_studio
+from ml.converters import CharSpan, ConversionIssue, from_label_studio, to_label_studio, to_results
+from ml.converters.label_studio import results_to_spans, spans_to_results
 from ml.converters.label_studio_tasks import LSAnnotation, _latest
 from ml.errors import ConversionError
+from ml.prediction import ScoredSpan
 
 LABELS = ("PER", "ORG")
 NLP = spacy.blank("en")
@@ -270,3 +272,25 @@ def test_all_cancelled_means_no_doc() -> None:
 def test_issue_fields_default_for_record_kinds() -> None:
     issue = ConversionIssue(task_id="1", kind="malformed", action="dropped", detail="x")
     assert (issue.start, issue.end, issue.label, issue.text) == (0, 0, "", "")
+
+
+# --------------------------------------------------------------------------------------------
+# A project's own tag names, both ways
+# --------------------------------------------------------------------------------------------
+
+
+def test_writers_take_the_projects_names_and_the_reader_reads_them_back() -> None:
+    (doc,) = from_label_studio([task(1, [region(0, 3, "PER")])], NLP, labels=LABELS).docs
+    names = {"from_name": "ner", "to_name": "doc"}
+
+    (exported,) = to_label_studio([doc], text_field="body", **names)
+    results = to_results(doc, [0.5], **names)
+    predicted = spans_to_results([ScoredSpan(0, 3, "PER", "Ann", 0.9)], **names)
+
+    assert exported["data"] == {"body": TEXT}
+    for item in [*exported["annotations"][0]["result"], *results, *predicted]:
+        assert (item["from_name"], item["to_name"]) == ("ner", "doc")
+    assert [(s.start, s.end, s.label) for s in results_to_spans(predicted)] == [(0, 3, "PER")]
+    back = from_label_studio([exported], NLP, labels=LABELS, from_name="ner", text_field="body")
+    assert ents(back) == [[CharSpan(0, 3, "PER")]] and back.issues == []
+    assert to_results(doc)[0]["from_name"] == "label"  # the defaults are nerloop's own names
