@@ -128,10 +128,12 @@ class TaskReader:
     issues: list[ConversionIssue] = field(default_factory=list)
 
     def malformed(self, task_id: str, detail: str) -> None:
+        """Report a part that cannot be read: ``rejected`` under ``strict``, else ``dropped`` with its task."""
         action: Action = "rejected" if self.policy == "strict" else "dropped"
         self.issues.append(ConversionIssue(task_id=task_id, kind="malformed", action=action, detail=detail))
 
     def ignored(self, task_id: str, detail: str) -> None:
+        """Report a result that is not a labelled span of the guide's control (never an error)."""
         self.issues.append(ConversionIssue(task_id=task_id, kind="unsupported_result", action="ignored", detail=detail))
 
     def region(self, raw: object, *, task_id: str, where: str) -> list[CharSpan] | None:
@@ -180,6 +182,9 @@ class TaskReader:
             return []
         read = []
         for position, item in enumerate(raw):
+            if not isinstance(item, dict):
+                self.malformed(task_id, f"{where}.annotations[{position}] must be an object, not {_short(item)}")
+                continue
             try:
                 read.append((position, LSAnnotation.model_validate(item)))
             except ValidationError as exc:
@@ -190,6 +195,7 @@ class TaskReader:
         return read
 
     def text_of(self, data: object, *, task_id: str, where: str) -> str | None:
+        """The task's text (``data.<text_field>``), or ``None`` after reporting what the data holds instead."""
         if not isinstance(data, dict):
             self.malformed(task_id, f"{where}.data is missing or not an object")
             return None
