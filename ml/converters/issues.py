@@ -25,8 +25,9 @@ IssueKind = Literal[
     "unsupported_result",
     "malformed",
     "whitespace",
+    "offsets",
 ]
-Action = Literal["rejected", "expanded", "contracted", "dropped", "started_entity", "ignored", "trimmed"]
+Action = Literal["rejected", "expanded", "contracted", "dropped", "started_entity", "ignored", "trimmed", "realigned"]
 
 # Kinds about one input record rather than one span: their ``detail`` says what and where.
 _RECORD_KINDS = ("unsupported_result", "malformed")
@@ -38,6 +39,7 @@ _WHAT = {
     "out_of_range": "lies outside the text",
     "orphan_inside": "starts with an I- tag",
     "whitespace": "starts or ends with whitespace",
+    "offsets": "does not cover the text the annotator selected (value.text)",
 }
 
 
@@ -49,8 +51,8 @@ class ConversionIssue:
         task_id: The task, record or ``<file>:<line>`` it came from.
         kind: What was wrong (see ``IssueKind``).
         action: What the converter did: ``rejected`` (raises at the end), ``dropped``, ``ignored`` (not a span
-            of the guide's labels, never an error), ``expanded`` / ``contracted`` / ``trimmed`` (moved to
-            ``new_start``-``new_end``) or ``started_entity``.
+            of the guide's labels, never an error), ``expanded`` / ``contracted`` / ``trimmed`` / ``realigned``
+            (moved to ``new_start``-``new_end``) or ``started_entity``.
         start: Start offset of the span as given (0 for record kinds).
         end: End offset of the span as given (0 for record kinds).
         label: The span's label as given ("" for record kinds).

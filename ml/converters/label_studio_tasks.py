@@ -3,6 +3,12 @@
 - Results that are not text spans of the guide's ``<Labels>`` control (relations, ``textarea``, ``choices``, and
   ``labels`` results of another control when ``from_name`` is given) are left out and reported as
   ``unsupported_result`` / ``ignored``; they are never an error.
+- A region whose offsets do not cover its ``value.text`` is reported as ``offsets``. When the offsets count UTF-16
+  code units (JavaScript's string length: older Label Studio front ends, and other browser tools, count an emoji or
+  any character outside the Basic Multilingual Plane as two) and the code-point offsets do cover ``value.text``,
+  the region is ``realigned`` to them (``rejected`` under ``strict``); otherwise the task is treated as malformed
+  (``rejected`` / ``dropped`` with its task): guessing where the annotator meant would invent labels. Label Studio
+  may store ``value.text`` without the whitespace the offsets include, so whitespace at the edges is not compared.
 - A malformed task or annotation (not an object, ``data.<text_field>`` missing, ``result`` not a list, a result
   that is not an object, a ``labels`` value without whole-number ``start`` / ``end`` or without labels) is reported
   as ``malformed``: ``rejected`` under ``strict`` and ``dropped`` under ``expand`` / ``contract``, where the whole
@@ -136,7 +142,45 @@ class TaskReader:
         """Report a result that is not a labelled span of the guide's control (never an error)."""
         self.issues.append(ConversionIssue(task_id=task_id, kind="unsupported_result", action="ignored", detail=detail))
 
-    def region(self, raw: object, *, task_id: str, where: str) -> list[CharSpan] | None:
+    def offsets(
+        self, spans: list[CharSpan], value: dict[str, Any], *, text: str, task_id: str
+    ) -> list[CharSpan] | None:
+        """The spans where they cover ``value.text`` (realigned from UTF-16 offsets if need be); ``None`` (reported)
+        when they cannot be placed, or under ``strict`` when they had to be moved."""
+        selected = value.get("text")
+        if not spans or not isinstance(selected, str):
+            return spans
+        span = spans[0]
+        start, end = _from_utf16(text, span.start), _from_utf16(text, span.end)
+        converted = CharSpan(start, end, span.label) if start is not None and end is not None else None
+        # exact matches first: whitespace-insensitive ones come after, so "😀 " never wins over "😀"
+        for exact in (True, False):
+            if _covers(text, span, selected, exact=exact):
+                return spans
+            moved = converted is not None and _covers(text, converted, selected, exact=exact)
+            if moved:
+                break
+        if not moved and not 0 <= span.start < span.end <= len(text):
+            return spans  # apply_spans reports it as out of range
+        action: Action = "rejected" if self.policy == "strict" else ("realigned" if moved else "dropped")
+        issue = ConversionIssue(
+            task_id=task_id,
+            kind="offsets",
+            action=action,
+            start=span.start,
+            end=span.end,
+            label=span.label,
+            text=text[span.start : span.end],
+            new_start=start if moved else None,
+            new_end=end if moved else None,
+            detail=f"selected {_short(selected)}" + ("; UTF-16 offsets" if moved else ""),
+        )
+        self.issues.append(issue)
+        if action != "realigned" or start is None or end is None:
+            return None
+        return [CharSpan(start, end, s.label) for s in spans]
+
+    def region(self, raw: object, *, task_id: str, where: str, text: str = "") -> list[CharSpan] | None:
         """The spans of one result item: ``[]`` when it is ignored, ``None`` when it is malformed."""
         if not isinstance(raw, dict):
             self.malformed(task_id, f"{where} must be an object, not {_short(raw)}")
@@ -158,9 +202,11 @@ class TaskReader:
         if isinstance(spans, str):
             self.malformed(task_id, spans)
             return None
-        return spans
+        return self.offsets(spans, item.value, text=text, task_id=task_id)
 
-    def annotation_spans(self, annotation: LSAnnotation, *, task_id: str, where: str) -> list[CharSpan] | None:
+    def annotation_spans(
+        self, annotation: LSAnnotation, *, task_id: str, where: str, text: str = ""
+    ) -> list[CharSpan] | None:
         """Every span of an annotation, or ``None`` when any part of it is malformed (then the task is left out)."""
         if not isinstance(annotation.result, list):
             self.malformed(task_id, f"{where}.result must be a list of regions, not {_short(annotation.result)}")
@@ -168,7 +214,7 @@ class TaskReader:
         spans: list[CharSpan] = []
         complete = True
         for number, raw in enumerate(annotation.result):
-            found = self.region(raw, task_id=task_id, where=f"{where}.result[{number}]")
+            found = self.region(raw, task_id=task_id, where=f"{where}.result[{number}]", text=text)
             if found is None:
                 complete = False
             else:
@@ -224,8 +270,30 @@ class TaskReader:
         if text is None or chosen is None:
             return None
         position = next(p for p, a in annotations if a is chosen)
-        spans = self.annotation_spans(chosen, task_id=task_id, where=f"{where}.annotations[{position}]")
+        spans = self.annotation_spans(chosen, task_id=task_id, where=f"{where}.annotations[{position}]", text=text)
         return None if spans is None else (task_id, text, spans)
+
+
+def _covers(text: str, span: CharSpan, selected: str, *, exact: bool) -> bool:
+    """Whether the span lies in the text and holds what the annotator selected (edge whitespace aside unless
+    ``exact``)."""
+    if not 0 <= span.start < span.end <= len(text):
+        return False
+    covered = text[span.start : span.end]
+    return covered == selected if exact else covered.strip() == selected.strip()
+
+
+def _from_utf16(text: str, units: int) -> int | None:
+    """The code-point offset of a UTF-16 code-unit offset into ``text``; ``None`` inside a surrogate pair or past
+    the end."""
+    count = 0
+    for index, char in enumerate(text):
+        if count == units:
+            return index
+        count += 2 if ord(char) > 0xFFFF else 1
+        if count > units:
+            return None
+    return len(text) if count == units else None
 
 
 def source_id(task: Mapping[str, Any], index: int) -> object:
