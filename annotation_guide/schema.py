@@ -32,6 +32,11 @@ Phrase = Annotated[str, Field(min_length=1), AfterValidator(_written)]
 TagName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=100)]
 
 
+def label_key(name: str) -> str:
+    """A label name as people and LLMs read it: lower case, ``-`` and ``_`` alike."""
+    return name.lower().replace("_", "-")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -133,13 +138,18 @@ class Guide(_Strict):
     def _unique_names(cls, types: list[EntityType]) -> list[EntityType]:
         seen: dict[str, int] = {}
         for index, entity_type in enumerate(types):
-            if entity_type.name in seen:
+            # "Person" and "person", or "work-of-art" and "work_of_art", are one name to an annotator and to
+            # the LLM, whose labels are matched ignoring case and separators (ml.llm.parse)
+            key = label_key(entity_type.name)
+            if key in seen:
+                other = types[seen[key]].name
+                same = "is" if other == entity_type.name else f"differs only in case or '-'/'_' from {other!r},"
                 raise FieldProblem(
-                    f"the name {entity_type.name!r} is taken by entity type {seen[entity_type.name] + 1}; "
+                    f"the name {entity_type.name!r} {same} taken by entity type {seen[key] + 1}; "
                     "merge the two or rename one",
                     loc=(index,),
                 )
-            seen[entity_type.name] = index
+            seen[key] = index
         return types
 
     @property

@@ -38,7 +38,6 @@ guide_app = typer.Typer(help="Validate and render annotation guides.", no_args_i
 
 T = TypeVar("T")
 GuideOpt = Annotated[Path, typer.Option("--guide", "-g", help="Annotation guide (YAML).")]
-PolicyOpt = Annotated[str, typer.Option(help="Spans off token boundaries: strict | expand | contract.")]
 
 
 def fail(message: str) -> typer.Exit:
@@ -83,8 +82,8 @@ def _report_issues(result: ConversionResult, source: Path) -> None:
             typer.echo(f"  ... and {len(result.issues) - 20} more (see --report)", err=True)
 
 
-def _load(path: Path, guide: Guide, policy: Policy, limit: int = 0) -> ConversionResult:
-    result = load_docs(path, spacy.blank(guide.language), labels=guide.labels, policy=policy)
+def _load(path: Path, guide: Guide, policy: Policy, *, options: ReadOptions, limit: int = 0) -> ConversionResult:
+    result = load_docs(path, spacy.blank(guide.language), labels=guide.labels, policy=policy, options=options)
     _report_issues(result, path)
     if limit:
         result.docs = result.docs[:limit]
@@ -104,7 +103,7 @@ def guide_render(path: Path) -> None:
     typer.echo(label_studio_config(_guarded(lambda: load_guide(path))), nl=False)
 
 
-ConvertPolicyOpt = Annotated[
+PolicyOpt = Annotated[
     str,
     typer.Option(
         help="Where spans lie: strict refuses spans off token boundaries, with whitespace at their edges, "
@@ -131,16 +130,24 @@ TagColumnOpt = Annotated[
 ]
 
 
+def _unknown(value: str) -> UnknownLabels:
+    if value not in UNKNOWN_LABELS:
+        raise fail(f"--unknown-labels must be one of {', '.join(UNKNOWN_LABELS)}, not {value!r}")
+    return "drop" if value == "drop" else "refuse"
+
+
 def _read_options(
-    g: Guide, *, map_label: list[str] | None, unknown_labels: str, columns: tuple[int | None, int | None]
+    g: Guide,
+    *,
+    map_label: list[str] | None,
+    unknown_labels: str,
+    columns: tuple[int | None, int | None],
 ) -> ReadOptions:
-    if unknown_labels not in UNKNOWN_LABELS:
-        raise fail(f"--unknown-labels must be one of {', '.join(UNKNOWN_LABELS)}, not {unknown_labels!r}")
-    unknown: UnknownLabels = "drop" if unknown_labels == "drop" else "refuse"
+    """The reading options of the data commands (convert, train)."""
     names = g.label_studio
     return ReadOptions(
         label_map=parse_label_map(map_label or [], labels=g.labels),
-        unknown_labels=unknown,
+        unknown_labels=_unknown(unknown_labels),
         token_column=columns[0],
         tag_column=columns[1],
         # A guide that names its Labels control reads only that control's results; one that does not, any.
@@ -153,7 +160,7 @@ def convert(
     source: Annotated[Path, typer.Argument(help="Input: .conll/.txt (BIO), .json (Label Studio), .jsonl, .spacy")],
     target: Annotated[Path, typer.Argument(help="Output; its suffix picks the format")],
     guide: GuideOpt,
-    policy: ConvertPolicyOpt = "strict",
+    policy: PolicyOpt = "strict",
     report: Annotated[Path | None, typer.Option(help="Write every issue as JSON lines here.")] = None,
     map_label: MapLabelOpt = None,
     unknown_labels: UnknownLabelsOpt = "refuse",
@@ -199,8 +206,12 @@ def train_command(
     transformer: Annotated[str | None, typer.Option(help="Transformer: model directory (MiniLM by default).")] = None,
     policy: PolicyOpt = "strict",
     seed: int = 0,
+    map_label: MapLabelOpt = None,
+    unknown_labels: UnknownLabelsOpt = "refuse",
+    token_column: TokenColumnOpt = None,
+    tag_column: TagColumnOpt = None,
 ) -> None:
-    """Train a model version and print its dev scores per entity type."""
+    """Train a model version and print its dev scores per entity type (both files read as `convert` reads)."""
     if architecture not in ("cnn", "transformer"):
         raise fail(f"--architecture must be cnn or transformer, not {architecture!r}")
     arch: Architecture = "cnn" if architecture == "cnn" else "transformer"
@@ -218,8 +229,11 @@ def train_command(
             transformer=transformer,
             seed=seed,
         )
-        train_docs = _load(train_data, g, _policy(policy), limit).docs
-        dev_docs = _load(dev_data, g, _policy(policy)).docs
+        options = _read_options(
+            g, map_label=map_label, unknown_labels=unknown_labels, columns=(token_column, tag_column)
+        )
+        train_docs = _load(train_data, g, _policy(policy), options=options, limit=limit).docs
+        dev_docs = _load(dev_data, g, _policy(policy), options=options).docs
         typer.echo(f"training {arch} on {len(train_docs)} docs, selecting on {len(dev_docs)}", err=True)
         trained = train(train_docs, dev_docs, g, settings=settings, output_root=output, on_progress=_print_progress)
     typer.echo(format_report(trained.dev_report))
@@ -240,8 +254,13 @@ def evaluate_command(
     data: Annotated[Path, typer.Option(help="Gold data (any supported format).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     policy: PolicyOpt = "strict",
+    map_label: MapLabelOpt = None,
+    unknown_labels: UnknownLabelsOpt = "refuse",
+    token_column: TokenColumnOpt = None,
+    tag_column: TagColumnOpt = None,
 ) -> None:
-    """Score a model version per entity type (exact and partial F1, calibration)."""
+    """Score a model version per entity type (exact and partial F1, calibration); the data is read as `convert`
+    reads it, against the model's labels."""
     with errors():
         meta = read_meta(model)
         labels = list(meta.get("labels") or [])
@@ -249,7 +268,13 @@ def evaluate_command(
             raise ModelError(f"{model}: its meta.json lists no labels; it is not a complete nerloop model")
         target = float(meta.get("guide", {}).get("target_f1", 0.85))
         ner = load_model(model)
-        result = load_docs(data, spacy.blank("en"), labels=labels, policy=_policy(policy))
+        options = ReadOptions(
+            label_map=parse_label_map(map_label or [], labels=labels),
+            unknown_labels=_unknown(unknown_labels),
+            token_column=token_column,
+            tag_column=tag_column,
+        )
+        result = load_docs(data, spacy.blank("en"), labels=labels, policy=_policy(policy), options=options)
         _report_issues(result, data)
         report = evaluate(ner, result.docs, labels=labels, target_f1=target)
     if as_json:

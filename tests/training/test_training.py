@@ -159,11 +159,25 @@ def test_broken_model_directories(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
+def _renamed(tag: str, names: dict[str, str]) -> str:
+    return tag if tag == "O" else f"{tag[:2]}{names[tag[2:]]}"
+
+
 def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None:
     guide = Path(__file__).resolve().parents[2] / "annotation_guide" / "guides" / "conll2003.yaml"
     data = shared_data / "conll2003"
     small_dev = tmp_path / "dev-300.conll"
     small_dev.write_text("\n\n".join((data / "test.txt").read_text().split("\n\n")[:300]) + "\n")
+    # the training file as another tool writes it: four columns (token, POS, chunk, tag) and its own label names
+    short = {"person": "PER", "location": "LOC", "organisation": "ORG", "misc": "MISC"}
+    wide = tmp_path / "train-wide.conll"
+    wide.write_text(
+        "\n".join(
+            f"{line.split(chr(9))[0]}\tNN\tI-NP\t{_renamed(line.split(chr(9))[1], short)}" if line else ""
+            for line in (data / "train.txt").read_text().split("\n")[:3000]
+        )
+    )
+    mapping = [arg for old, new in short.items() for arg in ("--map-label", f"{new}={old}")]
     run = subprocess.run(
         [
             NERLOOP,
@@ -171,7 +185,10 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
             "--guide",
             str(guide),
             "--train",
-            str(data / "train.txt"),
+            str(wide),
+            "--tag-column",
+            "-1",
+            *mapping,
             "--dev",
             str(small_dev),
             "--limit",

@@ -66,6 +66,11 @@ def _break(mutate: str) -> object:
         types[2]["examples"][0]["entity"] = "nowhere-to-be-found"
     elif mutate == "duplicate type":
         types.append(types[0])
+    elif mutate == "name differing in case":
+        types.append({**types[0], "name": types[0]["name"].lower()})
+    elif mutate == "name differing in separator":
+        types[0]["name"] = "SERVICE_X"
+        types[1]["name"] = "service-x"
     elif mutate == "unknown field":
         data["colour_scheme"] = "dark"
     elif mutate == "bad target":
@@ -80,6 +85,8 @@ def _break(mutate: str) -> object:
         ("too few examples", "entity type 'SERVICE', examples: needs at least 5 items, has 2"),
         ("entity not in text", "entity type 'TEAM', example 1: 'nowhere-to-be-found' must occur verbatim"),
         ("duplicate type", "entity type 'SERVICE': the name 'SERVICE' is taken by entity type 1"),
+        ("name differing in case", "the name 'service' differs only in case or '-'/'_' from 'SERVICE'"),
+        ("name differing in separator", "the name 'service-x' differs only in case or '-'/'_' from 'SERVICE_X'"),
         ("unknown field", ": 'colour_scheme' is not a field here"),
         ("bad target", "targets, f1: must be at most 1.0, not 1.5"),
     ],
