@@ -18,14 +18,15 @@ class DataError(MLError):
 
 
 class ConversionError(MLError):
-    """Spans could not be converted under the ``strict`` policy; ``issues`` lists every one."""
+    """Spans could not be converted under the ``strict`` policy; ``issues`` lists every one. The converters raise
+    ``ml.converters.issues.RejectedSpansError``, whose message says what to do for each kind of issue."""
 
     def __init__(self, issues: Sequence[ConversionIssue]) -> None:
         self.issues = list(issues)
         first = self.issues[0]
         more = len(self.issues) - 1
         suffix = f" (and {more} more)" if more else ""
-        super().__init__(f"{first}{suffix}; fix the data or convert with policy 'expand' or 'contract'")
+        super().__init__(f"{first}{suffix}")
 
 
 class ModelError(MLError):
