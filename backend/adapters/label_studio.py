@@ -65,12 +65,12 @@ class LabelStudioGateway:
         with _explained(f"delete project {project_id}", self.url):
             self.client.projects.delete(id=project_id)
 
-    def import_tasks(self, project_id: int, texts: Sequence[str]) -> list[int]:
-        """Import text tasks in chunks; return the new task ids in order."""
+    def import_tasks(self, project_id: int, texts: Sequence[str], *, field: str = "text") -> list[int]:
+        """Import text tasks (``{field: text}``) in chunks; return the new task ids in order."""
         ids: list[int] = []
         with _explained("import tasks", self.url):
             for start in range(0, len(texts), IMPORT_CHUNK):
-                chunk: Any = [{"text": text} for text in texts[start : start + IMPORT_CHUNK]]
+                chunk: Any = [{field: text} for text in texts[start : start + IMPORT_CHUNK]]
                 response = self.client.projects.import_tasks(id=project_id, request=chunk, return_task_ids=True)
                 ids.extend(int(i) for i in (getattr(response, "task_ids", None) or []))
         return ids

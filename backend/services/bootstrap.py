@@ -84,7 +84,7 @@ def create_project(
     try:
         project = register_project(db, ls_project_id=ls_id, guide=guide, retrain_threshold=retrain_threshold)
         db.commit()
-        task_ids = gateway.import_tasks(ls_id, texts)
+        task_ids = gateway.import_tasks(ls_id, texts, field=guide.label_studio.text_field)
         tag = version_tag(project, routing_table(db, project))
         ml_id = gateway.connect_backend(ls_id, url=backend_url, title=tag, basic_auth=basic_auth)
         gateway.use_uncertainty_sampling(ls_id)
