@@ -87,7 +87,10 @@ def project_create(
 def project_attach(
     ls_project: Annotated[int, typer.Option("--ls-project", help="Label Studio's id of the existing project.")],
     guide: Annotated[Path, typer.Option("--guide", "-g", help="Annotation guide (YAML) the project must match.")],
-    retrain_every: Annotated[int | None, typer.Option(help="New labels that trigger a retrain.")] = None,
+    retrain_every: Annotated[
+        int | None,
+        typer.Option(help="New labels that trigger a retrain (default: kept on a re-attach, else the setting)."),
+    ] = None,
 ) -> None:
     """Take over an existing Label Studio project: check its labeling config against the guide, import its
     annotations, connect this backend (and its webhook), order by uncertainty, and retrain at once when the
@@ -108,13 +111,16 @@ def project_attach(
                 g,
                 ls_project_id=ls_project,
                 backend_url=settings.backend_url,
-                retrain_threshold=retrain_every or settings.retrain_every_n_annotations,
+                retrain_threshold=retrain_every,
+                default_threshold=settings.retrain_every_n_annotations,
                 basic_auth=_basic_auth(),
             )
         CeleryJobQueue(settings.redis_url).enqueue(TaskName.RETRAIN_IF_DUE, attached.project_id)
     typer.echo(
         f"Label Studio project {attached.ls_project_id} (nerloop project {attached.project_id}): "
-        f"{attached.annotations} annotations read, {attached.imported} new, {attached.label_changes} label changes; "
+        f"{attached.annotations} annotations read, {attached.imported} new, {attached.label_changes} label changes"
+        + (f", {attached.malformed} malformed left out" if attached.malformed else "")
+        + "; "
         f"ML backend {attached.ml_backend_id}, model version {attached.model_version}; "
         "a retrain starts if the labels reach the threshold"
     )

@@ -38,10 +38,22 @@ def setup(body: SetupRequest, db: DbSession) -> dict[str, str]:
 
 @protected.post("/predict")
 def predict(body: PredictRequest, db: DbSession, predictor: PredictorDep) -> dict[str, list[dict[str, Any]]]:
-    """All tasks in one batch; exactly one prediction per task, in order."""
+    """All tasks in one batch; exactly one prediction per task, in order. A task without text (``data`` lacks
+    the guide's ``label_studio.text_field``) gets an empty prediction, so one odd task does not cost the others
+    theirs; when no task has it, the project is set up wrong: 422 naming the field."""
     project = project_by_ls_id(db, _project_id(body.project))
     field = guide_of(project).label_studio.text_field
-    tasks = [TaskInput(task.id, _text(task.data, field, index)) for index, task in enumerate(body.tasks)]
+    texts = [task.data.get(field) for task in body.tasks]
+    if texts and not any(isinstance(text, str) for text in texts):
+        raise InvalidInputError(
+            f"tasks.0.data.{field} must be a string: no task holds data.{field} (the guide's label_studio.text_field)"
+        )
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            log.warning("predict: task %s has no data.%s; it gets an empty prediction", body.tasks[index].id, field)
+    tasks = [
+        TaskInput(task.id, text if isinstance(text, str) else "") for task, text in zip(body.tasks, texts, strict=True)
+    ]
     context = body.params.context.get("result") if body.params.context else None
     _, results = predictor.predict(db, project, tasks, context=context if isinstance(context, list) else None)
     db.commit()
@@ -86,13 +98,6 @@ def versions(db: DbSession, project: str | None = None) -> dict[str, list[str]]:
     if pid is not None:
         query = query.join(Project, Project.id == ModelVersion.project_id).where(Project.ls_project_id == pid)
     return {"versions": list(db.scalars(query))}
-
-
-def _text(data: dict[str, Any], field: str, index: int) -> str:
-    text = data.get(field)
-    if not isinstance(text, str):
-        raise InvalidInputError(f"tasks.{index}.data.{field} must be a string (the guide's label_studio.text_field)")
-    return text
 
 
 def _project_id(value: str | int | None) -> int:

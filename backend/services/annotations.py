@@ -220,6 +220,8 @@ class Reconciled:
     annotations: int
     events: int
     label_changes: int
+    # exported annotations nerloop cannot hold (what the webhook would refuse with a 422): left out, counted
+    malformed: int = 0
 
 
 def reconcile(db: Session, project: Project, tasks: list[dict[str, Any]], *, as_of: int | None = None) -> Reconciled:
@@ -245,29 +247,37 @@ def reconcile(db: Session, project: Project, tasks: list[dict[str, Any]], *, as_
         row.ls_annotation_id: row for row in db.scalars(select(Annotation).where(Annotation.project_id == project.id))
     }
     settled = {i: row for i, row in rows.items() if as_of is None or (row.event_id or 0) <= as_of}
-    exported: set[Any] = set()
+    exported = [
+        (task, annotation)
+        for task in tasks
+        if isinstance(task, dict)
+        for annotation in task.get("annotations") or []
+        if isinstance(annotation, dict)
+    ]
+    exported.sort(key=lambda pair: str(pair[1].get("id")).zfill(20))  # the lock order of every writer
     ingested: list[Ingested] = []
-    read = 0
-    for task in tasks:
-        for annotation in task.get("annotations") or []:
-            read += 1
-            exported.add(annotation.get("id"))
-            row = rows.get(annotation.get("id"))
-            if row is not None and (row.ls_annotation_id not in settled or _same(row, annotation)):
-                continue
-            body = {
-                "action": "ANNOTATION_IMPORTED",
-                "project": {"id": project.ls_project_id},
-                "task": {"id": task["id"], "data": task.get("data") or {}},
-                "annotation": json.loads(json.dumps(annotation, default=str)),
-            }
+    malformed = 0
+    for task, annotation in exported:
+        row = rows.get(annotation.get("id"))  # type: ignore[arg-type]
+        if row is not None and (row.ls_annotation_id not in settled or _same(row, annotation)):
+            continue
+        body = {
+            "action": "ANNOTATION_IMPORTED",
+            "project": {"id": project.ls_project_id},
+            "task": {"id": task.get("id"), "data": task.get("data") or {}},
+            "annotation": json.loads(json.dumps(annotation, default=str)),
+        }
+        try:
             ingested.append(ingest(db, body))
-    gone = sorted(i for i, row in settled.items() if i not in exported and not row.deleted and not row.was_cancelled)
+        except InvalidInputError:  # one malformed annotation must never stop a project: training drops it too
+            malformed += 1
+    ids = {annotation.get("id") for _, annotation in exported}
+    gone = sorted(i for i, row in settled.items() if i not in ids and not row.deleted and not row.was_cancelled)
     if gone:
         body = {"action": "ANNOTATIONS_DELETED", "project": {"id": project.ls_project_id}, "reconciled": True}
         ingested.append(ingest(db, {**body, "annotations": [{"id": i} for i in gone]}))
     new = [i for i in ingested if i.created]
-    return Reconciled(read, len(new), sum(i.label_change for i in new))
+    return Reconciled(len(exported), len(new), sum(i.label_change for i in new), malformed)
 
 
 def _same(row: Annotation, exported: dict[str, Any]) -> bool:

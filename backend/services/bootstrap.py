@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import spacy
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from annotation_guide import Guide, check_label_config, label_studio_config
 from backend.adapters.label_studio import LabelStudioGateway
-from backend.db.models import Project
+from backend.db.models import AnnotationEvent, Project
 from backend.services.annotations import reconcile
 from backend.services.errors import InvalidInputError, UpstreamError
 from backend.services.predictions import version_tag
@@ -116,6 +116,7 @@ class AttachedProject:
     label_changes: int
     ml_backend_id: int
     model_version: str
+    malformed: int = 0
 
 
 def attach_project(
@@ -125,7 +126,8 @@ def attach_project(
     *,
     ls_project_id: int,
     backend_url: str,
-    retrain_threshold: int = 20,
+    retrain_threshold: int | None = None,
+    default_threshold: int = 20,
     basic_auth: tuple[str, str] | None = None,
 ) -> AttachedProject:
     """Take over a Label Studio project a team already has: check its labeling config against the guide,
@@ -139,7 +141,8 @@ def attach_project(
         guide: The guide the project must match.
         ls_project_id: Label Studio's id of the project.
         backend_url: Where Label Studio reaches the backend.
-        retrain_threshold: New labels that trigger a retrain.
+        retrain_threshold: New labels that trigger a retrain (None: keep the project's, on a re-attach).
+        default_threshold: The threshold of a project attached for the first time without one.
         basic_auth: Credentials Label Studio must send to the backend, if it requires them.
 
     Returns:
@@ -156,8 +159,12 @@ def attach_project(
             f"Label Studio project {ls_project_id} does not match the guide {guide.project!r}:\n  - "
             + "\n  - ".join(problems)
         )
-    project = register_project(db, ls_project_id=ls_project_id, guide=guide, retrain_threshold=retrain_threshold)
-    synced = reconcile(db, project, gateway.export_tasks(ls_project_id))
+    known = db.scalar(select(Project).where(Project.ls_project_id == ls_project_id))
+    threshold = retrain_threshold or (known.retrain_threshold if known is not None else default_threshold)
+    project = register_project(db, ls_project_id=ls_project_id, guide=guide, retrain_threshold=threshold)
+    db.commit()  # webhooks of a re-attach may come in while the export is read
+    as_of = db.scalar(select(func.max(AnnotationEvent.id)))
+    synced = reconcile(db, project, gateway.export_tasks(ls_project_id), as_of=as_of)
     db.commit()
     tag = version_tag(project, routing_table(db, project))
     ml_id = gateway.backend_urls(ls_project_id).get(backend_url.rstrip("/"))
@@ -165,5 +172,5 @@ def attach_project(
         ml_id = gateway.connect_backend(ls_project_id, url=backend_url, title=tag, basic_auth=basic_auth)
     gateway.use_uncertainty_sampling(ls_project_id)
     return AttachedProject(
-        project.id, ls_project_id, synced.annotations, synced.events, synced.label_changes, ml_id, tag
+        project.id, ls_project_id, synced.annotations, synced.events, synced.label_changes, ml_id, tag, synced.malformed
     )

@@ -3,11 +3,13 @@
 Every annotation of a task is kept (several annotators may label one task), with its Label Studio
 ``updated_at``; an event older than what is stored for its annotation is ignored, so events that arrive out of
 order cannot roll the labels back. Deleted annotations stay as tombstones, so a late ``ANNOTATION_UPDATED`` cannot
-bring a deleted annotation back. A task's labels are its latest live annotation (``ml.converters.latest_annotation``),
-on every path that reads them: training, the dashboard's counts and the LLM's demonstrations.
+bring a deleted annotation back. A task's labels are its latest live annotation (the rule of
+``ml.converters.from_label_studio``), on every path that reads them: training, the dashboard's counts and the LLM's
+demonstrations. Rows are locked in ``ls_annotation_id`` order by every writer.
 
 What counts as a label change (the label watermark counts these): a live annotation appears, disappears or
-changes its result. A skip (``was_cancelled``) is not a label; skipping a task or deleting a skip changes nothing.
+changes its label regions of the guide's control. A skip (``was_cancelled``) is not a label; skipping a task or
+deleting a skip changes nothing.
 """
 
 from __future__ import annotations
@@ -45,9 +47,18 @@ def _live(row: Annotation | None) -> bool:
     return row is not None and not row.deleted and not row.was_cancelled
 
 
-def _labels_of(row: Annotation | None) -> object:
-    """What a label change compares: nothing for a dead or skipped annotation, else its result."""
-    return row.result if row is not None and _live(row) else None
+def _labels_of(row: Annotation | None, from_name: str) -> object:
+    """What a label change compares: nothing for a dead or skipped annotation, else its label regions of the
+    guide's control as (start, end, labels), in order. Relations, text areas, choices, region ids and the
+    regions' order are not labels: editing only those changes nothing."""
+    if row is None or not _live(row):
+        return None
+    regions = []
+    for item in row.result:
+        value = item.get("value")
+        if item.get("type") == "labels" and item.get("from_name", from_name) == from_name and isinstance(value, dict):
+            regions.append(repr((value.get("start"), value.get("end"), value.get("labels"))))
+    return sorted(regions)
 
 
 def save_annotation(db: Session, project: Project, state: AnnotationState, *, event_id: int) -> bool:
@@ -69,22 +80,30 @@ def save_annotation(db: Session, project: Project, state: AnnotationState, *, ev
         "completed_by": state.completed_by,
         "event_id": event_id,
     }
-    inserted = db.execute(
-        upsert(db, Annotation)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["project_id", "ls_annotation_id"])
-        .returning(Annotation.id)
-    ).scalar_one_or_none()
-    if inserted is not None:
+    if _inserted(db, values):
         return not state.was_cancelled
     row = _locked(db, project, state.ls_annotation_id)
     if row.deleted or _older(state.ls_updated_at, row.ls_updated_at):
         return False
-    before = _labels_of(row)
+    from_name = guide_of(project).label_studio.from_name
+    before = _labels_of(row, from_name)
     for name, value in values.items():
         setattr(row, name, value)
     db.flush()
-    return before != _labels_of(row)
+    return before != _labels_of(row, from_name)
+
+
+def _inserted(db: Session, values: dict[str, Any]) -> bool:
+    """Insert the annotation unless the project holds it already (a concurrent insert waits, then loses)."""
+    return (
+        db.execute(
+            upsert(db, Annotation)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["project_id", "ls_annotation_id"])
+            .returning(Annotation.id)
+        ).scalar_one_or_none()
+        is not None
+    )
 
 
 def _older(incoming: datetime | None, stored: datetime | None) -> bool:
@@ -99,10 +118,12 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _locked(db: Session, project: Project, ls_annotation_id: int) -> Annotation:
+    """The row, locked, as the database holds it now (not as this session may have loaded it before)."""
     return db.scalars(
         select(Annotation)
         .where(Annotation.project_id == project.id, Annotation.ls_annotation_id == ls_annotation_id)
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).one()
 
 
@@ -113,7 +134,7 @@ def delete_annotations(db: Session, project: Project, ls_annotation_ids: list[in
         Whether a live annotation went away.
     """
     changed = False
-    for ls_id in ls_annotation_ids:
+    for ls_id in sorted(set(ls_annotation_ids)):  # one lock order for every writer: no deadlock between them
         tombstone: dict[str, Any] = {
             "project_id": project.id,
             "ls_annotation_id": ls_id,
@@ -123,13 +144,7 @@ def delete_annotations(db: Session, project: Project, ls_annotation_ids: list[in
             "deleted": True,
             "event_id": event_id,
         }
-        inserted = db.execute(
-            upsert(db, Annotation)
-            .values(**tombstone)
-            .on_conflict_do_nothing(index_elements=["project_id", "ls_annotation_id"])
-            .returning(Annotation.id)
-        ).scalar_one_or_none()
-        if inserted is None:
+        if not _inserted(db, tombstone):
             row = _locked(db, project, ls_id)
             changed |= _live(row)
             row.deleted, row.event_id = True, event_id
@@ -142,7 +157,9 @@ def delete_tasks(db: Session, project: Project, ls_task_ids: list[int], *, event
     rows = db.scalars(
         select(Annotation)
         .where(Annotation.project_id == project.id, Annotation.ls_task_id.in_(ls_task_ids))
+        .order_by(Annotation.ls_annotation_id)
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
     changed = False
     for row in rows:

@@ -251,6 +251,7 @@ class Trainer:
                 "conversion_issues_by_kind": issues,
                 # label changes the snapshot held that no webhook event had brought
                 "reconciled_label_changes": synced.label_changes,
+                "reconciled_malformed": synced.malformed,
                 "snapshot": str(snapshot),
                 "dev_micro_f1": trained.dev_report.micro.f1,
             }

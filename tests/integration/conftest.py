@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -118,8 +119,12 @@ def annotation_event(
     text: str,
     spans: list[tuple[int, int, str]],
     action: str = "ANNOTATION_CREATED",
-) -> dict[str, object]:
-    result = [
+    result: object = None,
+    updated_at: str | None = None,
+    was_cancelled: bool = False,
+) -> dict[str, Any]:
+    """A webhook body as Label Studio sends it; ``result`` (any value, malformed ones too) replaces ``spans``."""
+    regions = [
         {
             "id": f"r{i}",
             "from_name": "label",
@@ -137,9 +142,10 @@ def annotation_event(
             "id": annotation_id,
             "task": task_id,
             "project": LS_PROJECT,
-            "result": result,
+            "result": regions if result is None else result,
             "completed_by": 1,
-            "was_cancelled": False,
+            "was_cancelled": was_cancelled,
+            "updated_at": updated_at,
             "lead_time": 3.5,
         },
     }

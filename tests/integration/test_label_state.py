@@ -19,7 +19,7 @@ from backend.services.projects import register_project
 from backend.services.training import Trainer, labels_count, manual_run, retrain_if_due, split_snapshot
 from backend.settings import Settings
 from tests.conftest import open_db, sessions_for
-from tests.integration.conftest import LS_PROJECT, Backend
+from tests.integration.conftest import LS_PROJECT, Backend, annotation_event
 
 pytestmark = pytest.mark.integration
 
@@ -52,20 +52,16 @@ def event(
     updated_at: str = "2026-11-29T10:00:00.000000Z",
     was_cancelled: bool = False,
 ) -> dict[str, Any]:
-    return {
-        "action": action,
-        "project": {"id": LS_PROJECT, "label_config": "<View/>"},
-        "task": {"id": task_id, "data": {"text": text}},
-        "annotation": {
-            "id": annotation_id,
-            "task": task_id,
-            "result": result,
-            "was_cancelled": was_cancelled,
-            "updated_at": updated_at,
-            "lead_time": 12.5,
-            "completed_by": 1,
-        },
-    }
+    return annotation_event(
+        task_id=task_id,
+        annotation_id=annotation_id,
+        text=text,
+        spans=[],
+        action=action,
+        result=result,
+        updated_at=updated_at,
+        was_cancelled=was_cancelled,
+    )
 
 
 def deleted(*ids: int) -> dict[str, Any]:
@@ -164,7 +160,7 @@ def test_start_training_is_a_new_request_each_click(backend: Backend) -> None:
     [
         (event(1, "zzz"), "annotation.result"),
         (event(1, [1, 2]), "annotation.result.0"),
-        (event(1, None), "annotation.result"),
+        ({**event(1, []), "annotation": {**event(1, [])["annotation"], "result": None}}, "annotation.result"),
         ({**event(1, []), "annotation": {**event(1, [])["annotation"], "id": "x1"}}, "annotation.id"),
         ({**event(1, []), "task": {"data": {"text": TEXT}}}, "task.id"),
         ({**event(1, []), "task": {"id": 1, "data": "text"}}, "task.data"),
@@ -252,18 +248,33 @@ def test_a_project_with_every_kind_of_bad_annotation_still_trains(
         ingest(db, event(30, [region(0, 10, "person", texts[0]), broken], task_id=300, text=texts[0]))
         ingest(db, event(20, [], task_id=200, was_cancelled=True))
         run_id = manual_run(db, project, trigger="cli")[0].id
+
+    class Export:
+        """Label Studio's export: the stored labels, one annotation whose webhook never came, and one that
+        Label Studio holds but the webhook would refuse (its result is not a list)."""
+
+        def __init__(self, db: Any, p: Project) -> None:
+            self.tasks = StoredLabelsSource(db, p).export_tasks(LS_PROJECT)
+
+        def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+            missed = event(40, [region(0, 10, "person", texts[1])], task_id=400, text=texts[1])
+            odd = event(41, "zzz", task_id=401, text=texts[1])
+            return [*self.tasks, *({**e["task"], "annotations": [e["annotation"]]} for e in (missed, odd))]
+
     with sessions_for(database_url) as sessions:
-        outcome = Trainer(sessions, settings, lambda db, p: StoredLabelsSource(db, p)).run(run_id)
+        outcome = Trainer(sessions, settings, Export).run(run_id)
     with open_db(database_url) as db:
         run = db.get(TrainingRun, run_id)
         assert run is not None
         assert outcome.status in ("succeeded", "rejected"), run.error
         by_kind = run.details["conversion_issues_by_kind"]
-    assert by_kind["unsupported_result (ignored)"] == 8 and by_kind["malformed (dropped)"] == 1
+        held = {t["id"] for t in annotated_tasks(db, db.scalars(select(Project)).one())}
+    assert by_kind["unsupported_result (ignored)"] == 8 and by_kind["malformed (dropped)"] == 2
     assert by_kind["whitespace (trimmed)"] == 4, by_kind
-    # neither the skipped task nor the malformed one is trained on
-    assert run.details["train_docs"] + run.details["dev_docs"] == 4
-    assert run.details["reconciled_label_changes"] == 0  # the stored labels are the snapshot
+    # neither the skipped task nor the malformed ones are trained on; the missed one is, and is now held
+    assert run.details["train_docs"] + run.details["dev_docs"] == 5
+    assert run.details["reconciled_label_changes"] == 1 and run.details["reconciled_malformed"] == 1
+    assert 400 in held and 401 not in held
 
 
 def test_a_project_with_its_own_tag_names_is_read_and_answered_in_them(backend: Backend, conll_guide: Guide) -> None:
@@ -288,6 +299,12 @@ def test_a_project_with_its_own_tag_names_is_read_and_answered_in_them(backend: 
     assert regions and {(r["from_name"], r["to_name"]) for r in regions} == {("ner", "sentence")}
     missing = backend.client.post("/predict", json={"project": "8.1", "tasks": [{"id": 3, "data": {"text": TEXT}}]})
     assert missing.status_code == 422 and "tasks.0.data.body" in missing.json()["error"]
+    # one odd task among others gets an empty prediction; the others are not held back
+    mixed = [{"id": 3, "data": {"body": TEXT}}, {"id": 4, "data": {"text": TEXT}}]
+    reply = backend.client.post("/predict", json={"project": "8.1", "tasks": mixed})
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    assert len(results) == 2 and results[0]["result"] and results[1]["result"] == []
 
 
 def test_events_that_never_arrived_are_caught_up_from_the_export(backend: Backend) -> None:
@@ -319,3 +336,21 @@ def test_events_that_never_arrived_are_caught_up_from_the_export(backend: Backen
     assert tasks == {1: [1], 3: [3], 4: [4], 5: [5]}  # 4 is newer than the export: kept
     assert examples(backend) == [(TEXT, [PARIS]), (TEXT, [BOB]), (TEXT, [PARIS])]
     assert watermark(backend) == before + 3
+
+
+def test_edits_that_touch_no_label_region_are_not_label_changes(backend: Backend) -> None:
+    assert post(backend, event(1, [region(*ANNA), region(*BOB)]))["label_change"] is True
+    edits = [
+        [region(*ANNA), region(*BOB), TEXTAREA],  # a note added
+        [region(*ANNA), region(*BOB), TEXTAREA, CHOICES, RELATION],  # a choice and a relation
+        [region(*BOB), region(*ANNA), CHOICES],  # regions reordered, the note removed
+        [{**region(*BOB), "id": "redrawn"}, region(*ANNA)],  # a region redrawn with a new id
+    ]
+    for minute, result in enumerate(edits, start=1):
+        edited = event(1, result, action="ANNOTATION_UPDATED", updated_at=f"2026-11-29T10:0{minute}:00Z")
+        assert post(backend, edited)["label_change"] is False, result
+    relabelled = event(
+        1, [region(15, 24, "misc"), region(*ANNA)], action="ANNOTATION_UPDATED", updated_at="2026-11-29T10:09:00Z"
+    )
+    assert post(backend, relabelled)["label_change"] is True
+    assert watermark(backend) == 2

@@ -49,18 +49,20 @@ def test_label_state_is_rebuilt_from_the_events_stored_before_it(database_url: s
     command.downgrade(alembic_config(database_url), "0003")
     engine = make_engine(database_url)
 
-    def created(annotation_id: int) -> str:
+    def created(annotation_id: int, action: str = "ANNOTATION_CREATED") -> str:
         result = [{"type": "labels", "value": {"start": 0, "end": 4, "labels": ["person"]}}]
+        annotation = {"id": annotation_id, "result": result, "updated_at": "2026-11-20T10:00:00Z", "lead_time": 7}
         return json.dumps(
             {
-                "action": "ANNOTATION_CREATED",
+                "action": action,
                 "project": {"id": 3},
                 "task": {"id": 8, "data": {"text": "Anna flew ."}},
-                "annotation": {"id": annotation_id, "result": result, "updated_at": "2026-11-20T10:00:00Z"},
+                "annotation": {**annotation, "completed_by": 5},
             }
         )
 
     deleted = json.dumps({"action": "ANNOTATIONS_DELETED", "project": {"id": 3}, "annotations": [{"id": 41}]})
+    unknown = json.dumps({"action": "ANNOTATIONS_DELETED", "project": {"id": 3}, "annotations": [{"id": 99}]})
     with engine.begin() as connection:
         connection.execute(
             text(
@@ -72,6 +74,8 @@ def test_label_state_is_rebuilt_from_the_events_stored_before_it(database_url: s
             ("a", "ANNOTATION_CREATED", created(41)),
             ("b", "ANNOTATION_CREATED", created(42)),
             ("c", "ANNOTATIONS_DELETED", deleted),
+            ("d", "ANNOTATION_UPDATED", created(41, "ANNOTATION_UPDATED")),  # late: 41 stays deleted
+            ("e", "ANNOTATIONS_DELETED", unknown),
         ]:
             connection.execute(
                 text(
@@ -83,7 +87,9 @@ def test_label_state_is_rebuilt_from_the_events_stored_before_it(database_url: s
     engine.dispose()
     upgrade(database_url)
     with open_db(database_url) as db:
-        rows = {a.ls_annotation_id: (a.ls_task_id, a.deleted) for a in db.query(Annotation)}
+        rows = {
+            a.ls_annotation_id: (a.ls_task_id, a.deleted, a.lead_time_s, a.completed_by) for a in db.query(Annotation)
+        }
         changes = [e.label_change for e in db.query(AnnotationEvent).order_by(AnnotationEvent.id)]
-    assert rows == {41: (8, True), 42: (8, False)}
-    assert changes == [True, True, True]
+    assert rows == {41: (8, True, 7.0, 5), 42: (8, False, 7.0, 5)}
+    assert changes == [True] * 5  # every event counted before 0004 still counts: existing watermarks hold

@@ -57,32 +57,17 @@ def _replay() -> None:
     )
     state: dict[tuple[int, int], dict[str, Any]] = {}
     query = sa.select(events.c.id, events.c.project_id, events.c.action, events.c.payload).order_by(events.c.id)
-    rows = bind.execute(query)
     changed: list[int] = []
-    for event_id, project_id, action, payload in rows:
+    for event_id, project_id, action, payload in bind.execute(query):
+        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"):
+            changed.append(event_id)  # each counted before 0004: the watermarks of existing runs stay valid
         if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-            annotation, task = payload.get("annotation") or {}, payload.get("task") or {}
-            if isinstance(annotation.get("id"), int) and isinstance(annotation.get("result"), list):
-                state[(project_id, annotation["id"])] = {
-                    "project_id": project_id,
-                    "ls_annotation_id": annotation["id"],
-                    "ls_task_id": task.get("id") if isinstance(task.get("id"), int) else None,
-                    "task_data": task.get("data") if isinstance(task.get("data"), dict) else {},
-                    "result": annotation["result"],
-                    "was_cancelled": bool(annotation.get("was_cancelled")),
-                    "deleted": False,
-                    "ls_updated_at": _when(annotation.get("updated_at")),
-                    "lead_time_s": None,
-                    "completed_by": None,
-                    "event_id": event_id,
-                }
-                changed.append(event_id)
+            _save(state, project_id, event_id, payload)
         elif action == "ANNOTATIONS_DELETED":
             for item in payload.get("annotations") or []:
                 key = (project_id, item.get("id") if isinstance(item, dict) else None)
                 if key in state:
                     state[key]["deleted"] = True
-                    changed.append(event_id)
     annotation_table = sa.table("annotation", *(sa.column(name, kind) for name, kind in _COLUMNS))
     if state:
         op.bulk_insert(annotation_table, list(state.values()))
@@ -103,6 +88,29 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("completed_by", sa.Integer()),
     ("event_id", sa.Integer()),
 )
+
+
+def _save(state: dict[tuple[int, int], dict[str, Any]], project_id: int, event_id: int, payload: Any) -> None:
+    annotation, task = payload.get("annotation") or {}, payload.get("task") or {}
+    if not isinstance(annotation.get("id"), int) or not isinstance(annotation.get("result"), list):
+        return
+    key = (project_id, annotation["id"])
+    if state.get(key, {}).get("deleted"):
+        return  # a deleted annotation stays deleted, as at run time
+    lead_time, by = annotation.get("lead_time"), annotation.get("completed_by")
+    state[key] = {
+        "project_id": project_id,
+        "ls_annotation_id": annotation["id"],
+        "ls_task_id": task.get("id") if isinstance(task.get("id"), int) else None,
+        "task_data": task.get("data") if isinstance(task.get("data"), dict) else {},
+        "result": annotation["result"],
+        "was_cancelled": bool(annotation.get("was_cancelled")),
+        "deleted": False,
+        "ls_updated_at": _when(annotation.get("updated_at")),
+        "lead_time_s": float(lead_time) if isinstance(lead_time, int | float) else None,
+        "completed_by": by if isinstance(by, int) else None,
+        "event_id": event_id,
+    }
 
 
 def _when(value: Any) -> datetime | None:
