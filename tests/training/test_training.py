@@ -223,7 +223,7 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("content", "options", "message"),
     [
-        ("EU\tB-organisation\nrejects\n", [], "bad.conll:2: expected 'token<TAB>tag'"),
+        ("EU\tB-organisation\nrejects\n", [], "bad.conll:2: 1 column(s) in 'rejects', but line 1 has 2"),
         ("EU\tB-company\n", [], "label that is not in the guide"),
         ("EU\tB-organisation\n", ["--embed-rows", "5000,1000"], "--embed-rows takes four positive integers"),
         ("EU\tB-organisation\n", ["--width", "4"], "width: Input should be greater than or equal to 8"),
