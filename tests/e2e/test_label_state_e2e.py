@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from annotation_guide import Guide
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import AnnotationEvent, Project
+from backend.services.annotations import reconcile
 from backend.services.label_state import annotated_tasks, convert_labels
 from backend.services.training import retrain_if_due
 from ml.converters import load_docs
@@ -210,6 +211,10 @@ def _events(
         )
         payloads = [e.payload for e in db.scalars(select(AnnotationEvent).order_by(AnnotationEvent.id))]
     assert clicks == 2
+    # a training run reconciles with the export: what the webhooks brought already equals it, label for label
+    with LabelStudioGateway(backend.settings.label_studio) as gateway, open_db(backend.settings.database_url) as db:
+        synced = reconcile(db, db.scalars(select(Project)).one(), gateway.export_tasks(ls_id))
+    assert (synced.label_changes, synced.malformed) == (0, 0)
     seen = {p["action"] for p in payloads}
     assert seen >= {"ANNOTATION_IMPORTED", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"}
     assert "TASKS_DELETED" in seen  # with or without a project in its body, it found the project
