@@ -33,8 +33,10 @@ TagName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_lengt
 
 
 def label_key(name: str) -> str:
-    """A label name as people and LLMs read it: lower case, ``-`` and ``_`` alike."""
-    return name.lower().replace("_", "-")
+    """A label name as people and LLMs read it: lower case, any run of ``-``, ``_`` or whitespace one ``-``,
+    none at the ends (``Work_of art`` and ``WORK-OF-ART`` are ``work-of-art``). The one rule for labels that
+    differ only in spelling: the guide refuses two such names, and ml.llm.parse matches answers' labels by it."""
+    return "-".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
 class _Strict(BaseModel):

@@ -4,41 +4,77 @@ The LLM returns entity strings and labels; this module finds them in the text it
 and says why for every dropped entity. It never raises on model output and never emits a span that is not in the
 text, nor two spans that overlap.
 
-How answer items are mapped onto the text (the result does not depend on the order of the items):
+How answer items are mapped onto the text:
 
-- Labels: a label equal to a guide label is that label. Otherwise it is compared with the guide's labels ignoring
-  letter case and treating runs of ``-``, ``_`` and whitespace as one separator (``work_of_art`` is
-  ``WORK-OF-ART``); it is accepted only when exactly one guide label matches that way ("ambiguous label"
-  otherwise). Spans carry the guide's spelling; a label the guide does not define is never emitted.
-- Mentions are found on word boundaries only ("York" is not in "Yorkshire"), ignoring letter case and treating
-  any run of whitespace as any run of whitespace; see :func:`find_mention`.
+- Answer shapes: a list of items (``{"text": ..., "label": ...}`` or ``[text, label]``), bare or under
+  ``"entities"`` or another single key; or a map from label to mentions (``{"ORG": ["Apple", "IBM"]}``), bare or
+  under ``"entities"``. The first JSON value that holds entities is used, inside a code fence or among chatter.
+- Labels: a label equal to a guide label is that label. Otherwise it is compared with the guide's labels by
+  :func:`annotation_guide.schema.label_key` (case ignored, runs of ``-``, ``_`` and whitespace alike:
+  ``work_of_art`` is ``WORK-OF-ART``); it is accepted only when exactly one guide label matches that way
+  ("ambiguous label" otherwise; a guide refuses such names, so only labels passed directly can be ambiguous).
+  Spans carry the guide's spelling; a label the guide does not define is never emitted.
+- Mentions are found ignoring letter case, treating any run of whitespace as any run of whitespace, and through a
+  one-character-for-one folding of typographic variants (curly and straight quotes and apostrophes, hyphens and
+  dashes, non-breaking and other spaces, full-width ASCII), so ``Macy's`` is found as ``Macy\u2019s`` and offsets
+  and ``text[start:end]`` stay the text's own. A surface is searched as written, in NFC and in NFD at once, so a
+  text in either normalisation (or mixing them) is matched where it holds the mention.
+- Whole words: a mention may not cut a word ("York" is not in "Yorkshire"), but only words of scripts written
+  with spaces count: a neighbour in Han, kana, Hangul (whose particles attach to the noun), Thai, Lao, Khmer,
+  Myanmar or Tibetan is a boundary, so "東京大学" is in "東京大学の研究者" and "iPhone" in "iPhone発売".
+  See :func:`find_mention`.
 - Placement: one item labels one occurrence. Items are placed longest surface first (its length as searched, quotes
-  stripped and whitespace runs counted once; ties: the one whose first occurrence comes earlier, then the surface
-  and label as written), each on its first occurrence that overlaps no span placed before it. So a shorter answer
-  never takes part of a region a longer one covers, and repeated identical items take the following occurrences.
-  An item with no free occurrence is dropped ("repeated" when an item with the same surface was placed,
-  "overlaps" otherwise).
+  stripped and whitespace runs counted once; ties: the one whose first occurrence comes earlier, then the
+  normalised surface, then answer order), each on its first occurrence that overlaps no span placed before it. So
+  a shorter answer never takes part of a region a longer one covers, repeated identical items take the following
+  occurrences, and the result depends on the order of the items only among items with the same surface: when one
+  surface comes under two labels, the label given first in the answer takes the first occurrence. An item with no
+  free occurrence is dropped: "repeated" when an item with the same surface and label holds one of its
+  occurrences, "conflicting labels" when an item with the same surface under another label does, "overlaps"
+  otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
+from bisect import bisect_right
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
+from annotation_guide.schema import label_key
 from ml.converters.spans import CharSpan
 
 # Keys an item may use for the mention and for its label (small models do not always follow the schema).
 _SURFACE_KEYS = ("text", "entity", "span", "mention")
 _LABEL_KEYS = ("label", "type", "entity_type", "category")
-# Never part of an entity: stripped from both ends of a surface before searching.
-_QUOTES = " \t\r\n\"'`*\u2018\u2019\u201c\u201d\u00ab\u00bb\u201e"
+# Typographic variants an LLM writes for the text's characters, each folded to one ASCII character (never to
+# several, so the folded text has the text's offsets).
+_FOLD = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2039\u203a\u2032\u00b4\u02bb\u02bc", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u00ab\u00bb\u2033", '"'),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\ufe58\ufe63", "-"),
+        **dict.fromkeys("\u00a0\u2007\u202f\u3000", " "),
+        **{chr(code): chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)},  # full-width ASCII
+    }
+)
+# Never part of an entity: stripped from both ends of a (folded) surface before searching.
+_QUOTES = " \t\r\n\"'`*"
 # Stripped only when the surface is not found with them (keeps "C++", "--max-old-space-size", "Inc.").
 _PUNCTUATION = _QUOTES + ".,;:!?()[]{}<>"
+# Scripts written without spaces between words (and Hangul, whose particles attach to the noun): a neighbour in
+# one of them is a word boundary. Sorted, disjoint, inclusive code point ranges: Thai to Myanmar, Hangul Jamo,
+# Khmer and its symbols; CJK radicals to Yi (kana, Bopomofo, Hangul Jamo, ideographs); Hangul and Myanmar
+# extensions, Hangul syllables, CJK compatibility ideographs, half-width kana, kana supplements, CJK extensions.
+_UNSPACED = (
+    *((0x0E00, 0x109F), (0x1100, 0x11FF), (0x1780, 0x17FF), (0x19E0, 0x19FF), (0x2E80, 0xA4CF)),
+    *((0xA960, 0xA97F), (0xA9E0, 0xA9FF), (0xAA60, 0xAA7F), (0xAC00, 0xD7FF), (0xF900, 0xFAFF)),
+    *((0xFF66, 0xFFDC), (0x1AFF0, 0x1B2FF), (0x20000, 0x3FFFF)),
+)
+_UNSPACED_STARTS = tuple(start for start, _ in _UNSPACED)
 _JSON_START = re.compile(r"[\[{]")
-# Label spellings that name the same guide label when only one guide label is spelt that way.
-_LABEL_SEPARATORS = re.compile(r"[\s_-]+")
 # Bounds the work spent on long garbage full of brackets: each failed start costs one decode attempt.
 _MAX_DECODE_ATTEMPTS = 200
 _MAX_REASON_CHARS = 60
@@ -53,8 +89,8 @@ class ParsedEntities:
         dropped: How many returned entities were not emitted.
         reasons: One short reason per dropped entity, in answer order (``"not in text: 'Foo'"``,
             ``"unknown label 'X'"``, ``"ambiguous label 'x'"``, ``"overlaps"``, ``"repeated"``,
-            ``"malformed item"``, ``"empty text"``); ``["not JSON"]`` or ``["no entity list"]`` when nothing could
-            be read (then ``dropped`` is 0).
+            ``"conflicting labels"``, ``"malformed item"``, ``"empty text"``); ``["not JSON"]`` or
+            ``["no entity list"]`` when nothing could be read (then ``dropped`` is 0).
         valid_json: True when the answer held one JSON entity list (or one entity object), even among chatter or
             in a code fence; False when nothing could be read, or when the entities were pieced together from
             several loose objects (an answer cut off at the token limit).
@@ -77,9 +113,9 @@ class _Item:
     length: int  # of the surface as searched: longer items are placed first
     occurrences: tuple[tuple[int, int], ...]  # whole-word occurrences, in the order they are tried
 
-    def order(self) -> tuple[int, int, str, str, str]:
-        """Placement order; it depends on the item's content only, never on where it was in the answer."""
-        return (-self.length, self.occurrences[0][0], self.key, self.surface, self.label)
+    def order(self) -> tuple[int, int, str, int]:
+        """Placement order: by content; the answer order only decides among items with the same surface."""
+        return (-self.length, self.occurrences[0][0], self.key, self.index)
 
 
 @dataclass(frozen=True)
@@ -93,7 +129,7 @@ class _GuideLabels:
     def of(cls, labels: Collection[str]) -> _GuideLabels:
         loose: dict[str, tuple[str, ...]] = {}
         for label in dict.fromkeys(labels):
-            loose[_loose_label(label)] = (*loose.get(_loose_label(label), ()), label)
+            loose[label_key(label)] = (*loose.get(label_key(label), ()), label)
         return cls(exact=frozenset(labels), loose=loose)
 
     def resolve(self, label: str) -> str | None:
@@ -101,23 +137,51 @@ class _GuideLabels:
         for candidate in (label, label.strip()):
             if candidate in self.exact:
                 return candidate
-        matches = self.loose.get(_loose_label(label), ())
+        matches = self.loose.get(label_key(label), ())
         return matches[0] if len(matches) == 1 else None
 
     def why_not(self, label: str) -> str:
         """Why :meth:`resolve` gave None for ``label``."""
-        ambiguous = len(self.loose.get(_loose_label(label), ())) > 1
+        ambiguous = len(self.loose.get(label_key(label), ())) > 1
         return f"{'ambiguous' if ambiguous else 'unknown'} label {_short(label)}"
+
+
+@dataclass(frozen=True)
+class _Text:
+    """The annotated text and its folded copy, which has the same length and so the same offsets."""
+
+    original: str
+    folded: str
+
+    @classmethod
+    def of(cls, text: str) -> _Text:
+        return cls(original=text, folded=text.translate(_FOLD))
+
+    def occurrences(self, forms: Sequence[str]) -> list[tuple[int, int]]:
+        """Every whole-word occurrence of the folded forms of one search string, in text order, overlapping ones
+        included (a free one may start inside a taken one)."""
+        found: set[tuple[int, int]] = set()
+        for form in forms:
+            pattern = re.compile(r"\s+".join(re.escape(part) for part in form.split()), re.IGNORECASE)
+            match = pattern.search(self.folded)
+            while match is not None:
+                # only whole words: "Leicester" is not in "LEICESTERSHIRE" (placing it there would also block the
+                # right "Leicestershire" mention)
+                if _on_word_boundaries(self.original, *match.span()):
+                    found.add(match.span())
+                match = pattern.search(self.folded, match.start() + 1)
+        return sorted(found)
 
 
 def parse_response(raw: str, text: str, *, labels: Collection[str]) -> ParsedEntities:
     """Read the entities of an LLM answer and find each one in the text.
 
-    Accepts ``{"entities": [...]}``, a bare list, either inside a code fence or surrounded by chatter (the first
-    JSON value that holds entities is used). Items may name the mention ``text``/``entity``/``span`` and the label
-    ``label``/``type``. Labels and mentions are mapped as the module docstring says: a label must name exactly one
-    guide label and comes out in the guide's spelling; each item labels one whole-word occurrence, longest
-    surfaces first, each on its first free occurrence, so the spans do not depend on the order of the items.
+    Accepts ``{"entities": [...]}``, a bare list, or a ``{label: [mention, ...]}`` map, either inside a code fence
+    or surrounded by chatter (the first JSON value that holds entities is used). Items may name the mention
+    ``text``/``entity``/``span`` and the label ``label``/``type``. Labels and mentions are mapped as the module
+    docstring says: a label must name exactly one guide label and comes out in the guide's spelling; each item
+    labels one whole-word occurrence (typographic variants alike), longest surfaces first, each on its first free
+    occurrence, so the spans depend on the order of the items only among items with the same surface.
 
     Args:
         raw: The LLM's answer, as returned.
@@ -132,11 +196,12 @@ def parse_response(raw: str, text: str, *, labels: Collection[str]) -> ParsedEnt
         return ParsedEntities(spans=[], dropped=0, reasons=[read], valid_json=False)
     items, valid_json = read
     guide = _GuideLabels.of(labels)
+    source = _Text.of(text)
     reasons: dict[int, str] = {}
     pending: list[_Item] = []
     searched: dict[str, tuple[tuple[tuple[int, int], ...], int]] = {}  # a repeated surface is searched once
     for index, item in enumerate(items):
-        checked = _check(index, item, text, guide=guide, searched=searched)
+        checked = _check(index, item, source, guide=guide, searched=searched)
         if isinstance(checked, str):
             reasons[index] = checked
         else:
@@ -151,10 +216,13 @@ def find_mention(
 ) -> tuple[int, int] | None:
     """Find where a mention returned by an LLM occurs in the text.
 
-    The search ignores letter case and treats any run of whitespace in ``surface`` as any run of whitespace in
-    ``text``. Quotes and whitespace around ``surface`` are ignored; surrounding punctuation too, when the surface
-    is not found with it. Only occurrences on word boundaries that overlap no span in ``taken`` count (a mention
-    found only inside a longer word is not in the text); the first at or after ``after`` beats the first anywhere.
+    The search ignores letter case, treats any run of whitespace in ``surface`` as any run of whitespace in
+    ``text``, and folds typographic variants (curly and straight quotes, hyphens and dashes, non-breaking spaces,
+    full-width ASCII) to one another; the surface is searched in NFC and NFD too, the text as it is. Quotes and
+    whitespace around ``surface`` are ignored; surrounding punctuation too, when the surface is not found with it.
+    Only occurrences that cut no word and overlap no span in ``taken`` count: a mention found only inside a longer
+    word is not in the text, where a neighbour in a script written without spaces (Chinese, Japanese, Thai, ...)
+    is always a boundary. The first at or after ``after`` beats the first anywhere.
 
     Args:
         text: The original text.
@@ -165,21 +233,19 @@ def find_mention(
     Returns:
         ``(start, end)`` into the original ``text``, or None when no free occurrence exists.
     """
-    for variant in _variants(surface):
-        free = [span for span in _occurrences(text, variant) if not _overlaps(span, taken)]
-        # only whole-word occurrences: "Leicester" is not in "LEICESTERSHIRE" (placing it there would also
-        # block the right "Leicestershire" mention)
-        bounded = [span for span in free if _on_word_boundaries(text, *span)]
-        following = [span for span in bounded if span[0] >= after]
-        if following or bounded:
-            return (following or bounded)[0]
+    source = _Text.of(text)
+    for forms in _variants(surface):
+        free = [span for span in source.occurrences(forms) if not _overlaps(span, taken)]
+        following = [span for span in free if span[0] >= after]
+        if following or free:
+            return (following or free)[0]
     return None
 
 
 def _check(
     index: int,
     item: object,
-    text: str,
+    source: _Text,
     *,
     guide: _GuideLabels,
     searched: dict[str, tuple[tuple[tuple[int, int], ...], int]],
@@ -192,10 +258,10 @@ def _check(
     canonical = guide.resolve(label)
     if canonical is None:
         return guide.why_not(label)
-    if not surface.strip(_PUNCTUATION):
+    if not surface.translate(_FOLD).strip(_PUNCTUATION):
         return "empty text"
     if surface not in searched:
-        searched[surface] = _search(text, surface)
+        searched[surface] = _search(source, surface)
     occurrences, length = searched[surface]
     if not occurrences:
         return f"not in text: {_short(surface)}"
@@ -205,29 +271,38 @@ def _check(
 def _place(pending: Sequence[_Item], text: str, *, reasons: dict[int, str]) -> list[CharSpan]:
     """Give each item its first free occurrence, longest items first; record why the others are dropped."""
     taken = bytearray(len(text))  # 1 where a placed span covers the character
-    placed: set[str] = set()
+    holders: dict[tuple[int, int], _Item] = {}
     spans: list[CharSpan] = []
     for item in sorted(pending, key=_Item.order):
         spot = next((span for span in item.occurrences if not any(taken[span[0] : span[1]])), None)
         if spot is None:
-            reasons[item.index] = "repeated" if item.key in placed else "overlaps"
+            reasons[item.index] = _why_no_room(item, holders)
             continue
         start, end = spot
         taken[start:end] = b"\x01" * (end - start)
-        placed.add(item.key)
+        holders[spot] = item
         spans.append(CharSpan(start, end, item.label))
     return spans
 
 
-def _search(text: str, surface: str) -> tuple[tuple[tuple[int, int], ...], int]:
+def _why_no_room(item: _Item, holders: dict[tuple[int, int], _Item]) -> str:
+    """Why an item found none of its occurrences free: who holds them."""
+    labels = {holders[span].label for span in item.occurrences if span in holders and holders[span].key == item.key}
+    if item.label in labels:
+        return "repeated"
+    return "conflicting labels" if labels else "overlaps"
+
+
+def _search(source: _Text, surface: str) -> tuple[tuple[tuple[int, int], ...], int]:
     """Whole-word occurrences of each search variant, in the order :func:`find_mention` tries them, and the length
-    of the first variant found (whitespace runs counted as one character): the length the item is placed by."""
+    of the first variant found (in NFC, whitespace runs counted as one character): the length the item is placed
+    by."""
     found: dict[tuple[int, int], None] = {}
     length = 0
-    for variant in _variants(surface):
-        bounded = [span for span in _occurrences(text, variant) if _on_word_boundaries(text, *span)]
+    for forms in _variants(surface):
+        bounded = source.occurrences(forms)
         if bounded and not found:
-            length = len(" ".join(variant.split()))
+            length = len(" ".join(unicodedata.normalize("NFC", forms[0]).split()))
         found.update(dict.fromkeys(bounded))
     return tuple(found), length
 
@@ -292,15 +367,19 @@ def _json_values(raw: str) -> Iterator[object]:
 
 
 def _entity_list(value: object) -> list[object] | None:
-    """The items of an entity list: ``{"entities": [...]}``, a one-list object, or a bare list of items."""
+    """The items of an entity list: ``{"entities": [...]}``, a label map, a one-list object, or a bare list."""
     if isinstance(value, dict):
         keyed = {str(key).lower(): item for key, item in value.items()}
         if "entities" in keyed:
             inner = keyed["entities"]
             if isinstance(inner, dict):
-                return [inner]
+                mapped = _label_map(inner)
+                return [inner] if mapped is None else mapped
             # Under "entities" every element is an item, so strings or numbers count as dropped items.
             return list(inner) if isinstance(inner, list) else None
+        mapped = _label_map(value)
+        if mapped is not None:
+            return mapped
         lists = [item for item in keyed.values() if isinstance(item, list)]
         return _entity_list(lists[0]) if len(lists) == 1 and not _is_entity(value) else None
     # A bare list must hold at least one object or pair: "[1]" in chatter is not an answer.
@@ -309,49 +388,58 @@ def _entity_list(value: object) -> list[object] | None:
     return None
 
 
+def _label_map(value: dict[object, object]) -> list[object] | None:
+    """The items of a ``{label: [mention, ...]}`` answer (a small model's favourite), or None when ``value`` is
+    not one: every value a list of plain values, at least one of them a string unless all lists are empty."""
+    groups = {str(label): group for label, group in value.items() if isinstance(group, list)}
+    mentions = [mention for group in groups.values() for mention in group]
+    if not groups or len(groups) < len(value) or _is_entity(value) or any(isinstance(m, dict | list) for m in mentions):
+        return None
+    if mentions and not any(isinstance(mention, str) for mention in mentions):
+        return None  # '{"ids": [1, 2]}' in chatter is not an answer
+    # A mention that is not a string stays an item, and is counted as malformed.
+    return [{"text": mention, "label": label} for label, group in groups.items() for mention in group]
+
+
 def _is_entity(value: object) -> bool:
     return isinstance(value, dict) and any(str(key).lower() in _SURFACE_KEYS for key in value)
 
 
-def _variants(surface: str) -> list[str]:
-    quoted = surface.strip(_QUOTES)
-    bare = surface.strip(_PUNCTUATION)
-    return [variant for variant in dict.fromkeys((quoted, bare)) if variant]
-
-
-def _occurrences(text: str, surface: str) -> list[tuple[int, int]]:
-    """Every occurrence, overlapping ones included (a free one may start inside a taken one)."""
-    pattern = re.compile(r"\s+".join(re.escape(part) for part in surface.split()), re.IGNORECASE)
-    found: list[tuple[int, int]] = []
-    match = pattern.search(text)
-    while match is not None:
-        found.append(match.span())
-        match = pattern.search(text, match.start() + 1)
-    return found
+def _variants(surface: str) -> list[tuple[str, ...]]:
+    """What is searched for a surface, folded, in order: quotes stripped, then punctuation stripped too. Each is
+    searched in all its normalisations (as written, NFC, NFD) at once, in text order: the text keeps its own, so
+    offsets stay the text's."""
+    forms = dict.fromkeys(unicodedata.normalize(form, surface) for form in ("NFC", "NFD"))
+    variants: list[tuple[str, ...]] = []
+    for edge in (_QUOTES, _PUNCTUATION):
+        stripped = tuple(filter(None, dict.fromkeys(form.translate(_FOLD).strip(edge) for form in (surface, *forms))))
+        if stripped and stripped not in variants:
+            variants.append(stripped)
+    return variants
 
 
 def _overlaps(span: tuple[int, int], taken: Sequence[tuple[int, int]]) -> bool:
     return any(span[0] < end and start < span[1] for start, end in taken)
 
 
-def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
+def _is_spaced_word(char: str) -> bool:
+    """A character of a word that spaces delimit: letters, digits and marks outside the unspaced scripts."""
+    if not (char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")):
+        return False
+    at = bisect_right(_UNSPACED_STARTS, ord(char)) - 1
+    return at < 0 or ord(char) > _UNSPACED[at][1]
 
 
 def _on_word_boundaries(text: str, start: int, end: int) -> bool:
-    """False when the occurrence cuts a word: 'Kafka' inside 'Kafkaesque'."""
-    cuts_left = start > 0 and _is_word(text[start - 1]) and _is_word(text[start])
-    cuts_right = end < len(text) and _is_word(text[end - 1]) and _is_word(text[end])
+    """False when the occurrence cuts a word: 'Kafka' inside 'Kafkaesque' (never inside '東京大学の')."""
+    cuts_left = 0 < start < len(text) and _is_spaced_word(text[start - 1]) and _is_spaced_word(text[start])
+    cuts_right = 0 < end < len(text) and _is_spaced_word(text[end - 1]) and _is_spaced_word(text[end])
     return not (cuts_left or cuts_right)
 
 
 def _normalise(surface: str) -> str:
-    return " ".join(surface.strip(_PUNCTUATION).split()).casefold()
-
-
-def _loose_label(label: str) -> str:
-    """A label spelling with letter case and ``-``/``_``/whitespace differences removed."""
-    return _LABEL_SEPARATORS.sub("_", label.strip().casefold())
+    folded = unicodedata.normalize("NFC", surface).translate(_FOLD)
+    return " ".join(folded.strip(_PUNCTUATION).split()).casefold()
 
 
 def _short(value: str) -> str:

@@ -6,6 +6,7 @@ import json
 import string
 from itertools import pairwise
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -198,6 +199,34 @@ def test_garbage_is_not_json() -> None:
 def test_json_without_an_entity_list() -> None:
     parsed = parse_response('{"answer": "none"}', TEXT, labels=LABELS)
     assert (parsed.spans, parsed.dropped, parsed.reasons, parsed.valid_json) == ([], 0, ["no entity list"], False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"ORG": ["ACME Corp", "acme corp"], "per": ["Bob Stone"]}',
+        '{"entities": {"ORG": ["ACME Corp", "acme corp"], "per": ["Bob Stone"]}}',
+        'Found these:\n```json\n{"ORG": ["ACME Corp", "acme corp"], "per": ["Bob Stone"]}\n```',
+    ],
+)
+def test_a_map_from_label_to_mentions_is_read_as_its_items(raw: str) -> None:
+    parsed = parse_response(raw, TEXT, labels=LABELS)
+    assert parsed.spans == [CharSpan(0, 9, "ORG"), CharSpan(16, 25, "PER"), CharSpan(33, 42, "ORG")]
+    assert (parsed.dropped, parsed.valid_json) == (0, True)
+
+
+def test_a_label_map_s_labels_and_mentions_are_checked_as_items_are() -> None:
+    raw = '{"ORG": ["ACME Corp", 3], "LOCATION": ["Paris"], "PER": []}'
+    parsed = parse_response(raw, TEXT, labels=LABELS)
+    assert parsed.spans == [CharSpan(0, 9, "ORG")]
+    assert parsed.reasons == ["malformed item", "unknown label 'LOCATION'"]
+    assert parse_response('{"ORG": [], "PER": []}', TEXT, labels=LABELS) == ParsedEntities([], 0, [])
+
+
+@pytest.mark.parametrize("raw", ['{"ids": [1, 2]}', '{"ORG": ["ACME Corp"], "count": 1}', '{"ORG": "ACME Corp"}'])
+def test_an_object_that_is_not_a_label_map_is_no_entity_list(raw: str) -> None:
+    parsed = parse_response(raw, TEXT, labels=LABELS)
+    assert (parsed.spans, parsed.reasons, parsed.valid_json) == ([], ["no entity list"], False)
 
 
 def test_cut_off_answer_keeps_its_complete_items() -> None:
