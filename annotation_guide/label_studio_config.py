@@ -12,10 +12,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from annotation_guide.errors import GuideError
-from annotation_guide.schema import PLACEHOLDER, Guide, LabelStudioNames
+from annotation_guide.schema import (
+    COLOR_PATTERN,
+    LABEL_NAME_MAX_LENGTH,
+    LABEL_NAME_PATTERN,
+    PLACEHOLDER,
+    Guide,
+    LabelStudioNames,
+)
 
-_LABEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+# fullmatch: Python's "$" also matches before a final newline, where the guide's (pydantic's) patterns do not
+_LABEL_NAME = re.compile(LABEL_NAME_PATTERN)
+_COLOR = re.compile(COLOR_PATTERN)
 _EXAMPLES_IN_SKELETON = 5
 
 
@@ -199,9 +207,9 @@ def _todo(what: str) -> str:
 
 def _entity_type_lines(label: str, *, color: str | None, hint: str | None) -> list[str]:
     lines = [f"  - name: {_quoted(label)}"]
-    if not _LABEL_NAME.match(label) or len(label) > 40:
+    if not _LABEL_NAME.fullmatch(label) or len(label) > LABEL_NAME_MAX_LENGTH:
         lines.append("    # not a valid guide label name: rename it here and in Label Studio (letters, digits, _ -)")
-    if color is not None and _COLOR.match(color):
+    if color is not None and _COLOR.fullmatch(color):
         lines.append(f"    color: {_quoted(color)}")
     if hint:
         lines.append(f"    # the config's hint: {' '.join(hint.split())}")

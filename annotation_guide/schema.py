@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from annotation_guide.errors import GuideError
+from annotation_guide.mentions import mention_problems
 from annotation_guide.problems import FieldProblem, guide_error, read_yaml
 
 # The Label Studio names nerloop uses when a guide has no ``label_studio`` section.
@@ -27,9 +39,44 @@ def _written(value: str) -> str:
     return value
 
 
-LabelName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=40)]
+# The one definition of each pattern: the Label Studio config reader checks labels and colours with them too.
+LABEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+LABEL_NAME_MAX_LENGTH = 40
+COLOR_PATTERN = r"^#[0-9a-fA-F]{6}$"
+TAG_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+# Every language spaCy ships is two or three lower-case letters; anything else is never passed to its importer.
+_LANGUAGE_SHAPE = re.compile(r"[a-z]{2,3}")
+
+
+@lru_cache(maxsize=32)
+def _language_problem(code: str) -> str | None:
+    """Why spaCy cannot build a tokenizer for ``code``, or ``None``; cached, as building one takes a moment."""
+    codes = "a spaCy language code such as 'en', 'de', 'fr' or 'zh', or 'xx' for a mix of languages"
+    if not _LANGUAGE_SHAPE.fullmatch(code):
+        return f"must be {codes}, not {code!r}"
+    import spacy  # here, not at the top: only this check needs spaCy, and importing it takes seconds
+
+    try:
+        spacy.blank(code)
+    except ImportError as exc:
+        if "E048" in str(exc):
+            return f"spaCy has no language {code!r}; use {codes} (see spaCy's list of languages)"
+        reason = str(exc).split(". ")[0]
+        return f"spaCy's {code!r} tokenizer needs a package that is not installed ({reason}): install it, or use 'xx'"
+    return None
+
+
+def _spacy_language(code: str) -> str:
+    problem = _language_problem(code)
+    if problem is not None:
+        raise ValueError(problem)
+    return code
+
+
+LabelName = Annotated[str, Field(pattern=LABEL_NAME_PATTERN, max_length=LABEL_NAME_MAX_LENGTH)]
 Phrase = Annotated[str, Field(min_length=1), AfterValidator(_written)]
-TagName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=100)]
+TagName = Annotated[str, Field(pattern=TAG_NAME_PATTERN, max_length=100)]
+LanguageCode = Annotated[str, AfterValidator(_spacy_language)]
 
 
 def label_key(name: str) -> str:
@@ -46,7 +93,9 @@ class _Strict(BaseModel):
 class Example(_Strict):
     """A sentence and the instances of the type in it: one as ``entity``, or several as ``entities``.
 
-    Exactly one of the two is given; each entity occurs verbatim in ``text``.
+    Exactly one of the two is given. Each entity occurs verbatim in ``text`` as whole words, once for each time it
+    is listed, without overlapping another, and has no whitespace at its edges (see
+    ``annotation_guide.mentions``).
     """
 
     text: Phrase
@@ -60,10 +109,9 @@ class Example(_Strict):
                 "give exactly one of 'entity: <the entity as written in the text>' "
                 "or 'entities: [<entity>, <entity>, ...]' (several entities of this type in one text)"
             )
-        missing = [e for e in self.mentions if e not in self.text]
-        if missing:
-            listed = ", ".join(repr(e) for e in missing)
-            raise ValueError(f"{listed} must occur verbatim in the example's text {self.text!r} but does not")
+        problems = mention_problems(self.text, self.mentions)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -108,7 +156,7 @@ class EntityType(_Strict):
     examples: list[Example] = Field(min_length=5, max_length=10)
     edge_cases: list[EdgeCase] = Field(min_length=1)
     non_entities: list[NonEntity] = Field(min_length=1)
-    color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")
+    color: str | None = Field(default=None, pattern=COLOR_PATTERN)
 
 
 class Targets(_Strict):
@@ -130,29 +178,26 @@ class Guide(_Strict):
 
     project: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_written)]
     description: Annotated[str, AfterValidator(_written)] = ""
-    language: str = "en"
+    language: LanguageCode = "en"
     targets: Targets = Targets()
     label_studio: LabelStudioNames = LabelStudioNames()
     entity_types: list[EntityType] = Field(min_length=1)
 
-    @field_validator("entity_types")
+    @model_validator(mode="wrap")
     @classmethod
-    def _unique_names(cls, types: list[EntityType]) -> list[EntityType]:
-        seen: dict[str, int] = {}
-        for index, entity_type in enumerate(types):
-            # "Person" and "person", or "work-of-art" and "work_of_art", are one name to an annotator and to
-            # the LLM, whose labels are matched ignoring case and separators (ml.llm.parse)
-            key = label_key(entity_type.name)
-            if key in seen:
-                other = types[seen[key]].name
-                same = "is" if other == entity_type.name else f"differs only in case or '-'/'_' from {other!r},"
-                raise FieldProblem(
-                    f"the name {entity_type.name!r} {same} taken by entity type {seen[key] + 1}; "
-                    "merge the two or rename one",
-                    loc=(index,),
-                )
-            seen[key] = index
-        return types
+    def _unique_names(cls, data: Any, handler: ModelWrapValidatorHandler[Guide]) -> Guide:
+        """Refuse names that are one name to people and the LLM, with every other problem of the guide: the raw
+        names are compared, so an entity type that is invalid for another reason does not hide a duplicate."""
+        duplicates = _duplicate_names(data)
+        try:
+            guide = handler(data)
+        except ValidationError as exc:
+            if not duplicates:
+                raise
+            raise ValidationError.from_exception_data(exc.title, [*_details(exc), *duplicates]) from None
+        if duplicates:
+            raise ValidationError.from_exception_data(cls.__name__, duplicates)
+        return guide
 
     @property
     def labels(self) -> list[str]:
@@ -184,6 +229,44 @@ class Guide(_Strict):
                         del example[key]
         canonical = json.dumps(content, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _details(error: ValidationError) -> list[InitErrorDetails]:
+    """pydantic's errors in the form that builds a ``ValidationError`` again (to add more to them)."""
+    details: list[InitErrorDetails] = []
+    for item in error.errors():
+        detail = InitErrorDetails(type=item["type"], loc=item["loc"], input=item["input"])
+        if "ctx" in item:
+            detail["ctx"] = item["ctx"]
+        details.append(detail)
+    return details
+
+
+def _duplicate_names(data: Any) -> list[InitErrorDetails]:
+    """One error per entity type whose name an earlier one already has, as people and the LLM read names."""
+    types = data.get("entity_types") if isinstance(data, dict) else None
+    if not isinstance(types, list):
+        return []
+    found: list[InitErrorDetails] = []
+    seen: dict[str, tuple[int, str]] = {}
+    for index, item in enumerate(types):
+        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
+        if not isinstance(name, str) or not name:
+            continue
+        # "Person" and "person", or "work-of-art" and "work_of_art", are one name to an annotator and to the LLM,
+        # whose labels are matched by label_key (ml.llm.parse)
+        key = label_key(name)
+        if key in seen:
+            first, other = seen[key]
+            same = "is" if other == name else f"differs only in case or '-'/'_' from {other!r},"
+            problem = FieldProblem(
+                f"the name {name!r} {same} taken by entity type {first + 1}; merge the two or rename one", loc=()
+            )
+            found.append(
+                InitErrorDetails(type="value_error", loc=("entity_types", index), input=name, ctx={"error": problem})
+            )
+        seen.setdefault(key, (index, name))
+    return found
 
 
 def load_guide(path: str | Path) -> Guide:

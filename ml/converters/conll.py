@@ -1,11 +1,21 @@
 """CoNLL / BIO files (one ``token<TAB>tag`` line per token, blank line between sentences) <-> spaCy ``Doc``.
 
 The text of a sentence is its tokens joined with single spaces, so every gold span maps to exact character
-offsets. Files with more than two columns (CoNLL-2003: ``token POS chunk tag``) are read when the caller says
-which columns hold the token and the tag; column numbers count from 1, and negative ones from the end (-1 is the
-last column). Columns are split on tabs when a line has one, else on runs of whitespace. ``\r\n`` line endings,
-trailing whitespace, whitespace-only lines (sentence breaks) and a leading byte order mark are accepted; none of
-them reaches a token, so no offset depends on them.
+offsets. Files with more than two columns (CoNLL-2003: ``token POS chunk tag``; MultiCoNER: ``token _ _ tag``)
+are read when the caller says which columns hold the token and the tag; column numbers count from 1, and negative
+ones from the end (-1 is the last column). Columns are split on tabs when a line has one, else on runs of
+whitespace. ``\r\n`` line endings, trailing whitespace, whitespace-only lines (sentence breaks) and a leading byte
+order mark are accepted; none of them reaches a token, so no offset depends on them.
+
+Tags: ``O``, and ``B-`` / ``I-`` (BIO, IOB2), ``E-`` / ``S-`` (BIOES, IOBES: the last token of an entity / an
+entity of one token) and their BILUO names ``L-`` / ``U-``, each followed by the type; the prefix may be lower
+case (``b-ORG``). An entity opened by ``I-`` or ``E-`` (no ``B-`` before it) is reported as ``orphan_inside``.
+
+Comments: ``-DOCSTART-`` lines, and lines that start with ``#`` followed by a space, a tab or nothing
+(MultiCoNER's ``# id <uuid>\tdomain=en``, CoNLL-U's ``# text = ...``) unless they read as a token line, are
+skipped. A ``#`` line reads as a token line when it has the columns of the file's token lines (two before the
+first one) with a tag in the tag column and a token without whitespace, so the token ``#`` still reads
+(``#\tO``, ``# O``), and ``#hashtag\tO`` is always a token.
 """
 
 from __future__ import annotations
@@ -30,7 +40,9 @@ from ml.converters.spans import (
 from ml.converters.text_files import read_text
 from ml.errors import DataError
 
-_TAG = re.compile(r"^(O|[BI]-\S+)$")
+_TAG = re.compile(r"O|[BIESLU]-\S+", re.IGNORECASE)
+# BILUO names of the BIOES prefixes
+_PREFIXES = {"L": "E", "U": "S"}
 _COLUMN_HINT = "say which columns hold the token and the tag, e.g. --token-column 1 --tag-column -1"
 
 
@@ -82,6 +94,25 @@ class _Columns:
     def _index(self, column: int) -> int:
         return column - 1 if column > 0 else column
 
+    def reads_as_token(self, columns: list[str]) -> bool:
+        """Whether a line's columns have the file's width (2 before the first token line), a tag and a token."""
+        if len(columns) != (self.width or 2):
+            return False
+        tag, token = columns[self._index(self.tag or -1)].strip(), columns[self._index(self.token or 1)].strip()
+        return bool(token) and not any(ch.isspace() for ch in token) and _TAG.fullmatch(tag) is not None
+
+
+def _split(line: str) -> list[str]:
+    return line.split("\t") if "\t" in line else line.split()
+
+
+def _is_comment(line: str, columns: _Columns) -> bool:
+    """A ``-DOCSTART-`` line, or a ``#`` comment line that does not read as a token line (see the module)."""
+    if line.startswith("-DOCSTART-"):
+        return True
+    hashed = line == "#" or (line.startswith("#") and line[1].isspace())
+    return hashed and not columns.reads_as_token(_split(line))
+
 
 def read_sentences(path: Path, *, token_column: int | None = None, tag_column: int | None = None) -> Iterator[Sentence]:
     """Parse a CoNLL/BIO file; malformed lines raise ``DataError`` naming ``file:line``.
@@ -104,12 +135,17 @@ def read_sentences(path: Path, *, token_column: int | None = None, tag_column: i
     start = 0
     for number, raw in enumerate(read_text(path).split("\n"), start=1):
         line = raw.rstrip()
-        if not line.strip() or line.startswith("-DOCSTART-"):
+        if line.strip() and _is_comment(line, columns):
+            if line.startswith("-DOCSTART-") and words:  # a document break ends the sentence; a comment does not
+                yield Sentence(tuple(words), tuple(tags), start)
+                words, tags = [], []
+            continue
+        if not line.strip():
             if words:
                 yield Sentence(tuple(words), tuple(tags), start)
             words, tags = [], []
             continue
-        word, tag = columns.pick(line.split("\t") if "\t" in line else line.split(), number=number, line=line)
+        word, tag = columns.pick(_split(line), number=number, line=line)
         _check(path, number, word=word, tag=tag, line=line, wide=columns.width > 2)
         if not words:
             start = number
@@ -122,25 +158,47 @@ def read_sentences(path: Path, *, token_column: int | None = None, tag_column: i
 def _check(path: Path, number: int, *, word: str, tag: str, line: str, wide: bool) -> None:
     if not word:
         raise DataError(f"{path}:{number}: expected 'token<TAB>tag', got {line!r}")
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):
         hint = " (is --tag-column the tag's column?)" if wide else ""
-        raise DataError(f"{path}:{number}: tag {tag!r} is not O, B-<type> or I-<type>{hint}")
+        raise DataError(
+            f"{path}:{number}: tag {tag!r} is not O nor a BIO / BIOES tag (B-, I-, E- or S- and the type, "
+            f"like B-ORG){hint}"
+        )
     if any(ch.isspace() for ch in word):
         raise DataError(f"{path}:{number}: token {word!r} contains whitespace")
+
+
+def _orphan(task_id: str, *, start: int, word: str, label: str) -> ConversionIssue:
+    return ConversionIssue(
+        task_id=task_id,
+        kind="orphan_inside",
+        action="started_entity",
+        start=start,
+        end=start + len(word),
+        label=label,
+        text=word,
+    )
 
 
 def bio_to_spans(
     words: tuple[str, ...], tags: tuple[str, ...], task_id: str
 ) -> tuple[list[CharSpan], list[ConversionIssue]]:
-    """Turn BIO tags into character spans over ``' '.join(words)``; report I- tags that open an entity."""
-    offsets: list[int] = []
-    position = 0
-    for word in words:
-        offsets.append(position)
-        position += len(word) + 1
+    """Turn BIO / BIOES tags into character spans over ``' '.join(words)``; report I- and E- tags that open an
+    entity.
+
+    Args:
+        words: The sentence's tokens.
+        tags: One tag per token (checked by ``read_sentences``; prefixes in any case, BILUO's ``L-`` / ``U-`` read
+            as ``E-`` / ``S-``).
+        task_id: The sentence, for the issues.
+
+    Returns:
+        The spans and the ``orphan_inside`` issues.
+    """
+    offsets = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]
     spans: list[CharSpan] = []
     issues: list[ConversionIssue] = []
-    current: tuple[int, str] | None = None
+    current: tuple[int, str] | None = None  # the open entity: its first token and its type
 
     def close(end_token: int) -> None:
         if current is not None:
@@ -149,24 +207,15 @@ def bio_to_spans(
 
     for index, tag in enumerate(tags):
         prefix, _, label = tag.partition("-")
-        if prefix == "I" and current is not None and current[1] == label:
-            continue
-        close(index)
-        current = None
-        if prefix == "I":
-            issues.append(
-                ConversionIssue(
-                    task_id=task_id,
-                    kind="orphan_inside",
-                    action="started_entity",
-                    start=offsets[index],
-                    end=offsets[index] + len(words[index]),
-                    label=label,
-                    text=words[index],
-                )
-            )
-        if prefix in ("B", "I"):
-            current = (index, label)
+        prefix = _PREFIXES.get(prefix.upper(), prefix.upper())
+        if not (prefix in ("I", "E") and current is not None and current[1] == label):
+            close(index)
+            current = None if prefix == "O" else (index, label)
+            if prefix in ("I", "E"):
+                issues.append(_orphan(task_id, start=offsets[index], word=words[index], label=label))
+        if prefix in ("E", "S"):
+            close(index + 1)
+            current = None
     close(len(tags))
     return spans, issues
 

@@ -1,4 +1,4 @@
-"""spaCy DocBin and nerloop JSONL files, and one loader that reads any supported format."""
+"""spaCy DocBin files, and one loader (and one writer) for every supported format."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
@@ -14,39 +13,30 @@ from spacy.tokens import Doc, DocBin
 from annotation_guide.render import TEXT_FIELD
 from ml.converters.conll import from_conll, to_conll
 from ml.converters.issues import Policy, UnknownLabels
+from ml.converters.jsonl import from_jsonl, to_jsonl
 from ml.converters.label_studio import from_label_studio, read_tasks, to_label_studio
-from ml.converters.spans import CharSpan, ConversionResult, apply_spans, raise_if_strict, set_task_id
-from ml.converters.text_files import json_lines, parse_json, read_text
+from ml.converters.spans import CharSpan, ConversionResult, apply_spans, raise_if_strict
 from ml.errors import DataError
 
 CONLL_SUFFIXES = (".conll", ".txt", ".bio", ".annotated")
 FORMATS = ("conll", "labelstudio", "jsonl", "docbin")
 
+__all__ = [
+    "FORMATS",
+    "ReadOptions",
+    "detect_format",
+    "from_docbin",
+    "from_jsonl",
+    "load_docs",
+    "to_docbin",
+    "to_jsonl",
+    "write_docs",
+]
+
 
 def to_docbin(docs: Sequence[Doc], path: str | Path) -> None:
     """Write docs (with their task ids) as a spaCy DocBin."""
     DocBin(docs=docs, store_user_data=True).to_disk(path)
-
-
-def to_jsonl(docs: Sequence[Doc]) -> str:
-    """Docs as JSON lines: ``{"id", "text", "spans": [{"start", "end", "label", "text"}]}``."""
-    lines = []
-    for doc in docs:
-        spans = [{"start": e.start_char, "end": e.end_char, "label": e.label_, "text": e.text} for e in doc.ents]
-        # ASCII escapes keep U+2028 and friends from splitting a record across lines.
-        lines.append(json.dumps({"id": doc.user_data.get("task_id"), "text": doc.text, "spans": spans}))
-    return "".join(line + "\n" for line in lines)
-
-
-def _jsonl_record(record: Any, where: str) -> tuple[str, list[CharSpan]]:
-    try:
-        spans = [CharSpan(int(s["start"]), int(s["end"]), str(s["label"])) for s in record.get("spans", [])]
-        text = record["text"]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DataError(f"{where}: expected {{'text', 'spans': [{{'start', 'end', 'label'}}]}} ({exc!r})") from None
-    if not isinstance(text, str):
-        raise DataError(f"{where}: 'text' must be a string")
-    return text, spans
 
 
 @dataclass(frozen=True)
@@ -69,47 +59,6 @@ class ReadOptions:
     tag_column: int | None = None
     from_name: str | None = None
     text_field: str = TEXT_FIELD
-
-
-def from_jsonl(
-    path: str | Path,
-    nlp: Language,
-    *,
-    labels: Collection[str],
-    policy: Policy = "strict",
-    label_map: Mapping[str, str] | None = None,
-    unknown_labels: UnknownLabels | None = None,
-) -> ConversionResult:
-    """Read nerloop JSONL (see ``to_jsonl``); ``id`` defaults to ``<file>:<line>``.
-
-    Args:
-        path: The file; blank lines, ``\r\n`` endings and a leading byte order mark are accepted.
-        nlp: The pipeline whose tokenizer splits the texts.
-        labels: The guide's label set.
-        policy: What to do with spans that do not fit (see ``apply_spans``).
-        label_map: Labels renamed to guide labels.
-        unknown_labels: ``refuse`` or ``drop`` labels outside the guide; ``None`` follows the policy.
-
-    Returns:
-        The docs and every issue met.
-
-    Raises:
-        DataError: a line is not JSON or not a record of the expected shape (naming ``file:line``).
-        ConversionError: something was rejected (see ``apply_spans``).
-    """
-    path = Path(path)
-    result = ConversionResult()
-    for number, line in json_lines(read_text(path)):
-        record = parse_json(line, f"{path}:{number}")
-        text, spans = _jsonl_record(record, f"{path}:{number}")
-        doc = nlp.make_doc(text)
-        record_id = record.get("id")
-        set_task_id(doc, record_id if record_id is not None else f"{path.name}:{number}")
-        result.issues.extend(
-            apply_spans(doc, spans, labels=labels, policy=policy, label_map=label_map, unknown_labels=unknown_labels)
-        )
-        result.docs.append(doc)
-    return raise_if_strict(result, policy)
 
 
 def detect_format(path: str | Path) -> str:

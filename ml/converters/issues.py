@@ -37,9 +37,9 @@ _WHAT = {
     "overlap": "overlaps another span",
     "unknown_label": "has a label that is not in the guide",
     "out_of_range": "lies outside the text",
-    "orphan_inside": "starts with an I- tag",
+    "orphan_inside": "starts inside an entity (an I- or E- tag without a B- tag before it)",
     "whitespace": "starts or ends with whitespace",
-    "offsets": "does not cover the text the annotator selected (value.text)",
+    "offsets": "does not cover the text the annotator selected",
 }
 
 

@@ -3,16 +3,17 @@
 - Results that are not text spans of the guide's ``<Labels>`` control (relations, ``textarea``, ``choices``, and
   ``labels`` results of another control when ``from_name`` is given) are left out and reported as
   ``unsupported_result`` / ``ignored``; they are never an error.
-- A region whose offsets do not cover its ``value.text`` is reported as ``offsets``. When the offsets count UTF-16
-  code units (JavaScript's string length: older Label Studio front ends, and other browser tools, count an emoji or
-  any character outside the Basic Multilingual Plane as two) and the code-point offsets do cover ``value.text``,
-  the region is ``realigned`` to them (``rejected`` under ``strict``); otherwise the task is treated as malformed
-  (``rejected`` / ``dropped`` with its task): guessing where the annotator meant would invent labels. Label Studio
-  may store ``value.text`` without the whitespace the offsets include, so whitespace at the edges is not compared.
-- A malformed task or annotation (not an object, ``data.<text_field>`` missing, ``result`` not a list, a result
-  that is not an object, a ``labels`` value without whole-number ``start`` / ``end`` or without labels) is reported
-  as ``malformed``: ``rejected`` under ``strict`` and ``dropped`` under ``expand`` / ``contract``, where the whole
-  task is left out: keeping its other spans would teach ``O`` where the annotator marked an entity.
+- Offsets are read in one unit per annotation (see ``ml.converters.offsets``): code points when every region
+  covers its ``value.text`` so (Label Studio >= 1.0); else UTF-16 code units when every region covers it so
+  (JavaScript's string length: older Label Studio front ends and other browser tools count an emoji as two), and
+  then every region is ``realigned`` (``rejected`` under ``strict``); else the task is left out, reported as
+  ``offsets`` (``dropped``; ``rejected`` under ``strict``): guessing where the annotator meant would invent labels.
+- A malformed task or annotation (not an object, ``result`` not a list, a result that is not an object, a
+  ``labels`` value without whole-number ``start`` / ``end`` or without labels, any annotation of the task that
+  fails to read, ``data.<text_field>`` missing from a task with a live annotation) is reported as ``malformed``:
+  ``rejected`` under ``strict`` and ``dropped`` under ``expand`` / ``contract``, where the whole task is left out:
+  keeping its other spans, or its other annotations, would teach ``O`` where the annotator marked an entity. A task
+  without a live annotation is unlabelled, not training data: its ``data`` is not checked.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ml.converters.issues import Action, ConversionIssue, Policy
+from ml.converters.offsets import Region, place_regions, short
 from ml.converters.spans import CharSpan
 
 
@@ -95,17 +97,12 @@ def _latest(annotations: Sequence[LSAnnotation]) -> LSAnnotation | None:
     return max(live, key=key)[1]
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _value_spans(value: object, where: str) -> list[CharSpan] | str:
-    """The spans of a ``labels`` result's value, or what is wrong with it."""
+def _value_region(value: object, where: str) -> Region | str:
+    """The region of a ``labels`` result's value, or what is wrong with it."""
     if not isinstance(value, dict):
         return f"{where}.value is missing or not an object"
     problems = []
@@ -113,14 +110,15 @@ def _value_spans(value: object, where: str) -> list[CharSpan] | str:
         if key not in value:
             problems.append(f"{where}.value.{key} is missing")
         elif not _is_int(value[key]):
-            problems.append(f"{where}.value.{key} must be a whole number, not {_short(value[key])}")
+            problems.append(f"{where}.value.{key} must be a whole number, not {short(value[key])}")
     labels = value.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
-        problems.append(f"{where}.value.labels must be a non-empty list of label names, not {_short(labels)}")
-        labels = []
+    names: list[str] = labels if isinstance(labels, list) and all(isinstance(x, str) and x for x in labels) else []
+    if not names:
+        problems.append(f"{where}.value.labels must be a non-empty list of label names, not {short(labels)}")
     if problems:
         return "; ".join(problems)
-    return [CharSpan(value["start"], value["end"], label) for label in labels]
+    selected = value.get("text")
+    return Region(value["start"], value["end"], tuple(names), selected if isinstance(selected, str) else None)
 
 
 @dataclass
@@ -142,54 +140,16 @@ class TaskReader:
         """Report a result that is not a labelled span of the guide's control (never an error)."""
         self.issues.append(ConversionIssue(task_id=task_id, kind="unsupported_result", action="ignored", detail=detail))
 
-    def offsets(
-        self, spans: list[CharSpan], value: dict[str, Any], *, text: str, task_id: str
-    ) -> list[CharSpan] | None:
-        """The spans where they cover ``value.text`` (realigned from UTF-16 offsets if need be); ``None`` (reported)
-        when they cannot be placed, or under ``strict`` when they had to be moved."""
-        selected = value.get("text")
-        if not spans or not isinstance(selected, str):
-            return spans
-        span = spans[0]
-        start, end = _from_utf16(text, span.start), _from_utf16(text, span.end)
-        converted = CharSpan(start, end, span.label) if start is not None and end is not None else None
-        # exact matches first: whitespace-insensitive ones come after, so "😀 " never wins over "😀"
-        for exact in (True, False):
-            if _covers(text, span, selected, exact=exact):
-                return spans
-            moved = converted is not None and _covers(text, converted, selected, exact=exact)
-            if moved:
-                break
-        if not moved and not 0 <= span.start < span.end <= len(text):
-            return spans  # apply_spans reports it as out of range
-        action: Action = "rejected" if self.policy == "strict" else ("realigned" if moved else "dropped")
-        issue = ConversionIssue(
-            task_id=task_id,
-            kind="offsets",
-            action=action,
-            start=span.start,
-            end=span.end,
-            label=span.label,
-            text=text[span.start : span.end],
-            new_start=start if moved else None,
-            new_end=end if moved else None,
-            detail=f"selected {_short(selected)}" + ("; UTF-16 offsets" if moved else ""),
-        )
-        self.issues.append(issue)
-        if action != "realigned" or start is None or end is None:
-            return None
-        return [CharSpan(start, end, s.label) for s in spans]
-
-    def region(self, raw: object, *, task_id: str, where: str, text: str = "") -> list[CharSpan] | None:
-        """The spans of one result item: ``[]`` when it is ignored, ``None`` when it is malformed."""
+    def region(self, raw: object, *, task_id: str, where: str) -> list[Region] | None:
+        """The region of one result item: ``[]`` when it is ignored, ``None`` when it is malformed."""
         if not isinstance(raw, dict):
-            self.malformed(task_id, f"{where} must be an object, not {_short(raw)}")
+            self.malformed(task_id, f"{where} must be an object, not {short(raw)}")
             return None
         try:
             item = LSResult.model_validate(raw)
         except ValidationError as exc:
             problem = exc.errors()[0]
-            self.malformed(task_id, f"{where}.{problem['loc'][0]} must be a string, not {_short(problem['input'])}")
+            self.malformed(task_id, f"{where}.{problem['loc'][0]} must be a string, not {short(problem['input'])}")
             return None
         kind = item.type or ("labels" if isinstance(item.value, dict) and "labels" in item.value else None)
         if kind != "labels":
@@ -198,47 +158,52 @@ class TaskReader:
         if self.from_name is not None and item.from_name != self.from_name:
             self.ignored(task_id, f"{where} belongs to control {item.from_name!r}, not {self.from_name!r}")
             return []
-        spans = _value_spans(item.value, where)
-        if isinstance(spans, str):
-            self.malformed(task_id, spans)
+        region = _value_region(item.value, where)
+        if isinstance(region, str):
+            self.malformed(task_id, region)
             return None
-        return self.offsets(spans, item.value, text=text, task_id=task_id)
+        return [region]
 
     def annotation_spans(
-        self, annotation: LSAnnotation, *, task_id: str, where: str, text: str = ""
+        self, annotation: LSAnnotation, *, task_id: str, where: str, text: str
     ) -> list[CharSpan] | None:
-        """Every span of an annotation, or ``None`` when any part of it is malformed (then the task is left out)."""
+        """Every span of an annotation, its offsets read in one unit (see ``ml.converters.offsets``); ``None``
+        when any part of it is malformed or its offsets cannot be placed (then the task is left out)."""
         if not isinstance(annotation.result, list):
-            self.malformed(task_id, f"{where}.result must be a list of regions, not {_short(annotation.result)}")
+            self.malformed(task_id, f"{where}.result must be a list of regions, not {short(annotation.result)}")
             return None
-        spans: list[CharSpan] = []
+        regions: list[Region] = []
         complete = True
         for number, raw in enumerate(annotation.result):
-            found = self.region(raw, task_id=task_id, where=f"{where}.result[{number}]", text=text)
+            found = self.region(raw, task_id=task_id, where=f"{where}.result[{number}]")
             if found is None:
                 complete = False
             else:
-                spans.extend(found)
-        return spans if complete else None
+                regions.extend(found)
+        if not complete:
+            return None
+        spans, issues = place_regions(text, regions, task_id=task_id, policy=self.policy)
+        self.issues.extend(issues)
+        return spans
 
-    def annotations(self, raw: object, *, task_id: str, where: str) -> list[tuple[int, LSAnnotation]]:
-        """The readable annotations of a task with their positions; each unreadable one is reported."""
+    def annotations(self, raw: object, *, task_id: str, where: str) -> list[LSAnnotation] | None:
+        """The task's annotations; ``None`` when any of them cannot be read (each such one is reported)."""
         if not isinstance(raw, list):
-            self.malformed(task_id, f"{where}.annotations must be a list, not {_short(raw)}")
-            return []
+            self.malformed(task_id, f"{where}.annotations must be a list, not {short(raw)}")
+            return None
         read = []
         for position, item in enumerate(raw):
             if not isinstance(item, dict):
-                self.malformed(task_id, f"{where}.annotations[{position}] must be an object, not {_short(item)}")
+                self.malformed(task_id, f"{where}.annotations[{position}] must be an object, not {short(item)}")
                 continue
             try:
-                read.append((position, LSAnnotation.model_validate(item)))
+                read.append(LSAnnotation.model_validate(item))
             except ValidationError as exc:
                 problem = exc.errors()[0]
                 place = ".".join(str(part) for part in problem["loc"])
                 detail = f"{where}.annotations[{position}]{'.' + place if place else ''}: {problem['msg'].lower()}"
                 self.malformed(task_id, detail)
-        return read
+        return read if len(read) == len(raw) else None
 
     def text_of(self, data: object, *, task_id: str, where: str) -> str | None:
         """The task's text (``data.<text_field>``), or ``None`` after reporting what the data holds instead."""
@@ -257,43 +222,28 @@ class TaskReader:
         return None
 
     def task(self, raw: object, index: int) -> tuple[str, str, list[CharSpan]] | None:
-        """``(task id, text, spans)`` of a task with a live, well-formed annotation; else ``None``."""
+        """``(task id, text, spans)`` of a task with a live, well-formed annotation; else ``None``.
+
+        A task without a live annotation is not read further: unlabelled text is not training data, so its
+        ``data`` is not checked. A task with an annotation that cannot be read is left out whole, since that
+        annotation may be the latest.
+        """
         where = f"{self.source}[{index}]"
         if not isinstance(raw, dict):
-            self.malformed(where, f"{where} must be a task object, not {_short(raw)}")
+            self.malformed(where, f"{where} must be a task object, not {short(raw)}")
             return None
         task_id = str(raw["id"] if raw.get("id") is not None else source_id(raw, index))
-        text = self.text_of(raw.get("data"), task_id=task_id, where=where)
         # Label Studio before 1.0 exported annotations as "completions".
         annotations = self.annotations(raw.get("annotations", raw.get("completions", [])), task_id=task_id, where=where)
-        chosen = _latest([a for _, a in annotations])
-        if text is None or chosen is None:
+        chosen = _latest(annotations) if annotations is not None else None
+        if annotations is not None and chosen is None:
             return None
-        position = next(p for p, a in annotations if a is chosen)
+        text = self.text_of(raw.get("data"), task_id=task_id, where=where)
+        if text is None or annotations is None or chosen is None:
+            return None
+        position = next(p for p, a in enumerate(annotations) if a is chosen)
         spans = self.annotation_spans(chosen, task_id=task_id, where=f"{where}.annotations[{position}]", text=text)
         return None if spans is None else (task_id, text, spans)
-
-
-def _covers(text: str, span: CharSpan, selected: str, *, exact: bool) -> bool:
-    """Whether the span lies in the text and holds what the annotator selected (edge whitespace aside unless
-    ``exact``)."""
-    if not 0 <= span.start < span.end <= len(text):
-        return False
-    covered = text[span.start : span.end]
-    return covered == selected if exact else covered.strip() == selected.strip()
-
-
-def _from_utf16(text: str, units: int) -> int | None:
-    """The code-point offset of a UTF-16 code-unit offset into ``text``; ``None`` inside a surrogate pair or past
-    the end."""
-    count = 0
-    for index, char in enumerate(text):
-        if count == units:
-            return index
-        count += 2 if ord(char) > 0xFFFF else 1
-        if count > units:
-            return None
-    return len(text) if count == units else None
 
 
 def source_id(task: Mapping[str, Any], index: int) -> object:

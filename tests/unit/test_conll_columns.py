@@ -86,7 +86,7 @@ def test_a_line_with_another_column_count_names_both_lines(tmp_path: Path) -> No
 def test_the_wrong_tag_column_says_so(tmp_path: Path) -> None:
     path = write(tmp_path, CONLL2003)
 
-    with pytest.raises(DataError, match=r"gold.conll:3: tag 'NNP' is not O, B-<type> or I-<type> \(is --tag-column"):
+    with pytest.raises(DataError, match=r"gold.conll:3: tag 'NNP' is not O nor a BIO / BIOES tag .*\(is --tag-column"):
         from_conll(path, NLP.vocab, labels=LABELS, tag_column=2)
 
 

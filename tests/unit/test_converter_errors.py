@@ -66,7 +66,7 @@ def test_conll_line_with_three_columns_names_file_and_line(tmp_path: Path) -> No
     assert "met" in message
 
 
-@pytest.mark.parametrize("tag", ["X-foo", "B-", "I", "b-PER", "BPER", "O-PER"])
+@pytest.mark.parametrize("tag", ["X-foo", "B-", "I", "S", "B_PER", "BPER", "O-PER", "NNP"])
 def test_conll_bad_tag_names_file_line_and_tag(tmp_path: Path, tag: str) -> None:
     path = write(tmp_path / "gold.conll", f"Ann\tB-PER\nmet\t{tag}\n")
 
@@ -162,12 +162,32 @@ def test_task_without_text_names_the_fields_it_has() -> None:
 
 
 def test_task_without_data_names_the_task(tmp_path: Path) -> None:
-    path = write(tmp_path / "export.json", json.dumps([task(), {"id": 6}]))
+    labelled = {key: value for key, value in task(task_id=6).items() if key != "data"}
+    path = write(tmp_path / "export.json", json.dumps([task(), labelled]))
 
     error = conversion_error(load(path))
 
     assert f"{path}[1]" in str(error)
     assert "data" in str(error)
+
+
+@pytest.mark.parametrize(
+    "unlabelled",
+    [
+        {"id": 6},
+        {"id": 6, "data": {"body": "Ann met Bob"}, "annotations": []},
+        {"id": 6, "data": {}, "annotations": [{"was_cancelled": True, "result": []}]},
+        {"id": 6, "data": None, "predictions": [{"result": []}]},
+    ],
+    ids=["no data", "other field", "only skipped", "data null"],
+)
+def test_unlabelled_task_without_text_does_not_fail_a_strict_conversion(unlabelled: dict[str, Any]) -> None:
+    """An unlabelled task is not training data: its data is not required (a project's unlabelled tasks may come
+    from anywhere), while the labelled tasks still convert."""
+    result = from_label_studio([task(task_id=5), unlabelled], NLP, labels=LABELS, policy="strict")
+
+    assert [doc.user_data["task_id"] for doc in result.docs] == ["5"]
+    assert result.issues == []
 
 
 @pytest.mark.parametrize(
@@ -231,25 +251,37 @@ def test_jsonl_line_that_is_not_json_names_file_and_line(tmp_path: Path) -> None
     assert "JSON" in message
 
 
-@pytest.mark.parametrize(
-    "record",
-    [
-        {"spans": []},
-        {"text": 5, "spans": []},
-        {"text": "Ann", "spans": [{"end": 3, "label": "PER"}]},
-        {"text": "Ann", "spans": [{"start": "x", "end": 3, "label": "PER"}]},
-        {"text": "Ann", "spans": "PER"},
-        [1, 2],
-        None,
-    ],
-)
-def test_jsonl_record_of_the_wrong_shape_names_file_and_line(tmp_path: Path, record: object) -> None:
+WRONG_SHAPES = [
+    {"spans": []},
+    {"text": 5, "spans": []},
+    {"text": "Ann", "spans": [{"end": 3, "label": "PER"}]},
+    {"text": "Ann", "spans": [{"start": "x", "end": 3, "label": "PER"}]},
+    {"text": "Ann", "spans": "PER"},
+    [1, 2],
+    None,
+]
+
+
+@pytest.mark.parametrize("record", WRONG_SHAPES)
+def test_jsonl_record_of_the_wrong_shape_is_rejected_naming_file_and_line(tmp_path: Path, record: object) -> None:
     good = json.dumps({"text": "Ann met Bob", "spans": []})
     path = write(tmp_path / "gold.jsonl", f"{good}\n{json.dumps(record)}\n")
 
-    message = data_error(load(path))
+    error = conversion_error(load(path))
 
-    assert f"{path}:2" in message
+    assert f"{path}:2" in str(error)
+    assert [(i.kind, i.action) for i in error.issues] == [("malformed", "rejected")]
+
+
+@pytest.mark.parametrize("record", WRONG_SHAPES)
+def test_jsonl_record_of_the_wrong_shape_is_left_out_and_counted_under_expand(tmp_path: Path, record: object) -> None:
+    good = json.dumps({"text": "Ann met Bob", "spans": [{"start": 0, "end": 3, "label": "PER"}]})
+    path = write(tmp_path / "gold.jsonl", f"{good}\n{json.dumps(record)}\n{good}\n")
+
+    result = load_docs(path, NLP, labels=LABELS, policy="expand")
+
+    assert [doc.user_data["task_id"] for doc in result.docs] == ["gold.jsonl:1", "gold.jsonl:3"]
+    assert [(i.task_id, i.kind, i.action) for i in result.issues] == [("gold.jsonl:2", "malformed", "dropped")]
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from annotation_guide import (
     Guide,
@@ -200,3 +201,45 @@ def test_skeleton_marks_labels_a_guide_cannot_name() -> None:
 def test_skeleton_refuses_a_config_without_text_labels(xml: str) -> None:
     with pytest.raises(GuideError):
         guide_skeleton(xml, "p")
+
+
+@pytest.mark.parametrize(
+    ("value", "xml_value"),
+    [
+        ("ORG", "ORG"),
+        ("work_of-art", "work_of-art"),
+        ("A" * 40, "A" * 40),
+        ("A" * 41, "A" * 41),
+        ("Person Name", "Person Name"),
+        ("9lives", "9lives"),
+        ("ORG\n", "ORG&#10;"),  # Python's "$" matches before a final newline; the guide's pattern does not
+    ],
+)
+def test_skeleton_marks_exactly_the_labels_the_guide_refuses(value: str, xml_value: str) -> None:
+    xml = (
+        f'<View><Labels name="l" toName="t"><Label value="{xml_value}"/></Labels><Text name="t" value="$text"/></View>'
+    )
+    data = fill(yaml.safe_load(guide_skeleton(xml, "p")))
+    assert data["entity_types"][0]["name"] == value
+    try:
+        Guide.model_validate(data)
+        accepted = True
+    except ValidationError:
+        accepted = False
+
+    assert ("not a valid guide label name" in guide_skeleton(xml, "p")) == (not accepted)
+
+
+@pytest.mark.parametrize(
+    ("background", "kept"), [("#1f77b4", True), ("#1F77B4", True), ("#1f77b4&#10;", False), ("#1f77b40", False)]
+)
+def test_skeleton_keeps_exactly_the_colours_the_guide_takes(background: str, kept: bool) -> None:
+    xml = (
+        f'<View><Labels name="l" toName="t"><Label value="ORG" background="{background}"/></Labels>'
+        '<Text name="t" value="$text"/></View>'
+    )
+
+    data = fill(yaml.safe_load(guide_skeleton(xml, "p")))
+
+    assert ("color" in data["entity_types"][0]) == kept
+    Guide.model_validate(data)

@@ -156,7 +156,7 @@ def test_malformed_annotation_is_rejected_under_strict_after_reading_every_task(
     ("raw", "place"),
     [
         ("not a task", "tasks[1] must be a task object"),
-        ({"id": 2}, "tasks[1].data is missing"),
+        ({"id": 2, "annotations": [{"result": []}]}, "tasks[1].data is missing"),
         ({"id": 2, "data": {"text": TEXT}, "annotations": "none"}, "tasks[1].annotations must be a list"),
         ({"id": 2, "data": {"text": TEXT}, "annotations": ["x"]}, "tasks[1].annotations[0] must be an object, not 'x'"),
         ({"id": 2, "data": {"text": TEXT}, "annotations": [{"was_cancelled": "maybe"}]}, "was_cancelled"),
@@ -171,17 +171,30 @@ def test_malformed_task_is_counted_and_the_others_convert(raw: Any, place: str) 
     assert "instance of" not in str(result.issues[0]) and "LSAnnotation" not in str(result.issues[0])
 
 
-def test_an_unreadable_annotation_does_not_hide_a_readable_one() -> None:
-    raw = {
-        "id": 2,
-        "data": {"text": TEXT},
-        "annotations": [{"was_cancelled": "maybe"}, {"result": [region(0, 3, "PER")]}],
-    }
+UNREADABLE_ANNOTATIONS: dict[str, Any] = {
+    "was_cancelled is null": {"id": 1002, "was_cancelled": None, "result": []},
+    "was_cancelled is text": {"id": 1002, "was_cancelled": "maybe"},
+    "id is a list": {"id": [1002], "result": []},
+    "not an object": "annotation",
+}
 
-    result = from_label_studio([raw], NLP, labels=LABELS, policy="expand")
 
-    assert ents(result) == [[CharSpan(0, 3, "PER")]]
-    assert [(i.kind, i.action) for i in result.issues] == [("malformed", "dropped")]
+@pytest.mark.parametrize("bad", UNREADABLE_ANNOTATIONS.values(), ids=UNREADABLE_ANNOTATIONS.keys())
+@pytest.mark.parametrize("first", [True, False], ids=["bad first", "bad second"])
+def test_an_unreadable_annotation_leaves_its_whole_task_out(bad: Any, first: bool) -> None:
+    """The unreadable annotation may be the latest one: building the task from the others could train on labels
+    the annotator has replaced."""
+    good = {"id": 1001, "updated_at": "2024-05-01T10:00:00Z", "result": [region(0, 3, "PER")]}
+    raw = {"id": 2, "data": {"text": TEXT}, "annotations": [bad, good] if first else [good, bad]}
+
+    result = from_label_studio([task(1, [region(8, 11, "PER")]), raw], NLP, labels=LABELS, policy="expand")
+
+    assert [doc.user_data["task_id"] for doc in result.docs] == ["1"]
+    assert [(i.task_id, i.kind, i.action) for i in result.issues] == [("2", "malformed", "dropped")]
+    assert f"tasks[1].annotations[{0 if first else 1}]" in result.issues[0].detail
+    with pytest.raises(ConversionError) as info:
+        from_label_studio([raw], NLP, labels=LABELS, policy="strict")
+    assert [(i.kind, i.action) for i in info.value.issues] == [("malformed", "rejected")]
 
 
 def test_label_studio_before_1_0_completions_are_read() -> None:
