@@ -15,7 +15,7 @@ from collections.abc import Sequence
 # one of them is a word boundary. Sorted, disjoint, inclusive code point ranges: Thai to Myanmar, Hangul Jamo,
 # Khmer and its symbols; CJK radicals to Yi (kana, Bopomofo, Hangul Jamo, ideographs); Hangul and Myanmar
 # extensions, Hangul syllables, CJK compatibility ideographs, half-width kana, kana supplements, CJK extensions.
-# The same rule as the LLM answer parser's (ml.llm.parse), which finds an example's entities only as whole words.
+# The one owner of the rule: the LLM answer parser (ml.llm.parse) finds mentions only as whole words by it too.
 _UNSPACED = (
     *((0x0E00, 0x109F), (0x1100, 0x11FF), (0x1780, 0x17FF), (0x19E0, 0x19FF), (0x2E80, 0xA4CF)),
     *((0xA960, 0xA97F), (0xA9E0, 0xA9FF), (0xAA60, 0xAA7F), (0xAC00, 0xD7FF), (0xF900, 0xFAFF)),

@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_right
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from annotation_guide.mentions import on_word_boundaries
 from annotation_guide.schema import label_key
 from ml.converters.spans import CharSpan
 from ml.llm.answer import item_fields, read_items
@@ -61,16 +61,6 @@ _FOLD = str.maketrans(
 _QUOTES = " \t\r\n\"'`*"
 # Stripped only when the surface is not found with them (keeps "C++", "--max-old-space-size", "Inc.").
 _PUNCTUATION = _QUOTES + ".,;:!?()[]{}<>"
-# Scripts written without spaces between words (and Hangul, whose particles attach to the noun): a neighbour in
-# one of them is a word boundary. Sorted, disjoint, inclusive code point ranges: Thai to Myanmar, Hangul Jamo,
-# Khmer and its symbols; CJK radicals to Yi (kana, Bopomofo, Hangul Jamo, ideographs); Hangul and Myanmar
-# extensions, Hangul syllables, CJK compatibility ideographs, half-width kana, kana supplements, CJK extensions.
-_UNSPACED = (
-    *((0x0E00, 0x109F), (0x1100, 0x11FF), (0x1780, 0x17FF), (0x19E0, 0x19FF), (0x2E80, 0xA4CF)),
-    *((0xA960, 0xA97F), (0xA9E0, 0xA9FF), (0xAA60, 0xAA7F), (0xAC00, 0xD7FF), (0xF900, 0xFAFF)),
-    *((0xFF66, 0xFFDC), (0x1AFF0, 0x1B2FF), (0x20000, 0x3FFFF)),
-)
-_UNSPACED_STARTS = tuple(start for start, _ in _UNSPACED)
 _MAX_REASON_CHARS = 60
 
 
@@ -161,7 +151,7 @@ class _Text:
             while match is not None:
                 # only whole words: "Leicester" is not in "LEICESTERSHIRE" (placing it there would also block the
                 # right "Leicestershire" mention)
-                if _on_word_boundaries(self.original, *match.span()):
+                if on_word_boundaries(self.original, *match.span()):
                     found.add(match.span())
                 match = pattern.search(self.folded, match.start() + 1)
         return sorted(found)
@@ -316,21 +306,6 @@ def _variants(surface: str) -> list[tuple[str, ...]]:
 
 def _overlaps(span: tuple[int, int], taken: Sequence[tuple[int, int]]) -> bool:
     return any(span[0] < end and start < span[1] for start, end in taken)
-
-
-def _is_spaced_word(char: str) -> bool:
-    """A character of a word that spaces delimit: letters, digits and marks outside the unspaced scripts."""
-    if not (char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")):
-        return False
-    at = bisect_right(_UNSPACED_STARTS, ord(char)) - 1
-    return at < 0 or ord(char) > _UNSPACED[at][1]
-
-
-def _on_word_boundaries(text: str, start: int, end: int) -> bool:
-    """False when the occurrence cuts a word: 'Kafka' inside 'Kafkaesque' (never inside '東京大学の')."""
-    cuts_left = 0 < start < len(text) and _is_spaced_word(text[start - 1]) and _is_spaced_word(text[start])
-    cuts_right = 0 < end < len(text) and _is_spaced_word(text[end - 1]) and _is_spaced_word(text[end])
-    return not (cuts_left or cuts_right)
 
 
 def _normalise(surface: str) -> str:

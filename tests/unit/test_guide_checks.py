@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given
-from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from annotation_guide import Guide, GuideError, load_guide
 from annotation_guide.mentions import mention_problems, on_word_boundaries
 from annotation_guide.schema import Example
-from ml.llm import parse
 from tests.unit.test_guide_messages import GOOD_TYPE
 
 
@@ -174,13 +171,3 @@ def test_the_boundary_rule_matches_the_llm_parsers_examples() -> None:
     assert on_word_boundaries(text, 0, 5)
     assert not on_word_boundaries(text, 12, 17)
     assert on_word_boundaries(text, text.index("東京"), text.index("東京") + 2)
-
-
-@given(st.text(alphabet="aZ9_ -.'東京のกรุiPhone\u0301", max_size=12), st.data())
-def test_the_guides_word_rule_is_the_llm_parsers(text: str, data: st.DataObject) -> None:
-    """Until the parser imports it, the two copies of the rule must agree (an example the guide accepts is one the
-    LLM step can find)."""
-    start = data.draw(st.integers(0, len(text)))
-    end = data.draw(st.integers(start, len(text)))
-
-    assert on_word_boundaries(text, start, end) == parse._on_word_boundaries(text, start, end)
