@@ -156,8 +156,9 @@ def _text_problems(config: LabelConfig, control: LabelsControl, *, names: LabelS
 
 def _label_problems(control: LabelsControl, guide: Guide) -> list[str]:
     problems = []
-    missing = [label for label in guide.labels if label not in control.labels]
-    extra = [label for label in control.labels if label not in guide.labels]
+    values = [guide.label_value(label) for label in guide.labels]
+    missing = [value for value in values if value not in control.labels]
+    extra = [label for label in control.labels if label not in values]
     if missing:
         listed = ", ".join(repr(label) for label in missing)
         problems.append(
@@ -167,7 +168,8 @@ def _label_problems(control: LabelsControl, guide: Guide) -> list[str]:
     if extra:
         listed = ", ".join(repr(label) for label in extra)
         problems.append(
-            f"the config's label(s) {listed} are not in the guide: add an entity type for each to the guide, "
+            f"the config's label(s) {listed} are not in the guide: add an entity type for each to the guide "
+            "(a label a guide name cannot hold goes under label_studio.labels: {name: 'Label Value'}), "
             "or remove them from the config (spans with them are counted and left out of training)"
         )
     return problems
@@ -205,10 +207,21 @@ def _todo(what: str) -> str:
     return _quoted(f"{PLACEHOLDER}: {what}")
 
 
+def guide_name(label: str) -> str:
+    """A guide entity type name for a Label Studio label value: the value itself when it is one, else the
+    value with every run of other characters as ``_`` (``Product Name`` -> ``Product_Name``), starting with a
+    letter and cut to the longest name allowed."""
+    if _LABEL_NAME.fullmatch(label) and len(label) <= LABEL_NAME_MAX_LENGTH:
+        return label
+    name = re.sub(r"[^A-Za-z0-9_\-]+", "_", label).strip("_-")
+    name = name if name[:1].isalpha() and name.isascii() else f"L_{name}"
+    return name[:LABEL_NAME_MAX_LENGTH]
+
+
 def _entity_type_lines(label: str, *, color: str | None, hint: str | None) -> list[str]:
-    lines = [f"  - name: {_quoted(label)}"]
-    if not _LABEL_NAME.fullmatch(label) or len(label) > LABEL_NAME_MAX_LENGTH:
-        lines.append("    # not a valid guide label name: rename it here and in Label Studio (letters, digits, _ -)")
+    lines = [f"  - name: {_quoted(guide_name(label))}"]
+    if guide_name(label) != label:
+        lines.append(f"    # Label Studio's label {_quoted(label)} (see label_studio.labels)")
     if color is not None and _COLOR.fullmatch(color):
         lines.append(f"    color: {_quoted(color)}")
     if hint:
@@ -268,8 +281,12 @@ def guide_skeleton(xml: str, project_title: str) -> str:
         f"  from_name: {_quoted(control.name)}",
         f"  to_name: {_quoted(text.name)}",
         f"  text_field: {_quoted(text.value_field or 'text')}",
-        "entity_types:",
     ]
+    renamed = {guide_name(label): label for label in control.labels if guide_name(label) != label}
+    if renamed:  # labels a guide name cannot hold: the guide names them its way, Label Studio keeps its own
+        lines.append("  labels:")
+        lines += [f"    {_quoted(name)}: {_quoted(label)}" for name, label in renamed.items()]
+    lines.append("entity_types:")
     colors = control.colors or (None,) * len(control.labels)
     hints = control.hints or (None,) * len(control.labels)
     for label, color, hint in zip(control.labels, colors, hints, strict=True):

@@ -27,7 +27,8 @@ def label_studio_config(guide: Guide) -> str:
         color = entity_type.color or _PALETTE[index % len(_PALETTE)]
         hint = entity_type.definition.strip().splitlines()[0]
         lines.append(
-            f"    <Label value={quoteattr(entity_type.name)} background={quoteattr(color)} hint={quoteattr(hint)}/>"
+            f"    <Label value={quoteattr(guide.label_value(entity_type.name))} background={quoteattr(color)} "
+            f"hint={quoteattr(hint)}/>"
         )
     text = f"<Text name={quoteattr(names.to_name)} value={quoteattr('$' + names.text_field)}/>"
     lines += ["  </Labels>", f"  {text}", "</View>"]

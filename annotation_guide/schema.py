@@ -141,11 +141,14 @@ class LabelStudioNames(_Strict):
         from_name: The ``name`` of the ``<Labels>`` control.
         to_name: The ``name`` of the ``<Text>`` object it labels (the control's ``toName``).
         text_field: The task data field the ``<Text>`` shows, without ``$`` (``value="$text"`` -> ``text``).
+        labels: The ``<Label value>`` of an entity type whose Label Studio label is not its guide name (a label
+            with spaces such as ``Product Name``, which a guide name cannot hold): guide name -> label value.
     """
 
     from_name: TagName = FROM_NAME
     to_name: TagName = TO_NAME
     text_field: TagName = TEXT_FIELD
+    labels: dict[str, Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=dict)
 
 
 class EntityType(_Strict):
@@ -198,6 +201,30 @@ class Guide(_Strict):
         if duplicates:
             raise ValidationError.from_exception_data(cls.__name__, duplicates)
         return guide
+
+    @model_validator(mode="after")
+    def _label_values_known(self) -> Guide:
+        values = self.label_studio.labels
+        unknown = sorted(set(values) - set(self.labels))
+        if unknown:
+            raise ValueError(
+                f"label_studio.labels names {', '.join(map(repr, unknown))}, which no entity type is called; "
+                "its keys are the guide's entity type names"
+            )
+        shown = [self.label_value(name) for name in self.labels]
+        if len(set(shown)) < len(shown):
+            raise ValueError("label_studio.labels gives two entity types the same Label Studio label")
+        return self
+
+    def label_value(self, name: str) -> str:
+        """The ``<Label value>`` Label Studio shows for an entity type (its name unless ``label_studio.labels``
+        maps it)."""
+        return self.label_studio.labels.get(name, name)
+
+    @property
+    def label_names(self) -> dict[str, str]:
+        """Label Studio label value -> guide name, for the labels that differ (what reading Label Studio maps)."""
+        return {value: name for name, value in self.label_studio.labels.items() if value != name}
 
     @property
     def labels(self) -> list[str]:

@@ -146,7 +146,8 @@ def _read_options(
     """The reading options of the data commands (convert, train)."""
     names = g.label_studio
     return ReadOptions(
-        label_map=parse_label_map(map_label or [], labels=g.labels),
+        # the guide's own Label Studio label values first; --map-label adds to them
+        label_map={**g.label_names, **parse_label_map(map_label or [], labels=g.labels)},
         unknown_labels=_unknown(unknown_labels),
         token_column=columns[0],
         tag_column=columns[1],

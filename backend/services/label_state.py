@@ -216,6 +216,7 @@ def convert_labels(project: Project, tasks: list[dict[str, Any]]) -> ConversionR
         policy="expand",
         from_name=names.from_name,
         text_field=names.text_field,
+        label_map=guide.label_names,
     )
 
 

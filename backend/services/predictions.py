@@ -89,13 +89,16 @@ class Predictor:
         serving, model_spans = model_output or self._model_spans(db, project, texts, routes)
         llm_spans = self._llm_spans(db, project, texts, routes) if use_llm else [[] for _ in texts]
         tag = version_tag(project, routes, serving=serving)
-        names = guide_of(project).label_studio
+        guide = guide_of(project)
+        names = guide.label_studio
         out = []
         for text, from_model, from_llm in zip(texts, model_spans, llm_spans, strict=True):
             spans = merge_routed(from_model, from_llm, routes)
             if context:
                 spans = with_context(text, context, spans)
-            result = spans_to_results(spans, from_name=names.from_name, to_name=names.to_name)
+            result = spans_to_results(
+                spans, from_name=names.from_name, to_name=names.to_name, label_values=names.labels
+            )
             out.append({"result": result, "score": task_score(spans), "model_version": tag})
         return tag, out
 

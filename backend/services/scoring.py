@@ -188,15 +188,19 @@ def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnota
         .limit(limit)
     ).all()
     todo = [row for row in head if not row.complete]
-    names = guide_of(project).label_studio
+    guide = guide_of(project)
+    names = guide.label_studio
     step = llm.settings.concurrency  # one annotate call per chunk: its calls run in parallel, one demo pool read
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
         texts = [sink.task_text(row.ls_task_id, field=names.text_field) or "" for row in chunk]
         annotations = llm.annotate(db, project, texts)
         for row, annotation in zip(chunk, annotations, strict=True):
-            merged = merge_routed(results_to_spans(row.spans), annotation.spans, routes)
-            row.spans = spans_to_results(merged, from_name=names.from_name, to_name=names.to_name)
+            held = results_to_spans(row.spans, label_names=guide.label_names)
+            merged = merge_routed(held, annotation.spans, routes)
+            row.spans = spans_to_results(
+                merged, from_name=names.from_name, to_name=names.to_name, label_values=names.labels
+            )
             row.complete = True
             _push(db, sink, row)
     return len(todo)

@@ -156,7 +156,11 @@ def to_results(
 
 
 def spans_to_results(
-    spans: Sequence[ScoredSpan], *, from_name: str = FROM_NAME, to_name: str = TO_NAME
+    spans: Sequence[ScoredSpan],
+    *,
+    from_name: str = FROM_NAME,
+    to_name: str = TO_NAME,
+    label_values: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted spans as Label Studio ``labels`` results, each with its ``score``.
 
@@ -164,27 +168,34 @@ def spans_to_results(
         spans: The predicted spans.
         from_name: The ``<Labels>`` control's name.
         to_name: The ``<Text>`` object's name.
+        label_values: Guide name -> Label Studio label value, where they differ (``Guide.label_studio.labels``).
 
     Returns:
         One result per span.
     """
+    values = label_values or {}
     return [
         {
-            **_result(s.start, s.end, text=s.text, label=s.label, from_name=from_name, to_name=to_name),
+            **_result(
+                s.start, s.end, text=s.text, label=values.get(s.label, s.label), from_name=from_name, to_name=to_name
+            ),
             "score": float(s.score),
         }
         for s in spans
     ]
 
 
-def results_to_spans(results: Sequence[dict[str, Any]]) -> list[ScoredSpan]:
-    """The inverse of ``spans_to_results``: scored ``labels`` results back to spans (a missing score is 1.0)."""
+def results_to_spans(
+    results: Sequence[dict[str, Any]], *, label_names: Mapping[str, str] | None = None
+) -> list[ScoredSpan]:
+    """The inverse of ``spans_to_results``: scored ``labels`` results back to spans (a missing score is 1.0);
+    ``label_names`` maps Label Studio label values back to guide names (``Guide.label_names``)."""
+    names = label_names or {}
     spans = []
     for item in results:
         value = LSValue.model_validate(item["value"])
-        spans.append(
-            ScoredSpan(value.start, value.end, value.labels[0], value.text or "", float(item.get("score", 1.0)))
-        )
+        label = names.get(value.labels[0], value.labels[0])
+        spans.append(ScoredSpan(value.start, value.end, label, value.text or "", float(item.get("score", 1.0))))
     return spans
 
 

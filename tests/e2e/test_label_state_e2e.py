@@ -33,17 +33,18 @@ from tests.e2e.conftest import BackendServer, LabelStudioServer
 pytestmark = pytest.mark.e2e
 NERLOOP = str(Path(sys.executable).parent / "nerloop")
 
-# a team's own config: other tag names, the text under "body", relations, notes and a quality choice
+# a team's own config: other tag names, the text under "body", a label with a space, relations, notes and a choice
 CONFIG = """<View>
   <Relations><Relation value="works_for"/></Relations>
   <Labels name="ner" toName="sentence">
-    <Label value="person"/><Label value="location"/><Label value="organisation"/><Label value="misc"/>
+    <Label value="person"/><Label value="location"/><Label value="organisation"/><Label value="Misc Entity"/>
   </Labels>
   <Text name="sentence" value="$body"/>
   <TextArea name="notes" toName="sentence"/>
   <Choices name="quality" toName="sentence"><Choice value="ok"/><Choice value="bad"/></Choices>
 </View>"""
 NAMES = {"from_name": "ner", "to_name": "sentence", "text_field": "body"}
+VALUES = {"misc": "Misc Entity"}  # guide name -> Label Studio's label
 
 State = list[tuple[str, str, tuple[tuple[int, int, str], ...]]]
 
@@ -88,7 +89,7 @@ def _region(text: str, word: str, label: str, region_id: str) -> dict[str, Any]:
         "from_name": "ner",
         "to_name": "sentence",
         "type": "labels",
-        "value": {"start": start, "end": start + len(word), "text": word, "labels": [label]},
+        "value": {"start": start, "end": start + len(word), "text": word, "labels": [VALUES.get(label, label)]},
     }
 
 
@@ -109,6 +110,8 @@ def test_attach_then_every_event_keeps_labels_equal_to_label_studio(
 ) -> None:
     docs = load_docs(shared_data / "conll2003" / "test.txt", spacy.blank("en"), labels=conll_guide.labels).docs
     labelled = [d for d in docs if len(d.ents) >= 2][:8]
+    # task 0 carries a "misc" entity among its first two: its Label Studio label has a space ("Misc Entity")
+    labelled[0] = next(d for d in docs if len(d.ents) >= 2 and "misc" in {e.label_ for e in d.ents[:2]})
     texts = [d.text for d in labelled]
     words = [[(e.text, e.label_) for e in d.ents] for d in labelled]
     with httpx.Client(timeout=120) as http:
@@ -140,6 +143,8 @@ def test_attach_then_every_event_keeps_labels_equal_to_label_studio(
         assert attached.returncode == 0, attached.stderr
         assert "4 annotations read, 4 new, 3 label changes" in attached.stdout
         _agrees(backend_server, ls_id, "after attach")
+        held = {label for _, _, spans in _state(backend_server) for _, _, label in spans}
+        assert held >= {label for _, label in words[0][:2]} and "misc" in held  # read through label_studio.labels
         # the worker is asked at once; with 3 label changes over a threshold of 2, it starts a run at 2
         assert any(b"workers.retrain_if_due" in message for message in queue.lrange("score", 0, -1))
         with open_db(backend_server.settings.database_url) as db:
@@ -159,15 +164,15 @@ def _guides(backend: BackendServer, ls_id: int, conll_guide: Guide, tmp_path: Pa
     made = _cli(backend, "guide", "init", "--from-label-studio", str(ls_id), "--out", str(skeleton))
     assert made.returncode == 0, made.stderr
     written = yaml.safe_load(skeleton.read_text())
-    assert [t["name"] for t in written["entity_types"]] == ["person", "location", "organisation", "misc"]
-    assert written["label_studio"] == NAMES
+    assert [t["name"] for t in written["entity_types"]] == ["person", "location", "organisation", "Misc_Entity"]
+    assert written["label_studio"] == {**NAMES, "labels": {"Misc_Entity": "Misc Entity"}}
     mismatched = _cli(
         backend, "project", "attach", "--ls-project", str(ls_id), "--guide", str(GUIDES / "software.yaml")
     )
     assert mismatched.returncode != 0 and "does not match the guide" in mismatched.stderr
     assert "Traceback" not in mismatched.stderr and "person" in mismatched.stderr
     guide_file = tmp_path / "team.yaml"
-    team = {**conll_guide.model_dump(mode="json", exclude_none=True), "label_studio": NAMES}
+    team = {**conll_guide.model_dump(mode="json", exclude_none=True), "label_studio": {**NAMES, "labels": VALUES}}
     guide_file.write_text(yaml.safe_dump(team, sort_keys=False))
     return guide_file
 

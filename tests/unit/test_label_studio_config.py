@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import ValidationError
 
 from annotation_guide import (
     Guide,
@@ -186,7 +185,9 @@ def test_skeleton_marks_labels_a_guide_cannot_name() -> None:
 
     skeleton = guide_skeleton(xml, "p")
 
-    assert "not a valid guide label name" in skeleton
+    assert yaml.safe_load(skeleton)["entity_types"][0]["name"] == "Person_Name"
+    assert yaml.safe_load(skeleton)["label_studio"]["labels"] == {"Person_Name": "Person Name"}
+    assert "(see label_studio.labels)" in skeleton
     assert PLACEHOLDER in skeleton
 
 
@@ -215,19 +216,17 @@ def test_skeleton_refuses_a_config_without_text_labels(xml: str) -> None:
         ("ORG\n", "ORG&#10;"),  # Python's "$" matches before a final newline; the guide's pattern does not
     ],
 )
-def test_skeleton_marks_exactly_the_labels_the_guide_refuses(value: str, xml_value: str) -> None:
+def test_skeleton_names_every_label_so_the_filled_guide_matches_its_config(value: str, xml_value: str) -> None:
+    """A label the guide can take keeps its name; any other gets a guide name and a label_studio.labels entry,
+    and the filled skeleton validates and matches the config it came from."""
     xml = (
         f'<View><Labels name="l" toName="t"><Label value="{xml_value}"/></Labels><Text name="t" value="$text"/></View>'
     )
-    data = fill(yaml.safe_load(guide_skeleton(xml, "p")))
-    assert data["entity_types"][0]["name"] == value
-    try:
-        Guide.model_validate(data)
-        accepted = True
-    except ValidationError:
-        accepted = False
-
-    assert ("not a valid guide label name" in guide_skeleton(xml, "p")) == (not accepted)
+    guide = Guide.model_validate(fill(yaml.safe_load(guide_skeleton(xml, "p"))))
+    name = guide.labels[0]
+    assert (name == value) == (value in ("ORG", "work_of-art", "A" * 40))
+    assert guide.label_value(name) == value
+    assert check_label_config(xml, guide) == []
 
 
 @pytest.mark.parametrize(
