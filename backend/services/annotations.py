@@ -6,7 +6,6 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
@@ -18,6 +17,7 @@ from backend.db.upsert import upsert
 from backend.services import label_state
 from backend.services.errors import InvalidInputError
 from backend.services.projects import project_by_ls_id
+from ml.converters.label_studio_tasks import parse_timestamp
 
 # the events that can change a project's labels (Label Studio 1.23 never sends ANNOTATION_DELETED);
 # ANNOTATION_IMPORTED is nerloop's own: an annotation that `project attach` read from Label Studio's export
@@ -196,17 +196,10 @@ def _state(annotation: WebhookAnnotation, task: WebhookTask) -> label_state.Anno
         task_data=task.data,
         result=annotation.result,
         was_cancelled=annotation.was_cancelled,
-        ls_updated_at=_timestamp(annotation.updated_at),
+        ls_updated_at=parse_timestamp(annotation.updated_at),
         lead_time_s=annotation.lead_time,
         completed_by=by if isinstance(by, int) else _int((by or {}).get("id") if isinstance(by, dict) else None),
     )
-
-
-def _timestamp(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def _int(value: Any) -> int | None:

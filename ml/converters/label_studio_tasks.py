@@ -61,7 +61,9 @@ class LSAnnotation(_Loose):
     updated_at: str | None = None
 
 
-def _timestamp(value: str | None) -> datetime | None:
+def parse_timestamp(value: str | None) -> datetime | None:
+    """Label Studio's ``updated_at`` (ISO 8601) as an aware datetime, read as UTC without a zone; ``None`` when
+    missing or unreadable."""
     if not value:
         return None
     try:
@@ -84,7 +86,7 @@ def _latest(annotations: Sequence[LSAnnotation]) -> LSAnnotation | None:
 
     def key(pair: tuple[int, LSAnnotation]) -> tuple[bool, datetime, bool, int, int]:
         position, annotation = pair
-        stamp = _timestamp(annotation.updated_at)
+        stamp = parse_timestamp(annotation.updated_at)
         numeric = isinstance(annotation.id, int)
         return (
             stamp is not None,
