@@ -101,12 +101,13 @@ def _version(row: ModelVersion, labels: list[str], target: float) -> dict[str, A
 
 
 def _throughput(db: Session, project: Project, now: datetime) -> dict[str, Any]:
-    """Annotations created per day over the last week, and in the last 24 hours."""
+    """Annotations created per day over the last week, and in the last 24 hours (skips are not annotations)."""
     since = now - timedelta(days=THROUGHPUT_DAYS)
     times = db.scalars(
         select(AnnotationEvent.received_at).where(
             AnnotationEvent.project_id == project.id,
             AnnotationEvent.action == "ANNOTATION_CREATED",
+            AnnotationEvent.label_change.is_(True),
             AnnotationEvent.received_at >= since,
         )
     ).all()

@@ -48,6 +48,8 @@ def test_progress_and_dashboard_from_events_and_versions(
         assert backend.client.post("/webhook", json=event).status_code == 200
     relabel = annotation_event(task_id=1, annotation_id=1, text=docs[0].text, spans=[], action="ANNOTATION_UPDATED")
     assert backend.client.post("/webhook", json=relabel).status_code == 200  # task 1's labels are gone now
+    skip = annotation_event(task_id=99, annotation_id=99, text=docs[0].text, spans=[], was_cancelled=True)
+    assert backend.client.post("/webhook", json=skip).status_code == 200  # a skip: no label, no throughput
     expected = Counter(e.label_ for doc in docs[1:] for e in doc.ents)
     names = _versions(backend, small_model, [(50, 0.5), (100, 0.6)])
 
@@ -67,7 +69,7 @@ def test_progress_and_dashboard_from_events_and_versions(
     assert misc["more_labels"] is None and misc["reason"].startswith("needs versions trained on at least two")
     assert [v["version"] for v in data["versions"]] == names and data["serving"] == names[-1]
     assert data["versions"][-1]["f1"]["person"] == 0.6 and data["versions"][-1]["meets_target"]["person"] is False
-    assert data["throughput"]["last_24h"] == len(docs)  # created events only; the update is not a new label
+    assert data["throughput"]["last_24h"] == len(docs)  # created labels only: not the update, not the skip
     assert data["throughput"]["per_day"][-1]["annotations"] == len(docs)
     assert data["llm_costs"]["calls"] == 0 and data["llm_costs"]["per_1000_docs"] is None
 
