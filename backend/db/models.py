@@ -94,6 +94,17 @@ class Annotation(Base):
     event_id: Mapped[int | None] = mapped_column(default=None)
 
 
+class DeletedTask(Base):
+    """A Label Studio task that was deleted: an annotation event about it that arrives later is ignored."""
+
+    __tablename__ = "deleted_task"
+    __table_args__ = (UniqueConstraint("project_id", "ls_task_id", name="uq_deleted_task_project_ls_task"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    ls_task_id: Mapped[int]
+    event_id: Mapped[int | None] = mapped_column(default=None)
+
+
 class RoutingOverride(Base):
     """A manual route for one entity type of a project (beats the computed one)."""
 

@@ -22,7 +22,7 @@ import spacy
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db.models import Annotation, Project
+from backend.db.models import Annotation, DeletedTask, Project
 from backend.db.upsert import upsert
 from backend.services.projects import guide_of
 from ml.converters import ConversionResult, from_label_studio
@@ -64,9 +64,14 @@ def _labels_of(row: Annotation | None, from_name: str) -> object:
 def save_annotation(db: Session, project: Project, state: AnnotationState, *, event_id: int) -> bool:
     """Apply an ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED``; return whether the labels changed.
 
-    Ignored (returns False) when the annotation was deleted, or when the stored version is newer than the
-    event's (Label Studio's ``updated_at``).
+    Ignored (returns False) when the annotation or its task was deleted, or when the stored version is newer
+    than the event's (Label Studio's ``updated_at``).
     """
+    gone = select(DeletedTask.id).where(
+        DeletedTask.project_id == project.id, DeletedTask.ls_task_id == state.ls_task_id
+    )
+    if db.scalar(gone) is not None:
+        return False
     values = {
         "project_id": project.id,
         "ls_annotation_id": state.ls_annotation_id,
@@ -153,7 +158,14 @@ def delete_annotations(db: Session, project: Project, ls_annotation_ids: list[in
 
 
 def delete_tasks(db: Session, project: Project, ls_task_ids: list[int], *, event_id: int) -> bool:
-    """Apply ``TASKS_DELETED``: every annotation of those tasks goes. Returns whether a live one went away."""
+    """Apply ``TASKS_DELETED``: every annotation of those tasks goes, and the tasks are remembered as deleted (an
+    annotation event about one that arrives later changes nothing). Returns whether a live annotation went away."""
+    for ls_task_id in sorted(set(ls_task_ids)):
+        db.execute(
+            upsert(db, DeletedTask)
+            .values(project_id=project.id, ls_task_id=ls_task_id, event_id=event_id)
+            .on_conflict_do_nothing(index_elements=["project_id", "ls_task_id"])
+        )
     rows = db.scalars(
         select(Annotation)
         .where(Annotation.project_id == project.id, Annotation.ls_task_id.in_(ls_task_ids))

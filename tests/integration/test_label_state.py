@@ -210,6 +210,13 @@ def test_deleting_tasks_removes_all_their_annotations(backend: Backend, with_pro
         body["project"] = {"id": LS_PROJECT}
     assert post(backend, body)["label_change"] is True
     assert examples(backend) == [(TEXT, [PARIS])] and watermark(backend) == 4
+    # a save of task 1 (or of task 99, which nerloop never saw) that arrives after the deletion changes nothing
+    assert (
+        post(backend, event(5, [region(*BOB)], task_id=1, updated_at="2026-11-29T10:05:00Z"))["label_change"] is False
+    )
+    assert post(backend, event(6, [region(*ANNA)], task_id=99))["label_change"] is False
+    assert examples(backend) == [(TEXT, [PARIS])] and watermark(backend) == 4
+    # without a project, a deletion of tasks nerloop holds nothing of cannot be placed: ignored
     assert post(backend, {"action": "TASKS_DELETED", "tasks": [{"id": 4242}]})["status"] == "ignored"
 
 
