@@ -151,9 +151,11 @@ def test_attach_then_every_event_keeps_labels_equal_to_label_studio(
             run = retrain_if_due(db, db.scalars(select(Project)).one())
             assert run is not None and run.annotation_watermark == 2
             run.status = "failed"  # nothing trains here; later events must not wait on it
-        again = _cli(backend_server, *attach)
+        again = _cli(backend_server, *attach[:-2])  # no --retrain-every: the project keeps its threshold
         assert "4 annotations read, 0 new, 0 label changes" in again.stdout, again.stderr
         assert len(client.ml.list(project=ls_id)) == 1  # the backend is not connected twice
+        with open_db(backend_server.settings.database_url) as db:
+            assert db.scalars(select(Project)).one().retrain_threshold == 2
 
         _events(client, backend_server, ls_id, task_ids, annotate, second_on_1, texts, words)
 
@@ -166,6 +168,8 @@ def _guides(backend: BackendServer, ls_id: int, conll_guide: Guide, tmp_path: Pa
     written = yaml.safe_load(skeleton.read_text())
     assert [t["name"] for t in written["entity_types"]] == ["person", "location", "organisation", "Misc_Entity"]
     assert written["label_studio"] == {**NAMES, "labels": {"Misc_Entity": "Misc Entity"}}
+    kept = _cli(backend, "guide", "init", "--from-label-studio", str(ls_id), "--out", str(skeleton))
+    assert kept.returncode == 2 and "exists" in kept.stderr  # a guide being filled in is never overwritten
     mismatched = _cli(
         backend, "project", "attach", "--ls-project", str(ls_id), "--guide", str(GUIDES / "software.yaml")
     )

@@ -361,3 +361,46 @@ def test_edits_that_touch_no_label_region_are_not_label_changes(backend: Backend
     )
     assert post(backend, relabelled)["label_change"] is True
     assert watermark(backend) == 2
+
+
+def test_a_session_that_read_the_rows_before_sees_them_as_they_are_when_it_writes(
+    database_url: str, conll_guide: Guide
+) -> None:
+    """A reconcile loads every row first; a webhook that deletes an annotation meanwhile must not be undone by
+    the reconcile's stale copy of that row."""
+    from backend.services.annotations import ingest, reconcile
+
+    with open_db(database_url) as db:
+        register_project(db, ls_project_id=LS_PROJECT, guide=conll_guide)
+        ingest(db, event(1, [region(*ANNA)]))
+    with sessions_for(database_url) as sessions:
+        reader = sessions()
+        try:
+            project = reader.scalars(select(Project)).one()
+            held = list(reader.scalars(select(Annotation)))  # the reconcile's first read: its rows, kept in memory
+            reader.commit()
+            with open_db(database_url) as other:  # meanwhile, the annotator deletes it in Label Studio
+                ingest(other, deleted(1))
+            stale_export = [
+                {
+                    "id": 1,
+                    "data": {"text": TEXT},
+                    "annotations": [
+                        {
+                            "id": 1,
+                            "result": [region(*PARIS)],
+                            "was_cancelled": False,
+                            "updated_at": "2026-11-29T11:00:00Z",
+                        }
+                    ],
+                }
+            ]
+            synced = reconcile(reader, project, stale_export)
+            reader.commit()
+            del held
+        finally:
+            reader.close()
+    assert synced.label_changes == 0
+    with open_db(database_url) as db:
+        row = db.scalars(select(Annotation)).one()
+        assert row.deleted and annotated_tasks(db, db.scalars(select(Project)).one()) == []
