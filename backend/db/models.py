@@ -37,6 +37,8 @@ class Project(Base):
     retrain_threshold: Mapped[int] = mapped_column(default=20)
     current_version: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # False until task_label / labeled_span hold every labelled task (projects that predate migration 0006)
+    labels_indexed: Mapped[bool] = mapped_column(default=True)
 
 
 class ModelVersion(Base):
@@ -103,6 +105,32 @@ class DeletedTask(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
     ls_task_id: Mapped[int]
     event_id: Mapped[int | None] = mapped_column(default=None)
+
+
+class TaskLabel(Base):
+    """A labelled task as training reads it: its text and the spans of its latest live annotation, converted
+    once when the event arrives (``backend.services.label_state``). A task whose annotation cannot be converted
+    has no row."""
+
+    __tablename__ = "task_label"
+    __table_args__ = (UniqueConstraint("project_id", "ls_task_id", name="uq_task_label_project_ls_task"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    ls_task_id: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    # [[start, end, entity type], ...] in characters, sorted
+    spans: Mapped[list[Any]] = mapped_column(JSON)
+    event_id: Mapped[int | None] = mapped_column(default=None)
+
+
+class LabeledSpan(Base):
+    """One span of a ``TaskLabel`` (its entity type only): what the per-type label counts sum."""
+
+    __tablename__ = "labeled_span"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    ls_task_id: Mapped[int]
+    label: Mapped[str] = mapped_column(String(100))
 
 
 class RoutingOverride(Base):
