@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -60,7 +60,10 @@ class AnnotationEvent(Base):
     """A Label Studio webhook event, stored once however often it is delivered."""
 
     __tablename__ = "annotation_event"
-    __table_args__ = (UniqueConstraint("event_key", name="uq_annotation_event_key"),)
+    __table_args__ = (
+        UniqueConstraint("event_key", name="uq_annotation_event_key"),
+        Index("ix_annotation_event_project_label_change", "project_id", "label_change"),  # the watermark count
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
     event_key: Mapped[str] = mapped_column(String(64))
@@ -127,6 +130,10 @@ class LabeledSpan(Base):
     """One span of a ``TaskLabel`` (its entity type only): what the per-type label counts sum."""
 
     __tablename__ = "labeled_span"
+    __table_args__ = (
+        Index("ix_labeled_span_project_label", "project_id", "label"),
+        Index("ix_labeled_span_project_task", "project_id", "ls_task_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     ls_task_id: Mapped[int]
