@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     )
     train_time_limit_s: int = Field(default=3 * 3600, ge=120, description="hard limit of one training task")
     max_text_chars: PositiveInt = 100_000
+    max_body_bytes: PositiveInt = Field(
+        default=20 * 1024 * 1024, description="larger request bodies are refused with 413 before they are read"
+    )
     label_studio: LabelStudioSettings = LabelStudioSettings()
     llm: LLMSettings = LLMSettings()
 
