@@ -68,6 +68,18 @@ class Settings(BaseSettings):
         "for the types routed to it (the rest show the model's types only)",
     )
     train_time_limit_s: int = Field(default=3 * 3600, ge=120, description="hard limit of one training task")
+    run_heartbeat_timeout_s: float = Field(
+        default=180.0,
+        ge=2.0,
+        description="a running training run without a heartbeat for this long is failed (its process died) and its "
+        "leftovers removed; a queued run's message is re-sent after this long, then at doubling intervals",
+    )
+    sweep_interval_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="how often the backend re-sends jobs the broker lost or never got, expires dead runs and starts "
+        "due retrains (0: never; workers also sweep when they start)",
+    )
     max_text_chars: PositiveInt = 100_000
     max_body_bytes: PositiveInt = Field(
         default=20 * 1024 * 1024, description="larger request bodies are refused with 413 before they are read"
