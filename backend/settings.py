@@ -35,6 +35,15 @@ class LLMSettings(BaseModel):
     )
     max_tokens: PositiveInt = 512
     demonstrations: int = Field(default=5, ge=0)
+    demo_max_chars: PositiveInt = Field(
+        default=2000, description="labelled texts longer than this are never shown as demonstrations (prompt size)"
+    )
+    predict_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long /predict waits for the LLM-routed types; then it answers the model's types, tagged "
+        "'~llm-missing' (the completion goes on and is cached for the next request)",
+    )
     demo_strategy: Literal["similar", "random"] = "similar"
     span_score: float = Field(
         default=0.5, ge=0.0, le=1.0, description="score given to LLM spans (no calibrated confidence)"
@@ -49,6 +58,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NER_", env_nested_delimiter="__", extra="ignore")
 
     database_url: str = "sqlite:///nerloop.db"
+    db_pool_size: PositiveInt = Field(default=5, description="database connections kept open per process")
+    db_max_overflow: int = Field(default=10, ge=0, description="extra connections opened under load")
+    db_pool_timeout_s: float = Field(default=10.0, gt=0, description="wait for a free connection, then a 503")
     redis_url: str = "redis://127.0.0.1:6379/0"
     model_root: Path = Path("models")
     backend_url: str = Field(default="http://127.0.0.1:9090", description="the URL Label Studio reaches the backend at")
