@@ -12,7 +12,7 @@ from sqlalchemy import select
 from backend.adapters.jobs import CeleryJobQueue, JobQueue
 from backend.adapters.llm import LLMClient, OpenAIChatClient
 from backend.adapters.models import ModelRegistry
-from backend.api import dashboard, errors, ml_backend, platform
+from backend.api import dashboard, errors, limits, ml_backend, platform
 from backend.db.models import ModelVersion, Project
 from backend.db.session import make_engine, session_factory
 from backend.services.llm_annotation import LLMAnnotator
@@ -30,13 +30,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         app.state.settings = settings
         app.state.sessions = session_factory(engine)
         registry = ModelRegistry()
         client = llm_client or OpenAIChatClient(settings.llm)
         app.state.predictor = Predictor(
-            registry, LLMAnnotator(client, settings.llm), max_text_chars=settings.max_text_chars
+            registry, LLMAnnotator(client, settings.llm, app.state.sessions), max_text_chars=settings.max_text_chars
         )
         app.state.jobs = jobs or CeleryJobQueue(settings.redis_url)
         with app.state.sessions() as db:
@@ -53,6 +58,7 @@ def create_app(
 
     app = FastAPI(title="nerloop", version="0.1.0", lifespan=lifespan)
     errors.install(app)
+    app.add_middleware(limits.BodyChecks, max_body_bytes=settings.max_body_bytes)
     app.include_router(ml_backend.router)
     app.include_router(ml_backend.protected)
     app.include_router(platform.router)
