@@ -8,6 +8,9 @@ from kombu.entity import Queue
 from backend.settings import Settings
 
 QUEUES = ("train", "score", "llm")
+# The longest task acknowledged only when it ends (llm_preannotate's soft limit); training is acknowledged when it
+# starts (see workers.tasks.train_run), so the visibility timeout no longer has to outlast a training.
+LONGEST_ACKS_LATE_TASK_S = 60 * 60
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -22,8 +25,10 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         task_default_queue="score",
         task_ignore_result=True,
-        # a message whose worker died is redelivered after this; it must outlast the longest training
-        broker_transport_options={"visibility_timeout": settings.train_time_limit_s + 600},
+        # A message whose worker died is redelivered after this. It must outlast the longest task acknowledged late
+        # (a redelivery of a running task would run it twice at once), but not a training: train_run is
+        # acknowledged when it starts, and a run whose message is lost is re-sent by the sweep.
+        broker_transport_options={"visibility_timeout": LONGEST_ACKS_LATE_TASK_S + 600},
         task_annotations={
             "workers.train_run": {
                 "time_limit": settings.train_time_limit_s,

@@ -18,11 +18,11 @@ from backend.db.session import make_engine, session_factory, session_scope, upgr
 from backend.services import training
 from backend.services.errors import ServiceError
 from backend.services.projects import project_by_id
-from backend.settings import get_settings
+from backend.services.sweep import sweep
+from backend.settings import Settings, get_settings
 from ml import cli as ml_cli
 from workers import up as up_module
 from workers.celery_app import QUEUES, make_celery
-from workers.sweep import sweep_unqueued
 
 model_app = typer.Typer(help="Model versions.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -41,9 +41,7 @@ def worker(
         raise ml_cli.fail(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(QUEUES)}")
     settings = get_settings()
     upgrade(settings.database_url)
-    swept = sweep_unqueued(session_factory(make_engine(settings.database_url)), CeleryJobQueue(settings.redis_url))
-    if swept:
-        typer.echo(f"re-sent the jobs of {swept} event(s) stored while the broker was down", err=True)
+    _sweep_once(settings)
     celery = make_celery(settings)
     celery.worker_main(
         [
@@ -56,6 +54,30 @@ def worker(
             "--without-mingle",
         ]
     )
+
+
+def _sweep_once(settings: Settings) -> None:
+    """What the broker lost or never got, and runs whose process died, before this worker takes jobs."""
+    engine = make_engine(settings.database_url)
+    try:
+        report = sweep(
+            session_factory(engine),
+            CeleryJobQueue(settings.redis_url),
+            heartbeat_timeout_s=settings.run_heartbeat_timeout_s,
+            max_resend_interval_s=settings.train_time_limit_s,
+        )
+    except Exception as exc:  # the broker is down: the worker waits for it, and the backend sweeps again later
+        typer.echo(f"sweep skipped: {exc}", err=True)
+        return
+    finally:
+        engine.dispose()
+    if report:
+        typer.echo(
+            f"sweep: re-sent the jobs of {report.resent_events} event(s) stored while the broker was away, "
+            f"failed {len(report.expired_runs)} run(s) whose process died, started {len(report.started_runs)} due "
+            f"run(s), re-sent {len(report.resent_runs)} queued run(s)",
+            err=True,
+        )
 
 
 @app.command()
@@ -105,6 +127,7 @@ def runs(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> N
             typer.echo(
                 f"{run.id:>5} {run.trigger:<9} watermark {run.annotation_watermark:>6} {run.status:<9} "
                 f"{run.stage:<10} {run.progress:6.1%} {run.model_version or ''} {run.error or ''}"
+                + (f" [{run.host}:{run.pid}]" if run.status == "running" and run.host else "")
             )
 
 

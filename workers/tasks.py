@@ -21,7 +21,9 @@ from backend.services.label_state import StoredLabelsSource
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor
 from backend.services.projects import project_by_id
+from backend.services.run_liveness import expire_stale_runs
 from backend.settings import Settings
+from workers.celery_app import LONGEST_ACKS_LATE_TASK_S
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ def retrain_if_due(self: Task, project_id: int, event_id: int | None = None) -> 
     settings = _settings(self)
     with session_scope(_sessions(settings.database_url)) as db:
         project = project_by_id(db, project_id)
-        training.expire_stale_runs(db, project, limit_s=settings.train_time_limit_s)
+        expire_stale_runs(db, timeout_s=settings.run_heartbeat_timeout_s, project=project)
         run = training.retrain_if_due(db, project)
         run_id = run.id if run is not None else None
     if run_id is not None:
@@ -90,7 +92,9 @@ def start_training(self: Task, project_id: int, event_id: int | None = None) -> 
     """Label Studio's "Start Training" button (or the CLI/API): a run at the current watermark."""
     settings = _settings(self)
     with session_scope(_sessions(settings.database_url)) as db:
-        run, created = training.manual_run(db, project_by_id(db, project_id), trigger="button")
+        project = project_by_id(db, project_id)
+        expire_stale_runs(db, timeout_s=settings.run_heartbeat_timeout_s, project=project)
+        run, created = training.manual_run(db, project, trigger="button")
         run_id = run.id
     if created:
         CeleryJobQueue(settings.redis_url).enqueue(TaskName.TRAIN_RUN, run_id)
@@ -100,9 +104,15 @@ def start_training(self: Task, project_id: int, event_id: int | None = None) -> 
 @shared_task(
     bind=True,
     name=TaskName.TRAIN_RUN,
-    acks_late=True,
-    # not re-queued when the worker dies (an out-of-memory kill would loop forever); the run is then marked
-    # failed by expire_stale_runs. Time limits come from NER_TRAIN_TIME_LIMIT_S (celery_app.task_annotations).
+    # Acknowledged when it starts, not when it ends. The run row, not the message, is what must survive: the claim
+    # (queued -> running, atomic) makes a second message for a run a no-op, a run whose process dies stops beating
+    # and is failed within NER_RUN_HEARTBEAT_TIMEOUT_S (and retried by the next label event or request), and a
+    # queued run whose message is lost is re-sent by the sweep within minutes. A message held unacknowledged for
+    # the whole training would instead sit in Redis's unacked set for the visibility timeout (hours) when the
+    # worker's main process dies, and the visibility timeout would have to exceed the longest training.
+    # Never re-queued when the worker dies either (an out-of-memory kill would loop forever).
+    # Time limits come from NER_TRAIN_TIME_LIMIT_S (celery_app.task_annotations).
+    acks_late=False,
     reject_on_worker_lost=False,
     max_retries=0,
 )
@@ -145,7 +155,7 @@ def score_pool(self: Task, project_id: int) -> int:
     bind=True,
     name=TaskName.LLM_PREANNOTATE,
     **_RESUMABLE,
-    soft_time_limit=60 * 60,
+    soft_time_limit=LONGEST_ACKS_LATE_TASK_S,
 )
 def llm_preannotate(self: Task, project_id: int) -> int:
     """Add the LLM-routed types to the next tasks in labelling order (NER_LLM_PREANNOTATE_MAX of them).
@@ -160,4 +170,4 @@ def llm_preannotate(self: Task, project_id: int) -> int:
 
 
 def _annotator(settings: Settings) -> LLMAnnotator:
-    return LLMAnnotator(OpenAIChatClient(settings.llm), settings.llm)
+    return LLMAnnotator(OpenAIChatClient(settings.llm), settings.llm, _sessions(settings.database_url))

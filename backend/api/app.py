@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from backend.db.models import ModelVersion, Project
 from backend.db.session import make_engine, session_factory
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor
+from backend.services.sweep import sweep
 from backend.settings import Settings, get_settings
 
 log = logging.getLogger("nerloop")
@@ -53,8 +55,14 @@ def create_app(
             )
             for project_id, path in rows:
                 registry.preload(project_id, path)
-        yield
-        engine.dispose()
+        stop = asyncio.Event()
+        sweeper = asyncio.create_task(_sweep_periodically(app, settings, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await sweeper  # a sweep under way ends first (its broker calls time out within a second or two)
+            engine.dispose()
 
     app = FastAPI(title="nerloop", version="0.1.0", lifespan=lifespan)
     errors.install(app)
@@ -64,3 +72,30 @@ def create_app(
     app.include_router(platform.router)
     app.include_router(dashboard.router)
     return app
+
+
+async def _sweep_periodically(app: FastAPI, settings: Settings, stop: asyncio.Event) -> None:
+    """Every NER_SWEEP_INTERVAL_S, until ``stop``: re-send what the broker lost or never got, fail runs whose
+    process died, start due retrains (``backend.services.sweep``). So jobs of events stored while Redis was away
+    reach the running workers once it is back, without restarting them."""
+    if settings.sweep_interval_s <= 0:
+        return
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=settings.sweep_interval_s)
+            return
+        except TimeoutError:
+            pass
+        try:
+            report = await asyncio.to_thread(
+                sweep,
+                app.state.sessions,
+                app.state.jobs,
+                heartbeat_timeout_s=settings.run_heartbeat_timeout_s,
+                max_resend_interval_s=settings.train_time_limit_s,
+            )
+        except Exception as exc:  # the broker or the database is away: the next period tries again
+            log.warning("sweep failed: %s", exc)
+            continue
+        if report:
+            log.info("sweep: %s", report)

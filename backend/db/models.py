@@ -190,6 +190,18 @@ class TrainingRun(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # liveness: the training process beats while it works; a run silent for NER_RUN_HEARTBEAT_TIMEOUT_S is failed
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # which process trains it (for operators, and for the tests that kill it); `attempt` grows with each claim,
+    # so a process whose run was expired and asked for again cannot write over the new attempt
+    host: Mapped[str | None] = mapped_column(String(255), default=None)
+    pid: Mapped[int | None] = mapped_column(default=None)
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
+    # where the run writes before its version is recorded: removed when the run dies
+    output_dir: Mapped[str | None] = mapped_column(Text, default=None)
+    # the sweep's last re-send of a queued run's message, and how many it sent (re-sends back off)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    resends: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Prediction(Base):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +23,14 @@ from backend.services.annotations import Reconciled, reconcile
 from backend.services.errors import InvalidInputError, NotFoundError
 from backend.services.label_state import convert_labels
 from backend.services.projects import current_model, demote_serving, guide_of, project_by_id, record_model_version
+from backend.services.run_liveness import (
+    Heartbeat,
+    RunLostError,
+    heartbeat_interval,
+    owned,
+    remove_leftovers,
+    worker_identity,
+)
 from backend.settings import Settings
 from ml.converters import to_jsonl
 from ml.evaluation import evaluate
@@ -30,6 +39,7 @@ from ml.promotion import PromotionDecision, decide_promotion, in_dev_split
 from ml.training import Progress, TrainSettings, train
 
 FINAL = ("succeeded", "rejected", "failed")
+log = logging.getLogger(__name__)
 
 
 class TaskSource(Protocol):
@@ -74,40 +84,34 @@ def request_run(db: Session, project: Project, *, trigger: str, watermark: int) 
     ).one()
     if created is None and run.status == "failed":  # a failed run may be asked for again
         run.status, run.stage, run.progress, run.error, run.trigger = "queued", "queued", 0.0, None, trigger
-        run.created_at, run.started_at, run.finished_at = utcnow(), None, None
+        run.created_at, run.started_at, run.finished_at, run.heartbeat_at = utcnow(), None, None, None
+        run.host, run.pid, run.output_dir, run.model_version, run.sent_at, run.resends = None, None, None, None, None, 0
         db.flush()
         return run, True
     return run, created is not None
 
 
-def expire_stale_runs(db: Session, project: Project, *, limit_s: int) -> int:
-    """Mark failed the runs still "running" or "queued" long after any training could have ended
-    (their worker died); return how many."""
-    cutoff = utcnow() - timedelta(seconds=limit_s + 600)
-    stale = list(
-        db.scalars(
-            select(TrainingRun).where(
-                TrainingRun.project_id == project.id,
-                ((TrainingRun.status == "running") & (TrainingRun.started_at < cutoff))
-                | ((TrainingRun.status == "queued") & (TrainingRun.created_at < cutoff)),
-            )
-        )
-    )
-    for run in stale:
-        run.status, run.finished_at = "failed", utcnow()
-        run.error = f"no result after {limit_s + 600} s: the worker was lost or the run timed out; retrain again"
-    return len(stale)
-
-
-def retrain_if_due(db: Session, project: Project) -> TrainingRun | None:
+def retrain_if_due(db: Session, project: Project, *, retry_failed: bool = True) -> TrainingRun | None:
     """Start a run when the labels cross the next multiple of the project's threshold.
 
     Runs are keyed by that multiple, so concurrent or duplicated triggers compute the same watermark and
-    the unique constraint lets exactly one of them create the run.
+    the unique constraint lets exactly one of them create the run. A failed run does not count as done: a label
+    event asks for it again (``retry_failed``); the periodic sweep does not, or a run that always dies (out of
+    memory) would be retried forever.
     """
     watermark = labels_count(db, project) // project.retrain_threshold * project.retrain_threshold
-    last = db.scalar(select(func.max(TrainingRun.annotation_watermark)).where(TrainingRun.project_id == project.id))
+    last = db.scalar(
+        select(func.max(TrainingRun.annotation_watermark)).where(
+            TrainingRun.project_id == project.id, TrainingRun.status != "failed"
+        )
+    )
     if watermark == 0 or watermark <= (last or 0):
+        return None
+    if not retry_failed and db.scalar(
+        select(TrainingRun.id).where(
+            TrainingRun.project_id == project.id, TrainingRun.annotation_watermark == watermark
+        )
+    ):
         return None
     busy = db.scalar(
         select(func.count())
@@ -159,6 +163,17 @@ def split_snapshot(
     return train_docs, dev_docs, dict(Counter(f"{i.kind} ({i.action})" for i in result.issues))
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """One attempt at a run, owned by this process."""
+
+    run_id: int
+    attempt: int
+    project: Project
+    # <model_root>/project-<id>/.run-<run>-<attempt>: the version is written here, then moved beside the others
+    output_dir: Path
+
+
 class Trainer:
     """Runs one training run end to end; safe to call again for the same run (a finished run is a no-op)."""
 
@@ -170,44 +185,80 @@ class Trainer:
         self.source = source
 
     def run(self, run_id: int) -> RunOutcome:
-        """Snapshot, train, evaluate against the serving model on the frozen dev split, promote or refuse."""
+        """Snapshot, train, evaluate against the serving model on the frozen dev split, promote or refuse.
+        A heartbeat shows the run is alive while it works (``backend.services.run_liveness``)."""
+        claim = self._claim(run_id)
+        if isinstance(claim, RunOutcome):
+            return claim
+        interval_s = heartbeat_interval(self.settings.run_heartbeat_timeout_s)
+        with Heartbeat(self.sessions, run_id, attempt=claim.attempt, interval_s=interval_s):
+            try:
+                with session_scope(self.sessions) as db:
+                    as_of = db.scalar(select(func.max(AnnotationEvent.id)))
+                    tasks = self.source(db, claim.project).export_tasks(claim.project.ls_project_id)
+                with session_scope(self.sessions) as db:  # events that never arrived: the state catches up
+                    synced = reconcile(db, project_by_id(db, claim.project.id), tasks, as_of=as_of)
+                return self._train_and_decide(claim, tasks, synced)
+            except RunLostError:
+                log.warning(
+                    "run %s attempt %s was expired while it trained; its result is dropped", run_id, claim.attempt
+                )
+                return RunOutcome("failed", None, None)
+            except Exception as exc:  # recorded on the run; the serving model is untouched
+                self._fail(claim, f"{type(exc).__name__}: {exc}")
+                return RunOutcome("failed", None, None)
+            finally:
+                shutil.rmtree(claim.output_dir, ignore_errors=True)
+
+    def _claim(self, run_id: int) -> _Claim | RunOutcome:
+        host, pid = worker_identity()
         with session_scope(self.sessions) as db:
             run = run_by_id(db, run_id)
-            # claim the run atomically: a redelivery while it trains, or after it ended, does nothing
+            attempt = run.attempt + 1
+            root = Path(self.settings.model_root).resolve() / f"project-{run.project_id}"
+            output_dir = root / f".run-{run_id}-{attempt}"
+            # claim the run atomically: a redelivery while it trains, or after it ended, does nothing. Where it
+            # writes is recorded before it writes, so that the leftovers of a process that dies can be found.
+            now = utcnow()
             claimed = db.execute(
                 update(TrainingRun)
-                .where(TrainingRun.id == run_id, TrainingRun.status == "queued")
-                .values(status="running", stage="snapshot", started_at=utcnow(), error=None)
+                .where(TrainingRun.id == run_id, TrainingRun.status == "queued", TrainingRun.attempt == run.attempt)
+                .values(
+                    status="running",
+                    stage="snapshot",
+                    started_at=now,
+                    heartbeat_at=now,
+                    error=None,
+                    host=host,
+                    pid=pid,
+                    attempt=attempt,
+                    output_dir=str(output_dir),
+                )
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                db.refresh(run)
                 return RunOutcome(run.status, run.model_version, None)
             project = project_by_id(db, run.project_id)
-        try:
-            with session_scope(self.sessions) as db:
-                as_of = db.scalar(select(func.max(AnnotationEvent.id)))
-                tasks = self.source(db, project).export_tasks(project.ls_project_id)
-            with session_scope(self.sessions) as db:  # events that never arrived: the state catches up
-                synced = reconcile(db, project_by_id(db, project.id), tasks, as_of=as_of)
-            return self._train_and_decide(run_id, project, tasks, synced)
-        except Exception as exc:  # recorded on the run; the serving model is untouched
-            with session_scope(self.sessions) as db:
-                run = run_by_id(db, run_id)
-                run.status, run.finished_at = "failed", utcnow()
-                run.error = f"{type(exc).__name__}: {exc}"
-            return RunOutcome("failed", None, None)
+        return _Claim(run_id, attempt, project, output_dir)
 
-    def _train_and_decide(
-        self, run_id: int, project: Project, tasks: list[dict[str, Any]], synced: Reconciled
-    ) -> RunOutcome:
-        guide = guide_of(project)
-        train_docs, dev_docs, issues = split_snapshot(tasks, project, dev_fraction=self.settings.dev_fraction)
+    def _fail(self, claim: _Claim, error: str) -> None:
+        with session_scope(self.sessions) as db:
+            run = db.scalars(select(TrainingRun).where(owned(claim.run_id, claim.attempt))).one_or_none()
+            if run is None:  # expired meanwhile: the expiry recorded why
+                return
+            run.status, run.finished_at, run.error = "failed", utcnow(), error
+            remove_leftovers(db, run)
+
+    def _train_and_decide(self, claim: _Claim, tasks: list[dict[str, Any]], synced: Reconciled) -> RunOutcome:
+        guide = guide_of(claim.project)
+        train_docs, dev_docs, issues = split_snapshot(tasks, claim.project, dev_fraction=self.settings.dev_fraction)
         if not dev_docs or not train_docs:
             raise InvalidInputError(
                 f"{len(train_docs)} training and {len(dev_docs)} dev tasks are labelled; "
                 "both need at least one (label more tasks)"
             )
-        root = Path(self.settings.model_root) / f"project-{project.id}"
-        snapshot = root / "snapshots" / f"run-{run_id}.jsonl"
+        root = claim.output_dir.parent
+        snapshot = root / "snapshots" / f"run-{claim.run_id}.jsonl"
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         snapshot.write_text(to_jsonl(train_docs + dev_docs), encoding="utf-8")
         settings = TrainSettings(
@@ -215,12 +266,23 @@ class Trainer:
             max_steps=self.settings.retrain_max_steps,
             eval_frequency=100,
         )
+        self._stage(claim, "train", 0.0)
         trained = train(
-            train_docs, dev_docs, guide, settings=settings, output_root=root, on_progress=self._reporter(run_id)
+            train_docs,
+            dev_docs,
+            guide,
+            settings=settings,
+            output_root=claim.output_dir,
+            on_progress=self._reporter(claim),
         )
-        self._stage(run_id, "compare", 1.0)
+        # the version's name is recorded before it moves beside the others: if this process dies before the version
+        # is recorded, the expiry finds and removes it
+        self._stage(claim, "compare", 1.0, model_version=trained.version)
         with session_scope(self.sessions) as db:
-            project = project_by_id(db, project.id)
+            mine = select(TrainingRun.id).where(owned(claim.run_id, claim.attempt)).with_for_update()
+            if db.scalars(mine).first() is None:  # expired while it trained: another attempt may own the run now
+                raise RunLostError(f"run {claim.run_id} attempt {claim.attempt} was expired")
+            project = project_by_id(db, claim.project.id)
             serving_row = current_model(db, project)
             serving = (
                 evaluate(load_model(serving_row.path), dev_docs, labels=guide.labels, target_f1=guide.targets.f1)
@@ -228,11 +290,12 @@ class Trainer:
                 else None
             )
             decision = decide_promotion(trained.dev_report, serving, tolerance=self.settings.promotion_tolerance)
+            path = trained.path.rename(root / trained.version)
             row = record_model_version(
                 db,
                 project,
                 version=trained.version,
-                path=str(trained.path),
+                path=str(path),
                 architecture=settings.architecture,
                 # the labels per type it was trained on: the x of the leads' learning curves
                 metrics={**trained.meta["metrics"], "train_labels": trained.meta["data"]["train_entities_per_type"]},
@@ -240,7 +303,7 @@ class Trainer:
             )
             if not decision.promote:
                 row.status = "rejected"
-            run = run_by_id(db, run_id)
+            run = run_by_id(db, claim.run_id)
             run.status = "succeeded" if decision.promote else "rejected"
             run.stage, run.progress, run.finished_at, run.model_version = "done", 1.0, utcnow(), trained.version
             run.details = {
@@ -257,18 +320,24 @@ class Trainer:
             }
         return RunOutcome(run.status, trained.version, decision)
 
-    def _stage(self, run_id: int, stage: str, progress: float, eta_s: float | None = None) -> None:
+    def _stage(self, claim: _Claim, stage: str, progress: float, eta_s: float | None = None, **extra: Any) -> None:
+        """Report progress (which also beats the heartbeat); raise ``RunLostError`` if the run is no longer ours."""
         with session_scope(self.sessions) as db:
-            run = run_by_id(db, run_id)
-            run.stage, run.progress, run.eta_s = stage, progress, eta_s
+            done = db.execute(
+                update(TrainingRun)
+                .where(owned(claim.run_id, claim.attempt))
+                .values(stage=stage, progress=progress, eta_s=eta_s, heartbeat_at=utcnow(), **extra)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise RunLostError(f"run {claim.run_id} attempt {claim.attempt} was expired")
 
-    def _reporter(self, run_id: int) -> Callable[[Progress], None]:
+    def _reporter(self, claim: _Claim) -> Callable[[Progress], None]:
         last = [0.0]
 
         def report(progress: Progress) -> None:
             if time.monotonic() - last[0] >= 1.0 or progress.fraction >= 1.0:
                 last[0] = time.monotonic()
-                self._stage(run_id, progress.stage, round(progress.fraction, 4), progress.eta_s)
+                self._stage(claim, progress.stage, round(progress.fraction, 4), progress.eta_s)
 
         return report
 
@@ -288,6 +357,11 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
         "model_version": run.model_version,
         "details": json.loads(json.dumps(run.details)),
         "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
+        # the process that trains (or trained) it: host and pid
+        "worker": f"{run.host}:{run.pid}" if run.host else None,
+        "attempt": run.attempt,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
 

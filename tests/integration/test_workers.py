@@ -220,15 +220,16 @@ def test_runs_whose_worker_died_are_expired(database_url: str, conll_guide: Guid
     from datetime import timedelta
 
     from backend.db.models import utcnow
-    from backend.services.training import expire_stale_runs, request_run
+    from backend.services.run_liveness import expire_stale_runs
+    from backend.services.training import request_run
 
-    with open_db(database_url) as db:
+    with open_db(database_url) as db:  # more rules in test_faults.py
         project = register_project(db, ls_project_id=31, guide=conll_guide)
         old, _ = request_run(db, project, trigger="cli", watermark=5)
         fresh, _ = request_run(db, project, trigger="cli", watermark=6)
         old.status, old.started_at = "running", utcnow() - timedelta(hours=5)
         db.flush()
-        assert expire_stale_runs(db, project, limit_s=3 * 3600) == 1
+        assert expire_stale_runs(db, timeout_s=180, project=project) == [old.id]
         assert old.status == "failed" and "worker was lost" in (old.error or "") and fresh.status == "queued"
 
 

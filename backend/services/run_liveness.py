@@ -1,0 +1,144 @@
+"""Liveness of training runs: the heartbeat a training process beats, and what happens to a run that stops beating.
+
+A process killed by ``kill -9`` or the out-of-memory killer runs no ``except`` or ``finally``: its run would stay
+``running`` and block retraining. So the process beats (``Heartbeat``), and whoever sweeps (the backend, a worker
+start, the next label event) fails the runs that stopped beating and removes what they left on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db.models import ModelVersion, Project, TrainingRun, utcnow
+from backend.db.session import session_scope
+
+log = logging.getLogger(__name__)
+
+
+class RunLostError(Exception):
+    """This process no longer owns the run (it was expired, and maybe asked for again): stop working on it."""
+
+
+def owned(run_id: int, attempt: int) -> ColumnElement[bool]:
+    """The condition of every write a training process makes: the run is still running its attempt."""
+    return (TrainingRun.id == run_id) & (TrainingRun.status == "running") & (TrainingRun.attempt == attempt)
+
+
+def heartbeat_interval(timeout_s: float) -> float:
+    """How often a process beats: several beats per timeout, so that one slow database write does not kill it."""
+    return max(0.5, min(30.0, timeout_s / 6))
+
+
+class Heartbeat:
+    """A daemon thread that stamps ``heartbeat_at`` of one run attempt every ``interval_s`` while it runs.
+
+    A thread, not the progress callback: one training step or the evaluation can keep the callback silent for long.
+    It stops at exit, or by itself once the run is no longer this attempt's.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], run_id: int, *, attempt: int, interval_s: float) -> None:
+        self._sessions, self._run_id, self._attempt, self._interval_s = sessions, run_id, attempt, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                with session_scope(self._sessions) as db:
+                    stamped = db.execute(
+                        update(TrainingRun).where(owned(self._run_id, self._attempt)).values(heartbeat_at=utcnow())
+                    )
+                if stamped.rowcount != 1:  # type: ignore[attr-defined]
+                    log.warning("run %s attempt %s is no longer ours; heartbeat stops", self._run_id, self._attempt)
+                    return
+            except Exception as exc:  # the next beat tries again; a long outage expires the run, as it should
+                log.warning("run %s: heartbeat not recorded (%s)", self._run_id, exc)
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def expire_stale_runs(db: Session, *, timeout_s: float, project: Project | None = None) -> list[int]:
+    """Fail the running runs (of ``project``, else of every project) whose process stopped beating, and remove
+    what they left on disk. The caller commits.
+
+    Args:
+        db: The session.
+        timeout_s: Seconds without a heartbeat after which a run's process counts as dead.
+        project: Only this project's runs.
+
+    Returns:
+        The ids of the runs marked failed.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=timeout_s)
+    query = select(TrainingRun).where(
+        TrainingRun.status == "running",
+        ((TrainingRun.heartbeat_at.is_(None)) & (TrainingRun.started_at < cutoff))
+        | (TrainingRun.heartbeat_at < cutoff),
+    )
+    if project is not None:
+        query = query.where(TrainingRun.project_id == project.id)
+    expired: list[int] = []
+    for run in db.scalars(query.with_for_update(skip_locked=True)):
+        last = run.heartbeat_at or run.started_at or run.created_at
+        silent_s = (now - aware(last)).total_seconds()
+        run.status, run.finished_at = "failed", now
+        run.error = (
+            f"no heartbeat for {silent_s:.0f} s: the worker was lost (its training process was killed, ran out of "
+            f"memory or passed NER_TRAIN_TIME_LIMIT_S) during '{run.stage}'; retrain to try again"
+        )
+        removed = remove_leftovers(db, run)
+        log.warning("run %s expired: %s; removed %s", run.id, run.error, removed or "nothing")
+        expired.append(run.id)
+    db.flush()
+    return expired
+
+
+def remove_leftovers(db: Session, run: TrainingRun) -> list[str]:
+    """Delete what a dead or failed run wrote before its version was recorded: its output directory and a
+    version directory it moved into place but never recorded. A recorded version's directory is never touched.
+
+    Returns:
+        The directories deleted.
+    """
+    if not run.output_dir:
+        return []
+    candidates = [Path(run.output_dir)]
+    if run.model_version:
+        candidates.append(Path(run.output_dir).parent / run.model_version)
+    recorded = [Path(p) for p in db.scalars(select(ModelVersion.path).where(ModelVersion.project_id == run.project_id))]
+    removed = []
+    for path in candidates:
+        if any(path == kept or path in kept.parents or kept in path.parents for kept in recorded):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
+
+
+def worker_identity() -> tuple[str, int]:
+    """This process's host and pid, as a run records them."""
+    return os.uname().nodename, os.getpid()
