@@ -107,7 +107,9 @@ def test_compose_has_the_deployment_services_and_volumes(compose: dict[str, Any]
     services = compose["services"]
     assert set(services) == {"postgres", "redis", *NERLOOP_SERVICES, "llm", "label-studio"}
     declared = set(compose["volumes"])
-    assert declared == {"pgdata", "models", "label-studio-data"}
+    assert declared == {"pgdata", "redisdata", "models", "label-studio-data"}
+    # the broker's queues survive a Redis restart (issue #10): an append-only file in a volume
+    assert "--appendonly" in services["redis"]["command"] and "redisdata:/data" in services["redis"]["volumes"]
     used = {
         str(volume).split(":", 1)[0] if isinstance(volume, str) else volume["source"]
         for service in services.values()
