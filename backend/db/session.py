@@ -15,10 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets foreign keys on and a busy timeout (web and worker share the file)."""
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10, pool_timeout_s: float = 30.0) -> Engine:
+    """An engine; SQLite gets foreign keys on and a busy timeout (web and worker share the file).
+
+    ``pool_size`` connections are kept, ``max_overflow`` more opened under load; a request that finds none free
+    within ``pool_timeout_s`` gets ``sqlalchemy.exc.TimeoutError`` (the API answers 503).
+    """
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout_s}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, record: Any) -> None:
@@ -29,7 +34,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def alembic_config(url: str) -> Config:

@@ -25,3 +25,9 @@ class UpstreamError(ServiceError):
     """A service we depend on (the LLM, Label Studio, the broker) failed or timed out."""
 
     status_code = 502
+
+
+class ModelUnavailableError(ServiceError):
+    """The serving model cannot be loaded and nothing else can answer for its types."""
+
+    status_code = 503

@@ -10,19 +10,26 @@ demonstrations. Rows are locked in ``ls_annotation_id`` order by every writer.
 What counts as a label change (the label watermark counts these): a live annotation appears, disappears or
 changes its label regions of the guide's control. A skip (``was_cancelled``) is not a label; skipping a task or
 deleting a skip changes nothing.
+
+The converted labels are materialised too: each event re-converts the one task it touches into ``task_label``
+(text and spans) and ``labeled_span`` (one row per span), so the dashboard's counts and the LLM's
+demonstrations read rows instead of converting every task of the project per request.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import spacy
-from sqlalchemy import select
+from spacy.language import Language
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import Annotation, DeletedTask, Project
+from backend.db.models import Annotation, DeletedTask, LabeledSpan, Project, TaskLabel
 from backend.db.upsert import upsert
 from backend.services.projects import guide_of
 from ml.converters import ConversionResult, from_label_studio
@@ -86,6 +93,7 @@ def save_annotation(db: Session, project: Project, state: AnnotationState, *, ev
         "event_id": event_id,
     }
     if _inserted(db, values):
+        index_tasks(db, project, [state.ls_task_id], event_id=event_id)
         return not state.was_cancelled
     row = _locked(db, project, state.ls_annotation_id)
     if row.deleted or _older(state.ls_updated_at, row.ls_updated_at):
@@ -95,6 +103,7 @@ def save_annotation(db: Session, project: Project, state: AnnotationState, *, ev
     for name, value in values.items():
         setattr(row, name, value)
     db.flush()
+    index_tasks(db, project, [state.ls_task_id], event_id=event_id)
     return before != _labels_of(row, from_name)
 
 
@@ -139,6 +148,7 @@ def delete_annotations(db: Session, project: Project, ls_annotation_ids: list[in
         Whether a live annotation went away.
     """
     changed = False
+    touched: list[int] = []
     for ls_id in sorted(set(ls_annotation_ids)):  # one lock order for every writer: no deadlock between them
         tombstone: dict[str, Any] = {
             "project_id": project.id,
@@ -153,7 +163,10 @@ def delete_annotations(db: Session, project: Project, ls_annotation_ids: list[in
             row = _locked(db, project, ls_id)
             changed |= _live(row)
             row.deleted, row.event_id = True, event_id
+            if row.ls_task_id is not None:
+                touched.append(row.ls_task_id)
     db.flush()
+    index_tasks(db, project, touched, event_id=event_id)
     return changed
 
 
@@ -178,6 +191,7 @@ def delete_tasks(db: Session, project: Project, ls_task_ids: list[int], *, event
         changed |= _live(row)
         row.deleted, row.event_id = True, event_id
     db.flush()
+    index_tasks(db, project, ls_task_ids, event_id=event_id)
     return changed
 
 
@@ -194,6 +208,11 @@ def annotated_tasks(db: Session, project: Project) -> list[dict[str, Any]]:
         .where(Annotation.project_id == project.id, Annotation.deleted.is_(False), Annotation.ls_task_id.is_not(None))
         .order_by(Annotation.ls_task_id, Annotation.ls_annotation_id)
     )
+    return _export_shape(rows)
+
+
+def _export_shape(rows: Iterable[Annotation]) -> list[dict[str, Any]]:
+    """Annotation rows (live ones, by task id) -> tasks in Label Studio's export shape."""
     tasks: dict[int, dict[str, Any]] = {}
     for row in rows:
         if row.ls_task_id is None:  # filtered above; narrows the type
@@ -223,7 +242,7 @@ def convert_labels(project: Project, tasks: list[dict[str, Any]]) -> ConversionR
     names = guide.label_studio
     return from_label_studio(
         tasks,
-        spacy.blank(guide.language),
+        _blank(guide.language),
         labels=guide.labels,
         policy="expand",
         from_name=names.from_name,
@@ -245,7 +264,95 @@ class StoredLabelsSource:
         return annotated_tasks(self._db, self._project)
 
 
+_tokenizers = threading.local()
+
+
+def _blank(language: str) -> Language:
+    """A blank pipeline per language and thread (made once: ``spacy.blank`` costs more than converting a task)."""
+    cache: dict[str, Language] = _tokenizers.__dict__.setdefault("by_language", {})
+    if language not in cache:
+        cache[language] = spacy.blank(language)
+    return cache[language]
+
+
+def index_tasks(db: Session, project: Project, ls_task_ids: Iterable[int], *, event_id: int | None) -> None:
+    """Re-convert these tasks' live annotations into ``task_label`` / ``labeled_span`` (the caller commits).
+
+    A task without a live annotation, or whose latest one cannot be converted, loses its rows.
+    """
+    ids = sorted(set(ls_task_ids))
+    if not ids:
+        return
+    if db.get_bind().dialect.name == "postgresql":
+        # two events about one task (two annotators) must not index it at once: each would miss the other's
+        # annotation, or both insert its row. After the lock, each statement sees what the other committed.
+        # (SQLite runs one writer at a time.) Taken in task order, after the annotation row locks.
+        for task_id in ids:
+            db.execute(select(func.pg_advisory_xact_lock(project.id, task_id)))
+    db.execute(delete(LabeledSpan).where(LabeledSpan.project_id == project.id, LabeledSpan.ls_task_id.in_(ids)))
+    db.execute(delete(TaskLabel).where(TaskLabel.project_id == project.id, TaskLabel.ls_task_id.in_(ids)))
+    rows = db.scalars(
+        select(Annotation)
+        .where(Annotation.project_id == project.id, Annotation.deleted.is_(False), Annotation.ls_task_id.in_(ids))
+        .order_by(Annotation.ls_task_id, Annotation.ls_annotation_id)
+    )
+    _store(db, project, convert_labels(project, _export_shape(rows)), event_id=event_id)
+
+
+def _store(db: Session, project: Project, converted: ConversionResult, *, event_id: int | None) -> None:
+    labels, spans = [], []
+    for doc in converted.docs:
+        task_id = int(doc.user_data["task_id"])
+        found = sorted(char_spans(doc), key=lambda s: (s.start, s.end))
+        labels.append(
+            {
+                "project_id": project.id,
+                "ls_task_id": task_id,
+                "text": doc.text,
+                "spans": [[s.start, s.end, s.label] for s in found],
+                "event_id": event_id,
+            }
+        )
+        spans += [{"project_id": project.id, "ls_task_id": task_id, "label": s.label} for s in found]
+    if labels:
+        db.execute(insert(TaskLabel), labels)
+    if spans:
+        db.execute(insert(LabeledSpan), spans)
+    db.flush()
+
+
+def index_labels(db: Session, project: Project, *, chunk: int = 2000) -> int:
+    """Rebuild a project's materialised labels from its label state (projects that predate them); the caller
+    commits. Returns how many labelled tasks were indexed."""
+    locked = db.scalars(select(Project).where(Project.id == project.id).with_for_update()).one()
+    db.execute(delete(LabeledSpan).where(LabeledSpan.project_id == project.id))
+    db.execute(delete(TaskLabel).where(TaskLabel.project_id == project.id))
+    tasks = annotated_tasks(db, project)
+    for start in range(0, len(tasks), chunk):
+        _store(db, project, convert_labels(project, tasks[start : start + chunk]), event_id=None)
+    locked.labels_indexed = project.labels_indexed = True
+    db.flush()
+    return int(db.scalar(select(func.count()).select_from(TaskLabel).where(TaskLabel.project_id == project.id)) or 0)
+
+
+def _indexed(db: Session, project: Project) -> None:
+    if not project.labels_indexed:
+        index_labels(db, project)
+
+
 def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[CharSpan]]]:
     """Each labelled task's text and spans (its latest live annotation, converted as for training), by task id."""
-    docs = convert_labels(project, annotated_tasks(db, project)).docs
-    return [(doc.text, char_spans(doc)) for doc in docs]
+    _indexed(db, project)
+    rows = db.execute(
+        select(TaskLabel.text, TaskLabel.spans).where(TaskLabel.project_id == project.id).order_by(TaskLabel.ls_task_id)
+    )
+    return [(text, [CharSpan(int(a), int(b), str(label)) for a, b, label in spans]) for text, spans in rows]
+
+
+def label_counts(db: Session, project: Project) -> dict[str, int]:
+    """How many spans of each entity type the labelled tasks hold (each task's latest live annotation)."""
+    _indexed(db, project)
+    rows = db.execute(
+        select(LabeledSpan.label, func.count()).where(LabeledSpan.project_id == project.id).group_by(LabeledSpan.label)
+    )
+    return {str(label): int(count) for label, count in rows}

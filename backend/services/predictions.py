@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -13,10 +15,11 @@ from sqlalchemy.orm import Session
 
 from backend.adapters.models import ModelRegistry
 from backend.db.models import Project
-from backend.services.errors import InvalidInputError
-from backend.services.llm_annotation import LLMAnnotator
+from backend.services.errors import InvalidInputError, ModelUnavailableError
+from backend.services.llm_annotation import LLMAnnotation, LLMAnnotator
 from backend.services.projects import current_model, guide_of
 from backend.services.routing import routing_table
+from backend.services.training import labels_count
 from ml.converters.label_studio import spans_to_results
 from ml.llm import prompt_version
 from ml.prediction import ScoredSpan
@@ -47,13 +50,133 @@ def version_tag(project: Project, routes: dict[str, RouteEntry], *, serving: str
     return f"{version or 'llm-only'}+{hashlib.sha256(basis.encode()).hexdigest()[:8]}"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a prediction needs from the database, read in one short session before any model or LLM runs."""
+
+    project: Project
+    tasks: list[TaskInput]
+    routes: dict[str, RouteEntry]
+    model_path: str | None
+    watermark: int
+    context: list[dict[str, Any]] | None
+
+    @property
+    def texts(self) -> list[str]:
+        """The tasks' texts, in order."""
+        return [task.text for task in self.tasks]
+
+    def routed(self, route: str) -> bool:
+        """Whether some entity type is routed to ``route`` (``model`` or ``llm``)."""
+        return any(entry.route == route for entry in self.routes.values())
+
+
+@dataclass(frozen=True)
+class ModelPart:
+    """The serving model's spans, the version that answered, and why it could not answer (None: it did)."""
+
+    version: str | None
+    spans: list[list[ScoredSpan]]
+    missing: str | None = None
+
+
+MISSING_LLM = "llm-missing"
+MISSING_MODEL = "model-missing"
+
+
 class Predictor:
-    """Pre-annotates a batch of tasks with the project's routed sources."""
+    """Pre-annotates a batch of tasks with the project's routed sources.
+
+    A prediction runs in three steps so that no database connection is held while a model or the LLM works:
+    ``plan`` (database reads, then the caller releases its session), the model part and the LLM part (started
+    at once, waited for at most ``NER_LLM__PREDICT_WAIT_S``), and ``assemble``.
+    """
 
     def __init__(self, registry: ModelRegistry, llm: LLMAnnotator | None, *, max_text_chars: int) -> None:
         self.registry = registry
         self.llm = llm
         self.max_text_chars = max_text_chars
+
+    def plan(
+        self, db: Session, project: Project, tasks: Sequence[TaskInput], context: list[dict[str, Any]] | None = None
+    ) -> Plan:
+        """Read what the prediction needs.
+
+        Raises:
+            InvalidInputError: a text is longer than ``NER_MAX_TEXT_CHARS``.
+        """
+        for task in tasks:
+            if len(task.text) > self.max_text_chars:
+                raise InvalidInputError(
+                    f"task {task.task_id}: text has {len(task.text)} characters, "
+                    f"more than the {self.max_text_chars} allowed (NER_MAX_TEXT_CHARS)"
+                )
+        routes = routing_table(db, project)
+        row = current_model(db, project)
+        llm = self.llm is not None and any(r.route == "llm" for r in routes.values())
+        return Plan(
+            project=project,
+            tasks=list(tasks),
+            routes=routes,
+            model_path=row.path if row is not None else None,
+            watermark=labels_count(db, project) if llm else 0,
+            context=context,
+        )
+
+    def start_llm(self, plan: Plan, *, deadline: float | None = None) -> Future[list[LLMAnnotation]] | None:
+        """Start the LLM part (None when no type is routed to it); see ``LLMAnnotator.start``."""
+        if self.llm is None or not plan.routed("llm"):
+            return None
+        return self.llm.start(plan.project, plan.texts, watermark=plan.watermark, deadline=deadline)
+
+    def model_part(self, plan: Plan) -> ModelPart:
+        """The serving model's spans for the plan's texts (CPU only, no database)."""
+        texts = plan.texts
+        if not plan.routed("model"):
+            return ModelPart(None, [[] for _ in texts])
+        version = plan.project.current_version
+        model = self.registry.get(plan.project.id, version=version, path=plan.model_path)
+        if model is None:
+            missing = None
+            if version is not None:  # a version is promoted but cannot be loaded: say so, never answer empty
+                missing = f"model version {version}: {self.registry.error(plan.project.id) or 'not loaded'}"
+            return ModelPart(None, [[] for _ in texts], missing)
+        return ModelPart(model.version, model.predict([model.make_doc(text) for text in texts]))
+
+    def assemble(
+        self, plan: Plan, model: ModelPart, llm: list[LLMAnnotation] | None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """One Label Studio prediction per task, in order, each with span scores and a task score.
+
+        ``llm`` None means the LLM part is missing (it did not answer within the wait): the model's types are
+        answered and the tag says ``~llm-missing``. A model that cannot be loaded gives ``~model-missing``; when
+        no type has a source left, ``ModelUnavailableError`` (503).
+        """
+        missing = []
+        if model.missing is not None:
+            if not plan.routed("llm"):
+                raise ModelUnavailableError(
+                    f"project {plan.project.id} cannot pre-annotate: {model.missing}; every type is routed to the "
+                    f"model (route some to the LLM, or roll back: POST /api/projects/{plan.project.id}/rollback)"
+                )
+            missing.append(MISSING_MODEL)
+        if llm is None and plan.routed("llm") and self.llm is not None:
+            missing.append(MISSING_LLM)
+        tag = version_tag(plan.project, plan.routes, serving=model.version)
+        if missing:
+            tag += "~" + "~".join(missing)
+        names = guide_of(plan.project).label_studio
+        from_llm = [a.spans for a in llm] if llm is not None else [[] for _ in plan.tasks]
+        out = []
+        for text, from_model, llm_spans in zip(plan.texts, model.spans, from_llm, strict=True):
+            spans = merge_routed(from_model, llm_spans, plan.routes)
+            if plan.context:
+                spans = with_context(text, plan.context, spans)
+            result = spans_to_results(
+                spans, from_name=names.from_name, to_name=names.to_name, label_values=names.labels
+            )
+            out.append({"result": result, "score": task_score(spans), "model_version": tag})
+        return tag, out
 
     def predict(
         self,
@@ -64,62 +187,40 @@ class Predictor:
         *,
         model_output: ModelOutput | None = None,
         use_llm: bool = True,
+        llm_wait_s: float | None = None,
     ) -> tuple[str, list[dict[str, Any]]]:
-        """One Label Studio prediction per task, in order, each with span scores and a task score.
+        """Plan, run both parts and assemble, in this thread (the workers' path; ``/predict`` runs the same steps
+        without holding a thread while it waits for the LLM).
 
         Args:
-            db: The session.
+            db: The session; its transaction ends (``commit``) before the model and the LLM run.
             project: The project.
             tasks: The tasks.
             context: Regions the annotator drew (interactive pre-annotation), if any.
             model_output: The serving model's version and spans for these tasks, when already computed.
             use_llm: False leaves the types routed to the LLM empty (the ``llm`` queue adds them later).
+            llm_wait_s: How long to wait for the LLM part (None: until it ends).
 
         Returns:
             The model version tag and the predictions.
+
+        Raises:
+            UpstreamError: the LLM failed (not merely slow).
         """
-        for task in tasks:
-            if len(task.text) > self.max_text_chars:
-                raise InvalidInputError(
-                    f"task {task.task_id}: text has {len(task.text)} characters, "
-                    f"more than the {self.max_text_chars} allowed (NER_MAX_TEXT_CHARS)"
-                )
-        routes = routing_table(db, project)
-        texts = [t.text for t in tasks]
-        serving, model_spans = model_output or self._model_spans(db, project, texts, routes)
-        llm_spans = self._llm_spans(db, project, texts, routes) if use_llm else [[] for _ in texts]
-        tag = version_tag(project, routes, serving=serving)
-        guide = guide_of(project)
-        names = guide.label_studio
-        out = []
-        for text, from_model, from_llm in zip(texts, model_spans, llm_spans, strict=True):
-            spans = merge_routed(from_model, from_llm, routes)
-            if context:
-                spans = with_context(text, context, spans)
-            result = spans_to_results(
-                spans, from_name=names.from_name, to_name=names.to_name, label_values=names.labels
-            )
-            out.append({"result": result, "score": task_score(spans), "model_version": tag})
-        return tag, out
-
-    def _model_spans(
-        self, db: Session, project: Project, texts: list[str], routes: dict[str, RouteEntry]
-    ) -> ModelOutput:
-        """The version that answered (None: the promoted one, not needed or not loadable) and its spans."""
-        if not any(r.route == "model" for r in routes.values()):
-            return None, [[] for _ in texts]
-        row = current_model(db, project)
-        model = self.registry.get(project.id, version=project.current_version, path=row.path if row else None)
-        if model is None:
-            return None, [[] for _ in texts]
-        return model.version, model.predict([model.make_doc(text) for text in texts])
-
-    def _llm_spans(
-        self, db: Session, project: Project, texts: list[str], routes: dict[str, RouteEntry]
-    ) -> list[list[ScoredSpan]]:
-        if self.llm is None or not any(r.route == "llm" for r in routes.values()):
-            return [[] for _ in texts]
-        return [a.spans for a in self.llm.annotate(db, project, texts)]
+        plan = self.plan(db, project, tasks, context)
+        db.commit()  # no connection is held while the model or the LLM works
+        deadline = None if llm_wait_s is None else time.monotonic() + llm_wait_s
+        job = self.start_llm(plan, deadline=deadline) if use_llm else None
+        model = ModelPart(*model_output) if model_output is not None else self.model_part(plan)
+        llm: list[LLMAnnotation] | None = None
+        if job is not None:
+            try:
+                llm = job.result(timeout=llm_wait_s)
+            except TimeoutError:
+                llm = None
+        elif not use_llm:
+            llm = [LLMAnnotation([], 0, cached=False) for _ in plan.tasks]
+        return self.assemble(plan, model, llm)
 
 
 def with_context(text: str, context: list[dict[str, Any]], predicted: list[ScoredSpan]) -> list[ScoredSpan]:

@@ -16,6 +16,7 @@ from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor, TaskInput, version_tag
 from backend.services.projects import current_model, guide_of
 from backend.services.routing import routing_table
+from backend.services.training import labels_count
 from ml.converters.label_studio import results_to_spans, spans_to_results
 from ml.model_store import load_model
 from ml.promotion import in_dev_split
@@ -190,11 +191,13 @@ def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnota
     todo = [row for row in head if not row.complete]
     guide = guide_of(project)
     names = guide.label_studio
-    step = llm.settings.concurrency  # one annotate call per chunk: its calls run in parallel, one demo pool read
+    watermark = labels_count(db, project)
+    db.commit()  # no connection held while Label Studio and the LLM are asked
+    step = llm.settings.concurrency  # one annotate call per chunk: its calls run in parallel
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
         texts = [sink.task_text(row.ls_task_id, field=names.text_field) or "" for row in chunk]
-        annotations = llm.annotate(db, project, texts)
+        annotations = llm.annotate(project, texts, watermark=watermark)
         for row, annotation in zip(chunk, annotations, strict=True):
             held = results_to_spans(row.spans, label_names=guide.label_names)
             merged = merge_routed(held, annotation.spans, routes)

@@ -15,7 +15,8 @@ from backend.services.llm_annotation import LLMAnnotator
 from backend.services.projects import register_project
 from backend.settings import LLMSettings
 from ml.converters import load_docs
-from tests.conftest import open_db
+from backend.db.session import session_scope
+from tests.conftest import sessions_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -42,12 +43,13 @@ def test_real_llm_spans_are_in_the_text_costed_and_cached(
         price_output_per_million=2.0,
         concurrency=2,
     )
-    annotator = LLMAnnotator(OpenAIChatClient(settings), settings)
-    with open_db(url) as db:
+    with sessions_for(url) as sessions, session_scope(sessions) as db:
+        annotator = LLMAnnotator(OpenAIChatClient(settings), settings, sessions)
         project = register_project(db, ls_project_id=1, guide=conll_guide)
-        first = annotator.annotate(db, project, texts)
+        db.commit()  # the annotator stores completions in sessions of its own
+        first = annotator.annotate(project, texts, watermark=0)
         calls = db.scalars(select(LLMCall)).all()
-        again = annotator.annotate(db, project, texts)
+        again = annotator.annotate(project, texts, watermark=0)
         n_calls = db.scalar(select(func.count()).select_from(LLMCall))
     assert len(first) == len(texts) and n_calls == len(texts) == len(calls)
     for text, annotation in zip(texts, first, strict=True):

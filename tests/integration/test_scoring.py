@@ -27,7 +27,8 @@ from backend.services.scoring import llm_pass, rescore
 from backend.settings import LLMSettings
 from ml.converters import load_docs
 from ml.training import TrainedModel
-from tests.conftest import open_db, promote
+from backend.db.session import session_scope
+from tests.conftest import open_db, promote, sessions_for
 from tests.integration.scripted_llm import Script, scripted_llm
 
 pytestmark = pytest.mark.integration
@@ -82,9 +83,9 @@ def test_rescore_once_per_version_then_llm_pass_on_the_next_tasks(
     texts = {100 + i: text for i, text in enumerate(unique[:30])}
     store = RecordingLabelStudio(texts)
     script = Script()
-    with scripted_llm(script) as url, open_db(database_url) as db:
+    with scripted_llm(script) as url, sessions_for(database_url) as sessions, session_scope(sessions) as db:
         settings = LLMSettings(base_url=url, response_format="none", max_retries=0, timeout_s=5, demonstrations=0)
-        annotator = LLMAnnotator(OpenAIChatClient(settings), settings)
+        annotator = LLMAnnotator(OpenAIChatClient(settings), settings, sessions)
         project = register_project(db, ls_project_id=9, guide=conll_guide, retrain_threshold=5)
         promote(db, project, small_model)
         for label in ("location", "organisation", "misc"):
