@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import openai
+from openai.types.chat import ChatCompletion
 
+from backend.db.ids import MAX_ID
 from backend.services.errors import UpstreamError
 from backend.settings import LLMSettings
 
@@ -85,11 +87,38 @@ class OpenAIChatClient:
             raise UpstreamError(f"the LLM at {self._settings.base_url} answered HTTP {exc.status_code}") from None
         except openai.APIConnectionError:
             raise UpstreamError(f"cannot reach the LLM at {self._settings.base_url}") from None
-        usage = response.usage
-        content = response.choices[0].message.content if response.choices else None
+        except (openai.APIResponseValidationError, ValueError):  # a 200 whose body is not JSON
+            raise self._unusable("a body that is not JSON") from None
+        content, prompt_tokens, completion_tokens = self._read(response)
         return Completion(
-            content=content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            content=content,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             latency_ms=int((time.monotonic() - started) * 1000),
         )
+
+    def _read(self, response: object) -> tuple[str, int, int]:
+        """The answer's text and token counts, checked: the client builds the response without validating it,
+        and what is read here is stored (an empty ``choices`` is an empty answer, as before)."""
+        if isinstance(response, str):  # what the client returns for a body that is not JSON
+            raise self._unusable(f"a body that is not JSON (it begins {response[:40]!r})")
+        if not isinstance(response, ChatCompletion) or not isinstance(response.choices, list):
+            raise self._unusable("a body that is not a chat completion")
+        content = response.choices[0].message.content if response.choices else None
+        if content is not None and not isinstance(content, str):
+            raise self._unusable("a message content that is not text")
+        text = content or ""
+        if "\x00" in text:
+            raise self._unusable("a NUL character in its text")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self._unusable("a lone UTF-16 surrogate in its text") from None
+        usage = response.usage
+        counts = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (0, 0)
+        if not all(type(count) is int and 0 <= count <= MAX_ID for count in counts):
+            raise self._unusable(f"impossible token counts {counts!r:.80}")
+        return text, counts[0], counts[1]
+
+    def _unusable(self, what: str) -> UpstreamError:
+        return UpstreamError(f"the LLM at {self._settings.base_url} answered HTTP 200 with {what}; check the endpoint")

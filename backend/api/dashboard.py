@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
 from backend.api.deps import DbSession, require_auth
+from backend.db.ids import DbId
 from backend.db.models import Project
 from backend.services.progress import project_progress
 from backend.services.projects import project_by_id
@@ -36,7 +37,7 @@ def index(db: DbSession) -> str:
 
 
 @router.get("/{project_id}", response_class=HTMLResponse)
-def project_page(project_id: int, db: DbSession) -> str:
+def project_page(project_id: DbId, db: DbSession) -> str:
     """One project's progress towards its per-type target."""
     data = project_progress(db, project_by_id(db, project_id))
     return _page(f"nerloop: {data['name']}", render(data))

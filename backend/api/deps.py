@@ -43,26 +43,40 @@ def get_jobs(request: Request) -> JobQueue:
 
 
 def require_auth(request: Request, settings: Annotated[Settings, Depends(get_app_settings)]) -> None:
-    """Basic auth (what Label Studio offers ML backends) or a bearer token, when configured."""
+    """Basic auth (what Label Studio offers ML backends) or a bearer token, when configured.
+
+    Credentials are compared as bytes: ``secrets.compare_digest`` refuses non-ASCII text, and a header may carry
+    any byte (a wrong non-ASCII credential is a 401 like any wrong one).
+    """
     if settings.auth_token is None and settings.auth_username is None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     token = settings.auth_token
-    if token is not None and scheme.lower() == "bearer" and secrets.compare_digest(value, token.get_secret_value()):
+    if token is not None and scheme.lower() == "bearer" and _same(_header_bytes(value), token.get_secret_value()):
         return
     if settings.auth_username is not None and settings.auth_password is not None and scheme.lower() == "basic":
         try:
-            user, _, password = base64.b64decode(value).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            user, password = "", ""
-        if secrets.compare_digest(user, settings.auth_username) and secrets.compare_digest(
-            password, settings.auth_password.get_secret_value()
-        ):
+            user, _, password = base64.b64decode(value).partition(b":")
+        except ValueError:  # binascii.Error, and non-ASCII text, which b64decode refuses
+            user, password = b"", b""
+        # both compared, always: the time taken says nothing about which one was wrong
+        user_ok = _same(user, settings.auth_username)
+        if _same(password, settings.auth_password.get_secret_value()) and user_ok:
             return
     raise HTTPException(
         401, "authentication required (basic auth or bearer token)", headers={"WWW-Authenticate": "Basic"}
     )
+
+
+def _header_bytes(value: str) -> bytes:
+    """A header value as it came on the wire (Starlette decodes headers as latin-1)."""
+    return value.encode("latin-1")
+
+
+def _same(given: bytes, expected: str) -> bool:
+    """Constant-time comparison of a credential's bytes with the configured (UTF-8) secret."""
+    return secrets.compare_digest(given, expected.encode())
 
 
 DbSession = Annotated[Session, Depends(get_db)]

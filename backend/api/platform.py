@@ -11,6 +11,7 @@ from sqlalchemy import select
 from backend.adapters.jobs import TaskName
 from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
 from backend.api.schemas import Rollback, RouteOverride
+from backend.db.ids import DbId
 from backend.db.models import Project, TrainingRun
 from backend.services import progress, training
 from backend.services.errors import UpstreamError
@@ -38,7 +39,7 @@ def list_projects(db: DbSession) -> list[dict[str, Any]]:
 
 
 @router.get("/projects/{project_id}/routing")
-def get_routing(project_id: int, db: DbSession) -> dict[str, Any]:
+def get_routing(project_id: DbId, db: DbSession) -> dict[str, Any]:
     """The routing table: per type its route, why, and the F1 it is based on."""
     project = project_by_id(db, project_id)
     return {
@@ -49,7 +50,7 @@ def get_routing(project_id: int, db: DbSession) -> dict[str, Any]:
 
 
 @router.put("/projects/{project_id}/routing/{label}")
-def put_routing(project_id: int, label: str, body: RouteOverride, db: DbSession) -> dict[str, Any]:
+def put_routing(project_id: DbId, label: str, body: RouteOverride, db: DbSession) -> dict[str, Any]:
     """Route one type by hand (``model`` / ``llm``) or back to the computed route (``auto``)."""
     project = project_by_id(db, project_id)
     set_override(db, project, label=label, route=body.route)
@@ -58,19 +59,19 @@ def put_routing(project_id: int, label: str, body: RouteOverride, db: DbSession)
 
 
 @router.get("/projects/{project_id}/llm-costs")
-def get_llm_costs(project_id: int, db: DbSession) -> dict[str, Any]:
+def get_llm_costs(project_id: DbId, db: DbSession) -> dict[str, Any]:
     """What LLM pre-annotation has cost: calls, tokens, dollars, dropped entities, per 1,000 documents."""
     return progress.llm_costs(db, project_by_id(db, project_id))
 
 
 @router.get("/projects/{project_id}/progress")
-def get_progress(project_id: int, db: DbSession) -> dict[str, Any]:
+def get_progress(project_id: DbId, db: DbSession) -> dict[str, Any]:
     """The dashboard's data: labels per type, F1 per version, forecasts, throughput, costs."""
     return progress.project_progress(db, project_by_id(db, project_id))
 
 
 @router.post("/projects/{project_id}/retrain", status_code=202)
-def post_retrain(project_id: int, db: DbSession, jobs: JobsDep) -> dict[str, Any]:
+def post_retrain(project_id: DbId, db: DbSession, jobs: JobsDep) -> dict[str, Any]:
     """Start a training run at the current label watermark (a no-op if it exists); poll ``/api/runs/{id}``."""
     run, created = training.manual_run(db, project_by_id(db, project_id), trigger="api")
     db.commit()
@@ -85,7 +86,7 @@ def post_retrain(project_id: int, db: DbSession, jobs: JobsDep) -> dict[str, Any
 
 
 @router.get("/projects/{project_id}/runs")
-def get_runs(project_id: int, db: DbSession) -> list[dict[str, Any]]:
+def get_runs(project_id: DbId, db: DbSession) -> list[dict[str, Any]]:
     """A project's training runs, newest first."""
     project_by_id(db, project_id)
     rows = db.scalars(select(TrainingRun).where(TrainingRun.project_id == project_id).order_by(TrainingRun.id.desc()))
@@ -93,14 +94,14 @@ def get_runs(project_id: int, db: DbSession) -> list[dict[str, Any]]:
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: int, db: DbSession) -> dict[str, Any]:
+def get_run(run_id: DbId, db: DbSession) -> dict[str, Any]:
     """One run: status, stage, progress, ETA, error, the promotion decision."""
     return training.run_summary(training.run_by_id(db, run_id))
 
 
 @router.post("/projects/{project_id}/rollback")
 def post_rollback(
-    project_id: int,
+    project_id: DbId,
     body: Rollback,
     db: DbSession,
     jobs: JobsDep,

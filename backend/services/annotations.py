@@ -8,15 +8,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from annotation_guide import Guide
+from backend.db.ids import StrictDbId, is_db_id
 from backend.db.models import Annotation, AnnotationEvent, Project
 from backend.db.upsert import upsert
 from backend.services import label_state
 from backend.services.errors import InvalidInputError
-from backend.services.projects import project_by_ls_id
+from backend.services.projects import guide_of, project_by_ls_id
+from backend.settings import Settings
 from ml.converters.label_studio_tasks import parse_timestamp
 
 # the events that can change a project's labels (Label Studio 1.23 never sends ANNOTATION_DELETED);
@@ -33,19 +36,19 @@ class _Loose(BaseModel):
 class WebhookProject(_Loose):
     """The project part of an event."""
 
-    id: StrictInt
+    id: StrictDbId
 
 
 class WebhookId(_Loose):
     """An item of ``annotations`` / ``tasks`` in a deletion event."""
 
-    id: StrictInt
+    id: StrictDbId
 
 
 class WebhookTask(_Loose):
     """The task part of an annotation event."""
 
-    id: StrictInt
+    id: StrictDbId
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -53,11 +56,11 @@ class WebhookAnnotation(_Loose):
     """The annotation part of an annotation event: what the label state needs, checked strictly, because one
     malformed annotation stored would be read by every later training run."""
 
-    id: StrictInt
+    id: StrictDbId
     result: list[dict[str, Any]]
     was_cancelled: bool = False
     updated_at: str | None = None
-    lead_time: float | None = None
+    lead_time: float | None = Field(default=None, allow_inf_nan=False)
     completed_by: Any = None
 
 
@@ -110,6 +113,44 @@ def parse_event(body: Any) -> WebhookEvent:
     return event
 
 
+def check_annotation(guide: Guide, event: WebhookEvent, *, max_text_chars: int) -> None:
+    """Refuse an annotation event that must never be stored, where the converter could not tell: a text over the
+    limit, or a label region of the guide's control with a label outside the guide (the ``expand`` conversion
+    would drop that region and keep the task, teaching ``O`` where the annotator marked an entity). What the
+    converter reads and reports itself (offsets outside the text, malformed or overlapping regions) is stored:
+    it leaves such a task out, or keeps one of two overlapping regions, and counts the issue.
+
+    Args:
+        guide: The project's guide (its labels and Label Studio names).
+        event: A validated annotation event.
+        max_text_chars: The longest task text accepted (``NER_MAX_TEXT_CHARS``).
+
+    Raises:
+        InvalidInputError: (422) naming the field, e.g. ``annotation.result.0.value.labels``.
+    """
+    if event.task is None or event.annotation is None:
+        return
+    names = guide.label_studio
+    text = event.task.data.get(names.text_field)
+    if isinstance(text, str) and len(text) > max_text_chars:
+        raise InvalidInputError(
+            f"task.data.{names.text_field}: text has {len(text)} characters, more than the {max_text_chars} "
+            "allowed (NER_MAX_TEXT_CHARS); split the document or raise the limit"
+        )
+    known = {*guide.labels, *guide.label_names}
+    for index, region in enumerate(event.annotation.result):
+        value = region.get("value")
+        if region.get("type") != "labels" or region.get("from_name", names.from_name) != names.from_name:
+            continue
+        labels = value.get("labels") if isinstance(value, dict) else None
+        unknown = [x for x in labels if not isinstance(x, str) or x not in known] if isinstance(labels, list) else []
+        if unknown:
+            raise InvalidInputError(
+                f"annotation.result.{index}.value.labels: {str(unknown[0])[:60]!r} is not a label of the project's "
+                f"guide ({', '.join(sorted(known))}); update the guide, or the labeling config to match it"
+            )
+
+
 def event_key(body: dict[str, Any]) -> str:
     """The natural key of an event: a hash of its canonical JSON (a redelivery hashes the same).
 
@@ -123,26 +164,30 @@ def event_key(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def ingest(db: Session, body: dict[str, Any]) -> Ingested:
+def ingest(db: Session, body: dict[str, Any], *, max_text_chars: int | None = None) -> Ingested:
     """Store an annotation or training event once (insert ... on conflict do nothing) and apply it to the
     project's label state (``backend.services.label_state``) in the same transaction.
 
     Args:
         db: The session (the caller commits).
         body: The raw webhook JSON.
+        max_text_chars: The longest task text accepted (``NER_MAX_TEXT_CHARS``; None: its default).
 
     Returns:
         The stored event's id, whether this delivery created it, and whether it changed the labels; other
         actions, and deletions of tasks nerloop holds no annotation of, are not stored.
 
     Raises:
-        InvalidInputError: the body is malformed (nothing is stored).
+        InvalidInputError: the body is malformed, or its annotation cannot be this project's (nothing is stored;
+            see :func:`check_annotation`).
         NotFoundError: the project is not registered with nerloop.
     """
     event = parse_event(body)
     project = _project_of(db, event) if event.action in STORED_ACTIONS else None
     if project is None:
         return Ingested(None, None, event.action, created=False)
+    limit = max_text_chars if max_text_chars is not None else Settings.model_fields["max_text_chars"].default
+    check_annotation(guide_of(project), event, max_text_chars=limit)
     key = event_key(body)
     annotation, task = event.annotation, event.task
     new_id = db.execute(
@@ -198,12 +243,13 @@ def _state(annotation: WebhookAnnotation, task: WebhookTask) -> label_state.Anno
         was_cancelled=annotation.was_cancelled,
         ls_updated_at=parse_timestamp(annotation.updated_at),
         lead_time_s=annotation.lead_time,
-        completed_by=by if isinstance(by, int) else _int((by or {}).get("id") if isinstance(by, dict) else None),
+        completed_by=_int(by.get("id") if isinstance(by, dict) else by),
     )
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) else None
+    """A user id as stored; one that is not an id (or does not fit the column) is stored as unknown."""
+    return value if type(value) is int and is_db_id(value) else None
 
 
 @dataclass(frozen=True)

@@ -8,22 +8,23 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tests.conftest import free_port
 
 
 @dataclass
 class Script:
-    """How the server answers: ``mode`` is capitalised-words | garbage | slow | error; ``fail_first`` answers
-    that many requests with ``fail_status`` first."""
+    """How the server answers: ``mode`` is capitalised-words | garbage | slow | error, or one of the broken
+    answers of :data:`BROKEN` (an HTTP 200 nerloop cannot use); ``fail_first`` answers that many requests with
+    ``fail_status`` first."""
 
     mode: str = "capitalised"
     fail_first: int = 0
@@ -45,15 +46,44 @@ def _answer(script: Script, body: dict[str, Any]) -> str:
     )
 
 
+def _completion(body: dict[str, Any], content: object, usage: object) -> dict[str, Any]:
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": usage,
+    }
+
+
+USAGE = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+
+BROKEN: dict[str, Callable[[dict[str, Any]], Response]] = {
+    "nul": lambda body: JSONResponse(_completion(body, '{"entities": []}\x00', USAGE)),
+    "surrogate": lambda body: Response(
+        json.dumps(_completion(body, "Peter \ud800", USAGE)), media_type="application/json"
+    ),
+    "not-json": lambda body: Response("<html>502 Bad Gateway</html>", media_type="text/html"),
+    "broken-json": lambda body: Response('{"choices": [', media_type="application/json"),
+    "json-list": lambda body: JSONResponse([1, 2]),
+    "content-not-text": lambda body: JSONResponse(_completion(body, {"entities": []}, USAGE)),
+    "huge-usage": lambda body: JSONResponse(_completion(body, "{}", {**USAGE, "prompt_tokens": 2**40})),
+}
+"""HTTP 200 answers an OpenAI-compatible server should never give, by mode."""
+
+
 def _app(script: Script) -> FastAPI:
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
-    async def complete(request: Request) -> JSONResponse:
+    async def complete(request: Request) -> Response:
         body = await request.json()
         script.requests.append(body)
         if len(script.requests) <= script.fail_first:
             return JSONResponse({"error": {"message": "scripted failure"}}, status_code=script.fail_status)
+        if script.mode in BROKEN:
+            return BROKEN[script.mode](body)
         if script.mode == "slow" or "SLOW" in body["messages"][-1]["content"]:
             await asyncio.sleep(script.delay_s or 5.0)
         content = _answer(script, body)
