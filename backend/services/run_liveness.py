@@ -50,6 +50,11 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
 
+    @property
+    def beating(self) -> bool:
+        """Whether the thread still beats."""
+        return self._thread.is_alive()
+
     def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self

@@ -27,7 +27,7 @@ from backend.api.app import create_app
 from backend.db.models import AnnotationEvent, ModelVersion, Project, TrainingRun, utcnow
 from backend.services.annotations import ingest
 from backend.services.projects import register_project
-from backend.services.run_liveness import expire_stale_runs, remove_leftovers
+from backend.services.run_liveness import Heartbeat, expire_stale_runs, remove_leftovers
 from backend.services.sweep import resend_queued_runs, start_due_retrains
 from backend.services.training import request_run, retrain_if_due
 from backend.settings import LLMSettings, Settings
@@ -126,6 +126,31 @@ def test_a_run_that_stopped_beating_is_failed_with_a_reason_and_its_leftovers_re
         assert alive.status == "running" and queued.status == "queued"  # a long training that beats lives on
         assert small_model.path.is_dir() and (small_model.path.parent).is_dir()
         assert remove_leftovers(db, pointing_at_a_version) == []
+
+
+def test_the_heartbeat_beats_while_the_work_is_silent_and_stops_once_the_run_is_not_its_own(
+    database_url: str, conll_guide: Guide
+) -> None:
+    with open_db(database_url) as db:
+        project = register_project(db, ls_project_id=LS_PROJECT, guide=conll_guide)
+        run, _ = request_run(db, project, trigger="cli", watermark=5)
+        run.status, run.attempt, run.started_at = "running", 1, utcnow() - timedelta(hours=1)
+        run.heartbeat_at = utcnow() - timedelta(hours=1)
+        run_id = run.id
+
+    def expire(timeout_s: float) -> list[int]:
+        with open_db(database_url) as db:
+            return expire_stale_runs(db, timeout_s=timeout_s)
+
+    with sessions_for(database_url) as sessions, Heartbeat(sessions, run_id, attempt=1, interval_s=0.2) as beat:
+        for _ in range(3):  # no progress is reported at all: the thread alone keeps the run alive
+            time.sleep(0.5)
+            assert expire(timeout_s=2) == []
+        with open_db(database_url) as db:  # another attempt owns the run now (it was expired and asked for again)
+            db.get(TrainingRun, run_id).attempt = 2  # type: ignore[union-attr]
+        _wait(lambda: not beat.beating, 10, "the heartbeat kept beating for an attempt that is over")
+    with open_db(database_url) as db:
+        assert db.get(TrainingRun, run_id).status == "running"  # type: ignore[union-attr]
 
 
 def test_a_failed_run_does_not_block_retraining_but_the_sweep_does_not_retry_it(
