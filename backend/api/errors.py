@@ -8,6 +8,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
 from backend.services.errors import ServiceError
@@ -41,6 +42,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(PoolTimeoutError)
+    async def pool_exhausted(request: Request, exc: PoolTimeoutError) -> JSONResponse:
+        log.warning("no free database connection for %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"error": "the database is busy (no free connection; NER_DB_POOL_SIZE, NER_DB_MAX_OVERFLOW); retry"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -242,3 +242,17 @@ def test_a_model_that_cannot_be_loaded_is_said_never_answered_empty(
     assert {item["value"]["labels"][0] for item in result["result"]} == {"person"}  # the LLM's type still answered
     assert refused.status_code == 503
     assert "v-broken" in refused.json()["error"] and "cannot be loaded" in refused.json()["error"]
+
+
+def test_no_free_database_connection_is_a_503_not_a_500(database_url: str, redis_url: str) -> None:
+    settings = Settings(database_url=database_url, redis_url=redis_url, db_pool_size=1, db_max_overflow=0)
+    settings.db_pool_timeout_s = 0.5
+    app = create_app(settings)
+    with TestClient(app) as http:
+        engine = app.state.sessions.kw["bind"]
+        with engine.connect():  # someone holds the only connection
+            busy = http.get("/api/projects")
+        free = http.get("/api/projects")
+    assert busy.status_code == 503 and "database is busy" in busy.json()["error"]
+    assert busy.headers["retry-after"] == "5"
+    assert free.status_code == 200
