@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from annotation_guide import Guide
 from backend.adapters.llm import OpenAIChatClient
 from backend.db.models import LLMCall
+from backend.db.session import session_scope
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.projects import register_project
 from backend.settings import LLMSettings
 from ml.converters import load_docs
-from backend.db.session import session_scope
 from tests.conftest import sessions_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

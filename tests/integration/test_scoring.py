@@ -19,6 +19,7 @@ from annotation_guide import Guide
 from backend.adapters.llm import OpenAIChatClient
 from backend.adapters.models import ModelRegistry
 from backend.db.models import LLMCall, Prediction
+from backend.db.session import session_scope
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor
 from backend.services.projects import register_project
@@ -27,7 +28,6 @@ from backend.services.scoring import llm_pass, rescore
 from backend.settings import LLMSettings
 from ml.converters import load_docs
 from ml.training import TrainedModel
-from backend.db.session import session_scope
 from tests.conftest import open_db, promote, sessions_for
 from tests.integration.scripted_llm import Script, scripted_llm
 
