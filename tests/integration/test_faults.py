@@ -5,6 +5,7 @@ Real processes throughout: a `nerloop worker`, a private `redis-server` where th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -304,6 +305,55 @@ def test_a_killed_training_is_failed_within_the_heartbeat_timeout_and_the_next_e
         version = db.scalars(select(ModelVersion)).one()
     assert Path(version.path).is_dir() and Path(version.path).parent == Path(run.output_dir).parent
     assert [p.name for p in Path(version.path).parent.iterdir() if p.name.startswith(".run-")] == []
+
+
+def _training_run(database_url: str) -> TrainingRun | None:
+    """The first run, once its process trains and has written into its output directory."""
+    runs = _runs(database_url)
+    run = runs[0] if runs else None
+    if run is None or run.stage != "train" or not run.output_dir or not run.pid:
+        return None
+    return run if any(Path(run.output_dir).glob(".training-*")) else None
+
+
+@pytest.mark.slow
+def test_killing_the_worker_main_process_leaves_no_training_message_behind(
+    database_url: str, redis_url: str, conll_guide: Guide, shared_data: Path, tmp_path: Path
+) -> None:
+    settings = _settings(database_url, redis_url, tmp_path / "models")
+    _register(database_url, conll_guide)
+    events = _events(shared_data, conll_guide, THRESHOLD + 1)
+    trainer_pid = None
+    with TestClient(create_app(settings)) as client:
+        try:
+            with _worker(settings, tmp_path / "worker.log") as worker:
+                for event in events[:THRESHOLD]:
+                    client.post("/webhook", json=event)
+                _wait(
+                    lambda: _training_run(database_url), 90, lambda: f"no run reached training: {_runs(database_url)}"
+                )
+                trainer_pid = _training_run(database_url).pid  # type: ignore[union-attr]
+                os.kill(worker.pid, signal.SIGKILL)
+                worker.wait()
+            # the training message was acknowledged when the training started: nothing waits for the visibility
+            # timeout (hours) in Redis's unacked set
+            unacked = redis.Redis.from_url(redis_url).hvals("unacked")
+            assert not [m for m in unacked if b"workers.train_run" in m], unacked
+            # its training process either finishes the run or dies and is expired: the run ends, within minutes
+            _wait(
+                lambda: _runs(database_url)[0].status in ("succeeded", "failed"), 120, lambda: str(_runs(database_url))
+            )
+            with _worker(settings, tmp_path / "worker-2.log"):  # a new worker; the next label event trains if needed
+                client.post("/webhook", json=events[THRESHOLD])
+                _wait(
+                    lambda: [r.status for r in _runs(database_url)] == ["succeeded"],
+                    120,
+                    lambda: f"no model after the worker was killed: {_runs(database_url)}",
+                )
+        finally:
+            if trainer_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(trainer_pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- a broker that goes away and comes back
