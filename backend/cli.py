@@ -45,7 +45,19 @@ def serve(
 ) -> None:
     """Run the ML backend and platform API (migrates the database first)."""
     upgrade(get_settings().database_url)
-    uvicorn.run("backend.api.app:create_app", factory=True, host=host, port=port, log_level="info")
+    # timeout_keep_alive: uvicorn closes an idle keep-alive connection after 5 s by default, while clients keep
+    # them longer (a requests session or a proxy's upstream pool: no expiry or 60 s; httpx: also 5 s), so a
+    # request sent on a connection the server is closing gets no reply. An idle timeout longer than theirs
+    # (nginx's 75 s) keeps the server from closing a connection a client is about to reuse. It does not cover
+    # a 5xx: uvicorn closes the connection after an unhandled exception (bench/RESULTS.md, webhook burst).
+    uvicorn.run(
+        "backend.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_keep_alive=75,
+    )
 
 
 @project_app.command("create")
