@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -55,13 +56,20 @@ def create_app(
             )
             for project_id, path in rows:
                 registry.preload(project_id, path)
+        # label indexes and demonstration indexes are built in the background: the app answers meanwhile
+        warming = threading.Event()
+        warm_up = threading.Thread(target=_warm_up, args=(app, warming), name="warm-up", daemon=True)
+        warm_up.start()
         stop = asyncio.Event()
         sweeper = asyncio.create_task(_sweep_periodically(app, settings, stop))
         try:
             yield
         finally:
             stop.set()
+            warming.set()
             await sweeper  # a sweep under way ends first (its broker calls time out within a second or two)
+            await asyncio.to_thread(warm_up.join)  # nothing may use the engine once it is disposed
+            await asyncio.to_thread(app.state.predictor.close)
             engine.dispose()
 
     app = FastAPI(title="nerloop", version="0.1.0", lifespan=lifespan)
@@ -72,6 +80,13 @@ def create_app(
     app.include_router(platform.router)
     app.include_router(dashboard.router)
     return app
+
+
+def _warm_up(app: FastAPI, stop: threading.Event) -> None:
+    try:
+        app.state.predictor.warm_up(app.state.sessions, stop)
+    except Exception:  # requests build what they need themselves; this only saves them the wait
+        log.exception("warm-up failed")
 
 
 async def _sweep_periodically(app: FastAPI, settings: Settings, stop: asyncio.Event) -> None:

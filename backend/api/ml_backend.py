@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
@@ -21,6 +22,7 @@ from backend.services.errors import InvalidInputError
 from backend.services.predictions import Plan, Predictor, TaskInput, version_tag
 from backend.services.projects import guide_of, project_by_ls_id
 from backend.services.routing import routing_table
+from backend.services.training import due_watermark
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,10 @@ def webhook(db: DbSession, jobs: JobsDep, body: Any = Body(...)) -> dict[str, An
     if not isinstance(body, dict):
         raise InvalidInputError("webhook body must be a JSON object")
     ingested = events.ingest(db, body)
+    if ingested.created and ingested.label_change and not _retrain_due(db, ingested):
+        # no retrain can start yet: nothing to send (one job per threshold crossed, not one per event)
+        events.mark_enqueued(db, ingested.event_id or 0)
+        ingested = replace(ingested, enqueued=True)
     db.commit()
     reply: dict[str, Any] = {
         "action": ingested.action,
@@ -135,6 +141,11 @@ def versions(db: DbSession, project: str | None = None) -> dict[str, list[str]]:
     if pid is not None:
         query = query.join(Project, Project.id == ModelVersion.project_id).where(Project.ls_project_id == pid)
     return {"versions": list(db.scalars(query))}
+
+
+def _retrain_due(db: Session, ingested: events.Ingested) -> bool:
+    project = db.get(Project, ingested.project_id) if ingested.project_id is not None else None
+    return project is not None and due_watermark(db, project) is not None
 
 
 def _project_id(value: str | int | None) -> int:

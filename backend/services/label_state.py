@@ -264,15 +264,17 @@ class StoredLabelsSource:
         return annotated_tasks(self._db, self._project)
 
 
-_tokenizers = threading.local()
+_blanks: dict[str, Language] = {}
+_blanks_lock = threading.Lock()
 
 
 def _blank(language: str) -> Language:
-    """A blank pipeline per language and thread (made once: ``spacy.blank`` costs more than converting a task)."""
-    cache: dict[str, Language] = _tokenizers.__dict__.setdefault("by_language", {})
-    if language not in cache:
-        cache[language] = spacy.blank(language)
-    return cache[language]
+    """A blank pipeline per language, made once per process (``spacy.blank`` costs far more than converting a
+    task) and shared by the threads: spaCy's tokenizer runs holding the GIL."""
+    with _blanks_lock:
+        if language not in _blanks:
+            _blanks[language] = spacy.blank(language)
+        return _blanks[language]
 
 
 def index_tasks(db: Session, project: Project, ls_task_ids: Iterable[int], *, event_id: int | None) -> None:

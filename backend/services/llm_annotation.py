@@ -63,11 +63,14 @@ def cache_key(version: str, model: str, prompt: str) -> str:
 class DemoIndex:
     """Each project's demonstration selector, built from its labelled tasks at one label watermark.
 
-    ``get`` answers at once with the newest selector built for the project, and starts a build in the background
-    when the project's labels moved on since (one build per project at a time); only a project never built
-    before waits for its first build. So demonstrations lag new labels by one build, and no request pays for
-    fitting the index (seconds at 100,000 labelled tasks).
+    ``get`` starts a build in the background when the project's labels moved on since the newest index (one build
+    per project at a time). When that project's last build was quick (under ``QUICK_BUILD_S``: a small project)
+    the new one is waited for, so a label shows as a demonstration in the very next prompt; otherwise the newest
+    index answers at once and demonstrations lag new labels by one build: no request pays for fitting a big
+    index (seconds at 100,000 labelled tasks). A project never built before waits for its first build.
     """
+
+    QUICK_BUILD_S = 0.5
 
     def __init__(self, sessions: sessionmaker[Session], settings: LLMSettings) -> None:
         self._sessions = sessions
@@ -75,24 +78,30 @@ class DemoIndex:
         self._lock = threading.Lock()
         self._built: dict[int, tuple[int, DemoSelector]] = {}
         self._building: dict[int, Future[DemoSelector]] = {}
+        self._took: dict[int, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-index")
 
     def get(self, project_id: int, watermark: int) -> Future[DemoSelector]:
         """The selector to use now for a project whose label watermark is ``watermark``.
 
         Returns:
-            A done future when a selector exists (the newest one, even if older than ``watermark``), else the
-            future of the first build.
+            A done future of the newest selector, or the future of the build under way (see the class).
         """
         with self._lock:
             built = self._built.get(project_id)
-            if (built is None or built[0] < watermark) and project_id not in self._building:
+            fresh = built is not None and built[0] >= watermark
+            if not fresh and project_id not in self._building:
                 self._building[project_id] = self._pool.submit(self._build, project_id, watermark)
-            if built is not None:
+            quick = self._took.get(project_id, float("inf")) < self.QUICK_BUILD_S
+            if built is not None and (fresh or not quick):
                 done: Future[DemoSelector] = Future()
                 done.set_result(built[1])
                 return done
             return self._building[project_id]
+
+    def close(self) -> None:
+        """Cancel the builds not started and wait for the one under way (before the engine goes)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _build(self, project_id: int, watermark: int) -> DemoSelector:
         try:
@@ -114,6 +123,7 @@ class DemoIndex:
             with self._lock:
                 if self._built.get(project_id, (-1,))[0] < watermark:
                     self._built[project_id] = (watermark, selector)
+                self._took[project_id] = time.monotonic() - started
             log.info(
                 "project %s: demonstration index of %s texts at watermark %s built in %.1f s",
                 project_id,
@@ -150,6 +160,15 @@ class LLMAnnotator:
         self._calls = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="llm")
         # each job waits on its completions: bounded, so a hanging LLM queues jobs instead of adding threads
         self._jobs = ThreadPoolExecutor(max_workers=32, thread_name_prefix="llm-job")
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """Stop: jobs and completions not started are cancelled; completions under way finish unstored (the
+        engine is going); index builds under way are waited for."""
+        self._closed.set()
+        self._jobs.shutdown(wait=False, cancel_futures=True)
+        self._calls.shutdown(wait=False, cancel_futures=True)
+        self.demos.close()
 
     def start(
         self, project: Project, texts: Sequence[str], *, watermark: int, deadline: float | None = None
@@ -265,6 +284,8 @@ class LLMAnnotator:
                     "cost_usd": cost_usd(completion.prompt_tokens, completion.completion_tokens, self.prices),
                     "dropped": dropped,
                 }
+                if self._closed.is_set():
+                    return
                 with session_scope(self._sessions) as db:
                     db.execute(
                         upsert(db, LLMCall).values(**values).on_conflict_do_nothing(index_elements=["cache_key"])

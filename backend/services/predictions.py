@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.adapters.models import ModelRegistry
 from backend.db.models import Project
+from backend.db.session import session_scope
 from backend.services.errors import InvalidInputError, ModelUnavailableError
+from backend.services.label_state import convert_labels, index_labels
 from backend.services.llm_annotation import LLMAnnotation, LLMAnnotator
-from backend.services.projects import current_model, guide_of
+from backend.services.projects import current_model, guide_of, project_by_id
 from backend.services.routing import routing_table
 from backend.services.training import labels_count
 from ml.converters.label_studio import spans_to_results
@@ -25,6 +30,7 @@ from ml.llm import prompt_version
 from ml.prediction import ScoredSpan
 from ml.routing import RouteEntry, merge_routed, task_score
 
+log = logging.getLogger(__name__)
 ModelOutput = tuple[str | None, list[list[ScoredSpan]]]
 
 
@@ -96,6 +102,32 @@ class Predictor:
         self.registry = registry
         self.llm = llm
         self.max_text_chars = max_text_chars
+
+    def close(self) -> None:
+        """Stop the LLM's threads (before the database engine is disposed)."""
+        if self.llm is not None:
+            self.llm.close()
+
+    def warm_up(self, sessions: sessionmaker[Session], stop: threading.Event | None = None) -> None:
+        """Prepare every project so that no request pays for it: index the labels of projects that predate
+        their materialisation, and build the demonstration index of projects with LLM-routed types. Slow on
+        big projects (seconds per 10,000 labelled tasks): the app runs it in a background thread at start."""
+        with session_scope(sessions) as db:
+            project_ids = list(db.scalars(select(Project.id).order_by(Project.id)))
+        for project_id in project_ids:
+            if stop is not None and stop.is_set():
+                return
+            with session_scope(sessions) as db:
+                project = project_by_id(db, project_id)
+                convert_labels(project, [])  # makes the tokenizer the label events need, before the first one
+                if not project.labels_indexed:
+                    log.info("project %s: indexing its labels (once, after migration 0006)", project_id)
+                    index_labels(db, project)
+                    db.commit()
+                llm = self.llm is not None and any(r.route == "llm" for r in routing_table(db, project).values())
+                watermark = labels_count(db, project) if llm else None
+            if self.llm is not None and watermark is not None:
+                self.llm.demos.get(project_id, watermark)
 
     def plan(
         self, db: Session, project: Project, tasks: Sequence[TaskInput], context: list[dict[str, Any]] | None = None

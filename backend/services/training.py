@@ -91,6 +91,19 @@ def request_run(db: Session, project: Project, *, trigger: str, watermark: int) 
     return run, created is not None
 
 
+def due_watermark(db: Session, project: Project) -> int | None:
+    """The watermark a retrain is due at: the labels' last multiple of the threshold, when it is above every run
+    that did not fail; else None. Two queries, so the webhook asks it for each label event and enqueues a retrain
+    check only when one can start a run (one job per threshold crossed, not one per event)."""
+    watermark = labels_count(db, project) // project.retrain_threshold * project.retrain_threshold
+    last = db.scalar(
+        select(func.max(TrainingRun.annotation_watermark)).where(
+            TrainingRun.project_id == project.id, TrainingRun.status != "failed"
+        )
+    )
+    return watermark if watermark > 0 and watermark > (last or 0) else None
+
+
 def retrain_if_due(db: Session, project: Project, *, retry_failed: bool = True) -> TrainingRun | None:
     """Start a run when the labels cross the next multiple of the project's threshold.
 
@@ -99,13 +112,8 @@ def retrain_if_due(db: Session, project: Project, *, retry_failed: bool = True) 
     event asks for it again (``retry_failed``); the periodic sweep does not, or a run that always dies (out of
     memory) would be retried forever.
     """
-    watermark = labels_count(db, project) // project.retrain_threshold * project.retrain_threshold
-    last = db.scalar(
-        select(func.max(TrainingRun.annotation_watermark)).where(
-            TrainingRun.project_id == project.id, TrainingRun.status != "failed"
-        )
-    )
-    if watermark == 0 or watermark <= (last or 0):
+    watermark = due_watermark(db, project)
+    if watermark is None:
         return None
     if not retry_failed and db.scalar(
         select(TrainingRun.id).where(
@@ -195,6 +203,7 @@ class Trainer:
             try:
                 with session_scope(self.sessions) as db:
                     as_of = db.scalar(select(func.max(AnnotationEvent.id)))
+                    db.commit()  # no connection held while Label Studio exports (the stored source takes one)
                     tasks = self.source(db, claim.project).export_tasks(claim.project.ls_project_id)
                 with session_scope(self.sessions) as db:  # events that never arrived: the state catches up
                     synced = reconcile(db, project_by_id(db, claim.project.id), tasks, as_of=as_of)
@@ -205,6 +214,7 @@ class Trainer:
                 )
                 return RunOutcome("failed", None, None)
             except Exception as exc:  # recorded on the run; the serving model is untouched
+                log.exception("run %s failed", run_id)  # the traceback, for the worker log
                 self._fail(claim, f"{type(exc).__name__}: {exc}")
                 return RunOutcome("failed", None, None)
             finally:

@@ -1,5 +1,6 @@
-"""The demonstration index is built once per label watermark, in the background: a request never waits for a
-rebuild once one index exists, and a huge labelled text never becomes a demonstration."""
+"""The demonstration index is built once per label watermark, in the background: a request of a big project
+never waits for a rebuild once one index exists, a small project's next prompt shows its new labels, and a huge
+labelled text never becomes a demonstration."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def test_the_index_is_rebuilt_in_the_background_per_watermark(database_url: str,
         selector = index.get(project_id, first).result(timeout=60)  # the first build is waited for
         assert [d.text for d in selector.select("Carl lives in Rome .")] == ["Anna Smith lives in Paris ."]
         newer = _label(database_url, 3, "Dora Klein works in Berlin .", [(0, 10, "person")])
+        index.QUICK_BUILD_S = 0.0  # as for a big project: a rebuild is never waited for
         stale = index.get(project_id, newer)
         assert stale.done() and stale.result() is selector  # answered at once with what exists
         deadline = time.monotonic() + 60
@@ -48,3 +50,7 @@ def test_the_index_is_rebuilt_in_the_background_per_watermark(database_url: str,
         texts = {d.text for d in fresh.select("Carl works in Rome .")}
         assert texts == {"Anna Smith lives in Paris .", "Dora Klein works in Berlin ."}  # never the huge one
         assert index.get(project_id, newer).result() is fresh  # built once per watermark
+        index.QUICK_BUILD_S = 60.0  # a small project: the next prompt shows a new label
+        newest = _label(database_url, 4, "Emil Lang works in Vienna .", [(0, 9, "person")])
+        texts = {d.text for d in index.get(project_id, newest).result(timeout=60).select("Carl works in Rome .")}
+        assert "Emil Lang works in Vienna ." in texts

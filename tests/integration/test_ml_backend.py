@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from annotation_guide import Guide
 from backend.adapters.jobs import CeleryJobQueue
 from backend.api.app import create_app
-from backend.db.models import AnnotationEvent, LLMCall
+from backend.db.models import AnnotationEvent, LLMCall, Project
+from backend.services.training import retrain_if_due
 from ml.training import TrainedModel
 from tests.conftest import open_db, sessions_for
 from tests.integration.conftest import LS_PROJECT, Backend, annotation_event, backend_settings, register_ls_project
@@ -97,11 +98,40 @@ def test_prompt_carries_the_guide_and_labeled_demonstrations(backend: Backend) -
     assert messages[-1]["content"].endswith("Mary flew to Rome .") or "Mary flew to Rome ." in messages[-1]["content"]
 
 
+def _threshold(backend: Backend, n: int) -> None:
+    with open_db(backend.settings.database_url) as db:
+        db.scalars(select(Project)).one().retrain_threshold = n
+
+
+def test_webhook_enqueues_one_retrain_check_per_threshold_crossed(backend: Backend) -> None:
+    """A label event sends a job only when a retrain can start (the labels crossed a multiple of the threshold
+    above the last run): 10,000 events make a handful of jobs, not 10,000."""
+    _threshold(backend, 5)
+    score = redis.Redis.from_url(backend.settings.redis_url)
+
+    def label(i: int) -> dict[str, object]:
+        body = annotation_event(task_id=i, annotation_id=i, text="Peter Blackburn", spans=[(0, 15, "person")])
+        reply = backend.client.post("/webhook", json=body).json()
+        assert reply["status"] == "stored" and reply["label_change"] is True
+        return reply  # type: ignore[no-any-return]
+
+    replies = [label(i) for i in range(1, 5)]
+    assert score.llen("score") == 0 and all("queued" not in r for r in replies)
+    assert label(5)["queued"] is True and score.llen("score") == 1
+    assert label(6)["queued"] is True  # due until a worker creates the run
+    with open_db(backend.settings.database_url) as db:
+        run = retrain_if_due(db, db.scalars(select(Project)).one())  # what the worker's check does
+        assert run is not None and run.annotation_watermark == 5
+    assert all("queued" not in label(i) for i in range(7, 10)) and score.llen("score") == 2
+    assert label(10)["queued"] is True and score.llen("score") == 3
+    with open_db(backend.settings.database_url) as db:
+        assert not db.scalars(select(AnnotationEvent).where(AnnotationEvent.enqueued.is_(False))).all()
+
+
 def test_webhook_persists_once_and_enqueues_by_id(backend: Backend) -> None:
+    _threshold(backend, 1)
     event = annotation_event(task_id=3, annotation_id=9, text="Peter Blackburn", spans=[(0, 15, "person")])
-    started = time.monotonic()
     first = backend.client.post("/webhook", json=event)
-    assert time.monotonic() - started < 1.0
     assert first.status_code == 200 and first.json()["status"] == "stored" and first.json()["queued"] is True
     again = backend.client.post("/webhook", json=event).json()
     assert again["status"] == "duplicate" and again["event_id"] == first.json()["event_id"]
@@ -138,10 +168,10 @@ def test_webhook_other_events(backend: Backend) -> None:
 def test_webhook_keeps_the_event_when_the_broker_is_down(database_url: str, conll_guide: Guide) -> None:
     settings = backend_settings(database_url, "redis://127.0.0.1:1/0", "http://127.0.0.1:1/v1")
     register_ls_project(settings, conll_guide)
+    with open_db(database_url) as db:
+        db.scalars(select(Project)).one().retrain_threshold = 1  # this label event makes a retrain due
     with TestClient(create_app(settings, jobs=CeleryJobQueue("redis://127.0.0.1:1/0"))) as client:
-        started = time.monotonic()
         reply = client.post("/webhook", json=annotation_event(task_id=1, annotation_id=1, text="Bob", spans=[]))
-        assert time.monotonic() - started < 1.0
     assert reply.status_code == 200 and reply.json()["status"] == "stored" and reply.json()["queued"] is False
     with open_db(database_url) as db:
         assert db.scalars(select(AnnotationEvent)).one().enqueued is False
