@@ -56,4 +56,10 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         incident = uuid.uuid4().hex[:12]
         log.exception("unexpected error %s on %s %s", incident, request.method, request.url.path)
-        return JSONResponse({"error": f"internal error {incident}; the backend log has the details"}, status_code=500)
+        # Starlette re-raises after this answer and uvicorn then closes the connection: say so, or a keep-alive
+        # client sends its next request on a connection about to close and gets no answer (bench/RESULTS.md)
+        return JSONResponse(
+            {"error": f"internal error {incident}; the backend log has the details"},
+            status_code=500,
+            headers={"Connection": "close"},
+        )
