@@ -19,6 +19,7 @@ from backend.db.upsert import upsert
 from backend.services import label_state
 from backend.services.errors import InvalidInputError
 from backend.services.projects import guide_of, project_by_ls_id
+from backend.services.watermark import due_watermark
 from backend.settings import Settings
 from ml.converters.label_studio_tasks import parse_timestamp
 
@@ -164,7 +165,9 @@ def event_key(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def ingest(db: Session, body: dict[str, Any], *, max_text_chars: int | None = None) -> Ingested:
+def ingest(
+    db: Session, body: dict[str, Any], *, max_text_chars: int | None = None, job_only_when_due: bool = True
+) -> Ingested:
     """Store an annotation or training event once (insert ... on conflict do nothing) and apply it to the
     project's label state (``backend.services.label_state``) in the same transaction.
 
@@ -172,6 +175,8 @@ def ingest(db: Session, body: dict[str, Any], *, max_text_chars: int | None = No
         db: The session (the caller commits).
         body: The raw webhook JSON.
         max_text_chars: The longest task text accepted (``NER_MAX_TEXT_CHARS``; None: its default).
+        job_only_when_due: A label change needs a job only when a retrain is due (two queries); False: every
+            label change needs one (a reconcile importing thousands of annotations skips the queries).
 
     Returns:
         The stored event's id, whether this delivery created it, and whether it changed the labels; other
@@ -186,8 +191,9 @@ def ingest(db: Session, body: dict[str, Any], *, max_text_chars: int | None = No
     project = _project_of(db, event) if event.action in STORED_ACTIONS else None
     if project is None:
         return Ingested(None, None, event.action, created=False)
-    limit = max_text_chars if max_text_chars is not None else Settings.model_fields["max_text_chars"].default
-    check_annotation(guide_of(project), event, max_text_chars=limit)
+    if event.annotation is not None:
+        limit = max_text_chars if max_text_chars is not None else Settings.model_fields["max_text_chars"].default
+        check_annotation(guide_of(project), event, max_text_chars=limit)
     key = event_key(body)
     annotation, task = event.annotation, event.task
     new_id = db.execute(
@@ -207,8 +213,11 @@ def ingest(db: Session, body: dict[str, Any], *, max_text_chars: int | None = No
         existing = db.scalars(select(AnnotationEvent).where(AnnotationEvent.event_key == key)).one()
         return Ingested(existing.id, project.id, event.action, False, existing.enqueued, existing.label_change)
     changed = _apply(db, project, event, event_id=new_id)
-    # only a label change or a training request has a job to enqueue; the other events are done once applied
-    done = not changed and event.action != "START_TRAINING"
+    # only a training request, or a label change that makes a retrain due, has a job to enqueue (one job per
+    # threshold crossed, not one per event); the other events are done once applied
+    done = event.action != "START_TRAINING" and (
+        not changed or (job_only_when_due and due_watermark(db, project, uncounted=1) is None)
+    )
     db.execute(update(AnnotationEvent).where(AnnotationEvent.id == new_id).values(label_change=changed, enqueued=done))
     return Ingested(new_id, project.id, event.action, True, done, changed)
 
@@ -307,14 +316,14 @@ def reconcile(db: Session, project: Project, tasks: list[dict[str, Any]], *, as_
             "annotation": json.loads(json.dumps(annotation, default=str)),
         }
         try:
-            ingested.append(ingest(db, body))
+            ingested.append(ingest(db, body, job_only_when_due=False))
         except InvalidInputError:  # one malformed annotation must never stop a project: training drops it too
             malformed += 1
     ids = {annotation.get("id") for _, annotation in exported}
     gone = sorted(i for i, row in settled.items() if i not in ids and not row.deleted and not row.was_cancelled)
     if gone:
         body = {"action": "ANNOTATIONS_DELETED", "project": {"id": project.ls_project_id}, "reconciled": True}
-        ingested.append(ingest(db, {**body, "annotations": [{"id": i} for i in gone]}))
+        ingested.append(ingest(db, {**body, "annotations": [{"id": i} for i in gone]}, job_only_when_due=False))
     new = [i for i in ingested if i.created]
     return Reconciled(len(exported), len(new), sum(i.label_change for i in new), malformed)
 
@@ -327,10 +336,8 @@ def _same(row: Annotation, exported: dict[str, Any]) -> bool:
 
 
 def mark_enqueued(db: Session, event_id: int) -> None:
-    """Remember that the event's job reached the broker."""
-    event = db.get(AnnotationEvent, event_id)
-    if event is not None:
-        event.enqueued = True
+    """Remember that the event's job reached the broker (one UPDATE, no read)."""
+    db.execute(update(AnnotationEvent).where(AnnotationEvent.id == event_id).values(enqueued=True))
 
 
 def unqueued_events(db: Session) -> list[AnnotationEvent]:
