@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
@@ -22,7 +21,6 @@ from backend.services.errors import InvalidInputError
 from backend.services.predictions import Plan, Predictor, TaskInput, version_tag
 from backend.services.projects import guide_of, project_by_ls_id
 from backend.services.routing import routing_table
-from backend.services.training import due_watermark
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,15 +98,16 @@ def _plan(db: Session, body: PredictRequest, predictor: Predictor) -> Plan:
 
 
 @protected.post("/webhook")
-def webhook(db: DbSession, jobs: JobsDep, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+def webhook(
+    db: DbSession,
+    jobs: JobsDep,
+    settings: Annotated[Settings, Depends(get_app_settings)],
+    body: Any = Body(...),  # noqa: B008
+) -> dict[str, Any]:
     """Persist the event once and enqueue its job by id; reply at once (Label Studio waits 1 s)."""
     if not isinstance(body, dict):
         raise InvalidInputError("webhook body must be a JSON object")
-    ingested = events.ingest(db, body)
-    if ingested.created and ingested.label_change and not _retrain_due(db, ingested):
-        # no retrain can start yet: nothing to send (one job per threshold crossed, not one per event)
-        events.mark_enqueued(db, ingested.event_id or 0)
-        ingested = replace(ingested, enqueued=True)
+    ingested = events.ingest(db, body, max_text_chars=settings.max_text_chars)
     db.commit()
     reply: dict[str, Any] = {
         "action": ingested.action,
@@ -121,7 +120,7 @@ def webhook(db: DbSession, jobs: JobsDep, body: Any = Body(...)) -> dict[str, An
     name = TaskName.START_TRAINING if ingested.action == "START_TRAINING" else TaskName.RETRAIN_IF_DUE
     try:
         job = jobs.enqueue(name, ingested.project_id, ingested.event_id)
-    except Exception as exc:  # the event is stored; the next worker start re-sends it (workers.sweep)
+    except Exception as exc:  # the event is stored; the sweep re-sends it (backend.services.sweep)
         log.warning("event %s stored but not enqueued: %s", ingested.event_id, exc)
         reply["queued"] = False
         return reply
@@ -141,11 +140,6 @@ def versions(db: DbSession, project: str | None = None) -> dict[str, list[str]]:
     if pid is not None:
         query = query.join(Project, Project.id == ModelVersion.project_id).where(Project.ls_project_id == pid)
     return {"versions": list(db.scalars(query))}
-
-
-def _retrain_due(db: Session, ingested: events.Ingested) -> bool:
-    project = db.get(Project, ingested.project_id) if ingested.project_id is not None else None
-    return project is not None and due_watermark(db, project) is not None
 
 
 def _project_id(value: str | int | None) -> int:

@@ -78,9 +78,9 @@ def post_retrain(project_id: DbId, db: DbSession, jobs: JobsDep) -> dict[str, An
     if created:
         try:
             jobs.enqueue(TaskName.TRAIN_RUN, run.id)
-        except Exception as exc:  # stored; the next worker start re-sends queued runs (workers.sweep)
+        except Exception as exc:  # stored; the sweep re-sends queued runs (backend.services.sweep)
             raise UpstreamError(
-                f"run {run.id} is stored but the broker is unreachable ({exc}); it starts when a worker starts"
+                f"run {run.id} is stored but the broker is unreachable ({exc}); it is sent once the broker is back"
             ) from None
     return {"created": created, "run": training.run_summary(run)}
 

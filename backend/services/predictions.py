@@ -24,7 +24,7 @@ from backend.services.label_state import convert_labels, index_labels
 from backend.services.llm_annotation import LLMAnnotation, LLMAnnotator
 from backend.services.projects import current_model, guide_of, project_by_id
 from backend.services.routing import routing_table
-from backend.services.training import labels_count
+from backend.services.watermark import labels_count
 from ml.converters.label_studio import spans_to_results
 from ml.llm import prompt_version
 from ml.prediction import ScoredSpan

@@ -16,7 +16,7 @@ from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor, TaskInput, version_tag
 from backend.services.projects import current_model, guide_of
 from backend.services.routing import routing_table
-from backend.services.training import labels_count
+from backend.services.watermark import labels_count
 from ml.converters.label_studio import results_to_spans, spans_to_results
 from ml.model_store import load_model
 from ml.promotion import in_dev_split

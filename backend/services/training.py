@@ -31,6 +31,7 @@ from backend.services.run_liveness import (
     remove_leftovers,
     worker_identity,
 )
+from backend.services.watermark import due_watermark, labels_count
 from backend.settings import Settings
 from ml.converters import to_jsonl
 from ml.evaluation import evaluate
@@ -48,18 +49,6 @@ class TaskSource(Protocol):
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task with its annotations, in Label Studio's export shape."""
         ...
-
-
-def labels_count(db: Session, project: Project) -> int:
-    """The project's label watermark: how many events changed its labels (a live annotation created, changed
-    or deleted; skips are not labels, see ``backend.services.label_state``). It only grows, so each value names
-    one state of the labels."""
-    query = (
-        select(func.count())
-        .select_from(AnnotationEvent)
-        .where(AnnotationEvent.project_id == project.id, AnnotationEvent.label_change.is_(True))
-    )
-    return int(db.scalar(query) or 0)
 
 
 def request_run(db: Session, project: Project, *, trigger: str, watermark: int) -> tuple[TrainingRun, bool]:
@@ -89,19 +78,6 @@ def request_run(db: Session, project: Project, *, trigger: str, watermark: int) 
         db.flush()
         return run, True
     return run, created is not None
-
-
-def due_watermark(db: Session, project: Project) -> int | None:
-    """The watermark a retrain is due at: the labels' last multiple of the threshold, when it is above every run
-    that did not fail; else None. Two queries, so the webhook asks it for each label event and enqueues a retrain
-    check only when one can start a run (one job per threshold crossed, not one per event)."""
-    watermark = labels_count(db, project) // project.retrain_threshold * project.retrain_threshold
-    last = db.scalar(
-        select(func.max(TrainingRun.annotation_watermark)).where(
-            TrainingRun.project_id == project.id, TrainingRun.status != "failed"
-        )
-    )
-    return watermark if watermark > 0 and watermark > (last or 0) else None
 
 
 def retrain_if_due(db: Session, project: Project, *, retry_failed: bool = True) -> TrainingRun | None:

@@ -14,7 +14,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from annotation_guide.render import FROM_NAME, TEXT_FIELD, TO_NAME
-from ml.converters.issues import Policy, UnknownLabels
+from ml.converters.issues import ConversionIssue, Policy, UnknownLabels
 from ml.converters.label_studio_tasks import LSAnnotation, LSResult, LSValue, TaskReader
 from ml.converters.spans import ConversionResult, apply_spans, raise_if_strict, set_task_id, task_id_of
 from ml.converters.text_files import json_lines, parse_json, read_text
@@ -49,7 +49,9 @@ def from_label_studio(
     """Turn Label Studio tasks into docs, taking the latest non-cancelled annotation of each task.
 
     Tasks without such an annotation are skipped: unreviewed text is missing data, not ``O``. What cannot be
-    read is reported, never fatal by itself (see ``ml.converters.label_studio_tasks``).
+    read is reported, never fatal by itself (see ``ml.converters.label_studio_tasks``). A task whose annotation
+    has a span reaching past either end of its text (``out_of_range``) is left out too, its issues reported: kept,
+    it would teach ``O`` where the annotator marked an entity (as for ``offsets``). An empty span is only dropped.
 
     Args:
         tasks: Task dicts as Label Studio exports them (``id``, ``data.<text_field>``, ``annotations``).
@@ -79,11 +81,17 @@ def from_label_studio(
         task_id, text, spans = read
         doc = nlp.make_doc(text)
         set_task_id(doc, task_id)
-        result.issues.extend(
-            apply_spans(doc, spans, labels=labels, policy=policy, label_map=label_map, unknown_labels=unknown_labels)
+        issues = apply_spans(
+            doc, spans, labels=labels, policy=policy, label_map=label_map, unknown_labels=unknown_labels
         )
-        result.docs.append(doc)
+        result.issues.extend(issues)
+        if not any(_past_the_text(issue, len(text)) for issue in issues):
+            result.docs.append(doc)
     return raise_if_strict(result, policy)
+
+
+def _past_the_text(issue: ConversionIssue, length: int) -> bool:
+    return issue.kind == "out_of_range" and issue.action == "dropped" and (issue.start < 0 or issue.end > length)
 
 
 def read_tasks(path: str | Path) -> list[Any]:

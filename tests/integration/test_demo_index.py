@@ -14,7 +14,7 @@ from backend.db.models import Project
 from backend.services.annotations import ingest
 from backend.services.llm_annotation import DemoIndex
 from backend.services.projects import register_project
-from backend.services.training import labels_count
+from backend.services.watermark import labels_count
 from backend.settings import LLMSettings
 from tests.conftest import open_db, sessions_for
 from tests.integration.conftest import LS_PROJECT, annotation_event

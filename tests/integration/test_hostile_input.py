@@ -436,11 +436,6 @@ def test_unknown_labels_and_overlaps_never_reach_prompts_or_training(backend: Ba
     assert [(i.task_id, i.kind, i.action) for i in converted.issues] == [("3", "overlap", "dropped")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the expand conversion drops a region past the text's end (out_of_range) but keeps its task, so "
-    "Brussels is taught as O; the task should be left out as for 'offsets' (ml/converters, or label_state)",
-)
 def test_offsets_past_the_text_never_reach_prompts_or_training(backend: Backend) -> None:
     region = _region(24, 99, ["location"])  # value.text is what Python's slice gives: "Brussels ."
     event = annotation_event(

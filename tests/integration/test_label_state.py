@@ -24,7 +24,8 @@ from backend.services.label_state import (
     labeled_examples,
 )
 from backend.services.projects import register_project
-from backend.services.training import Trainer, labels_count, manual_run, retrain_if_due, split_snapshot
+from backend.services.training import Trainer, manual_run, retrain_if_due, split_snapshot
+from backend.services.watermark import labels_count
 from backend.settings import Settings
 from tests.conftest import open_db, sessions_for
 from tests.integration.conftest import LS_PROJECT, Backend, annotation_event

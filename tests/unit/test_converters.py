@@ -423,6 +423,13 @@ def arbitrary_spans(draw: st.DrawFn) -> tuple[str, list[CharSpan]]:
 @given(case=arbitrary_spans(), policy=st.sampled_from(["expand", "contract"]))
 def test_no_span_disappears_or_moves_silently(case: tuple[str, list[CharSpan]], policy: str) -> None:
     text, spans = case
+    past = [s for s in spans if (s.start < 0 or s.end > len(text)) and s.label in LABELS]
+    if past:  # an entity of the guide the text cannot hold: the task is left out, never taught as O (issues say why)
+        result = from_label_studio([ls_task(7, text, spans)], NLP, labels=LABELS, policy=policy)  # type: ignore[arg-type]
+        assert result.docs == []
+        reported = [(i.start, i.end) for i in result.issues if i.kind == "out_of_range"]
+        assert all((s.start, s.end) in reported for s in past)
+        return
 
     doc, issues = convert_one(text, spans, policy)
 
