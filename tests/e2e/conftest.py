@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from backend.api.app import create_app
 from backend.db.session import upgrade
 from backend.settings import LabelStudioSettings, LLMSettings, Settings
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.conftest import ROOT, free_port, serve_in_thread, wait_for_http
 from workers.up import label_studio_env
 
 LS_BIN = Path(os.environ.get("NERLOOP_LABEL_STUDIO_BIN", ROOT / ".venv-ls" / "bin" / "label-studio"))
@@ -86,13 +83,5 @@ def backend_server(label_studio: LabelStudioServer, llama_server: str, tmp_path:
         llm=LLMSettings(base_url=llama_server, max_tokens=120, demonstrations=1, concurrency=2),
     )
     upgrade(settings.database_url)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(create_app(settings), port=port):
         yield BackendServer(settings.backend_url, settings)
-    finally:
-        server.should_exit = True
-        thread.join(15)

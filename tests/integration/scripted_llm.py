@@ -6,18 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from tests.conftest import free_port
+from tests.conftest import serve_in_thread
 
 
 @dataclass
@@ -106,14 +104,5 @@ def _app(script: Script) -> FastAPI:
 @contextmanager
 def scripted_llm(script: Script) -> Iterator[str]:
     """Serve ``script`` on a free loopback port; yield the OpenAI base URL; stop on exit."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(_app(script), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
+    with serve_in_thread(_app(script)) as port:
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)

@@ -7,14 +7,11 @@ import base64
 import json
 import re
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -28,7 +25,7 @@ from backend.services.errors import InvalidInputError, UpstreamError
 from backend.services.label_state import annotated_tasks, convert_labels, labeled_examples
 from backend.settings import LLMSettings, Settings
 from ml.converters.spans import CharSpan, task_id_of
-from tests.conftest import free_port, open_db
+from tests.conftest import open_db, serve_in_thread
 from tests.integration.conftest import LS_PROJECT, Backend, annotation_event, backend_settings, register_ls_project
 from tests.integration.scripted_llm import Script, scripted_llm
 
@@ -453,19 +450,8 @@ def test_offsets_past_the_text_never_reach_prompts_or_training(backend: Backend)
 @contextmanager
 def _served(settings: Settings) -> Iterator[int]:
     """The real app under uvicorn on a free loopback port (stops on exit)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.02)
-    try:
+    with serve_in_thread(create_app(settings)) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _answer(sock: socket.socket) -> tuple[int, dict[str, Any]]:

@@ -4,7 +4,6 @@ with a database pool of one connection."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -26,7 +24,7 @@ from backend.services.projects import record_model_version, register_project
 from backend.services.routing import set_override
 from backend.settings import LLMSettings, Settings
 from ml.training import TrainedModel
-from tests.conftest import free_port, open_db, promote
+from tests.conftest import open_db, promote, serve_in_thread
 from tests.integration.conftest import annotation_event
 from tests.integration.scripted_llm import Script, scripted_llm
 
@@ -76,19 +74,8 @@ def _register(
 @contextmanager
 def live_backend(settings: Settings) -> Iterator[str]:
     """The real app under uvicorn on a free loopback port; stopped on exit."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline, "the backend did not start"
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def _predict(url: str, project: int, texts: Sequence[str], timeout: float = 120) -> httpx.Response:

@@ -9,8 +9,6 @@ of examples is bounded to keep both engines within about a minute.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,6 @@ import httpx
 import pytest
 import redis
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -30,7 +27,7 @@ from annotation_guide import Guide
 from backend.api.app import create_app
 from backend.db.session import upgrade
 from backend.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import serve_in_thread
 from tests.integration import conftest as services
 from tests.integration.conftest import backend_settings, register_ls_project
 from tests.integration.scripted_llm import Script, scripted_llm
@@ -58,18 +55,10 @@ def served(
     with scripted_llm(Script()) as llm_url:
         config = backend_settings(database_url, services.REDIS_URL, llm_url, auth_token=SecretStr(TOKEN))
         register_ls_project(config, conll_guide)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="error"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            assert thread.is_alive(), "the app did not start"
-            time.sleep(0.02)
         try:
-            yield f"http://127.0.0.1:{port}"
+            with serve_in_thread(create_app(config), log_level="error") as port:
+                yield f"http://127.0.0.1:{port}"
         finally:
-            server.should_exit = True
-            thread.join(10)
             redis.Redis.from_url(services.REDIS_URL).flushdb()  # the jobs the webhooks enqueued
     next(urls, None)  # drops the PostgreSQL database
 
