@@ -169,5 +169,13 @@ def llm_preannotate(self: Task, project_id: int) -> int:
     return done
 
 
+_annotators: dict[str, LLMAnnotator] = {}
+
+
 def _annotator(settings: Settings) -> LLMAnnotator:
-    return LLMAnnotator(OpenAIChatClient(settings.llm), settings.llm, _sessions(settings.database_url))
+    """One annotator per worker process (made after the fork): its threads and demonstration indexes are kept
+    from one task to the next."""
+    key = settings.database_url + settings.llm.model_dump_json()
+    if key not in _annotators:
+        _annotators[key] = LLMAnnotator(OpenAIChatClient(settings.llm), settings.llm, _sessions(settings.database_url))
+    return _annotators[key]

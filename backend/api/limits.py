@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
+import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,7 +50,10 @@ class BodyChecks:
             if len(body) > self.max_body_bytes:
                 await self._too_large(scope, receive, send)
                 return
-        problem = json_problem(bytes(body)) if _is_json(headers) else None
+        problem = None
+        if _is_json(headers) and _suspect(bytes(body)):
+            # parsing and walking a big body takes seconds: never on the event loop (/health must answer)
+            problem = await anyio.to_thread.run_sync(json_problem, bytes(body))
         if problem is not None:
             await JSONResponse({"error": problem}, status_code=422)(scope, receive, send)
             return
@@ -103,6 +108,15 @@ class _NotFinite:
 def _float(text: str) -> float | _NotFinite:
     value = float(text)
     return value if math.isfinite(value) else _NotFinite(text)
+
+
+_SUSPECT = re.compile(rb"NaN|Infinity|\\u0000|\\u[dD][89abAB]|\\u[dD][c-fC-F]|[eE][+]?[0-9]{3}|[0-9]{300}")
+
+
+def _suspect(body: bytes) -> bool:
+    """Whether the body may hold a problem ``json_problem`` finds: one of its tokens, or more brackets than the
+    depth allowed. A cheap scan of the bytes, so that ordinary bodies are never parsed twice."""
+    return body.count(b"[") + body.count(b"{") > MAX_DEPTH or _SUSPECT.search(body) is not None
 
 
 def json_problem(body: bytes) -> str | None:

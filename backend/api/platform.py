@@ -112,5 +112,11 @@ def post_rollback(
     training.rollback(db, project, version=body.version)
     db.commit()
     if settings.label_studio.api_key is not None:  # rescoring pushes to Label Studio
-        jobs.enqueue(TaskName.SCORE_POOL, project_id)
+        try:
+            jobs.enqueue(TaskName.SCORE_POOL, project_id)
+        except Exception as exc:  # the rollback is done; only the rescoring of the pool could not be asked for
+            raise UpstreamError(
+                f"project {project_id} now serves {project.current_version}, but the broker is unreachable ({exc}): "
+                "the pool is not rescored; roll back again once the broker is back"
+            ) from None
     return {"project_id": project_id, "current_version": project.current_version}

@@ -272,6 +272,9 @@ class Reconciled:
     malformed: int = 0
 
 
+RECONCILE_DELETE_CHUNK = 500
+
+
 def reconcile(db: Session, project: Project, tasks: list[dict[str, Any]], *, as_of: int | None = None) -> Reconciled:
     """Bring the label state to what Label Studio's export holds, for events that never arrived (the backend was
     down, a reply took over Label Studio's 1 s) and for a project attached with its annotations.
@@ -282,7 +285,9 @@ def reconcile(db: Session, project: Project, tasks: list[dict[str, Any]], *, as_
     what changed, and an export older than the state (by ``updated_at``) changes nothing.
 
     Args:
-        db: The session (the caller commits).
+        db: The session; each imported annotation is committed on its own, and the deletions in chunks of
+            ``RECONCILE_DELETE_CHUNK``, so that no transaction holds the locks of thousands of annotations (and
+            the row locks and task locks of a webhook meanwhile are never taken in the other order).
         project: The project.
         tasks: Label Studio's export of the project (``id``, ``data``, ``annotations``).
         as_of: The last event id stored before the export was asked for: annotations changed by a later event
@@ -319,11 +324,14 @@ def reconcile(db: Session, project: Project, tasks: list[dict[str, Any]], *, as_
             ingested.append(ingest(db, body, job_only_when_due=False))
         except InvalidInputError:  # one malformed annotation must never stop a project: training drops it too
             malformed += 1
+        db.commit()  # one short transaction per annotation: no lock is held across the whole export
     ids = {annotation.get("id") for _, annotation in exported}
     gone = sorted(i for i, row in settled.items() if i not in ids and not row.deleted and not row.was_cancelled)
-    if gone:
+    for start in range(0, len(gone), RECONCILE_DELETE_CHUNK):
         body = {"action": "ANNOTATIONS_DELETED", "project": {"id": project.ls_project_id}, "reconciled": True}
-        ingested.append(ingest(db, {**body, "annotations": [{"id": i} for i in gone]}, job_only_when_due=False))
+        chunk = gone[start : start + RECONCILE_DELETE_CHUNK]
+        ingested.append(ingest(db, {**body, "annotations": [{"id": i} for i in chunk]}, job_only_when_due=False))
+        db.commit()
     new = [i for i in ingested if i.created]
     return Reconciled(len(exported), len(new), sum(i.label_change for i in new), malformed)
 

@@ -98,6 +98,7 @@ def rescore(
     row = current_model(db, project)
     if row is None:
         raise NotFoundError(f"project {project.id} serves no model yet; nothing to rescore with")
+    db.commit()  # no connection held while Label Studio exports
     pool, dev = unlabelled(
         sink.export_tasks(project.ls_project_id),
         project_key=str(project.ls_project_id),

@@ -62,15 +62,16 @@ class LSAnnotation(_Loose):
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
-    """Label Studio's ``updated_at`` (ISO 8601) as an aware datetime, read as UTC without a zone; ``None`` when
-    missing or unreadable."""
+    """Label Studio's ``updated_at`` (ISO 8601) as an aware datetime in UTC, read as UTC without a zone; ``None``
+    when missing, unreadable, or outside years 1-9999 once in UTC (``9999-12-31T23:59:59-14:00``: no database
+    can store it)."""
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _latest(annotations: Sequence[LSAnnotation]) -> LSAnnotation | None:

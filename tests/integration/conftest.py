@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+import spacy
 from fastapi.testclient import TestClient
 
 from annotation_guide import Guide
@@ -19,6 +21,7 @@ from backend.api.app import create_app
 from backend.db.session import upgrade
 from backend.services.projects import register_project
 from backend.settings import LLMSettings, Settings
+from ml.converters import load_docs
 from ml.training import TrainedModel
 from tests.conftest import open_db, promote
 from tests.integration.scripted_llm import Script, scripted_llm
@@ -122,6 +125,7 @@ def annotation_event(
     result: object = None,
     updated_at: str | None = None,
     was_cancelled: bool = False,
+    ls_project: int = LS_PROJECT,
 ) -> dict[str, Any]:
     """A webhook body as Label Studio sends it; ``result`` (any value, malformed ones too) replaces ``spans``."""
     regions = [
@@ -136,12 +140,12 @@ def annotation_event(
     ]
     return {
         "action": action,
-        "project": {"id": LS_PROJECT, "label_config": "<View/>"},
+        "project": {"id": ls_project, "label_config": "<View/>"},
         "task": {"id": task_id, "data": {"text": text}},
         "annotation": {
             "id": annotation_id,
             "task": task_id,
-            "project": LS_PROJECT,
+            "project": ls_project,
             "result": regions if result is None else result,
             "completed_by": 1,
             "was_cancelled": was_cancelled,
@@ -149,3 +153,35 @@ def annotation_event(
             "lead_time": 3.5,
         },
     }
+
+
+def conll_events(
+    shared_data: Path, guide: Guide, n: int, *, first: int = 0, ls_project: int = LS_PROJECT
+) -> list[dict[str, Any]]:
+    """``n`` webhook bodies labelling CoNLL training sentences (those with entities, from the ``first``) with their
+    gold entities: tasks ``1000 + i``, annotations ``5000 + i``."""
+    docs = [
+        d
+        for d in load_docs(shared_data / "conll2003" / "train.txt", spacy.blank("en"), labels=guide.labels).docs
+        if d.ents
+    ][first : first + n]
+    return [
+        annotation_event(
+            task_id=1000 + first + i,
+            annotation_id=5000 + first + i,
+            text=d.text,
+            spans=[(e.start_char, e.end_char, e.label_) for e in d.ents],
+            ls_project=ls_project,
+        )
+        for i, d in enumerate(docs)
+    ]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, message: Callable[[], str] | str) -> None:
+    """Poll ``condition`` (every 0.2 s) until it is true; fail with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    pytest.fail(message() if callable(message) else message)

@@ -29,6 +29,7 @@ class Script:
     fail_status: int = 429
     delay_s: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    slept: int = 0  # slow answers that came to an end
 
 
 def _answer(script: Script, body: dict[str, Any]) -> str:
@@ -84,6 +85,7 @@ def _app(script: Script) -> FastAPI:
             return BROKEN[script.mode](body)
         if script.mode == "slow" or "SLOW" in body["messages"][-1]["content"]:
             await asyncio.sleep(script.delay_s or 5.0)
+            script.slept += 1
         content = _answer(script, body)
         return JSONResponse(
             {

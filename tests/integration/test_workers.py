@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import spacy
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -25,10 +24,10 @@ from backend.services.label_state import StoredLabelsSource
 from backend.services.projects import register_project
 from backend.services.training import Trainer, manual_run
 from backend.settings import LLMSettings, Settings
-from ml.converters import load_docs
 from ml.promotion import in_dev_split
 from ml.training import TrainedModel
 from tests.conftest import open_db, promote, sessions_for
+from tests.integration.conftest import conll_events, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NERLOOP = str(Path(sys.executable).parent / "nerloop")
@@ -75,51 +74,12 @@ def loop(database_url: str, redis_url: str, conll_guide: Guide, tmp_path: Path) 
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait(lambda: "ready" in log.read_text(), 90, f"the worker did not start; see {log}")
+        wait_until(lambda: "ready" in log.read_text(), 90, f"the worker did not start; see {log}")
         with TestClient(create_app(settings)) as client:
             yield Loop(settings, client, project_id, log)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-
-
-def _wait(condition: object, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    pytest.fail(message)
-
-
-def _events(shared_data: Path, guide: Guide, n: int) -> list[dict[str, object]]:
-    docs = [
-        d
-        for d in load_docs(shared_data / "conll2003" / "train.txt", spacy.blank("en"), labels=guide.labels).docs
-        if d.ents
-    ][:n]
-    return [
-        {
-            "action": "ANNOTATION_CREATED",
-            "project": {"id": 31},
-            "task": {"id": 1000 + i, "data": {"text": d.text}},
-            "annotation": {
-                "id": 5000 + i,
-                "task": 1000 + i,
-                "was_cancelled": False,
-                "result": [
-                    {
-                        "type": "labels",
-                        "from_name": "label",
-                        "to_name": "text",
-                        "value": {"start": e.start_char, "end": e.end_char, "text": e.text, "labels": [e.label_]},
-                    }
-                    for e in d.ents
-                ],
-            },
-        }
-        for i, d in enumerate(docs)
-    ]
 
 
 def _runs(url: str) -> list[TrainingRun]:
@@ -133,11 +93,11 @@ def _finished(url: str, count: int) -> bool:
 
 
 def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_data: Path, conll_guide: Guide) -> None:
-    events = _events(shared_data, conll_guide, THRESHOLD)
+    events = conll_events(shared_data, conll_guide, THRESHOLD, ls_project=31)
     with ThreadPoolExecutor(max_workers=8) as pool:  # every event delivered three times, all at once
         replies = list(pool.map(lambda e: loop.client.post("/webhook", json=e).status_code, events * 3))
     assert set(replies) == {200}
-    _wait(lambda: _finished(loop.settings.database_url, 1), 240, f"no finished run; see {loop.log}")
+    wait_until(lambda: _finished(loop.settings.database_url, 1), 240, f"no finished run; see {loop.log}")
     time.sleep(3)  # let any duplicate decision land before counting
     runs = _runs(loop.settings.database_url)
     assert len(runs) == 1 and runs[0].status == "succeeded", (runs[0].status, runs[0].error)
@@ -162,7 +122,7 @@ def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_d
 
     # a redelivered training message finds the run finished and does nothing
     CeleryJobQueue(loop.settings.redis_url).enqueue(TaskName.TRAIN_RUN, runs[0].id)
-    _wait(lambda: loop.log.read_text().count(f"run {runs[0].id}: succeeded") >= 2, 60, "redelivery not processed")
+    wait_until(lambda: loop.log.read_text().count(f"run {runs[0].id}: succeeded") >= 2, 60, "redelivery not processed")
     assert [(r.status, r.model_version, r.finished_at) for r in _runs(loop.settings.database_url)] == [
         (runs[0].status, runs[0].model_version, runs[0].finished_at)
     ]
@@ -175,7 +135,7 @@ def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_d
         loop.client.post(
             "/webhook", json={"action": "ANNOTATIONS_DELETED", "project": {"id": 31}, "annotations": [{"id": 5000 + i}]}
         )
-    _wait(lambda: _finished(loop.settings.database_url, 2), 120, f"second run did not end; see {loop.log}")
+    wait_until(lambda: _finished(loop.settings.database_url, 2), 120, f"second run did not end; see {loop.log}")
     failed = _runs(loop.settings.database_url)[1]
     assert failed.status == "failed" and "label more tasks" in (failed.error or "")
     with open_db(loop.settings.database_url) as db:
@@ -194,7 +154,7 @@ def test_promotion_refuses_a_version_that_regresses(
     database_url: str, conll_guide: Guide, shared_data: Path, small_model: TrainedModel, tmp_path: Path
 ) -> None:
     settings = Settings(database_url=database_url, model_root=tmp_path, retrain_max_steps=20, dev_fraction=0.3)
-    events = _events(shared_data, conll_guide, 40)
+    events = conll_events(shared_data, conll_guide, 40, ls_project=31)
     with open_db(database_url) as db:
         project = register_project(db, ls_project_id=31, guide=conll_guide, retrain_threshold=THRESHOLD)
         promote(db, project, small_model)
@@ -246,7 +206,7 @@ def test_snapshot_failure_is_recorded_and_the_run_can_be_retried(
     settings = Settings(database_url=database_url, model_root=tmp_path)
     with open_db(database_url) as db:
         project = register_project(db, ls_project_id=31, guide=conll_guide)
-        for event in _events(shared_data, conll_guide, 3):
+        for event in conll_events(shared_data, conll_guide, 3, ls_project=31):
             ingest(db, event)
         run_id = manual_run(db, project, trigger="cli")[0].id
     with sessions_for(database_url) as sessions:
