@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.adapters.jobs import JobQueue, TaskName
-from backend.db.models import Project, TrainingRun, utcnow
+from backend.db.models import AnnotationEvent, Project, TrainingRun, utcnow
 from backend.db.session import session_scope
 from backend.services.annotations import unqueued_events
 from backend.services.run_liveness import aware, expire_stale_runs
@@ -72,16 +72,19 @@ def resend_unqueued_events(sessions: sessionmaker[Session], jobs: JobQueue) -> i
     Returns:
         How many events were re-sent.
     """
+    with session_scope(sessions) as db:  # read, then let the connection go: the broker is called without one
+        events = [(event.id, event.project_id, event.action) for event in unqueued_events(db)]
+    sent: dict[tuple[int, str], int] = {}
+    for event_id, project_id, action in events:
+        name = TaskName.START_TRAINING if action == "START_TRAINING" else TaskName.RETRAIN_IF_DUE
+        if (project_id, name) not in sent:  # retrain_if_due counts every stored event: one job is enough
+            jobs.enqueue(name, project_id, event_id)  # raises on a broker away: nothing is marked
+            sent[(project_id, name)] = event_id
     with session_scope(sessions) as db:
-        events = unqueued_events(db)
-        sent: set[tuple[int, str]] = set()
-        for event in events:
-            name = TaskName.START_TRAINING if event.action == "START_TRAINING" else TaskName.RETRAIN_IF_DUE
-            if (event.project_id, name) not in sent:  # retrain_if_due counts every stored event: one job is enough
-                jobs.enqueue(name, event.project_id, event.id)
-                sent.add((event.project_id, name))
-            event.enqueued = True
-        return len(events)
+        for start in range(0, len(events), 500):
+            ids = [event_id for event_id, _, _ in events[start : start + 500]]
+            db.execute(update(AnnotationEvent).where(AnnotationEvent.id.in_(ids)).values(enqueued=True))
+    return len(events)
 
 
 def start_due_retrains(sessions: sessionmaker[Session], jobs: JobQueue) -> list[int]:
@@ -118,16 +121,21 @@ def resend_queued_runs(
         The ids of the runs re-sent.
     """
     now = utcnow()
+    with session_scope(sessions) as db:  # read, then let the connection go: the broker is called without one
+        due = [
+            run.id
+            for run in db.scalars(select(TrainingRun).where(TrainingRun.status == "queued"))
+            if now - aware(run.sent_at or run.created_at)
+            >= timedelta(seconds=min(first_after_s * 2 ** min(run.resends, 20), max_interval_s))
+        ]
     resent: list[int] = []
-    with session_scope(sessions) as db:
-        queued = db.scalars(
-            select(TrainingRun).where(TrainingRun.status == "queued").with_for_update(skip_locked=True)
-        ).all()
-        for run in queued:
-            wait_s = min(first_after_s * 2 ** min(run.resends, 20), max_interval_s)
-            if now - aware(run.sent_at or run.created_at) < timedelta(seconds=wait_s):
-                continue
-            jobs.enqueue(TaskName.TRAIN_RUN, run.id)
-            run.sent_at, run.resends = now, run.resends + 1
-            resent.append(run.id)
+    for run_id in due:
+        jobs.enqueue(TaskName.TRAIN_RUN, run_id)
+        resent.append(run_id)
+        with session_scope(sessions) as db:  # still queued (not claimed meanwhile): count the re-send
+            db.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == run_id, TrainingRun.status == "queued")
+                .values(sent_at=now, resends=TrainingRun.resends + 1)
+            )
     return resent

@@ -80,23 +80,26 @@ def request_run(db: Session, project: Project, *, trigger: str, watermark: int) 
     return run, created is not None
 
 
+AUTOMATIC_ATTEMPTS = 3
+
+
 def retrain_if_due(db: Session, project: Project, *, retry_failed: bool = True) -> TrainingRun | None:
     """Start a run when the labels cross the next multiple of the project's threshold.
 
     Runs are keyed by that multiple, so concurrent or duplicated triggers compute the same watermark and
     the unique constraint lets exactly one of them create the run. A failed run does not count as done: a label
-    event asks for it again (``retry_failed``); the periodic sweep does not, or a run that always dies (out of
-    memory) would be retried forever.
+    event asks for it again (``retry_failed``), up to ``AUTOMATIC_ATTEMPTS`` attempts in all; the periodic sweep
+    does not. So a run that always dies (out of memory, too few dev tasks) is not retried forever; a person's
+    request (``manual_run``) always tries again.
     """
     watermark = due_watermark(db, project)
     if watermark is None:
         return None
-    if not retry_failed and db.scalar(
-        select(TrainingRun.id).where(
-            TrainingRun.project_id == project.id, TrainingRun.annotation_watermark == watermark
-        )
-    ):
-        return None
+    failed = db.scalar(
+        select(TrainingRun).where(TrainingRun.project_id == project.id, TrainingRun.annotation_watermark == watermark)
+    )
+    if failed is not None and (not retry_failed or failed.attempt >= AUTOMATIC_ATTEMPTS):
+        return None  # a run that keeps failing waits for a person (retrain) or the next threshold
     busy = db.scalar(
         select(func.count())
         .select_from(TrainingRun)

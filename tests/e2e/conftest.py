@@ -80,7 +80,8 @@ def backend_server(label_studio: LabelStudioServer, llama_server: str, tmp_path:
         backend_url=f"http://127.0.0.1:{port}",
         model_root=tmp_path / "models",
         label_studio=LabelStudioSettings(url=label_studio.url, api_key=label_studio.token),  # type: ignore[arg-type]
-        llm=LLMSettings(base_url=llama_server, max_tokens=120, demonstrations=1, concurrency=2),
+        # the tiny model on a machine shared with other jobs: /predict waits for it rather than answer without it
+        llm=LLMSettings(base_url=llama_server, max_tokens=120, demonstrations=1, concurrency=2, predict_wait_s=150),
     )
     upgrade(settings.database_url)
     with serve_in_thread(create_app(settings), port=port):

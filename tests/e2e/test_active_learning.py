@@ -106,7 +106,7 @@ def test_labels_retrain_promote_and_reorder(
             _check_reordered(client, ls_id, tag)
             _until(lambda: _completed(backend_server, tag) == LLM_MAX, 300, f"no LLM pass; see {log}")
             _check_llm_pass(client, ls_id, backend_server, tag)
-        with httpx.Client(base_url=backend_server.url) as api:
+        with httpx.Client(base_url=backend_server.url, timeout=180) as api:  # the live LLM on a busy machine
             reply = api.post(
                 "/predict", json={"project": f"{ls_id}.1", "tasks": [{"id": 1, "data": {"text": docs[-1].text}}]}
             )

@@ -29,7 +29,7 @@ from backend.services.annotations import ingest
 from backend.services.projects import register_project
 from backend.services.run_liveness import Heartbeat, expire_stale_runs, remove_leftovers
 from backend.services.sweep import resend_queued_runs, start_due_retrains
-from backend.services.training import request_run, retrain_if_due
+from backend.services.training import AUTOMATIC_ATTEMPTS, manual_run, request_run, retrain_if_due
 from backend.settings import LLMSettings, Settings
 from ml.training import TrainedModel
 from tests.conftest import free_port, open_db, promote, sessions_for
@@ -137,6 +137,12 @@ def test_a_failed_run_does_not_block_retraining_but_the_sweep_does_not_retry_it(
             again = retrain_if_due(db, db.get(Project, project_id))  # type: ignore[arg-type]
             assert again is not None and again.id == started[0] and again.status == "queued"
             assert again.error is None and again.output_dir is None and again.resends == 0
+            # a run that failed on each of its automatic attempts waits for a person
+            again.status, again.attempt = "failed", AUTOMATIC_ATTEMPTS
+        with open_db(database_url) as db:
+            assert retrain_if_due(db, db.get(Project, project_id)) is None  # type: ignore[arg-type]
+            run, created = manual_run(db, db.get(Project, project_id), trigger="cli")  # type: ignore[arg-type]
+            assert created and run.id == started[0] and run.status == "queued"
 
 
 def test_queued_runs_are_resent_with_backoff(database_url: str, redis_url: str, conll_guide: Guide) -> None:
