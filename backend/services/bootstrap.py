@@ -164,9 +164,11 @@ def attach_project(
     project = register_project(db, ls_project_id=ls_project_id, guide=guide, retrain_threshold=threshold)
     db.commit()  # webhooks of a re-attach may come in while the export is read
     as_of = db.scalar(select(func.max(AnnotationEvent.id)))
+    db.commit()  # no connection held while Label Studio exports or is configured
     synced = reconcile(db, project, gateway.export_tasks(ls_project_id), as_of=as_of)
     db.commit()
     tag = version_tag(project, routing_table(db, project))
+    db.commit()
     ml_id = gateway.backend_urls(ls_project_id).get(backend_url.rstrip("/"))
     if ml_id is None:
         ml_id = gateway.connect_backend(ls_project_id, url=backend_url, title=tag, basic_auth=basic_auth)
