@@ -19,7 +19,7 @@ from backend.db.upsert import upsert
 from backend.services import label_state
 from backend.services.errors import InvalidInputError
 from backend.services.projects import guide_of, project_by_ls_id
-from backend.services.watermark import due_watermark
+from backend.services.watermark import due_expression
 from backend.settings import Settings
 from ml.converters.label_studio_tasks import parse_timestamp
 
@@ -214,12 +214,18 @@ def ingest(
         return Ingested(existing.id, project.id, event.action, False, existing.enqueued, existing.label_change)
     changed = _apply(db, project, event, event_id=new_id)
     # only a training request, or a label change that makes a retrain due, has a job to enqueue (one job per
-    # threshold crossed, not one per event); the other events are done once applied
-    done = event.action != "START_TRAINING" and (
-        not changed or (job_only_when_due and due_watermark(db, project, uncounted=1) is None)
-    )
-    db.execute(update(AnnotationEvent).where(AnnotationEvent.id == new_id).values(label_change=changed, enqueued=done))
-    return Ingested(new_id, project.id, event.action, True, done, changed)
+    # threshold crossed, not one per event); the other events are done once applied. The due check rides in the
+    # update that marks the event (its count does not see this event's mark yet: it counts it as uncounted).
+    done: Any = event.action != "START_TRAINING" and not changed
+    if changed and job_only_when_due and event.action != "START_TRAINING":
+        done = due_expression(project, uncounted=1).is_(None)
+    marked = db.execute(
+        update(AnnotationEvent)
+        .where(AnnotationEvent.id == new_id)
+        .values(label_change=changed, enqueued=done)
+        .returning(AnnotationEvent.enqueued)
+    ).scalar_one()
+    return Ingested(new_id, project.id, event.action, True, bool(marked), changed)
 
 
 def _project_of(db: Session, event: WebhookEvent) -> Project | None:

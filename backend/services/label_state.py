@@ -298,14 +298,21 @@ def index_tasks(db: Session, project: Project, ls_task_ids: Iterable[int], *, ev
         # about 12,000 per transaction here).
         for bucket in sorted({task_id % LOCK_BUCKETS for task_id in ids}):
             db.execute(select(func.pg_advisory_xact_lock(project.id, bucket)))
-    db.execute(delete(LabeledSpan).where(LabeledSpan.project_id == project.id, LabeledSpan.ls_task_id.in_(ids)))
-    db.execute(delete(TaskLabel).where(TaskLabel.project_id == project.id, TaskLabel.ls_task_id.in_(ids)))
-    rows = db.scalars(
+    spans_gone = delete(LabeledSpan).where(LabeledSpan.project_id == project.id, LabeledSpan.ls_task_id.in_(ids))
+    labels_gone = delete(TaskLabel).where(TaskLabel.project_id == project.id, TaskLabel.ls_task_id.in_(ids))
+    live = (
         select(Annotation)
         .where(Annotation.project_id == project.id, Annotation.deleted.is_(False), Annotation.ls_task_id.in_(ids))
         .order_by(Annotation.ls_task_id, Annotation.ls_annotation_id)
     )
-    _store(db, project, convert_labels(project, _export_shape(rows)), event_id=event_id)
+    if db.get_bind().dialect.name == "postgresql":
+        # the deletes ride along with the read: one round trip instead of three (a webhook's cost is mostly
+        # round trips); the statement starts after the task locks, so it sees what their holders committed
+        live = live.add_cte(spans_gone.cte("spans_gone"), labels_gone.cte("labels_gone"))
+    else:
+        db.execute(spans_gone)
+        db.execute(labels_gone)
+    _store(db, project, convert_labels(project, _export_shape(db.scalars(live))), event_id=event_id)
 
 
 def _store(db: Session, project: Project, converted: ConversionResult, *, event_id: int | None) -> None:
