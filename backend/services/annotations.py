@@ -19,7 +19,7 @@ from backend.db.upsert import upsert
 from backend.services import label_state
 from backend.services.errors import InvalidInputError
 from backend.services.projects import guide_of, project_by_ls_id
-from backend.services.watermark import due_expression
+from backend.services.watermark import retrain_due
 from backend.settings import Settings
 from ml.converters.label_studio_tasks import parse_timestamp
 
@@ -218,7 +218,7 @@ def ingest(
     # update that marks the event (its count does not see this event's mark yet: it counts it as uncounted).
     done: Any = event.action != "START_TRAINING" and not changed
     if changed and job_only_when_due and event.action != "START_TRAINING":
-        done = due_expression(project, uncounted=1).is_(None)
+        done = ~retrain_due(project, uncounted=1)
     marked = db.execute(
         update(AnnotationEvent)
         .where(AnnotationEvent.id == new_id)

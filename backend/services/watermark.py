@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import AnnotationEvent, Project, TrainingRun
@@ -25,26 +25,32 @@ def labels_count(db: Session, project: Project) -> int:
     return int(db.scalar(_labels_query(project)) or 0)
 
 
-def due_watermark(db: Session, project: Project, *, uncounted: int = 0) -> int | None:
-    """The watermark a retrain is due at: the labels' last multiple of the threshold, when it is above every run
-    that did not fail; else None.
-
-    ``uncounted``: label changes not yet marked on their event (the one being stored)."""
-    due = db.scalar(select(due_expression(project, uncounted=uncounted)))
-    return None if due is None else int(due)
-
-
-def due_expression(project: Project, *, uncounted: int = 0) -> ScalarSelect[int | None]:
-    """:func:`due_watermark` as one SQL expression, so that a statement can carry it: the webhook decides in the
-    update that marks its event whether a retrain check is needed (one job per threshold crossed, not one per
-    event), without a round trip of its own. Counts the labels once."""
-    threshold = project.retrain_threshold
-    last_run = select(func.max(TrainingRun.annotation_watermark)).where(
+def _last_run(project: Project) -> Select[Any]:
+    """The highest watermark of a run that did not fail (None: no such run; watermarks are never negative)."""
+    return select(func.max(TrainingRun.annotation_watermark)).where(
         TrainingRun.project_id == project.id, TrainingRun.status != "failed"
     )
-    state = select(
-        ((_labels_query(project).scalar_subquery() + uncounted) // threshold * threshold).label("watermark"),
-        func.coalesce(last_run.scalar_subquery(), 0).label("last"),
-    ).subquery()
-    due = case((and_(state.c.watermark > 0, state.c.watermark > state.c.last), state.c.watermark), else_=None)
-    return select(due).scalar_subquery()
+
+
+def due_watermark(db: Session, project: Project, *, uncounted: int = 0) -> int | None:
+    """The watermark a retrain is due at: the labels' last multiple of the threshold, when it is above every run
+    that did not fail; else None. One statement.
+
+    ``uncounted``: label changes not yet marked on their event (the one being stored)."""
+    counted, last = db.execute(
+        select(_labels_query(project).scalar_subquery(), _last_run(project).scalar_subquery())
+    ).one()
+    labels = int(counted or 0) + uncounted
+    watermark = labels // project.retrain_threshold * project.retrain_threshold
+    return watermark if watermark > 0 and watermark > (last or 0) else None
+
+
+def retrain_due(project: Project, *, uncounted: int = 0) -> ColumnElement[bool]:
+    """Whether :func:`due_watermark` is not None, as one SQL expression that a statement can carry: the webhook
+    decides in the update that marks its event whether a retrain check is needed (one job per threshold crossed,
+    not one per event), without a round trip of its own. The labels are counted once (the count is what costs:
+    every label event of the project), and ``watermark > 0`` follows from ``watermark > last`` with ``last``
+    never negative."""
+    threshold = project.retrain_threshold
+    watermark = (_labels_query(project).scalar_subquery() + uncounted) // threshold * threshold
+    return watermark > func.coalesce(_last_run(project).scalar_subquery(), 0)
