@@ -59,7 +59,12 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///nerloop.db"
     db_pool_size: PositiveInt = Field(default=5, description="database connections kept open per process")
-    db_max_overflow: int = Field(default=10, ge=0, description="extra connections opened under load")
+    db_max_overflow: int = Field(
+        default=35,
+        ge=0,
+        description="extra connections opened under load: with the pool, one per request thread (40), so a burst "
+        "of webhooks never waits for a connection",
+    )
     db_pool_timeout_s: float = Field(default=10.0, gt=0, description="wait for a free connection, then a 503")
     redis_url: str = "redis://127.0.0.1:6379/0"
     model_root: Path = Path("models")
