@@ -35,6 +35,10 @@ class LLMSettings(BaseModel):
     )
     max_tokens: PositiveInt = 512
     demonstrations: int = Field(default=5, ge=0)
+    demo_pool_max: PositiveInt = Field(
+        default=10_000,
+        description="demonstrations are chosen among the project's newest labelled tasks, this many (index fit time)",
+    )
     demo_max_chars: PositiveInt = Field(
         default=2000, description="labelled texts longer than this are never shown as demonstrations (prompt size)"
     )

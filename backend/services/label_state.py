@@ -359,13 +359,15 @@ def _indexed(db: Session, project: Project) -> None:
         db.commit()
 
 
-def labeled_examples(db: Session, project: Project) -> list[tuple[str, list[CharSpan]]]:
-    """Each labelled task's text and spans (its latest live annotation, converted as for training), by task id."""
+def labeled_examples(db: Session, project: Project, *, newest: int | None = None) -> list[tuple[str, list[CharSpan]]]:
+    """Each labelled task's text and spans (its latest live annotation, converted as for training), by task id;
+    only the ``newest`` labelled last (greatest ids of their latest event) when given."""
     _indexed(db, project)
-    rows = db.execute(
-        select(TaskLabel.text, TaskLabel.spans).where(TaskLabel.project_id == project.id).order_by(TaskLabel.ls_task_id)
-    )
-    return [(text, [CharSpan(int(a), int(b), str(label)) for a, b, label in spans]) for text, spans in rows]
+    query = select(TaskLabel.ls_task_id, TaskLabel.text, TaskLabel.spans).where(TaskLabel.project_id == project.id)
+    if newest is not None:
+        query = query.order_by(TaskLabel.id.desc()).limit(newest)
+    rows = sorted(db.execute(query), key=lambda row: row[0])
+    return [(text, [CharSpan(int(a), int(b), str(label)) for a, b, label in spans]) for _, text, spans in rows]
 
 
 def label_counts(db: Session, project: Project) -> dict[str, int]:

@@ -107,7 +107,8 @@ class DemoIndex:
         try:
             started = time.monotonic()
             with session_scope(self._sessions) as db:
-                examples = labeled_examples(db, project_by_id(db, project_id))
+                # the newest labels only: fitting TF-IDF on 100,000 texts takes about a minute (bench/RESULTS.md)
+                examples = labeled_examples(db, project_by_id(db, project_id), newest=self._settings.demo_pool_max)
             limit = self._settings.demo_max_chars
             pool = [
                 Demonstration(text, tuple((text[s.start : s.end], s.label) for s in sorted(spans)))

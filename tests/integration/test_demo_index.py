@@ -54,3 +54,7 @@ def test_the_index_is_rebuilt_in_the_background_per_watermark(database_url: str,
         newest = _label(database_url, 4, "Emil Lang works in Vienna .", [(0, 9, "person")])
         texts = {d.text for d in index.get(project_id, newest).result(timeout=60).select("Carl works in Rome .")}
         assert "Emil Lang works in Vienna ." in texts
+    with sessions_for(database_url) as sessions:  # only the newest labelled tasks make the pool
+        index = DemoIndex(sessions, LLMSettings(demonstrations=5, demo_pool_max=2))
+        pool = {d.text for d in index.get(project_id, newest).result(timeout=60).select("Carl works in Rome .")}
+        assert pool == {"Dora Klein works in Berlin .", "Emil Lang works in Vienna ."}
