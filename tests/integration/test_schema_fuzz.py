@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -142,7 +143,8 @@ requests = (
     | st.tuples(st.just("POST"), st.just("/predict"), predictions)
     | st.tuples(st.just("POST"), st.just("/setup"), st.fixed_dictionaries({"project": project}))
     | st.tuples(st.just("GET"), ids.map(lambda i: f"/dashboard/{i}"), st.none())
-    | st.tuples(st.just("GET"), project.map(lambda p: f"/versions?project={p}"), st.none())
+    # percent-encoded as a client sends it (a raw control character never leaves httpx)
+    | st.tuples(st.just("GET"), project.map(lambda p: f"/versions?project={quote(str(p), safe='')}"), st.none())
 )
 
 
