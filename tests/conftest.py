@@ -61,6 +61,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    """Terminate a process the test started; kill it when it does not exit within ``timeout_s``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def serve_in_thread(
     app: Any, *, port: int | None = None, log_level: str = "warning", start_timeout_s: float = 60

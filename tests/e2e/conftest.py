@@ -13,7 +13,7 @@ import pytest
 from backend.api.app import create_app
 from backend.db.session import upgrade
 from backend.settings import LabelStudioSettings, LLMSettings, Settings
-from tests.conftest import ROOT, free_port, serve_in_thread, wait_for_http
+from tests.conftest import ROOT, free_port, serve_in_thread, stop_process, wait_for_http
 from workers.up import label_studio_env
 
 LS_BIN = Path(os.environ.get("NERLOOP_LABEL_STUDIO_BIN", ROOT / ".venv-ls" / "bin" / "label-studio"))
@@ -56,11 +56,7 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         wait_for_http(process, f"{url}/health", timeout=240, what="Label Studio", log=log.name)
         yield LabelStudioServer(url, TOKEN)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, 30)
         log.close()
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from annotation_guide import Guide
 from backend.db.models import Prediction, Project, TrainingRun
 from ml.converters import load_docs
-from tests.conftest import open_db
+from tests.conftest import open_db, stop_process
 from tests.e2e.conftest import BackendServer, LabelStudioServer
 from tests.e2e.test_label_studio import NERLOOP, _create_project
 
@@ -112,8 +112,7 @@ def test_labels_retrain_promote_and_reorder(
             )
         assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == tag
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        stop_process(worker)
 
 
 def _annotate(client: LabelStudio, ls_id: int, gold: dict[str, object], n: int) -> None:

@@ -32,7 +32,7 @@ from backend.services.sweep import resend_queued_runs, start_due_retrains
 from backend.services.training import AUTOMATIC_ATTEMPTS, manual_run, request_run, retrain_if_due
 from backend.settings import LLMSettings, Settings
 from ml.training import TrainedModel
-from tests.conftest import free_port, open_db, promote, sessions_for
+from tests.conftest import free_port, open_db, promote, sessions_for, stop_process
 from tests.integration.conftest import conll_events, wait_until
 
 pytestmark = [pytest.mark.integration]
@@ -197,12 +197,7 @@ def _worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         wait_until(lambda: "ready" in log.read_text(), 90, lambda: f"the worker did not start:\n{log.read_text()}")
         yield worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker)
 
 
 def _settings(database_url: str, redis_url: str, model_root: Path) -> Settings:
@@ -344,8 +339,7 @@ def _start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    process.wait(timeout=30)
+    stop_process(process, 30)
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from backend.services.training import Trainer, manual_run
 from backend.settings import LLMSettings, Settings
 from ml.promotion import in_dev_split
 from ml.training import TrainedModel
-from tests.conftest import open_db, promote, sessions_for
+from tests.conftest import open_db, promote, sessions_for, stop_process
 from tests.integration.conftest import conll_events, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -78,8 +78,7 @@ def loop(database_url: str, redis_url: str, conll_guide: Guide, tmp_path: Path) 
         with TestClient(create_app(settings)) as client:
             yield Loop(settings, client, project_id, log)
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        stop_process(worker)
 
 
 def _runs(url: str) -> list[TrainingRun]:
