@@ -9,11 +9,26 @@ from typing import Any
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from backend.services.errors import UpstreamError
 from backend.settings import LabelStudioSettings
 
 IMPORT_CHUNK = 500
+# Label Studio checks a backend it connects by calling it with a 3 s read timeout (shared/docs/label-studio.md):
+# a backend briefly busy (a loaded machine, a starting worker beside it) fails that check, not the connection
+CONNECT_ATTEMPTS = 5
+_BACKEND_DID_NOT_ANSWER = ("timed out", "Connection aborted")  # not "refused": no backend listens there
+
+
+def _backend_did_not_answer(exc: BaseException) -> bool:
+    """Label Studio refused the backend because its check call got no answer in time (worth another try),
+    rather than because of what the backend answered (final)."""
+    return (
+        isinstance(exc, ApiError)
+        and exc.status_code == 400
+        and any(marker in str(exc.body) for marker in _BACKEND_DID_NOT_ANSWER)
+    )
 
 
 @contextmanager
@@ -88,12 +103,25 @@ class LabelStudioGateway:
         return {str(b.url).rstrip("/"): int(b.id) for b in backends if b.id is not None and b.url}
 
     def connect_backend(self, project_id: int, *, url: str, title: str, basic_auth: tuple[str, str] | None) -> int:
-        """Connect the ML backend (interactive pre-annotation on); return the ML backend id."""
+        """Connect the ML backend (interactive pre-annotation on); return the ML backend id.
+
+        Label Studio calls the backend before it accepts it; when that call timed out, the
+        connection is tried again, ``CONNECT_ATTEMPTS`` times in all, 1-8 s apart (tenacity).
+
+        Raises:
+            UpstreamError: Label Studio refused the backend (its reason quoted) or cannot be reached.
+        """
         auth: dict[str, Any] = {}
         if basic_auth is not None:
             auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        create = retry(
+            retry=retry_if_exception(_backend_did_not_answer),
+            stop=stop_after_attempt(CONNECT_ATTEMPTS),
+            wait=wait_exponential(multiplier=1, max=8),
+            reraise=True,
+        )(self.client.ml.create)
         with _explained("connect the ML backend", self.url):
-            backend = self.client.ml.create(project=project_id, url=url, title=title, is_interactive=True, **auth)
+            backend = create(project=project_id, url=url, title=title, is_interactive=True, **auth)
         return _id(backend.id, "ML backend")
 
     def use_uncertainty_sampling(self, project_id: int, *, model_version: str | None = None) -> None:
@@ -122,6 +150,17 @@ class LabelStudioGateway:
             task = self.client.tasks.get(id=str(task_id))
         text = (task.data or {}).get(field)
         return text if isinstance(text, str) else None
+
+    def task_predictions(self, task_id: int) -> dict[int, str]:
+        """A task's predictions: prediction id -> model version."""
+        with _explained(f"list the predictions of task {task_id}", self.url):
+            predictions = self.client.predictions.list(task=task_id)
+        return {int(p.id): str(p.model_version or "") for p in predictions if p.id is not None}
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        """Remove one prediction."""
+        with _explained(f"delete prediction {prediction_id}", self.url):
+            self.client.predictions.delete(id=prediction_id)
 
     def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> int:
         """Store one scored prediction on a task; return its id."""

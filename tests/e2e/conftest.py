@@ -18,6 +18,8 @@ from workers.up import label_studio_env
 
 LS_BIN = Path(os.environ.get("NERLOOP_LABEL_STUDIO_BIN", ROOT / ".venv-ls" / "bin" / "label-studio"))
 TOKEN = "nerloop-e2e-token-0123456789"
+# the e2e tests empty this Redis database: one per concurrent test run
+E2E_REDIS_URL = os.environ.get("NERLOOP_TEST_REDIS_E2E", "redis://127.0.0.1:6379/14")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def backend_server(label_studio: LabelStudioServer, llama_server: str, tmp_path:
     port = free_port()
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'nerloop.db'}",
-        redis_url="redis://127.0.0.1:6379/14",
+        redis_url=E2E_REDIS_URL,
         backend_url=f"http://127.0.0.1:{port}",
         model_root=tmp_path / "models",
         label_studio=LabelStudioSettings(url=label_studio.url, api_key=label_studio.token),  # type: ignore[arg-type]

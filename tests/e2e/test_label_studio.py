@@ -12,17 +12,19 @@ from pathlib import Path
 import httpx
 import pytest
 import spacy
+from fastapi import FastAPI
 from label_studio_sdk import LabelStudio
 from sqlalchemy import select
 
-from annotation_guide import Guide
+from annotation_guide import Guide, label_studio_config
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import AnnotationEvent, Project
 from backend.services.predictions import version_tag
 from backend.services.routing import routing_table, set_override
+from backend.settings import LabelStudioSettings
 from ml.converters import load_docs
 from ml.training import TrainedModel
-from tests.conftest import GUIDES, free_port, open_db, promote
+from tests.conftest import GUIDES, free_port, open_db, promote, serve_in_thread
 from tests.e2e.conftest import BackendServer, LabelStudioServer
 
 pytestmark = pytest.mark.e2e
@@ -188,3 +190,35 @@ def _results(payload: object) -> list[dict[str, object]]:
         if isinstance(data, list):
             return data
     return payload if isinstance(payload, list) else []
+
+
+def test_a_backend_slow_to_answer_labelstudios_check_is_connected_on_a_later_try(
+    label_studio: LabelStudioServer, conll_guide: Guide
+) -> None:
+    """Label Studio gives the backend's ``/setup`` 3 s when it connects it: a backend that misses that once (a
+    loaded machine) is connected on the next try, not refused. A real Label Studio calls a real HTTP server whose
+    first ``/setup`` takes 5 s."""
+    setups: list[float] = []
+
+    slow = FastAPI()
+
+    @slow.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "UP", "model_class": "slow"}
+
+    @slow.post("/setup")
+    def setup() -> dict[str, str]:
+        setups.append(time.monotonic())
+        if len(setups) == 1:
+            time.sleep(5)
+        return {"model_version": "slow-1"}
+
+    settings = LabelStudioSettings(url=label_studio.url, api_key=label_studio.token)  # type: ignore[arg-type]
+    with serve_in_thread(slow) as port, LabelStudioGateway(settings) as gateway:
+        ls_id = gateway.create_project(title="slow backend", label_config=label_studio_config(conll_guide))
+        try:
+            ml_id = gateway.connect_backend(ls_id, url=f"http://127.0.0.1:{port}", title="slow-1", basic_auth=None)
+            assert gateway.backend_urls(ls_id) == {f"http://127.0.0.1:{port}": ml_id}
+            assert len(setups) >= 2  # the first check timed out, a later one passed
+        finally:
+            gateway.delete_project(ls_id)

@@ -19,7 +19,14 @@ from backend.db.models import AnnotationEvent, LLMCall, Project
 from backend.services.training import retrain_if_due
 from ml.training import TrainedModel
 from tests.conftest import open_db, sessions_for
-from tests.integration.conftest import LS_PROJECT, Backend, annotation_event, backend_settings, register_ls_project
+from tests.integration.conftest import (
+    LS_PROJECT,
+    REDIS_URL,
+    Backend,
+    annotation_event,
+    backend_settings,
+    register_ls_project,
+)
 from tests.integration.scripted_llm import Script, scripted_llm
 from workers.sweep import sweep_unqueued
 
@@ -176,7 +183,7 @@ def test_webhook_keeps_the_event_when_the_broker_is_down(database_url: str, conl
     with open_db(database_url) as db:
         assert db.scalars(select(AnnotationEvent)).one().enqueued is False
     # when a worker starts, the sweep sends it
-    redis_url = "redis://127.0.0.1:6379/15"
+    redis_url = REDIS_URL
     redis.Redis.from_url(redis_url).delete("score")
     with sessions_for(database_url) as sessions:
         assert sweep_unqueued(sessions, CeleryJobQueue(redis_url)) == 1
