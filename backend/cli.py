@@ -1,18 +1,21 @@
-"""The ``nerloop`` command: ml's commands plus the backend's (serve, db, project, llm)."""
+"""The ``nerloop`` command: ml's commands plus the backend's (serve, db, project, llm).
+
+The web server, the database layer and Label Studio's SDK are imported inside the commands that use them, so that
+``--help`` and the light commands start at once.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from annotation_guide import load_guide
-from backend.db.session import make_engine, session_factory, session_scope, upgrade
 from backend.services.errors import ServiceError
 from backend.settings import get_settings
 from ml import cli as ml_cli
@@ -32,6 +35,8 @@ app.add_typer(llm_app, name="llm")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema of NER_DATABASE_URL (SQLite file by default)."""
+    from backend.db.session import upgrade
+
     settings = get_settings()
     with ml_cli.errors(ServiceError):
         upgrade(settings.database_url)
@@ -44,6 +49,10 @@ def serve(
     port: Annotated[int, typer.Option(help="Port Label Studio calls.")] = 9090,
 ) -> None:
     """Run the ML backend and platform API (migrates the database first)."""
+    import uvicorn
+
+    from backend.db.session import upgrade
+
     upgrade(get_settings().database_url)
     # timeout_keep_alive: uvicorn closes an idle keep-alive connection after 5 s by default, while clients keep
     # them longer (a requests session or a proxy's upstream pool: no expiry or 60 s; httpx: also 5 s), so a
@@ -70,6 +79,7 @@ def project_create(
 ) -> None:
     """Create a Label Studio project from a guide, import tasks, connect this backend, order by uncertainty."""
     from backend.adapters.label_studio import LabelStudioGateway
+    from backend.db.session import make_engine, session_factory, session_scope, upgrade
     from backend.services.bootstrap import create_project, read_texts
 
     settings = get_settings()
@@ -109,6 +119,7 @@ def project_attach(
     imported labels reach the threshold. Safe to run again."""
     from backend.adapters.jobs import CeleryJobQueue, TaskName
     from backend.adapters.label_studio import LabelStudioGateway
+    from backend.db.session import make_engine, session_factory, session_scope, upgrade
     from backend.services.bootstrap import attach_project
 
     settings = get_settings()
@@ -136,6 +147,42 @@ def project_attach(
         f"ML backend {attached.ml_backend_id}, model version {attached.model_version}; "
         "a retrain starts if the labels reach the threshold"
     )
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn a database that cannot be reached or has no nerloop schema into one line on stderr and exit 2."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        yield
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise ml_cli.fail(
+            f"database {url}: {reason}; check NER_DATABASE_URL (`nerloop db upgrade` creates the schema)"
+        ) from None
+
+
+@project_app.command("list")
+def project_list() -> None:
+    """The projects of NER_DATABASE_URL: nerloop id, Label Studio id, name, retrain threshold, serving version."""
+    from backend.db.models import Project
+    from backend.db.session import make_engine, session_factory, session_scope
+
+    url = get_settings().database_url
+    engine = make_engine(url)
+    try:
+        with database_errors(url), session_scope(session_factory(engine)) as db:
+            rows = db.query(Project).order_by(Project.id).all()
+            for row in rows:
+                typer.echo(
+                    f"{row.id:>5} ls {row.ls_project_id:>5}  {row.name:<30} retrain every {row.retrain_threshold:>4}"
+                    f"  serving {row.current_version or '(no model yet)'}"
+                )
+    finally:
+        engine.dispose()
+    if not rows:
+        typer.echo("no projects yet: `nerloop project create` or `nerloop project attach`", err=True)
 
 
 @ml_cli.guide_app.command("init")
@@ -200,7 +247,9 @@ def llm_serve(
         "--model_alias",
         "local",
     ]
-    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+    # exec, not a child: a signal to this process (Ctrl-C, `nerloop up` stopping, a supervisor) reaches the server
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
 
 
 def main() -> None:

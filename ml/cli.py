@@ -1,4 +1,8 @@
-"""The ``nerloop`` command: parses arguments and calls one library function per command."""
+"""The ``nerloop`` command: parses arguments and calls one library function per command.
+
+spaCy, torch and the converters are imported inside the commands that use them, so that ``--help`` and the light
+commands start at once (``tests/unit/test_cli_imports.py``, ``bench/cli_start.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,29 +11,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import spacy
 import typer
 from pydantic import ValidationError
 
-from annotation_guide import Guide, GuideError, label_studio_config, load_guide
-from ml.converters import (
-    POLICIES,
-    UNKNOWN_LABELS,
-    ConversionResult,
-    Policy,
-    ReadOptions,
-    UnknownLabels,
-    load_docs,
-    parse_label_map,
-    write_docs,
-)
+from annotation_guide import GuideError, label_studio_config, load_guide
 from ml.errors import MLError, ModelError
-from ml.evaluation import evaluate, format_report
-from ml.model_store import load_model, read_meta
-from ml.training import Progress, TrainSettings, train
-from ml.training.settings import Architecture
+
+if TYPE_CHECKING:
+    from annotation_guide import Guide
+    from ml.converters import ConversionResult, Policy, ReadOptions, UnknownLabels
+    from ml.training import Progress
+    from ml.training.settings import Architecture
 
 app = typer.Typer(
     help="nerloop: annotation-to-model active learning for NER.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -63,6 +57,8 @@ def errors(*more: type[Exception]) -> Iterator[None]:
 
 
 def _policy(value: str) -> Policy:
+    from ml.converters import POLICIES
+
     if value not in POLICIES:
         raise fail(f"--policy must be one of {', '.join(POLICIES)}, not {value!r}")
     return value
@@ -83,6 +79,10 @@ def _report_issues(result: ConversionResult, source: Path) -> None:
 
 
 def _load(path: Path, guide: Guide, policy: Policy, *, options: ReadOptions, limit: int = 0) -> ConversionResult:
+    import spacy
+
+    from ml.converters import load_docs
+
     result = load_docs(path, spacy.blank(guide.language), labels=guide.labels, policy=policy, options=options)
     _report_issues(result, path)
     if limit:
@@ -131,6 +131,8 @@ TagColumnOpt = Annotated[
 
 
 def _unknown(value: str) -> UnknownLabels:
+    from ml.converters import UNKNOWN_LABELS
+
     if value not in UNKNOWN_LABELS:
         raise fail(f"--unknown-labels must be one of {', '.join(UNKNOWN_LABELS)}, not {value!r}")
     return "drop" if value == "drop" else "refuse"
@@ -144,6 +146,8 @@ def _read_options(
     columns: tuple[int | None, int | None],
 ) -> ReadOptions:
     """The reading options of the data commands (convert, train)."""
+    from ml.converters import ReadOptions, parse_label_map
+
     names = g.label_studio
     return ReadOptions(
         # the guide's own Label Studio label values first; --map-label adds to them
@@ -169,6 +173,10 @@ def convert(
     tag_column: TagColumnOpt = None,
 ) -> None:
     """Convert annotated data between formats, reporting every span that does not fit."""
+    import spacy
+
+    from ml.converters import load_docs, write_docs
+
     with errors():
         g = load_guide(guide)
         options = _read_options(
@@ -215,6 +223,9 @@ def train_command(
     """Train a model version and print its dev scores per entity type (both files read as `convert` reads)."""
     if architecture not in ("cnn", "transformer"):
         raise fail(f"--architecture must be cnn or transformer, not {architecture!r}")
+    from ml.evaluation import format_report
+    from ml.training import TrainSettings, train
+
     arch: Architecture = "cnn" if architecture == "cnn" else "transformer"
     with errors():
         g = load_guide(guide)
@@ -262,6 +273,12 @@ def evaluate_command(
 ) -> None:
     """Score a model version per entity type (exact and partial F1, calibration); the data is read as `convert`
     reads it, against the model's labels."""
+    import spacy
+
+    from ml.converters import ReadOptions, load_docs, parse_label_map
+    from ml.evaluation import evaluate, format_report
+    from ml.model_store import load_model, read_meta
+
     with errors():
         meta = read_meta(model)
         labels = list(meta.get("labels") or [])

@@ -1,4 +1,8 @@
-"""The full ``nerloop`` command: ml's and the backend's commands, plus workers, retrains and rollbacks."""
+"""The full ``nerloop`` command: ml's and the backend's commands, plus workers, retrains and rollbacks.
+
+Celery, the database layer, spaCy and torch are imported inside the commands that use them: ``nerloop --help``,
+``nerloop runs`` and the other light commands start at once (``bench/cli_start.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,39 +10,51 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.orm import Session, sessionmaker
 
-from backend.adapters.jobs import CeleryJobQueue, TaskName
-from backend.cli import app
-from backend.db.models import ModelVersion, TrainingRun
-from backend.db.session import make_engine, session_factory, session_scope, upgrade
-from backend.services import training
+from backend.cli import app, database_errors
 from backend.services.errors import ServiceError
-from backend.services.projects import project_by_id
-from backend.services.sweep import sweep
-from backend.settings import Settings, get_settings
+from backend.settings import get_settings
 from ml import cli as ml_cli
 from workers import up as up_module
-from workers.celery_app import QUEUES, make_celery
+from workers.celery_app import POOLS, QUEUES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from backend.settings import Settings
 
 model_app = typer.Typer(help="Model versions.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
-@app.command()
+_POOLS_HELP = ", ".join(f"--queues {q} --concurrency {n}" for q, n in POOLS)
+
+
+@app.command(
+    help="Run a Celery worker on the given queues. Run one worker per queue group, as `nerloop up` and "
+    f"docker-compose.yml do ({_POOLS_HELP}): a worker serving several queues runs their jobs one after another "
+    "in its processes, so a long LLM pass or a training delays the others' jobs. A GPU host serves only `train`. "
+    "SIGTERM stops it after its current jobs (warm shutdown); SIGQUIT cancels them, and their messages go back "
+    "to the queue."
+)
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: train, score, llm.")] = ",".join(QUEUES),
-    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Processes of this worker (jobs at once).")] = 1,
+    hostname: Annotated[
+        str | None, typer.Option(help="Celery node name (default: <queues>@<host name>); unique per worker.")
+    ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
 ) -> None:
-    """Run a Celery worker on the given queues (a GPU host serves only `train`)."""
+    from backend.db.session import upgrade
+    from workers.celery_app import make_celery
+
     names = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(names) - set(QUEUES))
-    if unknown:
-        raise ml_cli.fail(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(QUEUES)}")
+    if unknown or not names:
+        raise ml_cli.fail(f"unknown queue(s) {', '.join(unknown) or queues!r}; choose from {', '.join(QUEUES)}")
     settings = get_settings()
     upgrade(settings.database_url)
     _sweep_once(settings)
@@ -48,6 +64,7 @@ def worker(
             "worker",
             f"--queues={','.join(names)}",
             f"--concurrency={concurrency}",
+            f"--hostname={hostname or '-'.join(names) + '@%h'}",
             f"--loglevel={loglevel}",
             "--pool=prefork",
             "--without-gossip",
@@ -58,6 +75,10 @@ def worker(
 
 def _sweep_once(settings: Settings) -> None:
     """What the broker lost or never got, and runs whose process died, before this worker takes jobs."""
+    from backend.adapters.jobs import CeleryJobQueue
+    from backend.db.session import make_engine, session_factory
+    from backend.services.sweep import sweep
+
     engine = make_engine(settings.database_url)
     try:
         report = sweep(
@@ -86,6 +107,11 @@ def retrain(
     wait: Annotated[bool, typer.Option(help="Follow the run's progress until it ends.")] = True,
 ) -> None:
     """Start a training run now (a no-op if one exists for the current label watermark)."""
+    from backend.adapters.jobs import CeleryJobQueue, TaskName
+    from backend.db.session import make_engine, session_factory, session_scope
+    from backend.services import training
+    from backend.services.projects import project_by_id
+
     settings = get_settings()
     sessions = session_factory(make_engine(settings.database_url))
     with ml_cli.errors(ServiceError), session_scope(sessions) as db:
@@ -99,6 +125,9 @@ def retrain(
 
 
 def _follow(sessions: sessionmaker[Session], run_id: int) -> None:
+    from backend.db.session import session_scope
+    from backend.services import training
+
     last = ""
     while True:
         with session_scope(sessions) as db:
@@ -120,8 +149,16 @@ def _follow(sessions: sessionmaker[Session], run_id: int) -> None:
 @app.command()
 def runs(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> None:
     """List a project's training runs with their status and progress."""
-    settings = get_settings()
-    with ml_cli.errors(ServiceError), session_scope(session_factory(make_engine(settings.database_url))) as db:
+    from backend.db.models import TrainingRun
+    from backend.db.session import make_engine, session_factory, session_scope
+    from backend.services.projects import project_by_id
+
+    url = get_settings().database_url
+    with (
+        ml_cli.errors(ServiceError),
+        database_errors(url),
+        session_scope(session_factory(make_engine(url))) as db,
+    ):
         project_by_id(db, project)
         for run in db.query(TrainingRun).filter_by(project_id=project).order_by(TrainingRun.id):
             typer.echo(
@@ -134,8 +171,16 @@ def runs(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> N
 @model_app.command("list")
 def model_list(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> None:
     """A project's model versions; the serving one is marked."""
-    settings = get_settings()
-    with ml_cli.errors(ServiceError), session_scope(session_factory(make_engine(settings.database_url))) as db:
+    from backend.db.models import ModelVersion
+    from backend.db.session import make_engine, session_factory, session_scope
+    from backend.services.projects import project_by_id
+
+    url = get_settings().database_url
+    with (
+        ml_cli.errors(ServiceError),
+        database_errors(url),
+        session_scope(session_factory(make_engine(url))) as db,
+    ):
         current = project_by_id(db, project).current_version
         for row in db.query(ModelVersion).filter_by(project_id=project).order_by(ModelVersion.id):
             micro = row.metrics.get("micro", {}).get("f1", 0.0)
@@ -150,6 +195,11 @@ def model_rollback(
     version: Annotated[str, typer.Option(help="The version to serve again.")],
 ) -> None:
     """Serve an earlier model version again; the backend swaps to it on its next request."""
+    from backend.adapters.jobs import CeleryJobQueue, TaskName
+    from backend.db.session import make_engine, session_factory, session_scope
+    from backend.services import training
+    from backend.services.projects import project_by_id
+
     settings = get_settings()
     with ml_cli.errors(ServiceError), session_scope(session_factory(make_engine(settings.database_url))) as db:
         training.rollback(db, project_by_id(db, project), version=version)
@@ -162,11 +212,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+HomeOpt = Annotated[Path, typer.Option(help="State folder: database, models, logs, Label Studio data.")]
+
+
 @app.command()
 def up(
-    home: Annotated[Path, typer.Option(help="State folder: database, models, logs, Label Studio data.")] = Path(
-        ".nerloop"
-    ),
+    home: HomeOpt = Path(".nerloop"),
     guide: Annotated[Path, typer.Option(help="Guide of the demo project.")] = up_module.ROOT
     / "annotation_guide"
     / "guides"
@@ -176,9 +227,13 @@ def up(
     backend_port: int = 9090,
     llm_port: int = 8081,
     llm_model: Annotated[str | None, typer.Option(help="A GGUF file (the tiny SmolLM2 by default).")] = None,
+    stop_timeout: Annotated[
+        float, typer.Option(help="Seconds the workers get to finish their jobs when stopping; then they are cancelled.")
+    ] = 30.0,
     exit_after_setup: Annotated[bool, typer.Option(help="Stop once everything runs (for checks).")] = False,
 ) -> None:
-    """Run the whole loop here: Label Studio, LLM server, backend and worker, plus a demo project."""
+    """Run the whole loop here: Label Studio, LLM server, backend and one worker per queue group, plus a demo
+    project. Ctrl-C or SIGTERM stops everything (the workers first, after their current jobs)."""
     default_tasks = up_module.ROOT.parent / "shared" / "data" / "conll2003" / "train.txt"
     cfg = up_module.UpConfig(
         home=home.resolve(),
@@ -190,29 +245,57 @@ def up(
         llm_port=llm_port,
         llm_model=llm_model,
         redis_url=get_settings().redis_url,
+        stop_timeout_s=stop_timeout,
     )
-    say = lambda message: typer.echo(f"[nerloop up] {message}", err=True)  # noqa: E731
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with ml_cli.errors(ServiceError):
-            up_module.start_all(cfg, say)
-            up_module.bootstrap(cfg, say)
-        password = (cfg.home / "label-studio-password").read_text()
-        typer.echo(
-            f"Label Studio: http://127.0.0.1:{ls_port}  (admin@nerloop.local / {password})\n"
-            f"backend:      http://127.0.0.1:{backend_port}  (GET /api/projects)\n"
-            f"dashboard:    http://127.0.0.1:{backend_port}/dashboard\n"
-            f"logs:         {cfg.home / 'logs'}\nlabel tasks; every {get_settings().retrain_every_n_annotations} "
-            "labels retrain the model. Ctrl-C stops everything."
-        )
+            up_module.start_all(cfg, _say)
+            up_module.bootstrap(cfg, _say)
+        _say(f"ready in {time.monotonic() - started:.0f} s")
+        typer.echo(_ready_banner(cfg))
         if not exit_after_setup:
-            signal.signal(signal.SIGTERM, _interrupt)
-            while all(p.poll() is None for p in cfg.processes):
-                time.sleep(2)
-            raise ml_cli.fail(f"a process stopped; see {cfg.home / 'logs'}")
+            with ml_cli.errors(ServiceError):
+                while True:
+                    up_module.check_running(cfg)
+                    time.sleep(2)
     except KeyboardInterrupt:
         pass
     finally:
-        up_module.stop_all(cfg)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+        try:
+            up_module.stop_all(cfg, _say)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _say(message: str) -> None:
+    typer.echo(f"[nerloop up] {message}", err=True)
+
+
+def _ready_banner(cfg: up_module.UpConfig) -> str:
+    password = (cfg.home / "label-studio-password").read_text()
+    ls_url = f"http://127.0.0.1:{cfg.ls_port}"
+    return (
+        f"Label Studio: {ls_url}  (admin@nerloop.local / {password})\n"
+        f"API token:    {up_module.api_token(cfg.home)}  (Label Studio SDK: "
+        f"Client(base_url='{ls_url}', api_key=<token>); also `nerloop token --home {cfg.home}`)\n"
+        f"backend:      http://127.0.0.1:{cfg.backend_port}  (GET /api/projects)\n"
+        f"dashboard:    http://127.0.0.1:{cfg.backend_port}/dashboard\n"
+        f"logs:         {cfg.home / 'logs'}\nlabel tasks; every {get_settings().retrain_every_n_annotations} "
+        "labels retrain the model. Ctrl-C stops everything."
+    )
+
+
+@app.command()
+def token(home: HomeOpt = Path(".nerloop")) -> None:
+    """Print the Label Studio API token of the `nerloop up` deployment in --home (the SDK's api_key; REST:
+    `Authorization: Token <token>`). With docker-compose.yml it is LABEL_STUDIO_TOKEN."""
+    path = home / "label-studio-token"
+    if not path.is_file():
+        raise ml_cli.fail(f"{path} does not exist: `nerloop up --home {home}` makes it on its first start")
+    typer.echo(path.read_text().strip())
 
 
 def main() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -39,6 +40,8 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10, pool_ti
 
 def alembic_config(url: str) -> Config:
     """The Alembic config for ``url`` (no alembic.ini needed)."""
+    from alembic.config import Config  # here, not at import: the CLI's read-only commands start without alembic
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -47,6 +50,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` (the only way the schema is built)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
