@@ -1,8 +1,9 @@
 """``nerloop up``: the whole loop on one machine with embedded defaults.
 
-Label Studio (its own venv), the llama.cpp server (tiny SmolLM2 unless told otherwise), the backend and a
-worker, all on 127.0.0.1, state under one folder (SQLite database, models, logs, Label Studio data), and a
-demo project created from a guide the first time.
+Label Studio (its own venv), the llama.cpp server (tiny SmolLM2 unless told otherwise), the backend and one
+Celery worker per queue group (``workers.celery_app.POOLS``), all on 127.0.0.1, state under one folder (SQLite
+database, models, logs, Label Studio data, generated credentials), and a demo project created from a guide the
+first time. httpx and redis are imported inside the functions that use them (the CLI starts without them).
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-import redis
-
 from backend.services.errors import UpstreamError
+from workers.celery_app import POOLS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +39,21 @@ class UpConfig:
     llm_model: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     ls_bin: Path = ROOT / ".venv-ls" / "bin" / "label-studio"
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    stop_timeout_s: float = 30.0
+    services: list[Service] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One started process: its name (``logs/<name>.log``) and whether it is a Celery worker."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    worker: bool = False
+
+
+LLM_ALIAS = "local"  # `nerloop llm serve --model_alias`, NER_LLM__MODEL's default
 
 
 def _secret(path: Path, length: int = 24) -> str:
@@ -50,9 +63,15 @@ def _secret(path: Path, length: int = 24) -> str:
     return path.read_text().strip()
 
 
+def api_token(home: Path) -> str:
+    """The Label Studio API token of the deployment in ``home`` (made on its first ``nerloop up``): what the
+    Label Studio SDK takes as ``api_key`` and the REST API as ``Authorization: Token <token>``."""
+    return _secret(home / "label-studio-token")
+
+
 def nerloop_env(cfg: UpConfig) -> dict[str, str]:
     """The ``NER_*`` settings every nerloop process of this deployment gets."""
-    token = _secret(cfg.home / "label-studio-token")
+    token = api_token(cfg.home)
     return {
         **os.environ,
         "NER_DATABASE_URL": f"sqlite:///{cfg.home / 'nerloop.db'}",
@@ -96,36 +115,124 @@ def _label_studio_env(cfg: UpConfig) -> dict[str, str]:
         port=cfg.ls_port,
         username="admin@nerloop.local",
         password=_secret(cfg.home / "label-studio-password", 12),
-        token=_secret(cfg.home / "label-studio-token"),
+        token=api_token(cfg.home),
         secret=_secret(cfg.home / "label-studio-secret"),
     )
 
 
-def _start(cfg: UpConfig, name: str, command: list[str], env: dict[str, str]) -> None:
-    log = (cfg.home / "logs" / f"{name}.log").open("ab")
-    cfg.processes.append(
-        subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    )
+def worker_commands(nerloop: str) -> list[tuple[str, list[str]]]:
+    """``(name, argv)`` of the Celery workers: one per queue group of ``POOLS``, each its own process with its own
+    concurrency and node name, so that a long LLM pass or a training never holds up another queue's jobs."""
+    return [
+        (
+            f"worker-{queue}",
+            [nerloop, "worker", "--queues", queue, "--concurrency", str(n), "--hostname", f"{queue}@%h"],
+        )
+        for queue, n in POOLS
+    ]
+
+
+def _start(cfg: UpConfig, name: str, command: list[str], env: dict[str, str], *, worker: bool = False) -> None:
+    path = cfg.home / "logs" / f"{name}.log"
+    with path.open("ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    cfg.services.append(Service(name, process, path, worker))
+
+
+def check_running(cfg: UpConfig) -> None:
+    """Raise :class:`UpstreamError` naming the first started process that has exited, and its log."""
+    for service in cfg.services:
+        if service.process.poll() is not None:
+            raise UpstreamError(f"{service.name} stopped (exit code {service.process.returncode}); see {service.log}")
+
+
+class _Waiting:
+    """Says what is awaited and for how long, every ``every_s`` seconds, while ``nerloop up`` polls for it."""
+
+    def __init__(self, what: str, say: Callable[[str], None], every_s: float = 15.0) -> None:
+        self.what, self.say, self.every_s = what, say, every_s
+        self.started = self.last = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def tick(self) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            self.say(f"still waiting for {self.what} ({self.elapsed:.0f} s so far)")
 
 
 def _wait_http(url: str, what: str, cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in cfg.processes:
-            if process.poll() is not None:
-                raise UpstreamError(f"{what}: a process exited with {process.returncode}; see {cfg.home / 'logs'}")
+    import httpx
+
+    waiting = _Waiting(what, say)
+    while waiting.elapsed < timeout:
+        check_running(cfg)
         try:
             if httpx.get(url, timeout=2).status_code == 200:
-                say(f"{what} is up at {url.rsplit('/', 1)[0]}")
+                say(f"{what} is up at {url.rsplit('/', 1)[0]} ({waiting.elapsed:.0f} s)")
                 return
         except httpx.HTTPError:
             pass
+        waiting.tick()
         time.sleep(1)
     raise UpstreamError(f"{what} did not answer {url} within {timeout:.0f} s; see {cfg.home / 'logs'}")
 
 
+def warm_llm(base_url: str, *, timeout: float, say: Callable[[str], None]) -> float:
+    """Ask the OpenAI-compatible server at ``base_url`` (``.../v1``) for one real completion, so that the first
+    annotator's request does not pay for loading the model into memory (80 s on the 1.5B model, issue #11).
+
+    Returns:
+        Seconds the completion took.
+
+    Raises:
+        UpstreamError: The server answered with an error or not within ``timeout`` seconds.
+    """
+    import httpx
+
+    say("warming up the LLM: one completion (the first one loads the model) ...")
+    started = time.monotonic()
+    body = {"model": LLM_ALIAS, "messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 4}
+    try:
+        reply = httpx.post(f"{base_url}/chat/completions", json=body, timeout=timeout)
+        reply.raise_for_status()
+        reply.json()["choices"][0]["message"]
+    except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
+        raise UpstreamError(f"the LLM server at {base_url} gave no completion: {exc}") from None
+    elapsed = time.monotonic() - started
+    say(f"the LLM answered its first completion in {elapsed:.1f} s")
+    return elapsed
+
+
+def _wait_workers(cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> None:
+    """Until every Celery worker's log says it is ready (after its sweep and connecting to Redis)."""
+    pending = {s.name: s.log for s in cfg.services if s.worker}
+    waiting = _Waiting(f"the workers ({', '.join(pending)})", say)
+    while pending and waiting.elapsed < timeout:
+        check_running(cfg)
+        for name, log in list(pending.items()):
+            if " ready." in log.read_text(errors="replace"):
+                del pending[name]
+        waiting.what = f"the workers ({', '.join(pending)})"
+        waiting.tick()
+        time.sleep(1)
+    if pending:
+        raise UpstreamError(f"{', '.join(pending)} did not get ready within {timeout:.0f} s; see {cfg.home / 'logs'}")
+    say(f"the workers are ready ({', '.join(f'{q} x{n}' for q, n in POOLS)}; {waiting.elapsed:.0f} s)")
+
+
 def start_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
-    """Start Label Studio, the LLM server, the backend and a worker; return when all answer."""
+    """Start Label Studio, the LLM server, the backend and the workers; return when all answer and the LLM has
+    given one completion.
+
+    Raises:
+        UpstreamError: Redis is unreachable, Label Studio is not installed, or a process stopped or did not
+            answer in time (the message names its log).
+    """
+    import redis
+
     (cfg.home / "logs").mkdir(parents=True, exist_ok=True)
     try:
         redis.Redis.from_url(cfg.redis_url).ping()
@@ -136,20 +243,20 @@ def start_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
     nerloop = str(Path(sys.executable).parent / "nerloop")
     env = nerloop_env(cfg)
     subprocess.run([nerloop, "db", "upgrade"], env=env, check=True, capture_output=True)
-    say("starting Label Studio (about 40 s the first time) ...")
-    _start(
-        cfg,
-        "label-studio",
-        [str(cfg.ls_bin), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(cfg.ls_port)],
-        _label_studio_env(cfg),
-    )
+    say(f"starting Label Studio, the LLM server, the backend and {len(POOLS)} workers (logs in {cfg.home / 'logs'})")
+    ls = [str(cfg.ls_bin), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(cfg.ls_port)]
+    _start(cfg, "label-studio", ls, _label_studio_env(cfg))
     llm = [nerloop, "llm", "serve", "--port", str(cfg.llm_port)] + (["--model", cfg.llm_model] if cfg.llm_model else [])
     _start(cfg, "llm", llm, env)
     _start(cfg, "backend", [nerloop, "serve", "--port", str(cfg.backend_port)], env)
-    _start(cfg, "worker", [nerloop, "worker", "--queues", "train,score,llm"], env)
-    _wait_http(f"http://127.0.0.1:{cfg.llm_port}/v1/models", "the LLM server", cfg, 180, say)
-    _wait_http(f"http://127.0.0.1:{cfg.backend_port}/health", "the backend", cfg, 120, say)
-    _wait_http(f"http://127.0.0.1:{cfg.ls_port}/health", "Label Studio", cfg, 300, say)
+    for name, command in worker_commands(nerloop):
+        _start(cfg, name, command, env, worker=True)
+    llm_url = f"http://127.0.0.1:{cfg.llm_port}/v1"
+    _wait_http(f"{llm_url}/models", "the LLM server", cfg, 300, say)
+    warm_llm(llm_url, timeout=600, say=say)
+    _wait_http(f"http://127.0.0.1:{cfg.backend_port}/health", "the backend", cfg, 300, say)
+    _wait_workers(cfg, 300, say)
+    _wait_http(f"http://127.0.0.1:{cfg.ls_port}/health", "Label Studio", cfg, 900, say)
 
 
 def bootstrap(cfg: UpConfig, say: Callable[[str], None]) -> None:
@@ -162,6 +269,7 @@ def bootstrap(cfg: UpConfig, say: Callable[[str], None]) -> None:
         raise UpstreamError("no --tasks given and no CoNLL data found to make demo tasks from")
     nerloop = str(Path(sys.executable).parent / "nerloop")
     limit = ["--limit", str(cfg.task_limit)] if cfg.task_limit else []
+    say("creating the project in Label Studio ...")
     run = subprocess.run(
         [nerloop, "project", "create", "--guide", str(cfg.guide), "--tasks", str(cfg.tasks), *limit],
         env=nerloop_env(cfg),
@@ -175,13 +283,61 @@ def bootstrap(cfg: UpConfig, say: Callable[[str], None]) -> None:
     say(run.stdout.strip())
 
 
-def stop_all(cfg: UpConfig) -> None:
-    """Stop every started process (their whole process groups)."""
-    for process in reversed(cfg.processes):
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in cfg.processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+def _signal(service: Service, signum: int, *, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(service.process.pid, signum)  # start_new_session: its group id is its pid
+        else:
+            service.process.send_signal(signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_exit(services: Sequence[Service], timeout: float) -> list[Service]:
+    """Poll until each of ``services`` has exited or ``timeout`` seconds passed; return those still running. A
+    Ctrl-C while waiting ends the wait at once (the caller escalates)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and any(s.process.poll() is None for s in services):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    return [s for s in services if s.process.poll() is None]
+
+
+def stop_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
+    """Stop every started process: the workers first, then the servers they use.
+
+    Workers get a warm shutdown: SIGTERM to each worker's main process only (never to its pool's children, whose
+    death mid-task is a ``WorkerLostError``); they finish their current jobs. After ``cfg.stop_timeout_s`` (or at
+    a second Ctrl-C) a cold shutdown (SIGQUIT) cancels what still runs: the messages of jobs acknowledged late
+    (retrain checks, rescoring, LLM passes) go back to their queues as the worker disconnects, and a restart
+    resumes them (an LLM pass continues after its last committed task). A training is acknowledged when it starts:
+    cancelled, its run is failed by the next sweep (no heartbeat) and runs again at the next label event or
+    ``nerloop retrain``. Queued messages stay in Redis; the sweep re-sends what Redis lost. Whatever is left is
+    killed with its process group.
+    """
+    workers = [s for s in cfg.services if s.worker and s.process.poll() is None]
+    if workers:
+        say(f"stopping the workers: they finish their current jobs (up to {cfg.stop_timeout_s:.0f} s) ...")
+        for service in workers:
+            _signal(service, signal.SIGTERM, group=False)
+        left = _wait_exit(workers, cfg.stop_timeout_s)
+        if left:
+            say(f"cancelling the jobs of {', '.join(s.name for s in left)}: they go back to their queues")
+            for service in left:
+                _signal(service, signal.SIGQUIT, group=False)
+            _wait_exit(left, 30)
+    servers = [s for s in reversed(cfg.services) if not s.worker]
+    for service in servers:
+        if service.process.poll() is None:
+            _signal(service, signal.SIGTERM, group=True)
+    _wait_exit(servers, 30)
+    for service in cfg.services:
+        if service.process.poll() is None:
+            say(f"{service.name} did not stop: killing it")
+            _signal(service, signal.SIGKILL, group=True)
+            service.process.wait()
+        else:  # the rest of its process group (a server's own children)
+            _signal(service, signal.SIGKILL, group=True)
+    say("stopped")

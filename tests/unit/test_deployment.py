@@ -21,10 +21,12 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from backend.settings import Settings
+from workers.celery_app import POOLS, QUEUES
+from workers.up import worker_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "compose-spec.json"
-NERLOOP_SERVICES = ("backend", "worker-train", "worker-cpu")
+NERLOOP_SERVICES = ("backend", "worker-train", "worker-score", "worker-llm")
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}: Compose's interpolation.
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
@@ -242,6 +244,26 @@ def test_nerloop_services_pass_existing_options(name: str, services: dict[str, d
             if token == "--queues":  # its default lists every queue there is
                 known = set(str(params[token].default).split(","))
                 assert set(cmd[i + 1].split(",")) <= known, f"{name}: unknown queue in {cmd[i + 1]} ({known})"
+
+
+def test_one_worker_per_queue_group_as_nerloop_up_runs_them(services: dict[str, dict[str, Any]]) -> None:
+    workers = {name: command(service) for name, service in services.items() if command(service)[1:2] == ["worker"]}
+    assert workers == {
+        f"worker-{queue}": ["nerloop", "worker", "--queues", queue, "--concurrency", str(n)] for queue, n in POOLS
+    }
+    served = sorted(queue for cmd in workers.values() for queue in cmd[cmd.index("--queues") + 1].split(","))
+    assert served == sorted(QUEUES), "each queue is served by exactly one worker service"
+    up = {name: argv[1 : argv.index("--hostname")] for name, argv in worker_commands("/venv/bin/nerloop")}
+    assert up == {name: cmd[1:] for name, cmd in workers.items()}, "nerloop up runs the same pools"
+
+
+def test_workers_stop_without_stranding_messages(services: dict[str, dict[str, Any]]) -> None:
+    # Jobs acknowledged when they end (score, llm) are cancelled by a cold shutdown (SIGQUIT), which puts their
+    # messages back at once; SIGTERM and a kill after the grace period would strand them for the visibility timeout.
+    for name in ("worker-score", "worker-llm"):
+        assert services[name].get("stop_signal") == "SIGQUIT", name
+    # A training is acknowledged when it starts: the warm shutdown (SIGTERM, the default) lets it finish.
+    assert "stop_signal" not in services["worker-train"] and services["worker-train"]["stop_grace_period"] == "10m"
 
 
 def test_llm_service_runs_the_shipped_server_and_model(services: dict[str, dict[str, Any]]) -> None:
