@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -39,6 +39,8 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # False until task_label / labeled_span hold every labelled task (projects that predate migration 0006)
     labels_indexed: Mapped[bool] = mapped_column(default=True)
+    # the label watermark: how many of its events changed its labels (``backend.services.watermark``)
+    label_watermark: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ModelVersion(Base):
@@ -62,7 +64,13 @@ class AnnotationEvent(Base):
     __tablename__ = "annotation_event"
     __table_args__ = (
         UniqueConstraint("event_key", name="uq_annotation_event_key"),
-        Index("ix_annotation_event_project_label_change", "project_id", "label_change"),  # the watermark count
+        Index("ix_annotation_event_project_label_change", "project_id", "label_change"),  # throughput
+        Index(  # the sweep's events whose job never reached the broker
+            "ix_annotation_event_unqueued",
+            "id",
+            postgresql_where=text("NOT enqueued"),
+            sqlite_where=text("NOT enqueued"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)

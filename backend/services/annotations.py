@@ -19,7 +19,7 @@ from backend.db.upsert import upsert
 from backend.services import label_state
 from backend.services.errors import InvalidInputError
 from backend.services.projects import guide_of, project_by_ls_id
-from backend.services.watermark import retrain_due
+from backend.services.watermark import count_label_change, retrain_due
 from backend.settings import Settings
 from ml.converters.label_studio_tasks import parse_timestamp
 
@@ -215,10 +215,12 @@ def ingest(
     changed = _apply(db, project, event, event_id=new_id)
     # only a training request, or a label change that makes a retrain due, has a job to enqueue (one job per
     # threshold crossed, not one per event); the other events are done once applied. The due check rides in the
-    # update that marks the event (its count does not see this event's mark yet: it counts it as uncounted).
+    # update that marks the event; the watermark is counted last (it locks the project row until the commit).
     done: Any = event.action != "START_TRAINING" and not changed
-    if changed and job_only_when_due and event.action != "START_TRAINING":
-        done = ~retrain_due(project, uncounted=1)
+    if changed:
+        labels = count_label_change(db, project)
+        if job_only_when_due and event.action != "START_TRAINING":
+            done = ~retrain_due(project, labels=labels)
     marked = db.execute(
         update(AnnotationEvent)
         .where(AnnotationEvent.id == new_id)

@@ -43,7 +43,7 @@ def test_label_state_is_rebuilt_from_the_events_stored_before_it(database_url: s
     """0004 replays the stored events: two annotations of one task, one of them deleted, the other kept."""
     from sqlalchemy import text
 
-    from backend.db.models import Annotation, AnnotationEvent
+    from backend.db.models import Annotation, AnnotationEvent, Project
     from tests.conftest import open_db
 
     command.downgrade(alembic_config(database_url), "0003")
@@ -91,5 +91,7 @@ def test_label_state_is_rebuilt_from_the_events_stored_before_it(database_url: s
             a.ls_annotation_id: (a.ls_task_id, a.deleted, a.lead_time_s, a.completed_by) for a in db.query(Annotation)
         }
         changes = [e.label_change for e in db.query(AnnotationEvent).order_by(AnnotationEvent.id)]
+        watermark = db.query(Project.label_watermark).scalar()
     assert rows == {41: (8, True, 7.0, 5), 42: (8, False, 7.0, 5)}
     assert changes == [True] * 5  # every event counted before 0004 still counts: existing watermarks hold
+    assert watermark == 5  # 0008 counts them into the project's watermark
