@@ -54,7 +54,7 @@ DATA = ROOT.parent / "shared" / "data" / "conll2003"
 GUIDE = ROOT / "annotation_guide" / "guides" / "conll2003.yaml"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = os.environ.get("NERLOOP_BENCH_REDIS", "redis://127.0.0.1:6379/2")  # emptied by webhook_burst.py
 LS_PROJECT = 1
 Example = tuple[str, list[tuple[int, int, str]]]
 
