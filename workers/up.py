@@ -41,6 +41,7 @@ class UpConfig:
     ls_bin: Path = ROOT / ".venv-ls" / "bin" / "label-studio"
     stop_timeout_s: float = 30.0
     services: list[Service] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)  # what progress messages count from
 
 
 @dataclass(frozen=True)
@@ -147,31 +148,37 @@ def check_running(cfg: UpConfig) -> None:
 
 
 class _Waiting:
-    """Says what is awaited and for how long, every ``every_s`` seconds, while ``nerloop up`` polls for it."""
+    """Says what is awaited, every ``every_s`` seconds, while ``nerloop up`` polls for it, with the seconds since
+    ``nerloop up`` started its processes."""
 
-    def __init__(self, what: str, say: Callable[[str], None], every_s: float = 15.0) -> None:
-        self.what, self.say, self.every_s = what, say, every_s
+    def __init__(self, what: str, cfg: UpConfig, say: Callable[[str], None], every_s: float = 15.0) -> None:
+        self.what, self.cfg, self.say, self.every_s = what, cfg, say, every_s
         self.started = self.last = time.monotonic()
 
     @property
     def elapsed(self) -> float:
+        """Seconds of this wait."""
         return time.monotonic() - self.started
+
+    @property
+    def since_start(self) -> str:
+        return f"{time.monotonic() - self.cfg.started_at:.0f} s since start"
 
     def tick(self) -> None:
         if time.monotonic() - self.last >= self.every_s:
             self.last = time.monotonic()
-            self.say(f"still waiting for {self.what} ({self.elapsed:.0f} s so far)")
+            self.say(f"still waiting for {self.what} ({self.since_start})")
 
 
 def _wait_http(url: str, what: str, cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> None:
     import httpx
 
-    waiting = _Waiting(what, say)
+    waiting = _Waiting(what, cfg, say)
     while waiting.elapsed < timeout:
         check_running(cfg)
         try:
             if httpx.get(url, timeout=2).status_code == 200:
-                say(f"{what} is up at {url.rsplit('/', 1)[0]} ({waiting.elapsed:.0f} s)")
+                say(f"{what} is up at {url.rsplit('/', 1)[0]} ({waiting.since_start})")
                 return
         except httpx.HTTPError:
             pass
@@ -209,7 +216,7 @@ def warm_llm(base_url: str, *, timeout: float, say: Callable[[str], None]) -> fl
 def _wait_workers(cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> None:
     """Until every Celery worker's log says it is ready (after its sweep and connecting to Redis)."""
     pending = {s.name: s.log for s in cfg.services if s.worker}
-    waiting = _Waiting(f"the workers ({', '.join(pending)})", say)
+    waiting = _Waiting(f"the workers ({', '.join(pending)})", cfg, say)
     while pending and waiting.elapsed < timeout:
         check_running(cfg)
         for name, log in list(pending.items()):
@@ -220,7 +227,7 @@ def _wait_workers(cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> 
         time.sleep(1)
     if pending:
         raise UpstreamError(f"{', '.join(pending)} did not get ready within {timeout:.0f} s; see {cfg.home / 'logs'}")
-    say(f"the workers are ready ({', '.join(f'{q} x{n}' for q, n in POOLS)}; {waiting.elapsed:.0f} s)")
+    say(f"the workers are ready ({', '.join(f'{q} x{n}' for q, n in POOLS)}; {waiting.since_start})")
 
 
 def start_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
@@ -243,6 +250,7 @@ def start_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
     nerloop = str(Path(sys.executable).parent / "nerloop")
     env = nerloop_env(cfg)
     subprocess.run([nerloop, "db", "upgrade"], env=env, check=True, capture_output=True)
+    cfg.started_at = time.monotonic()
     say(f"starting Label Studio, the LLM server, the backend and {len(POOLS)} workers (logs in {cfg.home / 'logs'})")
     ls = [str(cfg.ls_bin), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(cfg.ls_port)]
     _start(cfg, "label-studio", ls, _label_studio_env(cfg))
