@@ -213,8 +213,19 @@ def warm_llm(base_url: str, *, timeout: float, say: Callable[[str], None]) -> fl
     return elapsed
 
 
-def _wait_workers(cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> None:
-    """Until every Celery worker's log says it is ready (after its sweep and connecting to Redis)."""
+def start_workers(cfg: UpConfig, env: dict[str, str]) -> None:
+    """Start the Celery workers of :func:`worker_commands` with ``env``, logging to ``<home>/logs/<name>.log``."""
+    (cfg.home / "logs").mkdir(parents=True, exist_ok=True)
+    for name, command in worker_commands(str(Path(sys.executable).parent / "nerloop")):
+        _start(cfg, name, command, env, worker=True)
+
+
+def wait_workers(cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> None:
+    """Wait until every started Celery worker's log says it is ready (after its sweep and connecting to Redis).
+
+    Raises:
+        UpstreamError: A started process stopped, or a worker was not ready within ``timeout`` seconds.
+    """
     pending = {s.name: s.log for s in cfg.services if s.worker}
     waiting = _Waiting(f"the workers ({', '.join(pending)})", cfg, say)
     while pending and waiting.elapsed < timeout:
@@ -257,13 +268,12 @@ def start_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
     llm = [nerloop, "llm", "serve", "--port", str(cfg.llm_port)] + (["--model", cfg.llm_model] if cfg.llm_model else [])
     _start(cfg, "llm", llm, env)
     _start(cfg, "backend", [nerloop, "serve", "--port", str(cfg.backend_port)], env)
-    for name, command in worker_commands(nerloop):
-        _start(cfg, name, command, env, worker=True)
+    start_workers(cfg, env)
     llm_url = f"http://127.0.0.1:{cfg.llm_port}/v1"
     _wait_http(f"{llm_url}/models", "the LLM server", cfg, 300, say)
     warm_llm(llm_url, timeout=600, say=say)
     _wait_http(f"http://127.0.0.1:{cfg.backend_port}/health", "the backend", cfg, 300, say)
-    _wait_workers(cfg, 300, say)
+    wait_workers(cfg, 300, say)
     _wait_http(f"http://127.0.0.1:{cfg.ls_port}/health", "Label Studio", cfg, 900, say)
 
 
