@@ -17,12 +17,24 @@ from backend.settings import LLMSettings
 
 @dataclass(frozen=True)
 class Completion:
-    """The text an LLM returned and what it cost in tokens and time."""
+    """The text an LLM returned and what it cost in tokens and time.
+
+    Attributes:
+        content: The answer's text.
+        prompt_tokens: Tokens of the whole prompt (the usage's ``prompt_tokens``), cached or not.
+        completion_tokens: Tokens generated.
+        latency_ms: Wall time of the request, retries included.
+        cached_prompt_tokens: Prompt tokens the server took from its prefix cache instead of evaluating them, when
+            it says: ``usage.prompt_tokens_details.cached_tokens`` (OpenAI, vLLM, recent llama-server) or
+            ``timings.cache_n`` (llama-server). ``None`` when the server does not report it (llama-cpp-python's
+            server, which reuses the previous request's prefix all the same).
+    """
 
     content: str
     prompt_tokens: int
     completion_tokens: int
     latency_ms: int
+    cached_prompt_tokens: int | None = None
 
 
 class LLMClient(Protocol):
@@ -39,7 +51,14 @@ class LLMClient(Protocol):
 
 
 class OpenAIChatClient:
-    """The ``openai`` client: timeouts, retries with exponential backoff on 408/409/429/5xx and connection errors."""
+    """The ``openai`` client: timeouts, retries with exponential backoff on 408/409/429/5xx and connection errors.
+
+    Prompts from ``ml.llm.build_messages`` begin with the project's guide, byte-identical on every call, so a
+    server's prefix cache serves it: llama-cpp-python's server reuses the longest prefix shared with the previous
+    request, llama-server does when the request says ``cache_prompt`` (sent with the llama.cpp dialect,
+    ``response_format="json_object"``), vLLM with automatic prefix caching, and OpenAI caches prefixes of 1,024
+    tokens or more by itself.
+    """
 
     def __init__(self, settings: LLMSettings) -> None:
         self._settings = settings
@@ -55,6 +74,10 @@ class OpenAIChatClient:
         """The configured model name."""
         return self._settings.model
 
+    def close(self) -> None:
+        """Close the HTTP connections (the client is unusable afterwards)."""
+        self._client.close()
+
     def _response_format(self, schema: dict[str, Any]) -> dict[str, Any] | None:
         kind = self._settings.response_format
         if kind == "json_schema":
@@ -69,6 +92,10 @@ class OpenAIChatClient:
         response_format = self._response_format(schema)
         if response_format is not None:
             extra["response_format"] = response_format
+        if self._settings.response_format == "json_object":
+            # llama.cpp's dialect: llama-server keeps the prompt's KV cache for the next request only when asked
+            # (llama-cpp-python's server ignores the field and reuses the prefix anyway); OpenAI would refuse it.
+            extra["extra_body"] = {"cache_prompt": True}
         started = time.monotonic()
         try:
             response = self._client.chat.completions.create(
@@ -95,6 +122,7 @@ class OpenAIChatClient:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_ms=int((time.monotonic() - started) * 1000),
+            cached_prompt_tokens=_cached_prompt_tokens(response, prompt_tokens),
         )
 
     def _read(self, response: object) -> tuple[str, int, int]:
@@ -122,3 +150,16 @@ class OpenAIChatClient:
 
     def _unusable(self, what: str) -> UpstreamError:
         return UpstreamError(f"the LLM at {self._settings.base_url} answered HTTP 200 with {what}; check the endpoint")
+
+
+def _cached_prompt_tokens(response: ChatCompletion, prompt_tokens: int) -> int | None:
+    """The prompt tokens the server served from its cache, if it says so plausibly (0..prompt_tokens), else None."""
+    # getattr: the client builds the response without validating it, so any part may be of another shape
+    details = getattr(response.usage, "prompt_tokens_details", None)
+    cached: object = getattr(details, "cached_tokens", None)
+    if cached is None:
+        timings = (response.model_extra or {}).get("timings")  # llama-server: cache_n reused, prompt_n evaluated
+        cached = timings.get("cache_n") if isinstance(timings, dict) else None
+    if type(cached) is int and 0 <= cached <= prompt_tokens:
+        return cached
+    return None
