@@ -97,6 +97,11 @@ def build_messages(text: str, guide: Guide, demonstrations: Sequence[Demonstrati
     non-entities) and the output rules; each demonstration follows as a user/assistant pair; the last message
     is the text itself. The result depends only on the arguments.
 
+    The system message depends on the guide alone: it is byte-identical on every call of a project and comes first,
+    so a server's prefix cache evaluates it once (llama.cpp, vLLM, OpenAI); keep anything that varies per call
+    (a date, an id, the demonstrations, the text) after it. ``tests/unit/test_llm_prompt_prefix.py`` checks this on
+    the chat template's tokens, ``bench/llm_prompt_cache.py`` measures it.
+
     Args:
         text: The text to annotate.
         guide: The project's guide.
