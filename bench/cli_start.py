@@ -33,26 +33,41 @@ from backend.services.projects import register_project  # noqa: E402
 # The last commit before the CLI imported its heavy packages lazily.
 BASELINE_REF = "b78a7e8"
 HEAVY = ("torch", "spacy", "transformers", "celery")
-COMMANDS = (["--help"], ["runs", "--help"], ["runs", "--project", "1"], ["project", "list"])
-LAUNCH = "import sys; from workers.cli import main; sys.argv[0] = 'nerloop'; main()"
+COMMANDS = (
+    ["--help"],
+    ["runs", "--help"],
+    ["runs", "--project", "1"],
+    ["model", "list", "--project", "1"],
+    ["project", "list"],  # new in the working tree: n/a before
+)
+LAUNCH = (
+    "import sys, workers.cli; assert workers.cli.__file__.startswith(sys.path[1]), workers.cli.__file__; "
+    "sys.argv[0] = 'nerloop'; workers.cli.main()"
+)
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 
 
 def extract(ref: str, into: Path) -> Path:
     """The sources of ``ref`` in ``into`` (git archive; nothing in the working tree changes)."""
+    into.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
 
-def run(tree: Path, args: list[str], env: dict[str, str], *, importtime: bool = False) -> tuple[float, str]:
-    """Wall seconds of one command from ``tree``, and its stderr."""
+def run(tree: Path, args: list[str], env: dict[str, str], *, importtime: bool = False) -> tuple[float, str] | None:
+    """Wall seconds of one command from ``tree``, and its stderr; None when the command fails (or does not exist
+    in that tree)."""
     command = [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", LAUNCH, *args]
     started = time.perf_counter()
-    done = subprocess.run(command, env={**env, "PYTHONPATH": str(tree)}, capture_output=True, text=True, check=False)
+    # cwd: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
+    done = subprocess.run(
+        command, cwd=tree, env={**env, "PYTHONPATH": str(tree)}, capture_output=True, text=True, check=False
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"nerloop {' '.join(args)} from {tree} failed ({done.returncode}): {done.stderr[-2000:]}")
+        print(f"nerloop {' '.join(args)} from {tree}: exit {done.returncode}: {done.stderr.strip()[-300:]}")
+        return None
     return elapsed, done.stderr
 
 
@@ -67,6 +82,10 @@ def imports(stderr: str) -> tuple[list[str], float]:
         if name == "workers.cli":
             cli_s = int(match[2]) / 1e6
     return sorted(heavy), cli_s
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def main() -> None:
@@ -89,18 +108,26 @@ def main() -> None:
         load = os.getloadavg()
         print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs")
         header = f"| command | {options.baseline_ref} s | now s | ratio | heavy imports before | heavy imports now |"
-        print(header + "\n|---|---|---|---|---|---|")
+        rows = []
         for args in COMMANDS:
-            medians, heavy = {}, {}
+            medians: dict[str, float | None] = {}
+            heavy: dict[str, str] = {}
             for name, tree in trees.items():
-                medians[name] = statistics.median(run(tree, list(args), env)[0] for _ in range(options.runs))
-                found, cli_s = imports(run(tree, list(args), env, importtime=True)[1])
+                runs = [run(tree, list(args), env) for _ in range(options.runs)]
+                probe = run(tree, list(args), env, importtime=True)
+                if probe is None or any(r is None for r in runs):
+                    medians[name], heavy[name] = None, "n/a"
+                    continue
+                medians[name] = statistics.median(r[0] for r in runs if r is not None)
+                found, cli_s = imports(probe[1])
                 heavy[name] = f"{', '.join(found) or 'none'} (workers.cli {cli_s:.2f} s)"
             before, now = medians[options.baseline_ref], medians["working tree"]
-            print(
-                f"| `nerloop {' '.join(args)}` | {before:.2f} | {now:.2f} | {before / now:.1f}x "
+            ratio = f"{before / now:.1f}x" if before and now else "n/a"
+            rows.append(
+                f"| `nerloop {' '.join(args)}` | {_seconds(before)} | {_seconds(now)} | {ratio} "
                 f"| {heavy[options.baseline_ref]} | {heavy['working tree']} |"
             )
+        print(header + "\n|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":
