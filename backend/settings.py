@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     retrain_every_n_annotations: PositiveInt = 20
     retrain_max_steps: PositiveInt = Field(default=2000, description="CNN steps of an automatic retrain")
     retrain_architecture: Literal["cnn", "transformer"] = "cnn"
+    retrain_warm_start: bool = Field(
+        default=True,
+        description="a retrain starts from the serving version's weights when it is compatible, for a step budget "
+        "set by the new labels (ml.training.warm_start); false: every retrain starts cold",
+    )
+    retrain_cold_every: int = Field(
+        default=10, ge=0, description="drift guard: every Nth retrain in a row starts cold (0: never forced)"
+    )
     promotion_tolerance: float = Field(default=0.02, ge=0.0, le=1.0, description="largest per-type F1 drop accepted")
     dev_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="share of tasks in the frozen dev split")
     batch_size: PositiveInt = Field(default=20, description="tasks put first for labelling after each rescoring")

@@ -12,6 +12,8 @@ from ml.prediction import NERModel
 
 META_FILE = "meta.json"
 MODEL_DIR = "model"
+# one digest per training doc (``ml.training.warm_start.doc_digest``): a warm start counts the docs that are new
+TRAIN_DOCS_FILE = "train_docs.txt"
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -254,7 +254,12 @@ class Trainer:
             architecture=self.settings.retrain_architecture,
             max_steps=self.settings.retrain_max_steps,
             eval_frequency=100,
+            warm_start=self.settings.retrain_warm_start,
+            cold_every=self.settings.retrain_cold_every,
         )
+        with session_scope(self.sessions) as db:  # the version it may warm-start from; the gate re-reads it
+            serving_now = current_model(db, project_by_id(db, claim.project.id))
+            warm_from = serving_now.path if serving_now is not None else None
         self._stage(claim, "train", 0.0)
         trained = train(
             train_docs,
@@ -263,6 +268,13 @@ class Trainer:
             settings=settings,
             output_root=claim.output_dir,
             on_progress=self._reporter(claim),
+            warm_from=warm_from,
+        )
+        log.info(
+            "run %s: %s start, %s",
+            claim.run_id,
+            trained.meta["initialisation"]["mode"],
+            trained.meta["initialisation"]["reason"],
         )
         # the version's name is recorded before it moves beside the others: if this process dies before the version
         # is recorded, the expiry finds and removes it
@@ -306,6 +318,8 @@ class Trainer:
                 "reconciled_malformed": synced.malformed,
                 "snapshot": str(snapshot),
                 "dev_micro_f1": trained.dev_report.micro.f1,
+                # warm or cold, why, the step budget and the new training docs (ml.training.warm_start)
+                "initialisation": trained.meta["initialisation"],
             }
         return RunOutcome(run.status, trained.version, decision)
 

@@ -34,6 +34,18 @@ class TrainSettings(BaseModel):
     batch_size: int = Field(default=16, ge=1, description="transformer: sentences per step")
     beam_width: int = Field(default=16, ge=2, description="CNN: beam width that gives entity probabilities")
     seed: int = 0
+    warm_start: bool = Field(
+        default=True, description="start from the serving version's weights when one is given and compatible"
+    )
+    warm_min_steps: int = Field(
+        default=300, ge=1, description="warm start: the fewest steps, however few labels are new"
+    )
+    warm_steps_per_new_doc: float = Field(
+        default=0.5, ge=0.0, description="warm start: steps per training doc the serving version was not trained on"
+    )
+    cold_every: int = Field(
+        default=10, ge=0, description="drift guard: every Nth retrain in a row starts cold (0: never forced, 1: always)"
+    )
 
     @model_validator(mode="after")
     def _one_tok2vec(self) -> TrainSettings:

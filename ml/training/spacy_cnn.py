@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -22,6 +23,7 @@ from ml.errors import TrainingError
 from ml.training.progress import Progress, ProgressCallback, eta
 from ml.training.settings import TrainSettings
 
+log = logging.getLogger(__name__)
 _CALLBACK: ContextVar[tuple[ProgressCallback, int] | None] = ContextVar("nerloop_progress", default=None)
 LOGGER_NAME = "nerloop.ProgressLogger.v1"
 
@@ -108,6 +110,24 @@ def build_config(settings: TrainSettings, *, train_path: Path, dev_path: Path) -
     return config
 
 
+def _resume(path: Path, config: Config, labels: Sequence[str]) -> Language:
+    """A trained pipeline set up to train again under ``config``'s data, schedule and logger; a fresh optimizer
+    (spaCy's loop builds it from the config; optimizer state is not saved with a pipeline)."""
+    try:
+        nlp = spacy.load(path)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot load the serving pipeline {path} to start from ({exc})") from None
+    resumed = nlp.config
+    for section in ("paths", "system", "corpora", "training"):
+        resumed[section] = config[section]
+    nlp.config = resumed
+    ner: Any = nlp.get_pipe("ner")
+    added = [label for label in labels if ner.add_label(label)]
+    if added:
+        log.info("NER head resized for the new types %s", ", ".join(added))
+    return nlp
+
+
 def _sourced_width(name: str) -> int:
     try:
         source = spacy.load(name, exclude=["ner", "parser", "tagger", "lemmatizer", "attribute_ruler"])
@@ -122,7 +142,14 @@ def _sourced_width(name: str) -> int:
 
 
 def train_cnn(
-    settings: TrainSettings, *, train_path: Path, dev_path: Path, output_dir: Path, on_progress: ProgressCallback
+    settings: TrainSettings,
+    *,
+    train_path: Path,
+    dev_path: Path,
+    output_dir: Path,
+    on_progress: ProgressCallback,
+    warm_from: Path | None = None,
+    labels: Sequence[str] = (),
 ) -> Path:
     """Train on DocBin files; return the directory of the best pipeline (selected on dev F1).
 
@@ -132,6 +159,8 @@ def train_cnn(
         dev_path: DocBin with the dev docs (model selection).
         output_dir: Where ``model-best`` and ``model-last`` are written.
         on_progress: Called after each evaluation.
+        warm_from: A trained pipeline to resume (a warm start) instead of fresh weights (``nlp.initialize``).
+        labels: Warm start: the types in the training docs; those its NER head lacks are added (head resized).
 
     Returns:
         The path of the best pipeline.
@@ -139,7 +168,7 @@ def train_cnn(
     config = build_config(settings, train_path=train_path, dev_path=dev_path)
     output_dir.mkdir(parents=True, exist_ok=True)
     with _reporting(on_progress, settings.max_steps):
-        nlp = init_nlp(config, use_gpu=-1)
+        nlp = init_nlp(config, use_gpu=-1) if warm_from is None else _resume(warm_from, config, labels)
         spacy_train(nlp, output_dir, use_gpu=-1, stdout=io.StringIO(), stderr=io.StringIO())
     best = output_dir / "model-best"
     if not best.is_dir():

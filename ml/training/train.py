@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -25,6 +26,9 @@ from ml.evaluation import EvaluationReport, evaluate
 from ml.model_store import META_FILE, MODEL_DIR, load_model
 from ml.training.progress import Progress, ProgressCallback, ignore_progress
 from ml.training.settings import TrainSettings
+from ml.training.warm_start import Initialisation, plan_initialisation, write_digests
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,13 @@ def train(
     settings: TrainSettings,
     output_root: str | Path,
     on_progress: ProgressCallback = ignore_progress,
+    warm_from: str | Path | None = None,
 ) -> TrainedModel:
     """Train a model, evaluate it on dev and store it as a new version under ``output_root``.
 
-    The version directory appears only when it is complete (written aside, then renamed).
+    The version directory appears only when it is complete (written aside, then renamed). With ``warm_from``, the
+    training starts from that version's weights for a budget set by the new docs when it is compatible, and cold
+    otherwise (``ml.training.warm_start``); ``meta["initialisation"]`` says which and why.
 
     Args:
         train_docs: Gold training docs.
@@ -81,6 +88,7 @@ def train(
         settings: How to train.
         output_root: The directory that holds the project's model versions.
         on_progress: Called with ``Progress`` while training.
+        warm_from: The serving version's directory to start from (``None``: a cold start).
 
     Returns:
         The new version.
@@ -94,11 +102,14 @@ def train(
     clock = time.monotonic()
     train_fp, dev_fp = fingerprint(train_docs), fingerprint(dev_docs)
     version = _new_version(settings, train_fp)
+    init = plan_initialisation(settings, source=warm_from, train_docs=train_docs, labels=guide.labels)
+    log.info("%s %s start: %s", version, init.mode, init.reason)
     with tempfile.TemporaryDirectory(dir=root, prefix=".training-") as scratch:
         work = Path(scratch)
-        best = _run(settings, train_docs, dev_docs, guide, work, on_progress)
+        best = _run(settings, init, (train_docs, dev_docs), guide, work, on_progress, source=warm_from)
         staged = work / "version"
         shutil.copytree(best, staged / MODEL_DIR)
+        write_digests(staged, train_docs)
         meta: dict[str, Any] = {
             "version": version,
             "architecture": settings.architecture,
@@ -113,6 +124,7 @@ def train(
                 "train_entities_per_type": dict(Counter(e.label_ for d in train_docs for e in d.ents)),
             },
             "settings": settings.model_dump(mode="json"),
+            "initialisation": init.to_dict(),
             "spacy_version": spacy_about.__version__,
             "started_at": started_at.isoformat(),
         }
@@ -134,23 +146,30 @@ def train(
 
 def _run(
     settings: TrainSettings,
-    train_docs: Sequence[Doc],
-    dev_docs: Sequence[Doc],
+    init: Initialisation,
+    data: tuple[Sequence[Doc], Sequence[Doc]],
     guide: Guide,
     work: Path,
     on_progress: ProgressCallback,
+    *,
+    source: str | Path | None,
 ) -> Path:
+    train_docs, dev_docs = data
+    start = Path(source) / MODEL_DIR if init.mode == "warm" and source is not None else None
+    budgeted = settings.model_copy(update={"max_steps": init.max_steps})
     if settings.architecture == "cnn":
         from ml.training.spacy_cnn import train_cnn
 
         to_docbin(train_docs, work / "train.spacy")
         to_docbin(dev_docs, work / "dev.spacy")
         return train_cnn(
-            settings,
+            budgeted,
             train_path=work / "train.spacy",
             dev_path=work / "dev.spacy",
             output_dir=work / "out",
             on_progress=on_progress,
+            warm_from=start,
+            labels=sorted({e.label_ for d in train_docs for e in d.ents}),
         )
     from ml.training.transformer import train_transformer
 
@@ -161,4 +180,6 @@ def _run(
         labels=guide.labels,
         output_dir=work / "out",
         on_progress=on_progress,
+        warm_from=start,
+        max_steps=init.max_steps if start is not None else None,
     )

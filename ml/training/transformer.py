@@ -71,6 +71,8 @@ def train_transformer(
     labels: Sequence[str],
     output_dir: Path,
     on_progress: ProgressCallback,
+    warm_from: Path | None = None,
+    max_steps: int | None = None,
 ) -> Path:
     """Fine-tune, keep the epoch with the best dev F1, and save it under ``output_dir/model-best``.
 
@@ -81,13 +83,15 @@ def train_transformer(
         labels: The guide's label set.
         output_dir: Where the model is written.
         on_progress: Called every few steps.
+        warm_from: A trained model of the same labels to start from (a warm start) instead of the encoder.
+        max_steps: At most this many optimizer steps (``None``: ``epochs`` whole passes); the last pass is cut short.
 
     Returns:
         The directory of the saved model.
     """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    source = settings.transformer or default_encoder()
+    source = str(warm_from) if warm_from is not None else settings.transformer or default_encoder()
     tags = bio_tags(labels)
     tag_index = {tag: i for i, tag in enumerate(tags)}
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)  # type: ignore[no-untyped-call]
@@ -102,13 +106,15 @@ def train_transformer(
     if not data:
         raise TrainingError("no training text: the training set is empty")
     steps_per_epoch = -(-len(data) // settings.batch_size)
-    total = steps_per_epoch * settings.epochs
+    total = (
+        steps_per_epoch * settings.epochs if max_steps is None else min(max_steps, steps_per_epoch * settings.epochs)
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learn_rate or 1e-4, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)  # type: ignore[no-untyped-call]
     started, step, best_f1, best_state = time.monotonic(), 0, -1.0, None
-    for _epoch in range(settings.epochs):
+    for _epoch in range(-(-total // steps_per_epoch)):
         model.train()
-        for batch in _batches(len(data), settings.batch_size, [len(w) for w, _ in data], rng):
+        for batch in _batches(len(data), settings.batch_size, [len(w) for w, _ in data], rng)[: total - step]:
             encoded, word_ids = encode(tokenizer, [data[i][0] for i in batch])
             loss = model(**encoded, labels=_label_tensor(word_ids, [data[i][1] for i in batch], tag_index)).loss
             loss.backward()

@@ -152,7 +152,9 @@ def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_d
 def test_promotion_refuses_a_version_that_regresses(
     database_url: str, conll_guide: Guide, shared_data: Path, small_model: TrainedModel, tmp_path: Path
 ) -> None:
-    settings = Settings(database_url=database_url, model_root=tmp_path, retrain_max_steps=20, dev_fraction=0.3)
+    settings = Settings(  # a cold candidate: a warm one would start from the serving weights (test_warm_retrain.py)
+        database_url=database_url, model_root=tmp_path, retrain_max_steps=20, dev_fraction=0.3, retrain_warm_start=False
+    )
     events = conll_events(shared_data, conll_guide, 40, ls_project=31)
     with open_db(database_url) as db:
         project = register_project(db, ls_project_id=31, guide=conll_guide, retrain_threshold=THRESHOLD)

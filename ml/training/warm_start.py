@@ -1,0 +1,164 @@
+"""Warm start: a retrain starts from the serving version's weights, for a step budget set by the new labels.
+
+A cold start trains fresh weights for the full ``max_steps``; its cost does not depend on how little changed since
+the last version. A warm start loads the serving version's pipeline instead of initialising one, trains with a
+fresh optimizer on *all* the current training docs (the old ones rehearse what the model knew) for
+``warm_steps_per_new_doc`` steps per training doc the serving version had not seen, with a floor of
+``warm_min_steps``, and still keeps the step with the best dev F1 (spaCy evaluates after its first update, so a
+warm candidate can never select worse than the serving weights on the current dev split). The promotion gate is
+unchanged: a warm candidate that regresses a type is refused like any other.
+
+A warm start is refused, and the run starts cold with the reason logged and stored in the version's meta, when:
+
+- the serving version has another architecture, tok2vec or encoder shape, static vectors or spaCy minor version;
+- the guide no longer has one of the serving version's types (its head would keep predicting it);
+- the transformer's guide changed its types at all (its BIO head has a fixed size);
+- the drift guard is due: ``cold_every`` counts retrains, and every ``cold_every``-th one in a row is cold, so
+  errors a chain of warm starts accumulates are reset.
+
+A type added to the guide is learned by resizing the CNN's NER head (spaCy's ``add_label`` on a trained
+transition-based parser keeps the trained rows and adds new ones), not by a cold start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from spacy import about as spacy_about
+from spacy.tokens import Doc
+
+from ml.errors import ModelError
+from ml.model_store import TRAIN_DOCS_FILE, read_meta
+from ml.training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+# settings that decide the shape of the weights: a version trained with other values cannot be resumed
+SHAPE_SETTINGS = ("architecture", "init_tok2vec_from", "vectors", "transformer", "width", "depth", "embed_rows")
+
+
+@dataclass(frozen=True)
+class Initialisation:
+    """How a training starts, why, and for how many steps.
+
+    Attributes:
+        mode: ``"warm"`` (the source version's weights) or ``"cold"`` (fresh weights).
+        reason: Why, in one sentence (logged and stored in the version's meta).
+        max_steps: The step budget of this training (CNN: spaCy updates; transformer: optimizer steps).
+        source_version: The version the weights come from (warm), or the serving version a cold start ignored.
+        new_docs: Training docs the source version was not trained on (``None``: no source).
+        warm_chain: Warm starts in a row up to and including this one (0 for a cold start).
+        added_labels: Types the source's NER head lacks; the head is resized for them (warm CNN only).
+    """
+
+    mode: Literal["cold", "warm"]
+    reason: str
+    max_steps: int
+    source_version: str | None = None
+    new_docs: int | None = None
+    warm_chain: int = 0
+    added_labels: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (stored as ``meta["initialisation"]``)."""
+        out = asdict(self)
+        out["added_labels"] = list(self.added_labels)
+        return out
+
+
+def doc_digest(doc: Doc) -> str:
+    """A short hash of one doc's text and gold entities (16 hex digits): the same labelled doc, the same digest."""
+    ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+    data = json.dumps([doc.text, ents], ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def write_digests(path: Path, docs: Iterable[Doc]) -> None:
+    """Store the digests of a version's training docs (``TRAIN_DOCS_FILE``), one per line."""
+    (path / TRAIN_DOCS_FILE).write_text("".join(f"{doc_digest(d)}\n" for d in docs), encoding="ascii")
+
+
+def warm_budget(settings: TrainSettings, new_docs: int) -> int:
+    """The warm step budget: ``warm_steps_per_new_doc`` per new doc, at least ``warm_min_steps``, at most
+    ``max_steps``; rounded up to a multiple of the evaluation interval ``build_config`` sets (``eval_frequency``,
+    or a fifth of a shorter budget), so that the last step is evaluated too."""
+    wanted = max(settings.warm_min_steps, math.ceil(settings.warm_steps_per_new_doc * new_docs))
+    quantum = settings.eval_frequency if wanted >= 5 * settings.eval_frequency else 5
+    return min(settings.max_steps, -(-wanted // quantum) * quantum)
+
+
+def plan_initialisation(
+    settings: TrainSettings, *, source: str | Path | None, train_docs: Sequence[Doc], labels: Sequence[str]
+) -> Initialisation:
+    """Decide between a warm start from ``source`` and a cold start.
+
+    Args:
+        settings: The candidate's training settings (``max_steps`` is the cold budget).
+        source: The serving version's directory (``None``: nothing serves, or warm starts are off).
+        train_docs: The candidate's training docs.
+        labels: The guide's entity types.
+
+    Returns:
+        The plan; a cold one says why in ``reason``.
+    """
+    if source is None:
+        return Initialisation("cold", "no serving version to start from", settings.max_steps)
+    if not settings.warm_start:
+        return Initialisation("cold", "warm starts are off (warm_start=False)", settings.max_steps)
+    try:
+        meta = read_meta(source)
+    except ModelError as exc:
+        return Initialisation("cold", f"the serving version cannot be read ({exc})", settings.max_steps)
+    version = str(meta.get("version", Path(source).name))
+    new_docs = _new_docs(Path(source), meta, train_docs)
+    refusal = _refusal(settings, meta, labels)
+    if refusal is not None:
+        return Initialisation("cold", refusal, settings.max_steps, version, new_docs)
+    budget = warm_budget(settings, new_docs)
+    head = set(meta.get("data", {}).get("train_entities_per_type") or meta.get("labels", []))
+    added = tuple(sorted({e.label_ for d in train_docs for e in d.ents} - head))
+    chain = int(meta.get("initialisation", {}).get("warm_chain", 0)) + 1
+    reason = f"from {version}: {new_docs} new training docs, {budget} steps"
+    if added:
+        reason += f"; NER head resized for the new types {', '.join(added)}"
+    return Initialisation("warm", reason, budget, version, new_docs, chain, added)
+
+
+def _refusal(settings: TrainSettings, meta: dict[str, Any], labels: Sequence[str]) -> str | None:
+    """Why the serving version cannot be resumed (``None``: it can)."""
+    theirs = meta.get("settings", {})
+    ours = settings.model_dump(mode="json")
+    for name in SHAPE_SETTINGS:
+        if theirs.get(name) != ours[name]:
+            return f"the serving version has {name}={theirs.get(name)!r}, this training {ours[name]!r}"
+    if _minor(str(meta.get("spacy_version", ""))) != _minor(spacy_about.__version__):
+        return f"the serving version was trained with spaCy {meta.get('spacy_version')}, not {spacy_about.__version__}"
+    dropped = sorted(set(meta.get("labels", [])) - set(labels))
+    if dropped:
+        return f"the guide no longer has the serving version's types {', '.join(dropped)}"
+    if settings.architecture == "transformer" and list(meta.get("labels", [])) != list(labels):
+        return "the guide's types changed and a transformer's head has a fixed label set"
+    chain = int(meta.get("initialisation", {}).get("warm_chain", 0))
+    if settings.cold_every and chain + 1 >= settings.cold_every:
+        return f"drift guard: every {settings.cold_every}th retrain is cold ({chain} warm starts in a row)"
+    return None
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def _new_docs(source: Path, meta: dict[str, Any], train_docs: Sequence[Doc]) -> int:
+    """Training docs the source was not trained on: by digest, or by count for a version stored without them."""
+    try:
+        seen = set((source / TRAIN_DOCS_FILE).read_text(encoding="ascii").split())
+    except OSError:
+        return max(0, len(train_docs) - int(meta.get("data", {}).get("train_docs", 0)))
+    return sum(doc_digest(d) not in seen for d in train_docs)
