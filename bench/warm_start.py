@@ -1,0 +1,152 @@
+"""Benchmark: retrain time and F1, cold start against warm start, as labels grow (200, 1,000, 5,000 by default).
+
+The labels are the first N CoNLL-2003 training sentences, split as a project splits them (task ``i + 1`` of project
+1, ``in_dev_split`` with the default 20% dev share), trained with an automatic retrain's settings (CNN,
+``NER_RETRAIN_MAX_STEPS`` 2,000 steps, evaluation every 100). Cold: fresh weights, the full budget. Warm: from
+the version trained on the previous size's labels (the warm one when there is one, as a chain of retrains is),
+with the warm step budget (``ml.training.warm_start``). Time is ``ml.training.train`` end to end (training, the
+calibration fit and the dev evaluation: what a retrain adds to the snapshot, the serving model's evaluation and
+the swap, measured by ``bench/retrain_latency.py``). F1 is exact micro F1 on the project's dev split and on the
+CoNLL test split, with a 95% percentile bootstrap interval over test documents, and the paired bootstrap interval
+of warm minus cold on the same resamples. The load average (1 min) is read before and after each training.
+
+    .venv/bin/python bench/warm_start.py --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import spacy
+from spacy.tokens import Doc
+
+from annotation_guide import load_guide
+from ml.converters import load_docs
+from ml.model_store import load_model
+from ml.promotion import in_dev_split
+from ml.training import TrainedModel, TrainSettings, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _counts(model_path: Path, docs: list[Doc]) -> np.ndarray:
+    """Per doc: true positives, predicted and gold entities (exact match), for the bootstrap."""
+    predictions = load_model(model_path).predict(docs)
+    rows = []
+    for doc, spans in zip(docs, predictions, strict=True):
+        gold = {(e.start_char, e.end_char, e.label_) for e in doc.ents}
+        pred = {(s.start, s.end, s.label) for s in spans}
+        rows.append((len(gold & pred), len(pred), len(gold)))
+    return np.array(rows, dtype=float)
+
+
+def _f1(counts: np.ndarray) -> np.ndarray:
+    """Micro F1 of each resample: ``counts`` is (..., docs, 3)."""
+    tp, pred, gold = counts[..., 0].sum(-1), counts[..., 1].sum(-1), counts[..., 2].sum(-1)
+    return np.where(pred + gold > 0, 2 * tp / np.maximum(pred + gold, 1), 0.0)
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _train(
+    docs: tuple[list[Doc], list[Doc]], guide: Any, settings: TrainSettings, root: Path, warm_from: Path | None
+) -> tuple[TrainedModel, float, tuple[float, float]]:
+    load_before = os.getloadavg()[0]
+    clock = time.monotonic()
+    trained = train(*docs, guide, settings=settings, output_root=root, warm_from=warm_from)
+    return trained, time.monotonic() - clock, (load_before, os.getloadavg()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--max-steps", type=int, default=2000, help="the cold budget (NER_RETRAIN_MAX_STEPS)")
+    parser.add_argument("--warm-min-steps", type=int, default=TrainSettings().warm_min_steps)
+    parser.add_argument("--warm-steps-per-new-doc", type=float, default=TrainSettings().warm_steps_per_new_doc)
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--json", type=Path, help="also write every row here")
+    args = parser.parse_args()
+    guide = load_guide(ROOT / "annotation_guide" / "guides" / "conll2003.yaml")
+    nlp = spacy.blank("en")
+    labelled = load_docs(args.data / "train.txt", nlp, labels=guide.labels).docs[: max(args.sizes)]
+    test = load_docs(args.data / "test.txt", nlp, labels=guide.labels).docs
+    rng = np.random.default_rng(0)
+    resamples = rng.integers(0, len(test), size=(args.resamples, len(test)))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in args.seeds:
+            previous: Path | None = None
+            for size in sorted(args.sizes):
+                split = [in_dev_split("1", i + 1) for i in range(size)]
+                docs = (
+                    [d for d, dev in zip(labelled[:size], split, strict=True) if not dev],
+                    [d for d, dev in zip(labelled[:size], split, strict=True) if dev],
+                )
+                settings = TrainSettings(
+                    max_steps=args.max_steps,
+                    eval_frequency=100,
+                    seed=seed,
+                    warm_min_steps=args.warm_min_steps,
+                    warm_steps_per_new_doc=args.warm_steps_per_new_doc,
+                    cold_every=0,
+                )
+                counts = {}
+                for mode, source in (("cold", None), ("warm", previous)):
+                    if mode == "warm" and source is None:
+                        continue
+                    trained, seconds, load = _train(docs, guide, settings, Path(scratch) / mode, source)
+                    counts[mode] = _counts(trained.path, test)
+                    init = trained.meta["initialisation"]
+                    row = {
+                        "seed": seed,
+                        "labels": size,
+                        "mode": mode,
+                        "steps": init["max_steps"],
+                        "new_docs": init["new_docs"],
+                        "seconds": round(seconds, 1),
+                        "load": [round(x, 2) for x in load],
+                        "dev_f1": trained.dev_report.micro.f1,
+                        "test_f1": float(_f1(counts[mode])),
+                        "test_ci": _interval(_f1(counts[mode][resamples])),
+                    }
+                    if mode == "warm":
+                        row["delta_ci"] = _interval(_f1(counts["warm"][resamples]) - _f1(counts["cold"][resamples]))
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+                    if mode == "warm" or previous is None:
+                        previous = trained.path
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    _table(rows)
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\n| seed | labels | start | steps | new train docs | train s | load 1 min | dev F1 | test F1 [95% CI] "
+        "| warm - cold test F1 [95% CI] |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        delta = f"{r['delta_ci'][0]:+.3f} .. {r['delta_ci'][1]:+.3f}" if "delta_ci" in r else ""
+        print(
+            f"| {r['seed']} | {r['labels']:,} | {r['mode']} | {r['steps']:,} | {r['new_docs'] or ''} | "
+            f"{r['seconds']:.1f} | {r['load'][0]:.1f} / {r['load'][1]:.1f} | {r['dev_f1']:.3f} | "
+            f"{r['test_f1']:.3f} [{r['test_ci'][0]:.3f}, {r['test_ci'][1]:.3f}] | {delta} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
