@@ -68,8 +68,10 @@ def _source(settings: Settings) -> Any:
     max_retries=5,
 )
 def retrain_if_due(self: Task, project_id: int, event_id: int | None = None) -> int | None:
-    """Start a training run when enough new labels arrived. Safe to redeliver: the run is unique per watermark."""
+    """Start a training run when enough new labels arrived. Safe to redeliver: the run is unique per watermark.
+    Coalesced per project (``JobQueue.enqueue_once``): the pending marker goes before the labels are read."""
     settings = _settings(self)
+    CeleryJobQueue(settings.redis_url).started(TaskName.RETRAIN_IF_DUE, project_id)
     with session_scope(_sessions(settings.database_url)) as db:
         project = project_by_id(db, project_id)
         expire_stale_runs(db, timeout_s=settings.run_heartbeat_timeout_s, project=project)
@@ -147,7 +149,7 @@ def score_pool(self: Task, project_id: int) -> int:
         )
     log.info("project %s: %s predictions of %s, %s await the LLM", project_id, done.tasks, done.tag, done.awaiting_llm)
     if done.awaiting_llm and settings.llm_preannotate_max:
-        CeleryJobQueue(settings.redis_url).enqueue(TaskName.LLM_PREANNOTATE, project_id)
+        CeleryJobQueue(settings.redis_url).enqueue_once(TaskName.LLM_PREANNOTATE, project_id)
     return done.tasks
 
 
@@ -158,9 +160,11 @@ def score_pool(self: Task, project_id: int) -> int:
     soft_time_limit=LONGEST_ACKS_LATE_TASK_S,
 )
 def llm_preannotate(self: Task, project_id: int) -> int:
-    """Add the LLM-routed types to the next tasks in labelling order (NER_LLM_PREANNOTATE_MAX of them).
-    Each task is committed when done: a retry or a redelivery continues where the last attempt stopped."""
+    """Keep NER_LLM_PREANNOTATE_MAX tasks ahead of the annotators complete, LLM-routed types included, and complete
+    the tasks ``/predict`` answered ``~llm-pending`` (``scoring.llm_pass``). Each task is committed when done: a
+    retry or a redelivery continues where the last attempt stopped. Coalesced per project."""
     settings = _settings(self)
+    CeleryJobQueue(settings.redis_url).started(TaskName.LLM_PREANNOTATE, project_id)
     with LabelStudioGateway(settings.label_studio) as gateway, session_scope(_sessions(settings.database_url)) as db:
         done = scoring.llm_pass(
             db, project_by_id(db, project_id), gateway, _annotator(settings), limit=settings.llm_preannotate_max

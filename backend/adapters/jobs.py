@@ -1,10 +1,19 @@
-"""The job queue port: the backend enqueues Celery tasks by name, never importing ``workers``."""
+"""The job queue port: the backend enqueues Celery tasks by name, never importing ``workers``.
+
+Per-project jobs that only re-read the state (the retrain check, the LLM pass) are coalesced: at most one of each
+is pending per project. The marker is a Redis key next to the queue (``SET NX EX``), set when a job is sent and
+deleted by the worker when the job *starts*, before it reads the database. So a trigger that finds the marker set
+is covered by the pending job (it reads the state after the trigger committed), a trigger after the start sends
+a new job, and the last check is never lost. The marker lives in Redis with the messages, so it survives a worker
+restart with them; its expiry bounds how long a message lost with a broker that lost its data can block new ones.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Protocol
 
+import redis
 from celery import Celery
 
 
@@ -28,6 +37,20 @@ QUEUE_OF = {
 }
 
 
+# How long a coalesced job's "pending" marker lasts at most (seconds). A job that waits longer in its queue gets a
+# duplicate at the next trigger (harmless: both only re-read the state). The LLM pass may queue behind other
+# projects' passes (each up to an hour), the retrain check only behind other checks.
+PENDING_TTL_S = {
+    TaskName.RETRAIN_IF_DUE: 10 * 60,
+    TaskName.LLM_PREANNOTATE: 2 * 60 * 60,
+}
+
+
+def pending_key(name: TaskName, project_id: int) -> str:
+    """The Redis key that says a coalesced job of ``name`` is pending for a project."""
+    return f"nerloop:pending:{name}:{project_id}"
+
+
 class JobQueue(Protocol):
     """Enqueue a task with ids as its only payload; return the job id."""
 
@@ -35,11 +58,20 @@ class JobQueue(Protocol):
         """Send one job."""
         ...
 
+    def enqueue_once(self, name: TaskName, project_id: int, *ids: int) -> str | None:
+        """Send ``name(project_id, *ids)`` unless one is pending for the project; return the job id, or None."""
+        ...
+
+    def started(self, name: TaskName, project_id: int) -> None:
+        """A coalesced job began: the next trigger sends a new one."""
+        ...
+
 
 class CeleryJobQueue:
     """Sends jobs to the Redis broker without importing the worker code."""
 
     def __init__(self, broker_url: str) -> None:
+        self._redis = redis.Redis.from_url(broker_url, socket_timeout=2.0, socket_connect_timeout=0.5)
         self._app = Celery("nerloop-backend", broker=broker_url)
         self._app.conf.update(
             broker_connection_timeout=0.5,
@@ -58,3 +90,34 @@ class CeleryJobQueue:
             retry_policy={"max_retries": 1, "interval_start": 0.1},
         )
         return str(result.id)
+
+    def enqueue_once(self, name: TaskName, project_id: int, *ids: int) -> str | None:
+        """Send ``name(project_id, *ids)`` unless a job of ``name`` is pending for the project (see the module).
+
+        Only for tasks that re-read the state when they start and call ``started`` first (``PENDING_TTL_S``).
+
+        Returns:
+            The job id, or None when the pending job covers this trigger.
+
+        Raises:
+            redis.RedisError, kombu.exceptions.OperationalError: the broker cannot be reached (nothing is pending
+                then: the marker of a job that could not be sent is removed).
+        """
+        key = pending_key(name, project_id)
+        if not self._redis.set(key, "sending", nx=True, ex=PENDING_TTL_S[name]):
+            return None
+        try:
+            job = self.enqueue(name, project_id, *ids)
+        except BaseException:
+            self._redis.delete(key)
+            raise
+        self._redis.set(key, job, xx=True, keepttl=True)  # which job is pending, for whoever looks
+        return job
+
+    def started(self, name: TaskName, project_id: int) -> None:
+        """Remove the pending marker of a coalesced job that is starting (before it reads the database)."""
+        self._redis.delete(pending_key(name, project_id))
+
+    def pending(self, name: TaskName, project_id: int) -> bool:
+        """Whether a coalesced job of ``name`` is pending for the project."""
+        return bool(self._redis.exists(pending_key(name, project_id)))

@@ -12,14 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from backend.adapters.jobs import TaskName
+from backend.adapters.jobs import JobQueue, TaskName
 from backend.api.deps import DbSession, JobsDep, PredictorDep, get_app_settings, require_auth
 from backend.api.schemas import PredictRequest, SetupRequest, ls_project_id
 from backend.db.models import ModelVersion, Project
 from backend.services import annotations as events
+from backend.services import preannotation
 from backend.services.errors import InvalidInputError
-from backend.services.predictions import Plan, Predictor, TaskInput, version_tag
-from backend.services.projects import guide_of, project_by_ls_id
+from backend.services.predictions import ModelPart, Plan, Predictor, TaskInput, version_tag
+from backend.services.projects import guide_of, project_by_id, project_by_ls_id
 from backend.services.routing import routing_table
 from backend.settings import Settings
 
@@ -35,10 +36,37 @@ async def health() -> dict[str, str]:
 
 
 @protected.post("/setup")
-def setup(body: SetupRequest, db: DbSession) -> dict[str, str]:
-    """Answer with the model version; reads two rows, never loads a model (3 s limit)."""
+def setup(
+    body: SetupRequest,
+    db: DbSession,
+    jobs: JobsDep,
+    predictor: PredictorDep,
+    settings: Annotated[Settings, Depends(get_app_settings)],
+) -> dict[str, str]:
+    """Answer with the model version; reads a few rows, never loads a model (3 s limit).
+
+    Label Studio calls it when the backend is connected (a project created or attached) and at each refresh:
+    when the pre-annotated window ahead of the annotators is not full, the LLM pass is enqueued (coalesced).
+    """
     project = project_by_ls_id(db, _project_id(body.project))
-    return {"model_version": version_tag(project, routing_table(db, project))}
+    tag = version_tag(project, routing_table(db, project))
+    _follow_queue(db, project, jobs, predictor, settings)
+    return {"model_version": tag}
+
+
+def _preannotates(predictor: Predictor, settings: Settings) -> bool:
+    """Whether the ``llm`` queue can pre-annotate: an LLM, a window, and a Label Studio token to push with."""
+    return predictor.llm is not None and settings.llm_preannotate_max > 0 and settings.label_studio.api_key is not None
+
+
+def _follow_queue(db: Session, project: Project, jobs: JobQueue, predictor: Predictor, settings: Settings) -> None:
+    """Enqueue the project's LLM pass when it is due; never fails the request (the next trigger tries again)."""
+    if not _preannotates(predictor, settings):
+        return
+    try:
+        preannotation.follow_queue(db, project, jobs, window=settings.llm_preannotate_max)
+    except Exception as exc:  # the broker is away: the next label event or /setup tries again
+        log.warning("project %s: the LLM pass could not be enqueued: %s", project.id, exc)
 
 
 @protected.post("/predict")
@@ -46,6 +74,7 @@ async def predict(
     body: PredictRequest,
     db: DbSession,
     predictor: PredictorDep,
+    jobs: JobsDep,
     settings: Annotated[Settings, Depends(get_app_settings)],
 ) -> dict[str, list[dict[str, Any]]]:
     """All tasks in one batch; exactly one prediction per task, in order. A task without text (``data`` lacks
@@ -54,8 +83,10 @@ async def predict(
 
     The database is read first and the session released; the model runs in a worker thread while the LLM part
     runs in the LLM's own threads, waited for at most ``NER_LLM__PREDICT_WAIT_S`` without holding a thread. A
-    slow LLM costs only its types (tag ``~llm-missing``), a model that cannot be loaded only the model's
-    (``~model-missing``); neither ever holds a database connection.
+    slow LLM costs only its types, a model that cannot be loaded only the model's (``~model-missing``); neither
+    ever holds a database connection. The LLM part of an answer without it comes later: the tasks are queued
+    for the ``llm`` queue, which updates their Label Studio prediction in place (tag ``~llm-pending``;
+    ``~llm-missing`` when it cannot, e.g. no Label Studio token or no broker).
     """
     plan = await run_in_threadpool(_plan, db, body, predictor)
     deadline = time.monotonic() + settings.llm.predict_wait_s
@@ -67,10 +98,46 @@ async def predict(
             llm = await asyncio.wait_for(asyncio.wrap_future(job), timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             log.warning(
-                "predict: the LLM did not answer within %.0f s; answered without it", settings.llm.predict_wait_s
+                "predict: the LLM did not answer within %.1f s; answered without it", settings.llm.predict_wait_s
             )
+            if _defers(plan, model, predictor, settings):
+                _, results = predictor.assemble(plan, model, None, llm_pending=True)
+                if await run_in_threadpool(_defer_llm_part, db, plan, results, jobs):
+                    return {"results": results}
     _, results = predictor.assemble(plan, model, llm)
     return {"results": results}
+
+
+def _defers(plan: Plan, model: ModelPart, predictor: Predictor, settings: Settings) -> bool:
+    """Whether the LLM part of an answer without it can come later: the ``llm`` queue pre-annotates, and the
+    model part is the serving version's (the pass completes that version's predictions)."""
+    return (
+        _preannotates(predictor, settings)
+        and model.missing is None
+        and model.version == plan.project.current_version
+        and any(task.task_id is not None and task.text for task in plan.tasks)
+    )
+
+
+def _defer_llm_part(db: Session, plan: Plan, results: list[dict[str, Any]], jobs: JobQueue) -> bool:
+    """Record the tasks answered ``~llm-pending`` and enqueue the LLM pass (coalesced); False when either
+    failed (the answer then says ``~llm-missing``)."""
+    try:
+        project = project_by_id(db, plan.project.id)
+        tag = version_tag(project, plan.routes, serving=plan.project.current_version)
+        tasks = [
+            (task.task_id, result)
+            for task, result in zip(plan.tasks, results, strict=True)
+            if task.task_id is not None and task.text
+        ]
+        preannotation.defer_llm_part(db, project, tag=tag, tasks=tasks)
+        jobs.enqueue_once(TaskName.LLM_PREANNOTATE, project.id)
+        return True
+    except Exception as exc:  # the broker or the database is away: answered without the LLM part, as before
+        log.warning("predict: the LLM part of %s tasks cannot be queued: %s", len(plan.tasks), exc)
+        return False
+    finally:
+        db.close()
 
 
 def _plan(db: Session, body: PredictRequest, predictor: Predictor) -> Plan:
@@ -101,10 +168,15 @@ def _plan(db: Session, body: PredictRequest, predictor: Predictor) -> Plan:
 def webhook(
     db: DbSession,
     jobs: JobsDep,
+    predictor: PredictorDep,
     settings: Annotated[Settings, Depends(get_app_settings)],
     body: Any = Body(...),  # noqa: B008
 ) -> dict[str, Any]:
-    """Persist the event once and enqueue its job by id; reply at once (Label Studio waits 1 s)."""
+    """Persist the event once and enqueue its job by id; reply at once (Label Studio waits 1 s).
+
+    Retrain checks are coalesced: while one is pending for the project, the event is covered by it
+    (``"coalesced": true``). A label change also moves the LLM pre-annotation window along the queue.
+    """
     if not isinstance(body, dict):
         raise InvalidInputError("webhook body must be a JSON object")
     ingested = events.ingest(db, body, max_text_chars=settings.max_text_chars)
@@ -115,11 +187,16 @@ def webhook(
         "status": "stored" if ingested.created else ("duplicate" if ingested.event_id else "ignored"),
         "label_change": ingested.label_change,
     }
+    if ingested.label_change and ingested.project_id is not None:
+        _follow_queue(db, project_by_id(db, ingested.project_id), jobs, predictor, settings)
     if ingested.event_id is None or ingested.project_id is None or ingested.enqueued:
         return reply  # not ours, no job (no label changed), or a redelivery whose job is already queued
-    name = TaskName.START_TRAINING if ingested.action == "START_TRAINING" else TaskName.RETRAIN_IF_DUE
+    job: str | None
     try:
-        job = jobs.enqueue(name, ingested.project_id, ingested.event_id)
+        if ingested.action == "START_TRAINING":
+            job = jobs.enqueue(TaskName.START_TRAINING, ingested.project_id, ingested.event_id)
+        else:  # one pending check per project covers every event stored before it starts
+            job = jobs.enqueue_once(TaskName.RETRAIN_IF_DUE, ingested.project_id, ingested.event_id)
     except Exception as exc:  # the event is stored; the sweep re-sends it (backend.services.sweep)
         log.warning("event %s stored but not enqueued: %s", ingested.event_id, exc)
         reply["queued"] = False
@@ -127,6 +204,8 @@ def webhook(
     events.mark_enqueued(db, ingested.event_id)
     db.commit()
     reply["queued"] = True
+    if job is None:
+        reply["coalesced"] = True
     if ingested.action == "START_TRAINING":
         reply["job"] = job
     return reply

@@ -87,6 +87,7 @@ class ModelPart:
 
 
 MISSING_LLM = "llm-missing"
+PENDING_LLM = "llm-pending"  # missing now, and queued: the ``llm`` queue updates the prediction later
 MISSING_MODEL = "model-missing"
 
 
@@ -176,13 +177,14 @@ class Predictor:
         return ModelPart(model.version, model.predict([model.make_doc(text) for text in texts]))
 
     def assemble(
-        self, plan: Plan, model: ModelPart, llm: list[LLMAnnotation] | None
+        self, plan: Plan, model: ModelPart, llm: list[LLMAnnotation] | None, *, llm_pending: bool = False
     ) -> tuple[str, list[dict[str, Any]]]:
         """One Label Studio prediction per task, in order, each with span scores and a task score.
 
         ``llm`` None means the LLM part is missing (it did not answer within the wait): the model's types are
-        answered and the tag says ``~llm-missing``. A model that cannot be loaded gives ``~model-missing``; when
-        no type has a source left, ``ModelUnavailableError`` (503).
+        answered and the tag says ``~llm-pending`` when ``llm_pending`` (the ``llm`` queue completes the
+        prediction later, ``backend.services.preannotation``), else ``~llm-missing``. A model that cannot be
+        loaded gives ``~model-missing``; when no type has a source left, ``ModelUnavailableError`` (503).
         """
         missing = []
         if model.missing is not None:
@@ -193,7 +195,7 @@ class Predictor:
                 )
             missing.append(MISSING_MODEL)
         if llm is None and plan.routed("llm") and self.llm is not None:
-            missing.append(MISSING_LLM)
+            missing.append(PENDING_LLM if llm_pending else MISSING_LLM)
         tag = version_tag(plan.project, plan.routes, serving=model.version)
         if missing:
             tag += "~" + "~".join(missing)

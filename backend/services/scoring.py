@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import Prediction, Project
 from backend.db.upsert import upsert
+from backend.services import preannotation
 from backend.services.errors import NotFoundError
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor, TaskInput, version_tag
@@ -22,6 +23,10 @@ from ml.model_store import load_model
 from ml.promotion import in_dev_split
 from ml.routing import merge_routed
 from ml.sampling import score_pool, select_batch, type_weights_from_f1, uncertainty_from_spans
+
+# the most promised predictions (``/predict`` answered ``~llm-pending``) one LLM pass completes; the next pass
+# takes the rest
+PROMISED_MAX = 1000
 
 
 class PredictionSink(Protocol):
@@ -47,6 +52,14 @@ class PredictionSink(Protocol):
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Make the version the project's."""
+        ...
+
+    def task_predictions(self, task_id: int) -> dict[int, str]:
+        """A task's predictions: id -> model version."""
+        ...
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        """Remove a prediction."""
         ...
 
 
@@ -173,38 +186,70 @@ def _push(db: Session, sink: PredictionSink, row: Prediction) -> None:
 
 
 def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnotator, *, limit: int) -> int:
-    """Add the LLM-routed types to the serving version's pushed predictions, lowest score (next up) first.
+    """Keep ``limit`` tasks ahead of the annotators complete: add the LLM-routed types to the next predictions in
+    queue order (``backend.services.preannotation``), and push each as the task's one prediction of the version.
 
-    Only the ``limit`` lowest-scored tasks of the version are pre-annotated by the LLM; the rest keep the
-    model-routed types. Each task is committed as soon as it is done: a rerun continues where one stopped.
+    Tasks ``/predict`` answered without the LLM part come first; their Label Studio prediction (tagged
+    ``~llm-pending``) is updated in place. Before any model exists the next unlabelled tasks by id are taken
+    from Label Studio and the project's model version is set to the pushed one. A task labelled (or skipped)
+    while the LLM worked on it is not pushed. Each task is committed as soon as it is done: a rerun continues
+    where one stopped.
 
     Returns:
-        The number of predictions completed by this call.
+        The number of predictions completed and pushed by this call.
     """
     routes = routing_table(db, project)
+    if not any(entry.route == "llm" for entry in routes.values()):
+        db.commit()
+        return 0
     tag = version_tag(project, routes)
-    head = db.scalars(
-        select(Prediction)
-        .where(Prediction.project_id == project.id, Prediction.model_version == tag)
-        .order_by(Prediction.score, Prediction.id)
-        .limit(limit)
-    ).all()
-    todo = [row for row in head if not row.complete]
     guide = guide_of(project)
     names = guide.label_studio
-    watermark = labels_count(db, project)
+    todo = preannotation.candidates(db, project, tag, n=PROMISED_MAX, promised=True)
+    need = limit - preannotation.complete_ahead(db, project, tag, upto=limit)
+    todo += preannotation.candidates(db, project, tag, n=need, promised=False)
+    serving = current_model(db, project) is not None
     db.commit()  # no connection held while Label Studio and the LLM are asked
+    if not serving and len(todo) < need:
+        tasks = sink.export_tasks(project.ls_project_id)
+        todo += preannotation.open_window(db, project, tag, tasks, n=need - len(todo), text_field=names.text_field)
+    watermark = labels_count(db, project)
+    db.commit()
     step = llm.settings.concurrency  # one annotate call per chunk: its calls run in parallel
+    pushed = 0
     for start in range(0, len(todo), step):
         chunk = todo[start : start + step]
         texts = [sink.task_text(row.ls_task_id, field=names.text_field) or "" for row in chunk]
         annotations = llm.annotate(project, texts, watermark=watermark)
+        labelled = preannotation.done_tasks(db, project, [row.ls_task_id for row in chunk])  # since selected
         for row, annotation in zip(chunk, annotations, strict=True):
+            if row.ls_task_id in labelled:
+                continue  # the annotators got there first: nothing to show anyone
             held = results_to_spans(row.spans, label_names=guide.label_names)
             merged = merge_routed(held, annotation.spans, routes)
             row.spans = spans_to_results(
                 merged, from_name=names.from_name, to_name=names.to_name, label_values=names.labels
             )
             row.complete = True
-            _push(db, sink, row)
-    return len(todo)
+            _push_complete(db, sink, row)
+            pushed += 1
+    if pushed and not serving:  # ordering counts only the project's version's predictions
+        sink.set_model_version(project.ls_project_id, tag)
+    return pushed
+
+
+def _push_complete(db: Session, sink: PredictionSink, row: Prediction) -> None:
+    """Push a completed row as its task's one prediction of the version: a row nerloop never pushed updates what
+    ``/predict`` left in Label Studio (``<tag>~...``, or ``<tag>`` from a later ``/predict``), and removes
+    the other copies."""
+    if row.ls_prediction_id is None:
+        ours = sorted(
+            (version != row.model_version, prediction_id)  # the version's own first
+            for prediction_id, version in sink.task_predictions(row.ls_task_id).items()
+            if version == row.model_version or version.startswith(row.model_version + "~")
+        )
+        if ours:
+            row.ls_prediction_id = ours[0][1]
+            for _, stale in ours[1:]:
+                sink.delete_prediction(stale)
+    _push(db, sink, row)

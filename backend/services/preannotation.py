@@ -1,0 +1,215 @@
+"""Pre-annotation ahead of the annotators: which tasks the LLM pass completes next, and when it is due.
+
+The ``llm`` queue keeps a window of ``NER_LLM_PREANNOTATE_MAX`` tasks ahead of the annotators complete (every
+type answered, the LLM's included) in Label Studio's queue order. Candidates, first to last:
+
+1. tasks ``/predict`` answered without the LLM part (tag ``~llm-pending``): the LLM part was promised, so they
+   are completed whatever the window;
+2. the serving version's rescored predictions, lowest score (next served) first;
+3. before any model exists, the next unlabelled tasks by Label Studio id (import order), which get scores rising
+   with that order, so that uncertainty sampling serves them first and in that order.
+
+A task with a live annotation (labelled or skipped) is done: never selected, and not pushed when it was labelled
+while the LLM worked on it. A label event that leaves fewer than the window complete ahead, and Label Studio's
+``/setup`` (a project created or attached), trigger the next pass (``follow_queue``); passes are coalesced per
+project (``JobQueue.enqueue_once``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from backend.adapters.jobs import JobQueue, TaskName
+from backend.db.models import Annotation, Prediction, Project
+from backend.db.upsert import upsert
+from backend.services.predictions import version_tag
+from backend.services.projects import current_model
+from backend.services.routing import routing_table
+
+log = logging.getLogger(__name__)
+
+# an LLM-only prediction has no model to measure its uncertainty: it counts as the most uncertain
+UNKNOWN_UNCERTAINTY = 1.0
+
+
+def _live_annotation(project: Project) -> Any:
+    """``EXISTS`` a live annotation (labelled or skipped) of the Prediction row's task."""
+    return exists().where(
+        Annotation.project_id == project.id,
+        Annotation.ls_task_id == Prediction.ls_task_id,
+        Annotation.deleted.is_(False),
+    )
+
+
+def done_tasks(db: Session, project: Project, ls_task_ids: Iterable[int]) -> set[int]:
+    """The tasks among ``ls_task_ids`` that hold a live annotation (labelled or skipped): no pre-annotation is
+    pushed to them. Read from the webhook-fed label state."""
+    ids = list(ls_task_ids)
+    if not ids:
+        return set()
+    return set(
+        db.scalars(
+            select(Annotation.ls_task_id).where(
+                Annotation.project_id == project.id,
+                Annotation.ls_task_id.in_(ids),
+                Annotation.deleted.is_(False),
+            )
+        )
+    )
+
+
+def complete_ahead(db: Session, project: Project, tag: str, *, upto: int) -> int:
+    """How many tasks without a live annotation hold a complete, pushed prediction of ``tag`` (counted up to
+    ``upto``): the pre-annotated window still ahead of the annotators."""
+    head = (
+        select(Prediction.id)
+        .where(Prediction.project_id == project.id, Prediction.model_version == tag)
+        .where(Prediction.complete.is_(True), Prediction.ls_prediction_id.is_not(None))
+        .where(~_live_annotation(project))
+        .limit(upto)
+        .subquery()
+    )
+    return int(db.scalar(select(func.count()).select_from(head)) or 0)
+
+
+def candidates(db: Session, project: Project, tag: str, *, n: int, promised: bool) -> list[Prediction]:
+    """The next ``n`` predictions of ``tag`` that await the LLM part, on tasks without a live annotation, by score
+    (Label Studio's order). ``promised``: those nerloop never pushed (``/predict`` answered them
+    ``~llm-pending``, or a pass stopped before pushing them); else the pushed ones (rescored)."""
+    if n <= 0:
+        return []
+    pushed = Prediction.ls_prediction_id.is_(None) if promised else Prediction.ls_prediction_id.is_not(None)
+    return list(
+        db.scalars(
+            select(Prediction)
+            .where(Prediction.project_id == project.id, Prediction.model_version == tag)
+            .where(Prediction.complete.is_(False), pushed, ~_live_annotation(project))
+            .order_by(Prediction.score, Prediction.id)
+            .limit(n)
+        )
+    )
+
+
+def open_window(
+    db: Session, project: Project, tag: str, tasks: Sequence[dict[str, Any]], *, n: int, text_field: str = "text"
+) -> list[Prediction]:
+    """Before any model exists: rows for the next ``n`` tasks by Label Studio id that have no live annotation (in
+    ``tasks``, Label Studio's export, nor in the label state) and no prediction of ``tag`` yet.
+
+    Each gets the score ``index / len(tasks)`` of its id among all the tasks, so that the pushed predictions are
+    served in import order, before every task without one. Committed here.
+
+    Returns:
+        The new rows, incomplete, with empty spans.
+    """
+    ordered = sorted(tasks, key=lambda t: int(t["id"]))
+    held = set(
+        db.scalars(
+            select(Prediction.ls_task_id).where(Prediction.project_id == project.id, Prediction.model_version == tag)
+        )
+    )
+    fresh = [
+        (index, int(task["id"]))
+        for index, task in enumerate(ordered)
+        if int(task["id"]) not in held
+        and isinstance((task.get("data") or {}).get(text_field), str)
+        and not task.get("annotations")  # a skip counts: the annotators passed it
+    ]
+    chosen: list[tuple[int, int]] = []
+    for start in range(0, len(fresh), 500):  # labelled since the export: the webhook-fed label state knows
+        part = fresh[start : start + 500]
+        labelled = done_tasks(db, project, [task_id for _, task_id in part])
+        chosen += [(index, task_id) for index, task_id in part if task_id not in labelled]
+        if len(chosen) >= n:
+            break
+    chosen = chosen[:n]
+    for index, task_id in chosen:
+        db.execute(
+            upsert(db, Prediction)
+            .values(
+                project_id=project.id,
+                ls_task_id=task_id,
+                model_version=tag,
+                spans=[],
+                score=index / max(1, len(ordered)),
+                uncertainty=UNKNOWN_UNCERTAINTY,
+                complete=False,
+            )
+            .on_conflict_do_nothing(index_elements=["project_id", "ls_task_id", "model_version"])
+        )
+    db.commit()
+    return list(
+        db.scalars(
+            select(Prediction)
+            .where(Prediction.project_id == project.id, Prediction.model_version == tag)
+            .where(Prediction.ls_task_id.in_([task_id for _, task_id in chosen]), Prediction.complete.is_(False))
+            .order_by(Prediction.score, Prediction.id)
+        )
+    )
+
+
+def defer_llm_part(db: Session, project: Project, *, tag: str, tasks: Sequence[tuple[int, dict[str, Any]]]) -> int:
+    """Record the tasks ``/predict`` answered without the LLM part, for the ``llm`` queue: one incomplete row per
+    task with the model's types (``tasks``: Label Studio task id and the answered prediction, ``result`` and
+    ``score``). A task that already has a row of ``tag`` keeps it. Committed here.
+
+    Returns:
+        How many rows were added.
+    """
+    added = 0
+    for task_id, prediction in tasks:
+        inserted = db.execute(
+            upsert(db, Prediction)
+            .values(
+                project_id=project.id,
+                ls_task_id=task_id,
+                model_version=tag,
+                spans=prediction["result"],
+                score=float(prediction["score"]),
+                uncertainty=1.0 - float(prediction["score"]),
+                complete=False,
+            )
+            .on_conflict_do_nothing(index_elements=["project_id", "ls_task_id", "model_version"])
+        )
+        added += int(getattr(inserted, "rowcount", 0) or 0)
+    db.commit()
+    return added
+
+
+def window_due(db: Session, project: Project, *, window: int) -> bool:
+    """Whether an LLM pass has work: some type is routed to the LLM, and a task ``/predict`` answered without the
+    LLM part awaits it, or fewer than ``window`` complete tasks are ahead of the annotators and a task awaits the
+    LLM part (before any model: Label Studio's tasks do)."""
+    routes = routing_table(db, project)
+    if window <= 0 or not any(entry.route == "llm" for entry in routes.values()):
+        return False
+    tag = version_tag(project, routes)
+    if candidates(db, project, tag, n=1, promised=True):
+        return True
+    if complete_ahead(db, project, tag, upto=window) >= window:
+        return False
+    return current_model(db, project) is None or bool(candidates(db, project, tag, n=1, promised=False))
+
+
+def follow_queue(db: Session, project: Project, jobs: JobQueue, *, window: int) -> str | None:
+    """Enqueue the project's LLM pass when it is due (``window_due``), unless one is pending.
+
+    Returns:
+        The job id, or None (not due, or a pass is pending already).
+
+    Raises:
+        redis.RedisError, kombu.exceptions.OperationalError: the broker cannot be reached.
+    """
+    due = window_due(db, project, window=window)
+    db.commit()  # no connection held while the broker is called
+    if not due:
+        return None
+    job = jobs.enqueue_once(TaskName.LLM_PREANNOTATE, project.id)
+    if job is not None:
+        log.info("project %s: LLM pass %s enqueued (fewer than %s pre-annotated tasks ahead)", project.id, job, window)
+    return job
