@@ -17,6 +17,10 @@ from spacy.tokens import Doc
 from ml.prediction import NERModel, ScoredSpan
 
 _EPS = 1e-6
+# Fewer dev spans than this (or fewer than MIN_CALIBRATION_OUTCOME of either outcome) and a fitted curve is noise
+# (6 dev documents once gave wrong spans a calibrated 0.994): the calibrator stays the prior, the identity.
+MIN_CALIBRATION_SPANS = 50
+MIN_CALIBRATION_OUTCOME = 5
 
 
 def _logit(score: float) -> float:
@@ -26,36 +30,45 @@ def _logit(score: float) -> float:
 
 @dataclass(frozen=True)
 class PlattCalibrator:
-    """``calibrated = sigmoid(slope * logit(raw) + intercept)``."""
+    """``calibrated = sigmoid(slope * logit(raw) + intercept)``; ``fitted_on`` dev spans (0: the prior, the
+    identity: the raw scores as they are)."""
 
     slope: float = 1.0
     intercept: float = 0.0
+    fitted_on: int = 0
 
     def __call__(self, score: float) -> float:
         """The calibrated probability of a raw score."""
         z = self.slope * _logit(score) + self.intercept
         return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
-    def to_dict(self) -> dict[str, float | str]:
+    def to_dict(self) -> dict[str, float | str | int]:
         """JSON-ready form for a model's meta."""
-        return {"method": "platt", "slope": self.slope, "intercept": self.intercept}
+        method = "platt" if self.fitted_on else "prior (identity: too few dev spans to fit)"
+        return {"method": method, "slope": self.slope, "intercept": self.intercept, "fitted_on": self.fitted_on}
 
 
-def fit_platt(scores: Sequence[float], correct: Sequence[bool]) -> PlattCalibrator:
-    """Fit Platt scaling on (raw score, was the span exactly right) pairs.
+def fit_platt(
+    scores: Sequence[float], correct: Sequence[bool], *, min_spans: int = MIN_CALIBRATION_SPANS
+) -> PlattCalibrator:
+    """Fit Platt scaling (Platt 1999; scikit-learn's logistic regression) on (raw score, was the span exactly
+    right) pairs.
 
     Args:
         scores: Raw confidences of predicted spans.
         correct: Whether each span matched a gold span exactly.
+        min_spans: The fewest spans a fit is made from.
 
     Returns:
-        The fitted calibrator; the identity when both outcomes are not present.
+        The fitted calibrator; the prior (identity, ``fitted_on`` 0) below ``min_spans`` spans or
+        ``MIN_CALIBRATION_OUTCOME`` of either outcome.
     """
-    if len(set(correct)) < 2:
+    right = sum(bool(c) for c in correct)
+    if len(scores) < min_spans or min(right, len(correct) - right) < MIN_CALIBRATION_OUTCOME:
         return PlattCalibrator()
     features = np.array([[_logit(s)] for s in scores])
     fit = LogisticRegression(C=1e4).fit(features, np.asarray(correct, dtype=int))
-    return PlattCalibrator(slope=float(fit.coef_[0][0]), intercept=float(fit.intercept_[0]))
+    return PlattCalibrator(float(fit.coef_[0][0]), float(fit.intercept_[0]), len(scores))
 
 
 def fit_on_gold(model: NERModel, gold_docs: Sequence[Doc]) -> PlattCalibrator:

@@ -55,7 +55,7 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(process, f"{url}/health", timeout=240, what="Label Studio", log=log.name)
+        wait_for_http(process, f"{url}/health", timeout=600, what="Label Studio", log=log.name)  # migrates first
         yield LabelStudioServer(url, TOKEN)
     finally:
         stop_process(process, 30)

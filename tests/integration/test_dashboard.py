@@ -66,7 +66,7 @@ def test_progress_and_dashboard_from_events_and_versions(
     # on the line through both points F1 gains 0.1 per doubling: 0.85 is 3.5 doublings above 50 labels
     assert person["forecast"]["more_labels"] == math.ceil(50 * 2**3.5) - expected["person"]
     misc = by_type["misc"]["forecast"]  # both versions saw 5 misc labels: no slope to extrapolate
-    assert misc["more_labels"] is None and misc["reason"].startswith("needs versions trained on at least two")
+    assert misc["more_labels"] is None and misc["reason"].startswith("not enough data: needs versions trained on two")
     assert [v["version"] for v in data["versions"]] == names and data["serving"] == names[-1]
     assert data["versions"][-1]["f1"]["person"] == 0.6 and data["versions"][-1]["meets_target"]["person"] is False
     assert data["throughput"]["last_24h"] == len(docs)  # created labels only: not the update, not the skip
