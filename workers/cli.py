@@ -34,11 +34,11 @@ _POOLS_HELP = ", ".join(f"--queues {q} --concurrency {n}" for q, n in POOLS)
 
 
 @app.command(
-    help="Run a Celery worker on the given queues. Run one worker per queue group, as `nerloop up` and "
-    f"docker-compose.yml do ({_POOLS_HELP}): a worker serving several queues runs their jobs one after another "
-    "in its processes, so a long LLM pass or a training delays the others' jobs. A GPU host serves only `train`. "
-    "SIGTERM stops it after its current jobs (warm shutdown); SIGQUIT cancels them, and their messages go back "
-    "to the queue."
+    help="Run a Celery worker on the given queues (one worker per queue group).\n\n"
+    f"Run one worker per queue group, as `nerloop up` and docker-compose.yml do ({_POOLS_HELP}): "
+    "a worker serving several queues runs their jobs one after another in its processes, so a long LLM pass or a "
+    "training delays the others' jobs. A GPU host serves only `train`. SIGTERM stops it after its current jobs "
+    "(warm shutdown); SIGQUIT cancels them, and their messages go back to the queue."
 )
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: train, score, llm.")] = ",".join(QUEUES),
@@ -232,8 +232,9 @@ def up(
     ] = 30.0,
     exit_after_setup: Annotated[bool, typer.Option(help="Stop once everything runs (for checks).")] = False,
 ) -> None:
-    """Run the whole loop here: Label Studio, LLM server, backend and one worker per queue group, plus a demo
-    project. Ctrl-C or SIGTERM stops everything (the workers first, after their current jobs)."""
+    """Run the whole loop here: Label Studio, LLM server, backend, workers and a demo project.
+
+    One worker per queue group. Ctrl-C or SIGTERM stops everything (the workers first, after their current jobs)."""
     default_tasks = up_module.ROOT.parent / "shared" / "data" / "conll2003" / "train.txt"
     cfg = up_module.UpConfig(
         home=home.resolve(),
@@ -290,8 +291,10 @@ def _ready_banner(cfg: up_module.UpConfig) -> str:
 
 @app.command()
 def token(home: HomeOpt = Path(".nerloop")) -> None:
-    """Print the Label Studio API token of the `nerloop up` deployment in --home (the SDK's api_key; REST:
-    `Authorization: Token <token>`). With docker-compose.yml it is LABEL_STUDIO_TOKEN."""
+    """Print the Label Studio API token of the `nerloop up` deployment in --home.
+
+    The Label Studio SDK's api_key; REST: `Authorization: Token <token>`. With docker-compose.yml it is
+    LABEL_STUDIO_TOKEN."""
     path = home / "label-studio-token"
     if not path.is_file():
         raise ml_cli.fail(f"{path} does not exist: `nerloop up --home {home}` makes it on its first start")
