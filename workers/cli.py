@@ -264,11 +264,7 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
-        try:
-            up_module.stop_all(cfg, _say)
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        up_module.stop_all(cfg, _say)  # a second Ctrl-C there cancels the workers' jobs at once
 
 
 def _say(message: str) -> None:

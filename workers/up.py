@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -311,16 +312,35 @@ def _signal(service: Service, signum: int, *, group: bool) -> None:
         pass
 
 
-def _wait_exit(services: Sequence[Service], timeout: float) -> list[Service]:
-    """Poll until each of ``services`` has exited or ``timeout`` seconds passed; return those still running. A
-    Ctrl-C while waiting ends the wait at once (the caller escalates)."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and any(s.process.poll() is None for s in services):
+class _Hurry:
+    """While the stop runs, Ctrl-C (SIGINT) and SIGTERM cut the current wait short instead of raising: the stop
+    goes on to its next step, never leaving processes behind (outside the main thread, no handler is set)."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Hurry:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.asked = True
+
+    def wait_exit(self, services: Sequence[Service], timeout: float) -> list[Service]:
+        """Poll until each of ``services`` has exited, ``timeout`` seconds passed or a signal asked to hurry;
+        return those still running."""
+        deadline = time.monotonic() + timeout
+        self.asked = False
+        while time.monotonic() < deadline and not self.asked and any(s.process.poll() is None for s in services):
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    return [s for s in services if s.process.poll() is None]
+        return [s for s in services if s.process.poll() is None]
 
 
 def stop_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
@@ -335,22 +355,31 @@ def stop_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
     ``nerloop retrain``. Queued messages stay in Redis; the sweep re-sends what Redis lost. Whatever is left is
     killed with its process group.
     """
+    with _Hurry() as hurry:
+        _stop(cfg, say, hurry)
+    say("stopped")
+
+
+def _stop(cfg: UpConfig, say: Callable[[str], None], hurry: _Hurry) -> None:
     workers = [s for s in cfg.services if s.worker and s.process.poll() is None]
     if workers:
-        say(f"stopping the workers: they finish their current jobs (up to {cfg.stop_timeout_s:.0f} s) ...")
+        say(
+            f"stopping the workers: they finish their current jobs (up to {cfg.stop_timeout_s:.0f} s; "
+            "Ctrl-C again cancels them now) ..."
+        )
         for service in workers:
             _signal(service, signal.SIGTERM, group=False)
-        left = _wait_exit(workers, cfg.stop_timeout_s)
+        left = hurry.wait_exit(workers, cfg.stop_timeout_s)
         if left:
             say(f"cancelling the jobs of {', '.join(s.name for s in left)}: they go back to their queues")
             for service in left:
                 _signal(service, signal.SIGQUIT, group=False)
-            _wait_exit(left, 30)
+            hurry.wait_exit(left, 30)
     servers = [s for s in reversed(cfg.services) if not s.worker]
     for service in servers:
         if service.process.poll() is None:
             _signal(service, signal.SIGTERM, group=True)
-    _wait_exit(servers, 30)
+    hurry.wait_exit(servers, 30)
     for service in cfg.services:
         if service.process.poll() is None:
             say(f"{service.name} did not stop: killing it")
@@ -358,4 +387,3 @@ def stop_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
             service.process.wait()
         else:  # the rest of its process group (a server's own children)
             _signal(service, signal.SIGKILL, group=True)
-    say("stopped")
