@@ -53,6 +53,13 @@ class Service:
     process: subprocess.Popen[bytes]
     log: Path
     worker: bool = False
+    log_offset: int = 0  # the log's size when the process started (the log of an earlier start comes before)
+
+    def output(self) -> str:
+        """What the process wrote to its log since it started."""
+        with self.log.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
 
 
 LLM_ALIAS = "local"  # `nerloop llm serve --model_alias`, NER_LLM__MODEL's default
@@ -137,8 +144,9 @@ def worker_commands(nerloop: str) -> list[tuple[str, list[str]]]:
 def _start(cfg: UpConfig, name: str, command: list[str], env: dict[str, str], *, worker: bool = False) -> None:
     path = cfg.home / "logs" / f"{name}.log"
     with path.open("ab") as log:  # the child keeps its own descriptor
+        offset = log.tell()
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    cfg.services.append(Service(name, process, path, worker))
+    cfg.services.append(Service(name, process, path, worker, offset))
 
 
 def check_running(cfg: UpConfig) -> None:
@@ -227,12 +235,12 @@ def wait_workers(cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> N
     Raises:
         UpstreamError: A started process stopped, or a worker was not ready within ``timeout`` seconds.
     """
-    pending = {s.name: s.log for s in cfg.services if s.worker}
+    pending = {s.name: s for s in cfg.services if s.worker}
     waiting = _Waiting(f"the workers ({', '.join(pending)})", cfg, say)
     while pending and waiting.elapsed < timeout:
         check_running(cfg)
-        for name, log in list(pending.items()):
-            if " ready." in log.read_text(errors="replace"):
+        for name, service in list(pending.items()):
+            if " ready." in service.output():
                 del pending[name]
         waiting.what = f"the workers ({', '.join(pending)})"
         waiting.tick()
