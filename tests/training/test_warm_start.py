@@ -160,3 +160,27 @@ def _without(doc: Doc, label: str) -> Doc:
 def _ner_labels(version: Path) -> tuple[str, ...]:
     labels: tuple[str, ...] = spacy.load(version / MODEL_DIR).get_pipe("ner").labels
     return labels
+
+
+def test_a_transformer_resumes_its_serving_version_for_the_warm_budget(
+    conll: tuple[list[Doc], list[Doc]], conll_guide: Guide, tmp_path: Path
+) -> None:
+    train_docs, dev_docs = conll
+    settings = TrainSettings(architecture="transformer", epochs=2, batch_size=16, warm_min_steps=2)
+    serving = train(train_docs[:48], dev_docs[:30], conll_guide, settings=settings, output_root=tmp_path)
+    assert serving.meta["initialisation"]["mode"] == "cold"
+    seen: list[Progress] = []
+    trained = train(
+        train_docs[:96],
+        dev_docs[:30],
+        conll_guide,
+        settings=settings.model_copy(update={"warm_steps_per_new_doc": 0.05}),
+        output_root=tmp_path,
+        on_progress=seen.append,
+        warm_from=serving.path,
+    )
+    init = trained.meta["initialisation"]
+    assert init["mode"] == "warm" and init["max_steps"] == 5  # 48 new docs x 0.05, rounded up to 5; cold: 12
+    assert [p.step for p in seen if p.stage == "train"] == [5]
+    assert [p.step for p in seen if p.stage == "evaluate" and p.dev_f1 is not None] == [5]
+    assert sorted(load_model(trained.path).labels) == sorted(conll_guide.labels)
