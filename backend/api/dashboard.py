@@ -54,24 +54,55 @@ def render(data: dict[str, Any]) -> str:
     return head + _types(data) + _versions(data) + _throughput(data) + _costs(data)
 
 
+def _f1(f1: float | None, interval: list[float] | None, support: int | None, measurable: bool = True) -> str:
+    """An F1 as a lead should read it: with its 95% interval and support, or "not yet measurable"."""
+    if f1 is None:
+        return "-"
+    if not measurable:
+        return f"not yet measurable <small>(n={support})</small>"
+    band = "" if interval is None else f" <small>[{interval[0]:.2f}, {interval[1]:.2f}]</small>"
+    return f"{f1:.3f}{band}" + ("" if support is None else f" <small>n={support}</small>")
+
+
+def _forecast(fc: dict[str, Any]) -> str:
+    if fc["more_labels"] is None:
+        return escape(fc["reason"])
+    text = f"{fc['more_labels']:,}"
+    if fc["band"] is not None:
+        low, high = fc["band"]
+        text += f" <small>({low:,} to {'more' if high is None else f'{high:,}'})</small>"
+    if fc["hours"] is not None and fc["more_labels"]:
+        text += f"<br><small>about {fc['hours']:.1f} annotator hours</small>"
+    return text
+
+
 def _types(data: dict[str, Any]) -> str:
     good = data["targets"]["good_labels"]
+    serving = next((v for v in data["versions"] if v["version"] == data["serving"]), None)
     rows = ""
     for item in data["types"]:
         fc = item["forecast"]
-        f1 = "-" if fc["f1"] is None else f"{fc['f1']:.3f}"
+        label = item["label"]
         status = "met" if fc["more_labels"] == 0 else "below"
-        more = fc["reason"] if fc["more_labels"] is None else f"{fc['more_labels']:,}"
+        latest = "-"
+        if serving is not None and label in serving["f1"]:
+            latest = _f1(
+                serving["f1"][label],
+                serving["f1_interval"][label],
+                serving["support"][label],
+                serving["measurable"][label],
+            )
         width = min(100, round(100 * item["labels"] / good))
         rows += (
-            f"<tr><td>{escape(item['label'])}</td><td>{item['labels']:,}</td>"
+            f"<tr><td>{escape(label)}</td><td>{item['labels']:,}</td>"
             f'<td><span class="bar"><i style="width:{width}%"></i></span> {item["mark"]}</td>'
-            f'<td class="{status}">{f1}</td><td>{escape(more)}</td>'
+            f'<td class="{status}">{latest}</td><td>{_forecast(fc)}</td>'
             f"<td>{_curve(item['curve'], data['targets']['f1'])}</td></tr>"
         )
     return (
-        "<h2>Entity types</h2><table><tr><th>type</th><th>labels</th><th>towards good</th><th>latest F1</th>"
-        f"<th>more labels needed (forecast)</th><th>learning curve</th></tr>{rows}</table>"
+        "<h2>Entity types</h2><table><tr><th>type</th><th>labels</th><th>towards good</th>"
+        "<th>serving F1 <small>[95% interval]</small></th><th>more labels needed (forecast, 10-90% band)</th>"
+        f"<th>learning curve</th></tr>{rows}</table>"
     )
 
 
@@ -101,17 +132,19 @@ def _versions(data: dict[str, Any]) -> str:
     rows = ""
     for v in reversed(data["versions"]):
         cells = "".join(
-            f'<td class="{"met" if v["meets_target"].get(lab) else "below"}">{v["f1"][lab]:.3f}</td>'
+            f'<td class="{"met" if v["meets_target"].get(lab) else "below"}">'
+            f"{_f1(v['f1'][lab], v['f1_interval'][lab], v['support'][lab], v['measurable'][lab])}</td>"
             if lab in v["f1"]
             else "<td>-</td>"
             for lab in labels
         )
-        micro = "-" if v["micro_f1"] is None else f"{v['micro_f1']:.3f}"
+        micro = _f1(v["micro_f1"], v["micro_f1_interval"], None)
         name = f"<td><code>{escape(v['version'])}</code></td><td>{escape(v['status'])}</td>"
         rows += f"<tr>{name}{cells}<td>{micro}</td></tr>"
     head = "".join(f"<th>{escape(lab)}</th>" for lab in labels)
     return (
-        f"<h2>Model versions (dev F1)</h2><table><tr><th>version</th><th>status</th>{head}<th>micro</th></tr>"
+        "<h2>Model versions (F1 on the held-out test documents; rejected candidates beside)</h2>"
+        f"<table><tr><th>version</th><th>status</th>{head}<th>micro</th></tr>"
         f"{rows or '<tr><td>none yet</td></tr>'}</table>"
     )
 

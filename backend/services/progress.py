@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import AnnotationEvent, LLMCall, ModelVersion, Project
+from backend.db.models import Annotation, AnnotationEvent, LLMCall, ModelVersion, Project, TaskLabel
 from backend.services.label_state import label_counts
 from backend.services.projects import guide_of
 from backend.services.watermark import labels_count
-from ml.progress import forecast, label_mark
+from ml.progress import CurvePoint, forecast, label_mark
 
 THROUGHPUT_DAYS = 7
 T = TypeVar("T")
@@ -79,12 +79,17 @@ def llm_costs(db: Session, project: Project) -> dict[str, Any]:
     }
 
 
+SERVED = ("promoted", "retired")  # versions that served; candidates and rejected ones are shown, never "latest"
+
+
 def project_progress(db: Session, project: Project, *, now: datetime | None = None) -> dict[str, Any]:
     """Everything the dashboard shows, as JSON-ready data.
 
     Labels are counted from the materialised label state (each task's latest live annotation, one query, done
-    again only when the label watermark moved); the learning curve of a type plots each model version's dev F1
-    against the labels of that type it was trained on.
+    again only when the label watermark moved). A type's "latest" figures are the serving version's, with their
+    95% interval and support; its learning curve plots each version that served (F1 against the labels of that
+    type it was trained on), the serving one last; the forecast adds a band and annotator hours (the project's
+    seconds per label, from Label Studio's ``lead_time``). Rejected candidates appear in ``versions`` only.
     """
     guide = guide_of(project)
     targets = guide.targets
@@ -96,20 +101,25 @@ def project_progress(db: Session, project: Project, *, now: datetime | None = No
             .order_by(ModelVersion.created_at, ModelVersion.id)
         )
     )
+    served = [v for v in versions if v.status in SERVED and v.version != project.current_version]
+    served += [v for v in versions if v.version == project.current_version]
+    pace = _cached.get(db, project, "lead_time", lambda: _lead_time(db, project))
     types = []
     for label in guide.labels:
-        points = [
-            (int(v.metrics["train_labels"].get(label, 0)), float(v.metrics["per_type"][label]["f1"]))
-            for v in versions
-            if "train_labels" in v.metrics and label in v.metrics.get("per_type", {})
-        ]
+        points = [_point(v, label) for v in served if "train_labels" in v.metrics and label in _per_type(v)]
+        curve = [p for p in points if p is not None]
+        labels = counts.get(label, 0)
+        seconds = (
+            pace["seconds"] / pace["tasks"] * pace["labelled_tasks"] / labels if pace["tasks"] and labels else None
+        )
         types.append(
             {
                 "label": label,
-                "labels": counts.get(label, 0),
-                "mark": label_mark(counts.get(label, 0), usable=targets.usable_labels, good=targets.good_labels),
-                "curve": [{"labels": n, "f1": f1} for n, f1 in points],
-                "forecast": asdict(forecast(points, labels=counts.get(label, 0), target=targets.f1)),
+                "labels": labels,
+                "mark": label_mark(labels, usable=targets.usable_labels, good=targets.good_labels),
+                "curve": [asdict(p) for p in curve],
+                "forecast": asdict(forecast(curve, labels=labels, target=targets.f1, seconds_per_label=seconds)),
+                "seconds_per_label": seconds,
             }
         )
     return {
@@ -128,16 +138,54 @@ def project_progress(db: Session, project: Project, *, now: datetime | None = No
     }
 
 
+def _per_type(row: ModelVersion) -> dict[str, Any]:
+    return row.metrics.get("per_type") or {}
+
+
+def _point(row: ModelVersion, label: str) -> CurvePoint | None:
+    score = _per_type(row)[label]
+    interval = score.get("f1_interval")
+    return CurvePoint(
+        int(row.metrics["train_labels"].get(label, 0)),
+        float(score["f1"]),
+        None if interval is None else (float(interval[0]), float(interval[1])),
+        bool(score.get("measurable", True)),
+    )
+
+
+def _lead_time(db: Session, project: Project) -> dict[str, float]:
+    """Annotator time: the seconds Label Studio recorded (``lead_time``) over the live annotations that have it,
+    and how many labelled tasks there are; a type's seconds per label is the mean time per task times the tasks
+    over the type's labels (the time of a task is shared by every label in it)."""
+    seconds, tasks = db.execute(
+        select(func.coalesce(func.sum(Annotation.lead_time_s), 0.0), func.count()).where(
+            Annotation.project_id == project.id,
+            Annotation.deleted.is_(False),
+            Annotation.was_cancelled.is_(False),
+            Annotation.lead_time_s.is_not(None),
+            Annotation.lead_time_s > 0,
+        )
+    ).one()
+    labelled = db.scalar(select(func.count()).select_from(TaskLabel).where(TaskLabel.project_id == project.id))
+    return {"seconds": float(seconds or 0), "tasks": float(tasks), "labelled_tasks": float(labelled or 0)}
+
+
 def _version(row: ModelVersion, labels: list[str], target: float) -> dict[str, Any]:
-    per_type = row.metrics.get("per_type", {})
+    per_type = _per_type(row)
+    micro = row.metrics.get("micro") or {}
     return {
         "version": row.version,
         "status": row.status,
         "architecture": row.architecture,
         "created_at": row.created_at.isoformat(),
-        "micro_f1": (row.metrics.get("micro") or {}).get("f1"),
+        "micro_f1": micro.get("f1"),
+        "micro_f1_interval": row.metrics.get("micro_f1_interval"),
         "f1": {label: per_type[label]["f1"] for label in labels if label in per_type},
+        "f1_interval": {label: per_type[label].get("f1_interval") for label in labels if label in per_type},
+        "support": {label: per_type[label].get("support") for label in labels if label in per_type},
+        "measurable": {label: per_type[label].get("measurable", True) for label in labels if label in per_type},
         "meets_target": {label: per_type[label]["f1"] >= target for label in labels if label in per_type},
+        "evaluated_on": row.metrics.get("evaluated_on", "dev"),
     }
 
 

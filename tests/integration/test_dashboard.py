@@ -62,9 +62,14 @@ def test_progress_and_dashboard_from_events_and_versions(
     }
     assert all(t["mark"] == "collecting" for t in data["types"])  # 12 sentences are far from 200 labels
     person = by_type["person"]
-    assert person["curve"] == [{"labels": 50, "f1": 0.5}, {"labels": 100, "f1": 0.6}]
+    assert [(p["labels"], p["f1"]) for p in person["curve"]] == [(50, 0.5), (100, 0.6)]
+    assert all(p["interval"] is not None and p["measurable"] for p in person["curve"])  # the model's real intervals
     # on the line through both points F1 gains 0.1 per doubling: 0.85 is 3.5 doublings above 50 labels
     assert person["forecast"]["more_labels"] == math.ceil(50 * 2**3.5) - expected["person"]
+    # every annotation took 3.5 s (lead_time): about 12 tasks' time over the person labels, in hours
+    assert 3.5 * 11 / expected["person"] <= person["seconds_per_label"] <= 3.5 * 12 / expected["person"]
+    hours = person["forecast"]["more_labels"] * person["seconds_per_label"] / 3600
+    assert person["forecast"]["hours"] == pytest.approx(hours) and person["forecast"]["band"] is not None
     misc = by_type["misc"]["forecast"]  # both versions saw 5 misc labels: no slope to extrapolate
     assert misc["more_labels"] is None and misc["reason"].startswith("not enough data: needs versions trained on two")
     assert [v["version"] for v in data["versions"]] == names and data["serving"] == names[-1]
@@ -79,6 +84,8 @@ def test_progress_and_dashboard_from_events_and_versions(
     assert all(f"<td>{label}</td><td>{expected.get(label, 0):,}</td>" in html for label in conll_guide.labels)
     assert html.count("<svg") == len(conll_guide.labels)  # a learning curve per type
     assert f"<code>{names[-1]}</code>" in html and f"{person['forecast']['more_labels']:,}" in html
+    low, high = data["versions"][-1]["f1_interval"]["location"]  # each serving F1 with its interval and support
+    assert f"[{low:.2f}, {high:.2f}]" in html and "annotator hours" in html
     index = backend.client.get("/dashboard")
     assert index.status_code == 200 and f'href="/dashboard/{backend.project_id}"' in index.text
     assert backend.client.get("/dashboard/4242").status_code == 404
