@@ -13,16 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from annotation_guide import Guide
 from backend.adapters.llm import Completion, OpenAIChatClient
 from backend.api.app import create_app
-from backend.db.models import LLMCall
+from backend.db.models import LLMCall, Prediction
 from backend.services.projects import record_model_version, register_project
 from backend.services.routing import set_override
-from backend.settings import LLMSettings, Settings
+from backend.settings import LabelStudioSettings, LLMSettings, Settings
 from ml.training import TrainedModel
 from tests.conftest import open_db, promote, serve_in_thread
 from tests.integration.conftest import annotation_event
@@ -78,8 +79,8 @@ def live_backend(settings: Settings) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def _predict(url: str, project: int, texts: Sequence[str], timeout: float = 120) -> httpx.Response:
-    tasks = [{"id": 100 + i, "data": {"text": text}} for i, text in enumerate(texts)]
+def _predict(url: str, project: int, texts: Sequence[str], timeout: float = 120, first_id: int = 100) -> httpx.Response:
+    tasks = [{"id": first_id + i, "data": {"text": text}} for i, text in enumerate(texts)]
     return httpx.post(f"{url}/predict", json={"project": f"{project}.1", "tasks": tasks}, timeout=timeout)
 
 
@@ -149,6 +150,38 @@ def test_an_answer_that_comes_after_the_wait_serves_the_next_request(
     assert first.json()["results"][0]["model_version"].endswith("~llm-missing")
     assert "~" not in second.json()["results"][0]["model_version"]
     assert "person" in _labels(second) and len(script.requests) == 1  # served from the cache
+
+
+def test_an_answer_without_the_llm_part_is_queued_for_the_llm_pass(
+    database_url: str, redis_url: str, conll_guide: Guide, small_model: TrainedModel
+) -> None:
+    """The model's types at once, tagged ``~llm-pending``; the tasks are stored for the ``llm`` queue with what
+    was answered, and one LLM pass is pending however many answers missed the LLM (the pass itself, on a real
+    worker and Label Studio: tests/e2e/test_preannotation.py)."""
+    script = Script(mode="slow", delay_s=5.0)
+    with scripted_llm(script) as llm_url:
+        settings = _settings(database_url, redis_url, llm_url, predict_wait_s=0.5, demonstrations=0).model_copy(
+            update={"label_studio": LabelStudioSettings(url="http://127.0.0.1:1", api_key="t")}  # type: ignore[arg-type]
+        )
+        project_id = _register(settings, conll_guide, small_model, ls_project_id=LLM_PROJECT, llm_types=["person"])
+        with live_backend(settings) as url:
+            started = time.monotonic()
+            first = _predict(url, LLM_PROJECT, TEXTS[:2])
+            took, answered_then = time.monotonic() - started, script.slept
+            second = _predict(url, LLM_PROJECT, TEXTS[2:3], first_id=200)
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert took < script.delay_s and answered_then == 0  # never waited for the LLM
+    answered = first.json()["results"] + second.json()["results"]
+    assert {r["model_version"].rsplit("~", 1)[1] for r in answered} == {"llm-pending"}
+    assert "person" not in _labels(first) and _labels(first)  # the model's types
+    tag = answered[0]["model_version"].rsplit("~", 1)[0]
+    with open_db(settings.database_url) as db:
+        rows = db.scalars(select(Prediction).where(Prediction.project_id == project_id)).all()
+    assert {(r.ls_task_id, r.model_version, r.complete, r.ls_prediction_id) for r in rows} == {
+        (task, tag, False, None) for task in (100, 101, 200)
+    }
+    assert [r.spans for r in sorted(rows, key=lambda r: r.ls_task_id)] == [a["result"] for a in answered]
+    assert redis.Redis.from_url(redis_url).llen("llm") == 1  # one pass covers every miss
 
 
 class _PoolWatchingClient:
