@@ -66,6 +66,10 @@ class JobQueue(Protocol):
         """A coalesced job began: the next trigger sends a new one."""
         ...
 
+    def pending(self, name: TaskName, project_id: int) -> bool:
+        """Whether a coalesced job of ``name`` is pending for the project."""
+        ...
+
 
 class CeleryJobQueue:
     """Sends jobs to the Redis broker without importing the worker code."""

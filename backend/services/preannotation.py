@@ -175,8 +175,9 @@ def defer_llm_part(db: Session, project: Project, *, tag: str, tasks: Sequence[t
                 complete=False,
             )
             .on_conflict_do_nothing(index_elements=["project_id", "ls_task_id", "model_version"])
+            .returning(Prediction.id)
         )
-        added += int(getattr(inserted, "rowcount", 0) or 0)
+        added += inserted.first() is not None
     db.commit()
     return added
 
@@ -205,6 +206,8 @@ def follow_queue(db: Session, project: Project, jobs: JobQueue, *, window: int) 
     Raises:
         redis.RedisError, kombu.exceptions.OperationalError: the broker cannot be reached.
     """
+    if jobs.pending(TaskName.LLM_PREANNOTATE, project.id):
+        return None  # the pending pass reads the state when it starts: no database work per event of a burst
     due = window_due(db, project, window=window)
     db.commit()  # no connection held while the broker is called
     if not due:
