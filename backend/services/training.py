@@ -8,7 +8,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ from backend.settings import Settings
 from ml.converters import to_jsonl
 from ml.evaluation import evaluate
 from ml.model_store import load_model
-from ml.promotion import PromotionDecision, decide_promotion, in_dev_split
+from ml.promotion import PromotionDecision, decide_promotion, held_out_role
 from ml.training import Progress, TrainSettings, train
 
 FINAL = ("succeeded", "rejected", "failed")
@@ -136,18 +136,28 @@ class RunOutcome:
     decision: PromotionDecision | None
 
 
-def split_snapshot(
-    tasks: list[dict[str, Any]], project: Project, *, dev_fraction: float
-) -> tuple[list[Doc], list[Doc], dict[str, int]]:
-    """Annotated tasks -> (train docs, frozen dev docs, conversion issues counted per kind and action)."""
+@dataclass(frozen=True)
+class Snapshot:
+    """A run's labelled tasks by role (``ml.promotion.held_out_role``), and the conversion issues per kind."""
+
+    train: list[Doc]
+    dev: list[Doc]
+    test: list[Doc]
+    issues: dict[str, int]
+
+
+def split_snapshot(tasks: list[dict[str, Any]], project: Project, *, dev_fraction: float) -> Snapshot:
+    """Annotated tasks -> training, dev (checkpoint selection, calibration) and test (every figure shown) docs.
+
+    A task's role depends only on the project and task ids: ``dev_fraction`` of the tasks are held out, half of
+    them dev and half test."""
     result = convert_labels(project, tasks)
     project_key = str(project.ls_project_id)
-    train_docs: list[Doc] = []
-    dev_docs: list[Doc] = []
+    roles: dict[str, list[Doc]] = {"train": [], "dev": [], "test": []}
     for doc in result.docs:
-        task_id = int(doc.user_data["task_id"])
-        (dev_docs if in_dev_split(project_key, task_id, fraction=dev_fraction) else train_docs).append(doc)
-    return train_docs, dev_docs, dict(Counter(f"{i.kind} ({i.action})" for i in result.issues))
+        roles[held_out_role(project_key, int(doc.user_data["task_id"]), fraction=dev_fraction)].append(doc)
+    issues = dict(Counter(f"{i.kind} ({i.action})" for i in result.issues))
+    return Snapshot(roles["train"], roles["dev"], roles["test"], issues)
 
 
 @dataclass(frozen=True)
@@ -240,16 +250,19 @@ class Trainer:
 
     def _train_and_decide(self, claim: _Claim, tasks: list[dict[str, Any]], synced: Reconciled) -> RunOutcome:
         guide = guide_of(claim.project)
-        train_docs, dev_docs, issues = split_snapshot(tasks, claim.project, dev_fraction=self.settings.dev_fraction)
-        if not dev_docs or not train_docs:
+        split = split_snapshot(tasks, claim.project, dev_fraction=self.settings.dev_fraction)
+        train_docs, dev_docs, test_docs = split.train, split.dev, split.test
+        if not train_docs:
             raise InvalidInputError(
-                f"{len(train_docs)} training and {len(dev_docs)} dev tasks are labelled; "
-                "both need at least one (label more tasks)"
+                f"no training task is labelled yet ({len(dev_docs) + len(test_docs)} held-out ones are); label more"
             )
+        # with no dev task yet the checkpoint is chosen on the training docs and the calibration stays the prior;
+        # with too few test tasks the figures say "not yet measurable": the run trains and serves all the same
+        selection = dev_docs or train_docs
         root = claim.output_dir.parent
         snapshot = root / "snapshots" / f"run-{claim.run_id}.jsonl"
         snapshot.parent.mkdir(parents=True, exist_ok=True)
-        snapshot.write_text(to_jsonl(train_docs + dev_docs), encoding="utf-8")
+        snapshot.write_text(to_jsonl(train_docs + dev_docs + test_docs), encoding="utf-8")
         settings = TrainSettings(
             architecture=self.settings.retrain_architecture,
             max_steps=self.settings.retrain_max_steps,
@@ -263,13 +276,16 @@ class Trainer:
         self._stage(claim, "train", 0.0)
         trained = train(
             train_docs,
-            dev_docs,
+            selection,
             guide,
             settings=settings,
             output_root=claim.output_dir,
             on_progress=self._reporter(claim),
             warm_from=warm_from,
+            test_docs=test_docs,
+            calibrate=bool(dev_docs),
         )
+        candidate = trained.report
         log.info(
             "run %s: %s start, %s",
             claim.run_id,
@@ -285,12 +301,12 @@ class Trainer:
                 raise RunLostError(f"run {claim.run_id} attempt {claim.attempt} was expired")
             project = project_by_id(db, claim.project.id)
             serving_row = current_model(db, project)
-            serving = (
-                evaluate(load_model(serving_row.path), dev_docs, labels=guide.labels, target_f1=guide.targets.f1)
+            serving = (  # on the same test documents: the gate compares the two, paired
+                evaluate(load_model(serving_row.path), test_docs, labels=guide.labels, target_f1=guide.targets.f1)
                 if serving_row is not None
                 else None
             )
-            decision = decide_promotion(trained.dev_report, serving, tolerance=self.settings.promotion_tolerance)
+            decision = decide_promotion(candidate, serving, tolerance=self.settings.promotion_tolerance)
             path = trained.path.rename(root / trained.version)
             row = record_model_version(
                 db,
@@ -309,15 +325,20 @@ class Trainer:
             run.stage, run.progress, run.finished_at, run.model_version = "done", 1.0, utcnow(), trained.version
             run.details = {
                 "decision": decision.reason,
+                # per type: serving and candidate test F1, the difference with its paired-bootstrap interval, why
+                "gate": {label: asdict(c) for label, c in decision.per_type.items()},
                 "train_docs": len(train_docs),
                 "dev_docs": len(dev_docs),
-                "conversion_issues": sum(issues.values()),
-                "conversion_issues_by_kind": issues,
+                "test_docs": len(test_docs),
+                "conversion_issues": sum(split.issues.values()),
+                "conversion_issues_by_kind": split.issues,
                 # label changes the snapshot held that no webhook event had brought
                 "reconciled_label_changes": synced.label_changes,
                 "reconciled_malformed": synced.malformed,
                 "snapshot": str(snapshot),
                 "dev_micro_f1": trained.dev_report.micro.f1,
+                "test_micro_f1": candidate.micro.f1,
+                "test_micro_f1_interval": candidate.micro_f1_interval,
                 # warm or cold, why, the step budget and the new training docs (ml.training.warm_start)
                 "initialisation": trained.meta["initialisation"],
             }

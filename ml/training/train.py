@@ -19,7 +19,7 @@ from spacy import about as spacy_about
 from spacy.tokens import Doc
 
 from annotation_guide import Guide
-from ml.calibration import fit_on_gold
+from ml.calibration import PlattCalibrator, fit_on_gold
 from ml.converters.export import to_docbin
 from ml.errors import TrainingError
 from ml.evaluation import EvaluationReport, evaluate
@@ -33,12 +33,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A finished training: where the version lives, its meta and its dev evaluation."""
+    """A finished training: where the version lives, its meta, its dev evaluation (the documents that selected its
+    checkpoint and fitted its calibration) and its test evaluation (None: no test documents were given)."""
 
     path: Path
     version: str
     meta: dict[str, Any]
     dev_report: EvaluationReport
+    test_report: EvaluationReport | None = None
+
+    @property
+    def report(self) -> EvaluationReport:
+        """The figures to show: the test evaluation when there is one (untouched by the training), else dev's."""
+        return self.test_report if self.test_report is not None else self.dev_report
 
 
 def fingerprint(docs: Sequence[Doc]) -> str:
@@ -74,8 +81,14 @@ def train(
     output_root: str | Path,
     on_progress: ProgressCallback = ignore_progress,
     warm_from: str | Path | None = None,
+    test_docs: Sequence[Doc] | None = None,
+    calibrate: bool = True,
 ) -> TrainedModel:
-    """Train a model, evaluate it on dev and store it as a new version under ``output_root``.
+    """Train a model, evaluate it and store it as a new version under ``output_root``.
+
+    The dev docs select the checkpoint and fit the calibration; the test docs, touched by neither, give the
+    version's reported metrics (``meta["metrics"]``, ``evaluated_on`` "test"; the dev figures stay in
+    ``meta["dev_metrics"]``). Without test docs the metrics are dev's (``evaluated_on`` "dev"): optimistic.
 
     The version directory appears only when it is complete (written aside, then renamed). With ``warm_from``, the
     training starts from that version's weights for a budget set by the new docs when it is compatible, and cold
@@ -89,6 +102,9 @@ def train(
         output_root: The directory that holds the project's model versions.
         on_progress: Called with ``Progress`` while training.
         warm_from: The serving version's directory to start from (``None``: a cold start).
+        test_docs: Gold test docs for the reported metrics (may be empty: every type "not yet measurable").
+        calibrate: Fit the calibration on the dev docs; False keeps the identity prior (when the dev docs are
+            the training docs themselves, a fit would learn the model's confidence on what it has seen).
 
     Returns:
         The new version.
@@ -130,18 +146,26 @@ def train(
         }
         (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         on_progress(Progress("calibrate", 1.0, time.monotonic() - clock, None))
-        meta["calibration"] = fit_on_gold(load_model(staged, calibrated=False), dev_docs).to_dict()
+        calibrator = fit_on_gold(load_model(staged, calibrated=False), dev_docs) if calibrate else PlattCalibrator()
+        meta["calibration"] = calibrator.to_dict()
         (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         on_progress(Progress("evaluate", 1.0, time.monotonic() - clock, None))
-        report = evaluate(load_model(staged), dev_docs, labels=guide.labels, target_f1=guide.targets.f1)
+        model = load_model(staged)
+        report = evaluate(model, dev_docs, labels=guide.labels, target_f1=guide.targets.f1)
+        test = (
+            None if test_docs is None else evaluate(model, test_docs, labels=guide.labels, target_f1=guide.targets.f1)
+        )
+        shown = test if test is not None else report
+        meta["data"]["test_docs"] = None if test_docs is None else len(test_docs)
         meta.update(
-            metrics=report.to_dict(),
+            metrics={**shown.to_dict(), "evaluated_on": "dev" if test is None else "test"},
+            dev_metrics=report.to_dict(),
             finished_at=datetime.now(UTC).isoformat(),
             training_seconds=round(time.monotonic() - clock, 1),
         )
         (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         staged.rename(root / version)
-    return TrainedModel(root / version, version, meta, report)
+    return TrainedModel(root / version, version, meta, report, test)
 
 
 def _run(

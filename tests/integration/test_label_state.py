@@ -246,7 +246,7 @@ def test_malformed_regions_inside_a_valid_result_are_skipped_with_a_count(backen
     assert examples(backend) == [(TEXT, [ANNA])]
     with open_db(backend.settings.database_url) as db:
         project = db.scalars(select(Project)).one()
-        _, _, issues = split_snapshot(annotated_tasks(db, project), project, dev_fraction=0.5)
+        issues = split_snapshot(annotated_tasks(db, project), project, dev_fraction=0.5).issues
     assert issues == {"malformed (dropped)": 2}  # one per broken region: no start, no label
     assert post(backend, event(2, broken, task_id=2), status=422)["error"].startswith("webhook body: annotation")
 
@@ -292,7 +292,7 @@ def test_a_project_with_every_kind_of_bad_annotation_still_trains(
     assert by_kind["unsupported_result (ignored)"] == 8 and by_kind["malformed (dropped)"] == 2
     assert by_kind["whitespace (trimmed)"] == 4, by_kind
     # neither the skipped task nor the malformed ones are trained on; the missed one is, and is now held
-    assert run.details["train_docs"] + run.details["dev_docs"] == 5
+    assert run.details["train_docs"] + run.details["dev_docs"] + run.details["test_docs"] == 5
     assert run.details["reconciled_label_changes"] == 1 and run.details["reconciled_malformed"] == 1
     assert 400 in held and 401 not in held
 
