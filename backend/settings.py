@@ -87,8 +87,15 @@ class Settings(BaseSettings):
     retrain_cold_every: int = Field(
         default=10, ge=0, description="drift guard: every Nth retrain in a row starts cold (0: never forced)"
     )
-    promotion_tolerance: float = Field(default=0.02, ge=0.0, le=1.0, description="largest per-type F1 drop accepted")
-    dev_fraction: float = Field(default=0.2, gt=0.0, lt=1.0, description="share of tasks in the frozen dev split")
+    promotion_tolerance: float = Field(
+        default=0.02, ge=0.0, le=1.0, description="per-type F1 drop that blocks a promotion when beyond the noise"
+    )
+    dev_fraction: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="share of tasks held out (half dev, half test), by a hash of the id"
+    )
+    held_out_share: float = Field(
+        default=0.2, gt=0.0, le=1.0, description="share of queue places given to held-out tasks, in random order"
+    )
     batch_size: PositiveInt = Field(default=20, description="tasks put first for labelling after each rescoring")
     llm_preannotate_max: int = Field(
         default=100,

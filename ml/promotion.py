@@ -131,7 +131,7 @@ def _interval(interval: tuple[float, float] | None) -> str:
     return "no interval" if interval is None else f"95% interval {interval[0]:+.3f} to {interval[1]:+.3f}"
 
 
-def _unit(key: str) -> float:
+def stable_unit(key: str) -> float:
     """A uniform number in [0, 1) from a string (SHA-256): the same key always gives the same number."""
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
 
@@ -142,7 +142,7 @@ def in_dev_split(project_key: str, task_id: int, *, fraction: float = 0.2) -> bo
     Membership depends only on the project and task ids, never on when or why the task was labelled, so a
     task's role never changes and the held-out set stays a random sample (not one chosen by uncertainty).
     """
-    return _unit(f"{project_key}:{task_id}") < fraction
+    return stable_unit(f"{project_key}:{task_id}") < fraction
 
 
 def held_out_role(project_key: str, task_id: int, *, fraction: float = 0.2) -> Role:
@@ -152,4 +152,4 @@ def held_out_role(project_key: str, task_id: int, *, fraction: float = 0.2) -> R
     optimistic; the split is by hash rather than cross-fitted so that a task's role never changes as labels grow."""
     if not in_dev_split(project_key, task_id, fraction=fraction):
         return "train"
-    return "test" if _unit(f"{project_key}:{task_id}:test") < 0.5 else "dev"
+    return "test" if stable_unit(f"{project_key}:{task_id}:test") < 0.5 else "dev"

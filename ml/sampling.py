@@ -361,3 +361,43 @@ def _ranked_batch(
         picks.append(best)
         nearest = np.minimum(nearest, np.clip(1.0 - unit @ unit[best], 0.0, 2.0))
     return picks
+
+
+def queue_keys(
+    ranked: Sequence[int], held_out: Sequence[int], *, held_out_share: float, shuffle_key: Callable[[int], float]
+) -> dict[int, float]:
+    """The keys Label Studio orders the queue by (ascending, in [0, 1]): the one owner of the queue order.
+
+    Every ``round(1 / held_out_share)``-th place goes to the next held-out task, in the order of
+    ``shuffle_key(task)`` (a hash of the task id: random, fixed, and blind to any model); the other places go to
+    ``ranked`` (the sampled batch first, then the rest by uncertainty). So the held-out tasks reach annotators at a
+    fixed share, as a random sample that the model's scores cannot reorder, and the held-out set stays a random
+    sample of the project as it grows. When one list runs out, the other fills the remaining places.
+
+    Args:
+        ranked: Task ids of the sampling pool, most useful first.
+        held_out: Task ids of the held-out (dev and test) tasks, in any order.
+        held_out_share: The share of queue places for held-out tasks (e.g. 0.2: one in five).
+        shuffle_key: A fixed pseudo-random number per task id.
+
+    Returns:
+        Task id -> key; keys strictly increase along the queue.
+
+    Raises:
+        ValueError: ``held_out_share`` is not in (0, 1].
+    """
+    if not 0.0 < held_out_share <= 1.0:
+        raise ValueError(f"held_out_share must be in (0, 1], got {held_out_share}")
+    every = max(1, round(1.0 / held_out_share))
+    shuffled = sorted(held_out, key=shuffle_key)
+    queue: list[int] = []
+    pool_at = held_at = 0
+    while pool_at < len(ranked) or held_at < len(shuffled):
+        held_turn = (len(queue) + 1) % every == 0
+        if held_at < len(shuffled) and (held_turn or pool_at >= len(ranked)):
+            queue.append(shuffled[held_at])
+            held_at += 1
+        else:
+            queue.append(ranked[pool_at])
+            pool_at += 1
+    return {task: place / max(1, len(queue) - 1) for place, task in enumerate(queue)}

@@ -145,7 +145,13 @@ def score_pool(self: Task, project_id: int) -> int:
         project: Project = project_by_id(db, project_id)
         predictor = Predictor(ModelRegistry(), _annotator(settings), max_text_chars=settings.max_text_chars)
         done = scoring.rescore(
-            db, project, gateway, predictor, batch_size=settings.batch_size, dev_fraction=settings.dev_fraction
+            db,
+            project,
+            gateway,
+            predictor,
+            batch_size=settings.batch_size,
+            dev_fraction=settings.dev_fraction,
+            held_out_share=settings.held_out_share,
         )
     log.info("project %s: %s predictions of %s, %s await the LLM", project_id, done.tasks, done.tag, done.awaiting_llm)
     if done.awaiting_llm and settings.llm_preannotate_max:

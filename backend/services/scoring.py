@@ -20,9 +20,9 @@ from backend.services.routing import routing_table
 from backend.services.watermark import labels_count
 from ml.converters.label_studio import results_to_spans, spans_to_results
 from ml.model_store import load_model
-from ml.promotion import in_dev_split
+from ml.promotion import in_dev_split, stable_unit
 from ml.routing import merge_routed
-from ml.sampling import score_pool, select_batch, type_weights_from_f1, uncertainty_from_spans
+from ml.sampling import queue_keys, score_pool, select_batch, type_weights_from_f1, uncertainty_from_spans
 
 # the most promised predictions (``/predict`` answered ``~llm-pending``) one LLM pass completes; the next pass
 # takes the rest
@@ -97,12 +97,14 @@ def rescore(
     *,
     batch_size: int,
     dev_fraction: float,
+    held_out_share: float = 0.2,
 ) -> Rescored:
     """Rescore every unlabelled task with the serving version and push the predictions.
 
-    The pushed ``score`` is what Label Studio orders by (ascending): the batch chosen by uncertainty, type
-    weights and rng-seeded ties gets scores in [0, 0.01) in selection order; every other task gets
-    ``1 - uncertainty`` scaled into [0.01, 1]. Dev-split tasks are never put in the batch.
+    The pushed ``score`` is what Label Studio orders by (ascending), from ``ml.sampling.queue_keys``: the batch
+    chosen by uncertainty, type weights and rng-seeded ties first, then the rest of the pool by uncertainty, with
+    every ``1 / held_out_share``-th place given to a held-out task in a fixed random order that no model score
+    touches (issue #12: the held-out set stays a random sample).
 
     The model runs once over the pool. Types routed to the LLM are left out here and added by ``llm_pass``
     (the ``llm`` queue), most useful tasks first, so that scoring never waits on the LLM. Each task keeps
@@ -138,13 +140,18 @@ def rescore(
         if pool
         else []
     )
-    order = {index: rank for rank, index in enumerate(batch)}
+    chosen = set(batch)
+    rest = sorted((i for i in range(len(pool)) if i not in chosen), key=lambda i: (-uncertainty[i], i))
+    key = str(project.ls_project_id)
+    queue = queue_keys(
+        [*batch, *rest],
+        range(len(pool), len(tasks)),
+        held_out_share=held_out_share,
+        shuffle_key=lambda i: stable_unit(f"{key}:{tasks[i].task_id}:queue"),
+    )
     tag, results = predictor.predict(db, project, tasks, model_output=(row.version, raw), use_llm=False)
     awaiting = predictor.llm is not None and any(r.route == "llm" for r in routing_table(db, project).values())
-    scores = [
-        0.01 * order[i] / max(1, len(batch)) if i in order else 0.01 + 0.99 * (1.0 - uncertainty[i])
-        for i in range(len(tasks))
-    ]
+    scores = [queue[i] for i in range(len(tasks))]
     for index, (task, result) in enumerate(zip(tasks, results, strict=True)):
         values = {"score": scores[index], "uncertainty": uncertainty[index]}
         db.execute(

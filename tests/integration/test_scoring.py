@@ -27,6 +27,7 @@ from backend.services.routing import set_override
 from backend.services.scoring import llm_pass, rescore
 from backend.settings import LLMSettings
 from ml.converters import load_docs
+from ml.promotion import in_dev_split
 from ml.training import TrainedModel
 from tests.conftest import open_db, promote, sessions_for
 from tests.integration.scripted_llm import Script, scripted_llm
@@ -121,11 +122,18 @@ def test_rescore_once_per_version_then_llm_pass_on_the_next_tasks(
         assert len(script.requests) == 8
         assert llm_pass(db, project, store, annotator, limit=10) == 2
 
+        # every fifth place of the queue is a held-out task, in an order no model score touches (issue #12)
+        held = {task for task in texts if in_dev_split("9", task, fraction=0.2)}
+        queue = [r.ls_task_id for r in sorted(rows, key=lambda r: r.score)]
+        assert held and [task in held for task in queue[: 5 * len(held)]] == [i % 5 == 4 for i in range(5 * len(held))]
+        held_order = [task for task in queue if task in held]
+
         # the annotators label the whole batch: the next rescore picks another one and pushes the new scores
-        store.labelled |= {row.ls_task_id for row in rows if row.score < 0.01}
+        store.labelled |= set([task for task in queue if task not in held][:5])
         rescore(db, project, store, predictor, batch_size=5, dev_fraction=0.2)
         with open_db(database_url) as other:  # what was committed, read by another session
             stored = {r.ls_prediction_id: r.score for r in other.scalars(select(Prediction))}
         pushed = {pid: p["score"] for pid, p in store.predictions.items() if p["task"] not in store.labelled}
         assert pushed == {pid: stored[pid] for pid in pushed}
-        assert sum(score < 0.01 for score in pushed.values()) == 5  # a new batch, in place of the labelled one
+        requeued = [store.predictions[pid]["task"] for pid in sorted(pushed, key=lambda pid: pushed[pid])]
+        assert [task for task in requeued if task in held] == held_order  # the held-out order did not move

@@ -10,6 +10,7 @@ from ml.errors import EmptyPoolError, MLError, UnknownStrategyError
 from ml.prediction import ScoredSpan
 from ml.sampling import (
     DocUncertainty,
+    queue_keys,
     score_pool,
     select_batch,
     select_random,
@@ -220,3 +221,34 @@ def test_random_baseline() -> None:
         select_random([], n=1, rng=np.random.default_rng(1))
     with pytest.raises(ValueError, match="n must be at least 1"):
         select_random(pool, n=-1, rng=np.random.default_rng(1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pool=st.integers(0, 60),
+    held=st.integers(0, 20),
+    share=st.sampled_from([0.1, 0.2, 0.25, 0.5, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_held_out_places_do_not_depend_on_the_models_scores(pool: int, held: int, share: float, seed: int) -> None:
+    """Issue #12: whatever the model thinks of the tasks (two unrelated uncertainty orders of the pool), every
+    held-out task gets the same place in the queue, every round(1/share)-th place while both lists last."""
+    rng = np.random.default_rng(seed)
+    pool_ids, held_ids = list(range(pool)), list(range(1000, 1000 + held))
+    shuffle = {t: float(rng.uniform()) for t in held_ids}
+    keys = [
+        queue_keys(list(rng.permutation(pool_ids)), held_ids, held_out_share=share, shuffle_key=shuffle.__getitem__)
+        for _ in range(2)
+    ]
+    places = [{t: sorted(k, key=k.__getitem__).index(t) for t in held_ids} for k in keys]
+    assert places[0] == places[1]
+    every = round(1 / share)
+    both = min(held, pool // max(1, every - 1)) if every > 1 else held
+    assert sorted(places[0].values())[:both] == [every * (i + 1) - 1 for i in range(both)]
+    assert sorted(held_ids, key=places[0].__getitem__) == sorted(held_ids, key=shuffle.__getitem__)
+    assert all(0.0 <= v <= 1.0 for v in keys[0].values()) and len(keys[0]) == pool + held
+
+
+def test_queue_keys_refuse_a_share_outside_0_1() -> None:
+    with pytest.raises(ValueError, match="held_out_share"):
+        queue_keys([1], [2], held_out_share=0.0, shuffle_key=float)
