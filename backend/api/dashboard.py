@@ -51,7 +51,7 @@ def render(data: dict[str, Any]) -> str:
         f"{t['good_labels']} good. Serving: <code>{escape(data['serving'] or 'no model yet (LLM only)')}</code>. "
         f'<a href="/api/projects/{data["project_id"]}/progress">JSON</a></p>'
     )
-    return head + _types(data) + _versions(data) + _throughput(data) + _costs(data)
+    return head + _types(data) + _versions(data) + _runs(data) + _throughput(data) + _costs(data)
 
 
 def _f1(f1: float | None, interval: list[float] | None, support: int | None, measurable: bool = True) -> str:
@@ -146,6 +146,40 @@ def _versions(data: dict[str, Any]) -> str:
         "<h2>Model versions (F1 on the held-out test documents; rejected candidates beside)</h2>"
         f"<table><tr><th>version</th><th>status</th>{head}<th>micro</th></tr>"
         f"{rows or '<tr><td>none yet</td></tr>'}</table>"
+    )
+
+
+def _runs(data: dict[str, Any]) -> str:
+    """The latest training runs with their progress and decision; the gate of the newest run that compared."""
+    rows = ""
+    for run in data["runs"]:
+        progress = f"{run['stage'] or ''} {100 * (run['progress'] or 0):.0f}%"
+        eta = "" if not run["eta_s"] or run["status"] != "running" else f" <small>ETA {run['eta_s']:.0f} s</small>"
+        why = run["error"] or run["details"].get("decision") or ""
+        rows += (
+            f"<tr><td>{run['id']}</td><td>{escape(run['trigger'])}</td><td>{escape(run['status'])}</td>"
+            f"<td>{escape(progress)}{eta}</td><td>{escape(why)}</td></tr>"
+        )
+    table = (
+        "<h2>Training runs</h2><table><tr><th>run</th><th>trigger</th><th>status</th><th>progress</th>"
+        f"<th>decision</th></tr>{rows or '<tr><td>none yet</td></tr>'}</table>"
+    )
+    compared = next((r for r in data["runs"] if r["details"].get("gate")), None)
+    if compared is None:
+        return table
+    gate = ""
+    for label, c in compared["details"]["gate"].items():
+        interval = "-" if c["interval"] is None else f"[{c['interval'][0]:+.3f}, {c['interval'][1]:+.3f}]"
+        gate += (
+            f"<tr><td>{escape(label)}</td><td>{c['serving_f1']:.3f}</td><td>{c['candidate_f1']:.3f}</td>"
+            f"<td>{c['difference']:+.3f} <small>{interval}</small></td><td>{c['support']}</td>"
+            f'<td class="{"below" if c["blocks"] else "met"}">{"blocks" if c["blocks"] else "passes"}</td>'
+            f"<td>{escape(c['reason'])}</td></tr>"
+        )
+    return table + (
+        f"<h3>Promotion gate of run {compared['id']} (paired bootstrap on the test documents)</h3><table><tr>"
+        "<th>type</th><th>serving F1</th><th>candidate F1</th><th>difference [95%]</th><th>support</th>"
+        f"<th>gate</th><th>why</th></tr>{gate}</table>"
     )
 
 

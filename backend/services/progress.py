@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import Annotation, AnnotationEvent, LLMCall, ModelVersion, Project, TaskLabel
+from backend.db.models import Annotation, AnnotationEvent, LLMCall, ModelVersion, Project, TaskLabel, TrainingRun
 from backend.services.label_state import label_counts
 from backend.services.projects import guide_of
+from backend.services.training import run_summary
 from backend.services.watermark import labels_count
 from ml.progress import CurvePoint, forecast, label_mark
 
@@ -79,6 +80,7 @@ def llm_costs(db: Session, project: Project) -> dict[str, Any]:
     }
 
 
+RUNS_SHOWN = 10
 SERVED = ("promoted", "retired")  # versions that served; candidates and rejected ones are shown, never "latest"
 
 
@@ -135,6 +137,15 @@ def project_progress(db: Session, project: Project, *, now: datetime | None = No
         if now is None
         else _throughput(db, project, now),
         "llm_costs": llm_costs(db, project),
+        "runs": [
+            run_summary(run)
+            for run in db.scalars(
+                select(TrainingRun)
+                .where(TrainingRun.project_id == project.id)
+                .order_by(TrainingRun.id.desc())
+                .limit(RUNS_SHOWN)
+            )
+        ],
     }
 
 

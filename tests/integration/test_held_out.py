@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from annotation_guide import Guide
+from backend.api.dashboard import render
 from backend.db.models import ModelVersion, Project, TrainingRun
 from backend.db.session import upgrade
 from backend.services.annotations import ingest
@@ -94,6 +95,9 @@ def test_runs_report_the_test_split_and_the_gate_per_type(
         data = project_progress(db, db.get(Project, project_id))  # type: ignore[arg-type]
     assert all(v.metrics["evaluated_on"] == "test" and v.metrics["n_docs"] == counts["test"] for v in versions)
     assert all(read_meta(Path(v.path))["dev_metrics"]["n_docs"] == counts["dev"] for v in versions)
+    assert [r["id"] for r in data["runs"]] == [second.id, first.id] and data["runs"][0]["details"]["gate"] == gate
+    page = render(data)  # the dashboard shows the runs, their decisions and the gate of the newest
+    assert f"Promotion gate of run {second.id}" in page and all(f"<td>{label}</td>" in page for label in gate)
     shown = {v["version"]: v for v in data["versions"]}
     for v in versions:
         assert shown[v.version]["evaluated_on"] == "test"
