@@ -166,11 +166,22 @@ def runs(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> N
                 f"{run.stage:<10} {run.progress:6.1%} {run.model_version or ''} {run.error or ''}"
                 + (f" [{run.host}:{run.pid}]" if run.status == "running" and run.host else "")
             )
+            details = run.details or {}
+            if details.get("decision"):
+                typer.echo(f"      gate: {details['decision']}")
+            for label, c in (details.get("gate") or {}).items():  # the per-type comparison on the test half
+                interval = "" if c["interval"] is None else f" [{c['interval'][0]:+.3f}, {c['interval'][1]:+.3f}]"
+                typer.echo(
+                    f"        {label:<16} {c['serving_f1']:.3f} -> {c['candidate_f1']:.3f} "
+                    f"({c['difference']:+.3f}{interval}, n={c['support']}) "
+                    f"{'BLOCKS' if c['blocks'] else 'passes'}: {c['reason']}"
+                )
 
 
 @model_app.command("list")
 def model_list(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> None:
-    """A project's model versions; the serving one is marked."""
+    """A project's model versions with their micro F1, its 95% interval and the documents it was measured on
+    (the held-out test half); the serving one is marked."""
     from backend.db.models import ModelVersion
     from backend.db.session import make_engine, session_factory, session_scope
     from backend.services.projects import project_by_id
@@ -184,8 +195,13 @@ def model_list(project: Annotated[int, typer.Option(help="nerloop project id.")]
         current = project_by_id(db, project).current_version
         for row in db.query(ModelVersion).filter_by(project_id=project).order_by(ModelVersion.id):
             micro = row.metrics.get("micro", {}).get("f1", 0.0)
+            interval = row.metrics.get("micro_f1_interval")
+            band = "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+            docs = row.metrics.get("n_docs")
             typer.echo(
-                f"{'*' if row.version == current else ' '} {row.version}  {row.status:<9} dev micro F1 {micro:.3f}"
+                f"{'*' if row.version == current else ' '} {row.version}  {row.status:<9} "
+                f"{row.metrics.get('evaluated_on', 'dev')} micro F1 {micro:.3f}{band}"
+                + ("" if docs is None else f" ({docs} docs)")
             )
 
 

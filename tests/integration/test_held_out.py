@@ -4,6 +4,9 @@ with too few held-out labels trains and serves, its figures marked not yet measu
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from tests.conftest import open_db, sessions_for
 from tests.integration.conftest import LS_PROJECT, _postgres_database, conll_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+NERLOOP = str(Path(sys.executable).parent / "nerloop")
 
 
 @pytest.fixture
@@ -98,6 +102,25 @@ def test_runs_report_the_test_split_and_the_gate_per_type(
     assert [r["id"] for r in data["runs"]] == [second.id, first.id] and data["runs"][0]["details"]["gate"] == gate
     page = render(data)  # the dashboard shows the runs, their decisions and the gate of the newest
     assert f"Promotion gate of run {second.id}" in page and all(f"<td>{label}</td>" in page for label in gate)
+    listed = subprocess.run(
+        [NERLOOP, "runs", "--project", str(project_id)],
+        env={**os.environ, "NER_DATABASE_URL": postgres_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert f"gate: {second.details['decision']}" in listed
+    assert all(f"{label:<16}" in listed for label in gate) and ("BLOCKS" in listed) == (second.status == "rejected")
+    versions_listed = subprocess.run(
+        [NERLOOP, "model", "list", "--project", str(project_id)],
+        env={**os.environ, "NER_DATABASE_URL": postgres_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert versions_listed.count("test micro F1") == 2 and f"({counts['test']} docs)" in versions_listed
     shown = {v["version"]: v for v in data["versions"]}
     for v in versions:
         assert shown[v.version]["evaluated_on"] == "test"

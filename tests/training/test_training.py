@@ -168,6 +168,8 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
     data = shared_data / "conll2003"
     small_dev = tmp_path / "dev-300.conll"
     small_dev.write_text("\n\n".join((data / "test.txt").read_text().split("\n\n")[:300]) + "\n")
+    small_test = tmp_path / "test-200.conll"
+    small_test.write_text("\n\n".join((data / "dev.txt").read_text().split("\n\n")[:200]) + "\n")
     # the training file as another tool writes it: four columns (token, POS, chunk, tag) and its own label names
     short = {"person": "PER", "location": "LOC", "organisation": "ORG", "misc": "MISC"}
     wide = tmp_path / "train-wide.conll"
@@ -191,6 +193,8 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
             *mapping,
             "--dev",
             str(small_dev),
+            "--test",
+            str(small_test),
             "--limit",
             "150",
             "--max-steps",
@@ -205,6 +209,7 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
     )
     assert run.returncode == 0, run.stderr
     assert "[train]" in run.stderr and "ETA" in run.stderr
+    assert "test scores (200 documents touched by nothing else)" in run.stdout and "95% interval" in run.stdout
     model_dir = run.stdout.strip().splitlines()[-1].removeprefix("model: ")
     evaluated = subprocess.run(
         [NERLOOP, "evaluate", "--model", model_dir, "--data", str(data / "dev.txt"), "--json"],
@@ -218,6 +223,8 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
     assert set(report["per_type"]) == {"person", "location", "organisation", "misc"}
     assert report["n_docs"] == 3250 and report["per_type"]["person"]["support"] == 1842
     assert 0.0 <= report["micro"]["f1"] <= 1.0 and "ece" in report
+    low, high = report["per_type"]["person"]["f1_interval"]
+    assert low <= report["per_type"]["person"]["f1"] <= high and report["micro_f1_interval"] is not None
 
 
 @pytest.mark.parametrize(
