@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.adapters.jobs import JobQueue, TaskName
@@ -37,12 +37,16 @@ log = logging.getLogger(__name__)
 UNKNOWN_UNCERTAINTY = 1.0
 
 
-def _live_annotation(project: Project) -> Any:
-    """``EXISTS`` a live annotation (labelled or skipped) of the Prediction row's task."""
-    return exists().where(
-        Annotation.project_id == project.id,
-        Annotation.ls_task_id == Prediction.ls_task_id,
-        Annotation.deleted.is_(False),
+def _unlabelled(project: Project) -> Any:
+    """The Prediction row's task holds no live annotation (labelled or skipped). ``NOT IN`` a subquery: PostgreSQL
+    hashes the project's annotated tasks once, whatever its statistics say (``NOT EXISTS`` planned as a nested
+    loop on a table not analysed yet took 0.85 s at 5,000 predictions and 1,000 annotations)."""
+    return Prediction.ls_task_id.not_in(
+        select(Annotation.ls_task_id).where(
+            Annotation.project_id == project.id,
+            Annotation.ls_task_id.is_not(None),  # a NULL would make NOT IN match nothing
+            Annotation.deleted.is_(False),
+        )
     )
 
 
@@ -70,7 +74,7 @@ def complete_ahead(db: Session, project: Project, tag: str, *, upto: int) -> int
         select(Prediction.id)
         .where(Prediction.project_id == project.id, Prediction.model_version == tag)
         .where(Prediction.complete.is_(True), Prediction.ls_prediction_id.is_not(None))
-        .where(~_live_annotation(project))
+        .where(_unlabelled(project))
         .limit(upto)
         .subquery()
     )
@@ -88,7 +92,7 @@ def candidates(db: Session, project: Project, tag: str, *, n: int, promised: boo
         db.scalars(
             select(Prediction)
             .where(Prediction.project_id == project.id, Prediction.model_version == tag)
-            .where(Prediction.complete.is_(False), pushed, ~_live_annotation(project))
+            .where(Prediction.complete.is_(False), pushed, _unlabelled(project))
             .order_by(Prediction.score, Prediction.id)
             .limit(n)
         )
