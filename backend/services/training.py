@@ -254,7 +254,8 @@ class Trainer:
         train_docs, dev_docs, test_docs = split.train, split.dev, split.test
         if not train_docs:
             raise InvalidInputError(
-                f"no training task is labelled yet ({len(dev_docs) + len(test_docs)} held-out ones are); label more"
+                f"no training task is labelled yet ({len(dev_docs) + len(test_docs)} held-out ones are); "
+                "label more tasks"
             )
         # with no dev task yet the checkpoint is chosen on the training docs and the calibration stays the prior;
         # with too few test tasks the figures say "not yet measurable": the run trains and serves all the same

@@ -115,6 +115,10 @@ def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_d
     )
     board = loop.client.get(f"/api/projects/{loop.project_id}/progress").json()
     assert [v["version"] for v in board["versions"]] == [serving]
+    # issue #12: the figures come from the held-out test half, with intervals, and the run keeps the gate's record
+    version, run_shown = board["versions"][0], board["runs"][0]
+    assert version["evaluated_on"] == "test" and set(version["f1_interval"]) == set(conll_guide.labels)
+    assert run_shown["details"]["test_docs"] >= 1 and run_shown["details"]["gate"] == {}  # nothing served before
     assert {t["label"]: [p["labels"] for p in t["curve"]] for t in board["types"]} == {
         label: [trained_on.get(label, 0)] for label in conll_guide.labels
     }
