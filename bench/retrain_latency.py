@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9192)
     parser.add_argument("--serving-from", type=int, default=0, help="labels the version serving beforehand saw")
     parser.add_argument("--cold", action="store_true", help="retrain cold even when a version serves")
+    parser.add_argument("--serving-steps", type=int, help="steps of the serving version (default: the retrain's)")
     args = parser.parse_args()
     guide = load_guide(ROOT / "annotation_guide" / "guides" / "conll2003.yaml")
     docs = load_docs(args.data / "train.txt", spacy.blank("en"), labels=guide.labels).docs[: args.labels]
@@ -89,7 +90,8 @@ def main() -> None:
             llm=LLMSettings(base_url="http://127.0.0.1:1/v1"),
         )
         if args.serving_from:
-            _serve_first(sessions, guide, docs[: args.serving_from], settings)
+            steps = args.serving_steps or settings.retrain_max_steps
+            _serve_first(sessions, guide, docs[: args.serving_from], settings, steps=steps)
         env = {
             **os.environ,
             "NER_DATABASE_URL": url,
@@ -120,7 +122,7 @@ def main() -> None:
 
 
 def _serve_first(
-    sessions: sessionmaker[Session], guide: Guide, docs: list[spacy.tokens.Doc], settings: Settings
+    sessions: sessionmaker[Session], guide: Guide, docs: list[spacy.tokens.Doc], settings: Settings, *, steps: int
 ) -> None:
     """Train a version on ``docs`` (split as the project splits them) and make it the serving one."""
     dev = [in_dev_split("1", i + 1, fraction=settings.dev_fraction) for i in range(len(docs))]
@@ -129,7 +131,7 @@ def _serve_first(
         [d for d, is_dev in zip(docs, dev, strict=True) if not is_dev],
         [d for d, is_dev in zip(docs, dev, strict=True) if is_dev],
         guide,
-        settings=TrainSettings(max_steps=settings.retrain_max_steps, eval_frequency=100),
+        settings=TrainSettings(max_steps=steps, eval_frequency=100),
         output_root=Path(settings.model_root) / "project-1",
     )
     with session_scope(sessions) as db:
