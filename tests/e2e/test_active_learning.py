@@ -38,6 +38,12 @@ def _worker_env(backend: BackendServer) -> dict[str, str]:
         "NER_RETRAIN_MAX_STEPS": "150",
         "NER_DEV_FRACTION": "0.4",
         "NER_LLM__BASE_URL": s.llm.base_url,
+        # the backend's LLM settings: the tiny model answers one request at a time, so four at once with 512-token
+        # answers and five demonstrations each timed out (60 s, 3 retries) on a loaded machine
+        "NER_LLM__MAX_TOKENS": str(s.llm.max_tokens),
+        "NER_LLM__DEMONSTRATIONS": str(s.llm.demonstrations),
+        "NER_LLM__CONCURRENCY": "1",
+        "NER_LLM__TIMEOUT_S": "300",
         "NER_LABEL_STUDIO__URL": s.label_studio.url,
         "NER_LABEL_STUDIO__API_KEY": s.label_studio.api_key.get_secret_value(),  # type: ignore[union-attr]
         "NER_RETRAIN_EVERY_N_ANNOTATIONS": str(THRESHOLD),
@@ -110,7 +116,8 @@ def test_labels_retrain_promote_and_reorder(
             reply = api.post(
                 "/predict", json={"project": f"{ls_id}.1", "tasks": [{"id": 1, "data": {"text": docs[-1].text}}]}
             )
-        assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == tag
+        # the LLM's part answered, or promised to the `llm` queue when the busy machine made it miss the wait
+        assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] in (tag, f"{tag}~llm-pending")
     finally:
         stop_process(worker)
 
