@@ -6,6 +6,7 @@ commands start at once (``tests/unit/test_cli_imports.py``, ``bench/cli_start.py
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -17,10 +18,12 @@ import typer
 from pydantic import ValidationError
 
 from annotation_guide import GuideError, label_studio_config, load_guide
+from ml.costs import CostSettings
 from ml.errors import MLError, ModelError
 
 if TYPE_CHECKING:
     from annotation_guide import Guide
+    from ml.compare import LLMConnector
     from ml.converters import ConversionResult, Policy, ReadOptions, UnknownLabels
     from ml.training import Progress
     from ml.training.settings import Architecture
@@ -319,12 +322,144 @@ def evaluate_command(
         typer.echo(format_report(report))
 
 
-def register(target: typer.Typer) -> None:
-    """Add the ml commands (guide, convert, train, evaluate) to a Typer app."""
+def _numbers(option: str, value: str, *, all_word: bool = False) -> list[int | None]:
+    """``"50,100,all"`` -> ``[50, 100, None]``; a clear error for anything else."""
+    out: list[int | None] = []
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        if all_word and part == "all":
+            out.append(None)
+        elif part.isdigit():
+            out.append(int(part))
+        else:
+            raise fail(f"{option} takes comma-separated whole numbers{' or all' if all_word else ''}, not {part!r}")
+    if not out:
+        raise fail(f"{option} is empty")
+    return out
+
+
+_COSTS = CostSettings()
+
+
+def _compare_command(llm: LLMConnector | None) -> Callable[..., None]:
+    """The ``compare`` command; ``llm`` opens the endpoint (the backend's; None: only fine-tuned rows can run)."""
+
+    def compare_command(
+        guide: GuideOpt,
+        train_data: Annotated[Path, typer.Option("--train", help="Training data: pool, dev split, demonstrations.")],
+        test_data: Annotated[Path, typer.Option("--test", help="Test data, scored and touched by nothing else.")],
+        out: Annotated[Path, typer.Option(help="Report folder; rerunning into it reuses answers and models.")],
+        llm_url: Annotated[
+            str | None, typer.Option(help="An OpenAI-compatible endpoint (http://host:port/v1).")
+        ] = None,
+        gguf: Annotated[Path | None, typer.Option(help="A GGUF file, served as `nerloop llm serve` does.")] = None,
+        llm_model: Annotated[str, typer.Option(help="Model name sent to --llm-url.")] = "local",
+        shots: Annotated[str, typer.Option(help="Demonstrations per prompt; 0 is zero-shot.")] = "0,5,10",
+        strategies: Annotated[str, typer.Option(help="Demonstrations of the k-shot rows.")] = "random,similar",
+        sizes: Annotated[str, typer.Option(help="Training docs of each fine-tuned point; all: the pool.")] = (
+            "50,100,200,500,all"
+        ),
+        architectures: Annotated[str, typer.Option(help="Fine-tuned architectures.")] = "cnn,transformer",
+        limit_llm: Annotated[int, typer.Option(min=0, help="Score every row on the first N test docs (0: all).")] = 0,
+        llm_concurrency: Annotated[
+            int, typer.Option(min=0, help="LLM requests at once (0: the server's slots, 1 when it does not say).")
+        ] = 0,
+        llm_timeout: Annotated[float, typer.Option(min=1.0, help="Seconds per LLM request.")] = 120.0,
+        max_tokens: Annotated[int, typer.Option(min=1, help="Most completion tokens per answer.")] = 512,
+        max_steps: Annotated[int, typer.Option(min=1, help="CNN: most optimizer steps per size.")] = 2000,
+        epochs: Annotated[int, typer.Option(min=1, help="Transformer: passes over the data.")] = 3,
+        llm_input_per_1k: Annotated[float, typer.Option(min=0.0, help="$ per 1k prompt tokens.")] = (
+            _COSTS.llm_input_per_1k
+        ),
+        llm_output_per_1k: Annotated[float, typer.Option(min=0.0, help="$ per 1k completion tokens.")] = (
+            _COSTS.llm_output_per_1k
+        ),
+        llm_compute_per_hour: Annotated[
+            float, typer.Option(min=0.0, help="$ an hour of a self-hosted LLM's machine (0: hosted API).")
+        ] = _COSTS.llm_compute_per_hour,
+        compute_per_hour: Annotated[
+            float, typer.Option(min=0.0, help="$ an hour of the machine that trains and serves the fine-tuned model.")
+        ] = _COSTS.compute_per_hour,
+        seconds_per_label: Annotated[float, typer.Option(min=0.0, help="Annotator seconds per entity.")] = (
+            _COSTS.seconds_per_label
+        ),
+        annotator_per_hour: Annotated[float, typer.Option(min=0.0, help="$ an hour of an annotator.")] = (
+            _COSTS.annotator_per_hour
+        ),
+        seed: int = 0,
+        progress: Annotated[bool, typer.Option(help="Progress bars on stderr.")] = True,
+        policy: PolicyOpt = "strict",
+        map_label: MapLabelOpt = None,
+        unknown_labels: UnknownLabelsOpt = "refuse",
+    ) -> None:
+        """Prompting vs fine-tuning on your data: the LLM zero-shot and k-shot, each architecture on growing
+        training sizes, and the per-type router, all scored on the same test docs; writes report.md, report.html,
+        report.json and each row's predictions under --out, with costs, break-even volume and, per type, the labels
+        at which fine-tuning overtakes the LLM. Rerunning reuses the cached answers and the trained sizes."""
+        import typing
+
+        from ml.compare import CompareOptions, compare
+        from ml.compare_report import write_report
+        from ml.training import TrainSettings
+
+        arch = [a.strip() for a in architectures.split(",") if a.strip()]
+        strats = [s.strip() for s in strategies.split(",") if s.strip()]
+        if not set(arch) <= {"cnn", "transformer"}:
+            raise fail(f"--architectures takes cnn and/or transformer, not {architectures!r}")
+        if not set(strats) <= {"random", "similar"} or not strats:
+            raise fail(f"--strategies takes random and/or similar, not {strategies!r}")
+        if (llm_url or gguf) and llm is None:
+            raise fail("this command has no LLM client: run `nerloop compare` (python -m ml compares fine-tuning only)")
+        with errors():
+            g = load_guide(guide)
+            options = _read_options(g, map_label=map_label, unknown_labels=unknown_labels, columns=(None, None))
+            train_docs = _load(train_data, g, _policy(policy), options=options).docs
+            test_docs = _load(test_data, g, _policy(policy), options=options).docs
+            costs = CostSettings(
+                llm_input_per_1k=llm_input_per_1k,
+                llm_output_per_1k=llm_output_per_1k,
+                llm_compute_per_hour=llm_compute_per_hour,
+                compute_per_hour=compute_per_hour,
+                seconds_per_label=seconds_per_label,
+                annotator_per_hour=annotator_per_hour,
+            )
+            opts = CompareOptions(
+                shots=tuple(k for k in _numbers("--shots", shots) if k is not None),
+                strategies=tuple(typing.cast("list[typing.Literal['random', 'similar']]", strats)),
+                sizes=tuple(_numbers("--sizes", sizes, all_word=True)),
+                architectures=tuple(typing.cast("list[typing.Literal['cnn', 'transformer']]", arch)),
+                train_settings=TrainSettings(max_steps=max_steps, epochs=epochs, seed=seed),
+                limit_llm=limit_llm,
+                costs=costs,
+                seed=seed,
+                progress=progress,
+            )
+            inputs = {"guide": str(guide), "train": str(train_data), "test": str(test_data)}
+            if llm is None or (llm_url is None and gguf is None):
+                result = compare(train_docs, test_docs, g, annotate=None, options=opts, work_dir=out)
+            else:
+                with llm(url=llm_url, gguf=gguf, model=llm_model, timeout_s=llm_timeout, max_tokens=max_tokens) as end:
+                    concurrency = llm_concurrency or end.slots
+                    typer.echo(f"LLM {end.name}: {concurrency} request(s) at once", err=True)
+                    opts = dataclasses.replace(opts, concurrency=concurrency, llm_name=end.name)
+                    result = compare(train_docs, test_docs, g, annotate=end.annotate, options=opts, work_dir=out)
+            data = write_report(result, out, inputs=inputs)
+        for row in data["rows"]:
+            typer.echo(
+                f"{row['name']:<40} exact micro F1 {row['micro_f1']:.3f}  ${row['cost_per_1k_docs']:.4f}/1k docs"
+            )
+        typer.echo(f"report: {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'}")
+
+    return compare_command
+
+
+def register(target: typer.Typer, *, llm: LLMConnector | None = None) -> None:
+    """Add the ml commands (guide, convert, train, evaluate, compare) to a Typer app; ``llm`` opens the LLM of
+    ``compare`` (the backend passes its client, which ml may not import)."""
     target.add_typer(guide_app, name="guide")
     target.command("convert")(convert)
     target.command("train")(train_command)
     target.command("evaluate")(evaluate_command)
+    target.command("compare")(_compare_command(llm))
 
 
 register(app)

@@ -148,11 +148,12 @@ def overtake_labels(curve: Sequence[tuple[float, float]], llm_f1: float) -> floa
 
     Returns:
         The interpolated label count; the first point's labels when the curve starts at or above ``llm_f1``
-        (it was passed at or before the smallest size measured); None when no point reaches it.
+        (it was passed at or before the smallest size measured); None when no point reaches it with an F1 above 0
+        (a model that finds nothing has not overtaken an LLM that finds nothing either).
     """
     points = sorted(curve)
     for i, (labels, f1) in enumerate(points):
-        if f1 >= llm_f1:
+        if f1 >= llm_f1 and f1 > 0:
             if i == 0:
                 return float(labels)
             x0, y0 = points[i - 1]

@@ -77,3 +77,4 @@ def test_overtake_is_interpolated_on_the_learning_curve() -> None:
     assert overtake_labels(curve, 0.2) == 100.0  # passed at or before the smallest size
     assert overtake_labels(curve, 0.9) is None
     assert overtake_labels([], 0.1) is None
+    assert overtake_labels([(100, 0.0), (200, 0.0)], 0.0) is None  # nothing found by either

@@ -1,0 +1,120 @@
+"""The LLM of ``nerloop compare``: an OpenAI-compatible endpoint, or a GGUF served by ``nerloop llm serve`` for the
+comparison's duration (``ml.compare.LLMConnector``). openai and httpx are imported inside, so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ml.compare import LLMEndpoint, LLMReply
+
+SERVER_START_S = 300.0  # loading a 1.5B GGUF on a loaded 2-core machine takes tens of seconds
+
+
+@contextmanager
+def open_endpoint(
+    *, url: str | None, gguf: Path | None, model: str, timeout_s: float, max_tokens: int
+) -> Iterator[LLMEndpoint]:
+    """Open the comparison's LLM: ``url`` as it is, or ``gguf`` served on a free local port and stopped on exit.
+
+    Args:
+        url: An OpenAI-compatible base URL (``http://host:port/v1``).
+        gguf: A GGUF file (used when ``url`` is None).
+        model: The model name sent with each request.
+        timeout_s: Seconds per request (one retry with backoff after a timeout or a 5xx).
+        max_tokens: Most completion tokens per answer.
+
+    Raises:
+        CompareError: neither or both given, the file is missing, or the server does not start.
+    """
+    from ml.compare import CompareError
+
+    if url is not None and gguf is None:
+        yield _endpoint(url, model=model, name=f"{url} {model}", timeout_s=timeout_s, max_tokens=max_tokens)
+    elif gguf is not None and url is None:
+        if not gguf.is_file():
+            raise CompareError(f"{gguf}: no such GGUF file")
+        with _served(gguf) as served_url:
+            yield _endpoint(served_url, model="local", name=gguf.name, timeout_s=timeout_s, max_tokens=max_tokens)
+    else:
+        raise CompareError("give the LLM as --llm-url URL or --gguf FILE (one of them)")
+
+
+def _endpoint(url: str, *, model: str, name: str, timeout_s: float, max_tokens: int) -> LLMEndpoint:
+    from backend.adapters.llm import OpenAIChatClient
+    from backend.services.errors import UpstreamError
+    from backend.settings import LLMSettings
+    from ml.compare import LLMCallError, LLMEndpoint, LLMReply
+
+    settings = LLMSettings(base_url=url, model=model, timeout_s=timeout_s, max_retries=1, max_tokens=max_tokens)
+    client = OpenAIChatClient(settings)
+
+    def annotate(messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any]) -> LLMReply:
+        try:
+            done = client.complete([dict(m) for m in messages], schema=dict(schema))
+        except UpstreamError as exc:
+            raise LLMCallError(str(exc)) from None
+        return LLMReply(done.content, done.prompt_tokens, done.completion_tokens)
+
+    return LLMEndpoint(annotate, name, _slots(url))
+
+
+def _slots(url: str) -> int:
+    """llama-server's parallel slots (``GET /props``, ``total_slots``); 1 for a server that does not say."""
+    import httpx
+
+    try:
+        props = httpx.get(url.rstrip("/").removesuffix("/v1") + "/props", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return 1
+    slots = props.get("total_slots") if isinstance(props, dict) else None
+    return slots if type(slots) is int and slots > 0 else 1
+
+
+@contextmanager
+def _served(gguf: Path) -> Iterator[str]:
+    """``nerloop llm serve --model gguf`` on a free port, until exit; its log goes to a temporary file."""
+    import httpx
+
+    from ml.compare import CompareError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    command = [sys.executable, "-c", "from backend.cli import main; main()", "llm", "serve"]
+    command += ["--model", str(gguf), "--port", str(port)]
+    base = f"http://127.0.0.1:{port}/v1"
+    with tempfile.NamedTemporaryFile("w+b", prefix="nerloop-compare-llm-", suffix=".log") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + SERVER_START_S
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    tail = log.read().decode("utf-8", "replace")[-2000:]
+                    raise CompareError(f"the llama.cpp server for {gguf} exited ({process.returncode}):\n{tail}")
+                try:
+                    if httpx.get(f"{base}/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise CompareError(f"the llama.cpp server for {gguf} did not answer within {SERVER_START_S:.0f} s")
+                time.sleep(0.2)  # polling a server that is loading its model; no fixed wait
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
