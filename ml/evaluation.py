@@ -149,6 +149,13 @@ def bootstrap_weights(n_docs: int, *, samples: int = DEFAULT_BOOTSTRAP, seed: in
     return rng.multinomial(n_docs, np.full(n_docs, 1.0 / n_docs), size=samples).astype(float)
 
 
+def resample(weights: FloatArray, counts: FloatArray) -> FloatArray:
+    """Counts summed over each bootstrap resample: ``weights`` ``(samples, n_docs)`` from
+    :func:`bootstrap_weights`, ``counts`` ``(n_docs, n_labels, 4)`` -> ``(samples, n_labels, 4)``."""
+    resampled: FloatArray = np.einsum("bd,dlk->blk", weights, counts)
+    return resampled
+
+
 def percentile_interval(values: FloatArray, *, level: float = 0.95) -> tuple[float, float]:
     """The central ``level`` percentile interval of bootstrap replicates (first axis)."""
     tail = (1.0 - level) / 2 * 100
@@ -223,7 +230,7 @@ def score_spans(
     intervals: list[tuple[float, float] | None] = [None] * len(report_labels)
     micro_interval = None
     if bootstrap and len(gold_docs) > 1:
-        resampled = np.einsum("bd,dlk->blk", bootstrap_weights(len(gold_docs), samples=bootstrap, seed=seed), counts)
+        resampled = resample(bootstrap_weights(len(gold_docs), samples=bootstrap, seed=seed), counts)
         type_f1 = prf_of(resampled)[2]
         intervals = [percentile_interval(type_f1[:, i]) for i in range(len(report_labels))]
         micro_interval = percentile_interval(prf_of(resampled.sum(axis=1))[2])

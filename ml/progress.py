@@ -132,7 +132,9 @@ def _band(
     points: list[CurvePoint], xs: list[float], target: float, labels: int, *, samples: int, seed: int
 ) -> tuple[int, int | None] | None:
     """10th-90th percentile of the labels still needed over refits with each F1 drawn from its interval (normal,
-    sd = interval width / 3.92); None when no version has an interval or most refits never reach the target."""
+    sd = interval width / 3.92, each version drawn independently, though nested test sets make their errors
+    correlated: the band is on the wide side); None when no version has an interval or when 90% of the refits never
+    reach the target within ``MAX_FORECAST_LABELS``."""
     if not samples or all(p.interval is None for p in points):
         return None
     rng = np.random.default_rng(seed)

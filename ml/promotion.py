@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ml.evaluation import DEFAULT_BOOTSTRAP, EvaluationReport, bootstrap_weights, percentile_interval, prf_of
+from ml.evaluation import (
+    DEFAULT_BOOTSTRAP,
+    EvaluationReport,
+    bootstrap_weights,
+    percentile_interval,
+    prf_of,
+    resample,
+)
 
 Role = Literal["train", "dev", "test"]
 
@@ -84,9 +91,7 @@ def decide_promotion(
     differences = None
     if serving.n_docs > 1 and samples:
         weights = bootstrap_weights(serving.n_docs, samples=samples, seed=seed)
-        resampled_new = np.einsum("bd,dlk->blk", weights, new)
-        resampled_old = np.einsum("bd,dlk->blk", weights, old)
-        differences = prf_of(resampled_new)[2] - prf_of(resampled_old)[2]
+        differences = prf_of(resample(weights, new))[2] - prf_of(resample(weights, old))[2]
     per_type: dict[str, TypeComparison] = {}
     for i, label in enumerate(labels):
         before, after = serving.per_type[label], candidate.per_type[label]

@@ -286,7 +286,11 @@ class Trainer:
             test_docs=test_docs,
             calibrate=bool(dev_docs),
         )
-        candidate = trained.report
+        # the gate and the figures use the test half; while it holds no gold span yet (a young project) they fall
+        # back to the dev half, flagged: optimistic (it chose the checkpoint), but better than promoting unchecked
+        on_test = trained.test_report is not None and any(s.support for s in trained.test_report.per_type.values())
+        gate_docs = test_docs if on_test or not dev_docs else dev_docs
+        candidate = trained.report if on_test or not dev_docs else trained.dev_report
         log.info(
             "run %s: %s start, %s",
             claim.run_id,
@@ -302,8 +306,8 @@ class Trainer:
                 raise RunLostError(f"run {claim.run_id} attempt {claim.attempt} was expired")
             project = project_by_id(db, claim.project.id)
             serving_row = current_model(db, project)
-            serving = (  # on the same test documents: the gate compares the two, paired
-                evaluate(load_model(serving_row.path), test_docs, labels=guide.labels, target_f1=guide.targets.f1)
+            serving = (  # on the same documents: the gate compares the two, paired
+                evaluate(load_model(serving_row.path), gate_docs, labels=guide.labels, target_f1=guide.targets.f1)
                 if serving_row is not None
                 else None
             )
@@ -325,7 +329,8 @@ class Trainer:
             run.status = "succeeded" if decision.promote else "rejected"
             run.stage, run.progress, run.finished_at, run.model_version = "done", 1.0, utcnow(), trained.version
             run.details = {
-                "decision": decision.reason,
+                "decision": decision.reason if on_test else f"{decision.reason} (on the dev half: no test span yet)",
+                "gate_on": "test" if gate_docs is test_docs else "dev",
                 # per type: serving and candidate test F1, the difference with its paired-bootstrap interval, why
                 "gate": {label: asdict(c) for label, c in decision.per_type.items()},
                 "train_docs": len(train_docs),

@@ -151,3 +151,18 @@ def test_a_project_without_held_out_labels_trains_serves_and_says_not_yet_measur
     assert read_meta(Path(version.path))["calibration"]["method"].startswith("prior")  # no dev span to fit on
     assert all(not score["measurable"] for score in version.metrics["per_type"].values())
     assert all(t["forecast"]["reason"].startswith("not yet measurable") for t in data["types"])
+
+    # dev tasks get labelled, still no test task: the gate compares on the dev half, flagged, rather than not at all
+    dev = [
+        e
+        for e in conll_events(shared_data, conll_guide, 200, first=60)
+        if held_out_role(str(LS_PROJECT), e["task"]["id"], fraction=0.2) == "dev"  # type: ignore[index]
+    ][:6]
+    with open_db(postgres_url) as db:
+        for body in dev:
+            ingest(db, body)
+    second = _run(settings, project_id)
+    assert second.details["gate_on"] == "dev" and second.details["decision"].endswith(
+        "(on the dev half: no test span yet)"
+    )
+    assert set(second.details["gate"]) == set(conll_guide.labels) and second.details["dev_docs"] == len(dev)

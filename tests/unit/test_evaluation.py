@@ -19,6 +19,7 @@ from ml.evaluation import (
     format_report,
     percentile_interval,
     prf_of,
+    resample,
     score_spans,
 )
 from ml.prediction import ScoredSpan
@@ -185,7 +186,7 @@ def test_the_bootstrap_interval_covers_the_population_f1_about_95_percent_of_the
     trials = 200
     for trial in range(trials):
         sample = counts[rng.choice(population, 80, replace=False)]
-        resampled = np.einsum("bd,dlk->blk", bootstrap_weights(80, samples=500, seed=trial), sample)
+        resampled = resample(bootstrap_weights(80, samples=500, seed=trial), sample)
         low, high = percentile_interval(prf_of(resampled)[2][:, 0])
         hits += low <= truth <= high
     assert 0.88 <= hits / trials <= 0.99
