@@ -23,7 +23,7 @@ from ml.errors import MLError, ModelError
 
 if TYPE_CHECKING:
     from annotation_guide import Guide
-    from ml.compare import LLMConnector
+    from ml.compare import CompareOptions, LLMConnector
     from ml.converters import ConversionResult, Policy, ReadOptions, UnknownLabels
     from ml.training import Progress
     from ml.training.settings import Architecture
@@ -340,6 +340,39 @@ def _numbers(option: str, value: str, *, all_word: bool = False) -> list[int | N
 _COSTS = CostSettings()
 
 
+def _compare_options(
+    lists: tuple[str, str, str, str],
+    *,
+    costs: CostSettings,
+    train: tuple[int, int],
+    limit_llm: int,
+    seed: int,
+    progress: bool,
+) -> CompareOptions:
+    """The comparison's options from ``--shots``, ``--strategies``, ``--sizes`` and ``--architectures``, checked."""
+    from ml.compare import CompareOptions
+    from ml.training import TrainSettings
+
+    shots, strategies, sizes, architectures = lists
+    arch = [a.strip() for a in architectures.split(",") if a.strip()]
+    strats = [s.strip() for s in strategies.split(",") if s.strip()]
+    if not arch or not set(arch) <= {"cnn", "transformer"}:
+        raise fail(f"--architectures takes cnn and/or transformer, not {architectures!r}")
+    if not strats or not set(strats) <= {"random", "similar"}:
+        raise fail(f"--strategies takes random and/or similar, not {strategies!r}")
+    return CompareOptions(
+        shots=tuple(k for k in _numbers("--shots", shots) if k is not None),
+        strategies=tuple("random" if s == "random" else "similar" for s in strats),
+        sizes=tuple(_numbers("--sizes", sizes, all_word=True)),
+        architectures=tuple("cnn" if a == "cnn" else "transformer" for a in arch),
+        train_settings=TrainSettings(max_steps=train[0], epochs=train[1], seed=seed),
+        limit_llm=limit_llm,
+        costs=costs,
+        seed=seed,
+        progress=progress,
+    )
+
+
 def _compare_command(llm: LLMConnector | None) -> Callable[..., None]:
     """The ``compare`` command; ``llm`` opens the endpoint (the backend's; None: only fine-tuned rows can run)."""
 
@@ -395,44 +428,25 @@ def _compare_command(llm: LLMConnector | None) -> Callable[..., None]:
         training sizes, and the per-type router, all scored on the same test docs; writes report.md, report.html,
         report.json and each row's predictions under --out, with costs, break-even volume and, per type, the labels
         at which fine-tuning overtakes the LLM. Rerunning reuses the cached answers and the trained sizes."""
-        import typing
-
-        from ml.compare import CompareOptions, compare
+        from ml.compare import compare
         from ml.compare_report import write_report
-        from ml.training import TrainSettings
 
-        arch = [a.strip() for a in architectures.split(",") if a.strip()]
-        strats = [s.strip() for s in strategies.split(",") if s.strip()]
-        if not set(arch) <= {"cnn", "transformer"}:
-            raise fail(f"--architectures takes cnn and/or transformer, not {architectures!r}")
-        if not set(strats) <= {"random", "similar"} or not strats:
-            raise fail(f"--strategies takes random and/or similar, not {strategies!r}")
         if (llm_url or gguf) and llm is None:
             raise fail("this command has no LLM client: run `nerloop compare` (python -m ml compares fine-tuning only)")
+        costs = (llm_input_per_1k, llm_output_per_1k, llm_compute_per_hour, compute_per_hour, seconds_per_label)
+        opts = _compare_options(
+            (shots, strategies, sizes, architectures),
+            costs=CostSettings(*costs, annotator_per_hour=annotator_per_hour),
+            train=(max_steps, epochs),
+            limit_llm=limit_llm,
+            seed=seed,
+            progress=progress,
+        )
         with errors():
             g = load_guide(guide)
             options = _read_options(g, map_label=map_label, unknown_labels=unknown_labels, columns=(None, None))
             train_docs = _load(train_data, g, _policy(policy), options=options).docs
             test_docs = _load(test_data, g, _policy(policy), options=options).docs
-            costs = CostSettings(
-                llm_input_per_1k=llm_input_per_1k,
-                llm_output_per_1k=llm_output_per_1k,
-                llm_compute_per_hour=llm_compute_per_hour,
-                compute_per_hour=compute_per_hour,
-                seconds_per_label=seconds_per_label,
-                annotator_per_hour=annotator_per_hour,
-            )
-            opts = CompareOptions(
-                shots=tuple(k for k in _numbers("--shots", shots) if k is not None),
-                strategies=tuple(typing.cast("list[typing.Literal['random', 'similar']]", strats)),
-                sizes=tuple(_numbers("--sizes", sizes, all_word=True)),
-                architectures=tuple(typing.cast("list[typing.Literal['cnn', 'transformer']]", arch)),
-                train_settings=TrainSettings(max_steps=max_steps, epochs=epochs, seed=seed),
-                limit_llm=limit_llm,
-                costs=costs,
-                seed=seed,
-                progress=progress,
-            )
             inputs = {"guide": str(guide), "train": str(train_data), "test": str(test_data)}
             if llm is None or (llm_url is None and gguf is None):
                 result = compare(train_docs, test_docs, g, annotate=None, options=opts, work_dir=out)
