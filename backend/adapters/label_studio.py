@@ -145,9 +145,14 @@ class LabelStudioGateway:
         return tasks
 
     def task_text(self, task_id: int, *, field: str = "text") -> str | None:
-        """The text of one task, ``data[field]`` (None when it has none)."""
+        """The text of one task, ``data[field]`` (None when it has none, or when the task was deleted)."""
         with _explained(f"read task {task_id}", self.url):
-            task = self.client.tasks.get(id=str(task_id))
+            try:
+                task = self.client.tasks.get(id=str(task_id))
+            except ApiError as exc:
+                if exc.status_code == 404:
+                    return None
+                raise
         text = (task.data or {}).get(field)
         return text if isinstance(text, str) else None
 

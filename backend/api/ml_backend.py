@@ -187,8 +187,11 @@ def webhook(
         "status": "stored" if ingested.created else ("duplicate" if ingested.event_id else "ignored"),
         "label_change": ingested.label_change,
     }
-    if ingested.label_change and ingested.project_id is not None:
+    # a label, or a skip, moves the annotators along the queue: the pre-annotated window follows
+    moved = ingested.label_change or (ingested.created and ingested.action in events.SAVED_ACTIONS)
+    if moved and ingested.project_id is not None and _preannotates(predictor, settings):
         _follow_queue(db, project_by_id(db, ingested.project_id), jobs, predictor, settings)
+        db.commit()  # no transaction stays open across the broker calls below
     if ingested.event_id is None or ingested.project_id is None or ingested.enqueued:
         return reply  # not ours, no job (no label changed), or a redelivery whose job is already queued
     job: str | None

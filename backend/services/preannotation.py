@@ -210,13 +210,15 @@ def follow_queue(db: Session, project: Project, jobs: JobQueue, *, window: int) 
     Raises:
         redis.RedisError, kombu.exceptions.OperationalError: the broker cannot be reached.
     """
-    if jobs.pending(TaskName.LLM_PREANNOTATE, project.id):
+    project_id = project.id
+    db.commit()  # no transaction open across the broker call
+    if jobs.pending(TaskName.LLM_PREANNOTATE, project_id):
         return None  # the pending pass reads the state when it starts: no database work per event of a burst
     due = window_due(db, project, window=window)
     db.commit()  # no connection held while the broker is called
     if not due:
         return None
-    job = jobs.enqueue_once(TaskName.LLM_PREANNOTATE, project.id)
+    job = jobs.enqueue_once(TaskName.LLM_PREANNOTATE, project_id)
     if job is not None:
-        log.info("project %s: LLM pass %s enqueued (fewer than %s pre-annotated tasks ahead)", project.id, job, window)
+        log.info("project %s: LLM pass %s enqueued (fewer than %s pre-annotated tasks ahead)", project_id, job, window)
     return job

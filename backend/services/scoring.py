@@ -225,10 +225,15 @@ def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnota
     step = llm.settings.concurrency  # one annotate call per chunk: its calls run in parallel
     pushed = 0
     for start in range(0, len(todo), step):
-        chunk = todo[start : start + step]
-        texts = [sink.task_text(row.ls_task_id, field=names.text_field) or "" for row in chunk]
-        annotations = llm.annotate(project, texts, watermark=watermark)
+        found = [(row, sink.task_text(row.ls_task_id, field=names.text_field)) for row in todo[start : start + step]]
+        gone = [row for row, text in found if text is None]  # deleted in Label Studio (or no text): never again
+        for row in gone:
+            db.delete(row)
+        db.commit()
+        chunk = [row for row, text in found if text is not None]
+        annotations = llm.annotate(project, [text for _, text in found if text is not None], watermark=watermark)
         labelled = preannotation.done_tasks(db, project, [row.ls_task_id for row in chunk])  # since selected
+        db.commit()  # no transaction stays open across the pushes and the next chunk's LLM calls
         for row, annotation in zip(chunk, annotations, strict=True):
             if row.ls_task_id in labelled:
                 continue  # the annotators got there first: nothing to show anyone

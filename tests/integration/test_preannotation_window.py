@@ -126,4 +126,13 @@ def test_the_window_follows_the_queue_and_completes_pending_answers_in_place(
         rows = {r.ls_task_id: r for r in db.scalars(select(Prediction))}
         assert rows[17].complete and rows[17].ls_prediction_id == pending_id
         assert store.on(16) == []  # not needed: three complete tasks are still ahead (13, 14, 15)
+
+        # a task deleted in Label Studio after /predict answered it: its row goes, nothing is pushed, no error
+        assert preannotation.defer_llm_part(db, project, tag=tag, tasks=[(16, answered)]) == 1
+        del TEXTS[16]
+        try:
+            assert llm_pass(db, project, store, annotator, limit=3) == 0
+        finally:
+            TEXTS[16] = "Boris Becker coached Novak Djokovic ."
+        assert 16 not in {r.ls_task_id for r in db.scalars(select(Prediction))} and store.on(16) == []
         annotator.close()
