@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +44,8 @@ def open_endpoint(
     elif gguf is not None and url is None:
         if not gguf.is_file():
             raise CompareError(f"{gguf}: no such GGUF file")
-        with _served(gguf) as served_url:
-            yield _endpoint(served_url, model="local", name=gguf.name, timeout_s=timeout_s, max_tokens=max_tokens)
+        with _lazily_served(gguf, timeout_s=timeout_s, max_tokens=max_tokens) as endpoint:
+            yield endpoint
     else:
         raise CompareError("give the LLM as --llm-url URL or --gguf FILE (one of them)")
 
@@ -66,6 +67,28 @@ def _endpoint(url: str, *, model: str, name: str, timeout_s: float, max_tokens: 
         return LLMReply(done.content, done.prompt_tokens, done.completion_tokens)
 
     return LLMEndpoint(annotate, name, _slots(url))
+
+
+@contextmanager
+def _lazily_served(gguf: Path, *, timeout_s: float, max_tokens: int) -> Iterator[LLMEndpoint]:
+    """The GGUF's endpoint, whose server starts at the first request: a rerun answered from the cache starts none.
+    llama-cpp-python's server answers one request at a time (1 slot)."""
+    from ml.compare import LLMEndpoint
+
+    lock = threading.Lock()
+    opened: list[LLMEndpoint] = []
+    with ExitStack() as stack:
+
+        def annotate(messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any]) -> LLMReply:
+            with lock:
+                if not opened:
+                    url = stack.enter_context(_served(gguf))
+                    opened.append(
+                        _endpoint(url, model="local", name=gguf.name, timeout_s=timeout_s, max_tokens=max_tokens)
+                    )
+            return opened[0].annotate(messages, schema)
+
+        yield LLMEndpoint(annotate, gguf.name, 1)
 
 
 def _slots(url: str) -> int:
