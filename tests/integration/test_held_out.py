@@ -41,6 +41,12 @@ def postgres_url() -> Iterator[str]:
     next(generator, None)
 
 
+def _nerloop(database_url: str, *args: str) -> str:
+    """What a ``nerloop`` command prints for the database."""
+    env = {**os.environ, "NER_DATABASE_URL": database_url}
+    return subprocess.run([NERLOOP, *args], env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
 def _run(settings: Settings, project_id: int) -> TrainingRun:
     with open_db(settings.database_url) as db:
         project = db.get(Project, project_id)
@@ -102,24 +108,10 @@ def test_runs_report_the_test_split_and_the_gate_per_type(
     assert [r["id"] for r in data["runs"]] == [second.id, first.id] and data["runs"][0]["details"]["gate"] == gate
     page = render(data)  # the dashboard shows the runs, their decisions and the gate of the newest
     assert f"Promotion gate of run {second.id}" in page and all(f"<td>{label}</td>" in page for label in gate)
-    listed = subprocess.run(
-        [NERLOOP, "runs", "--project", str(project_id)],
-        env={**os.environ, "NER_DATABASE_URL": postgres_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    listed = _nerloop(postgres_url, "runs", "--project", str(project_id))
     assert f"gate: {second.details['decision']}" in listed
     assert all(f"{label:<16}" in listed for label in gate) and ("BLOCKS" in listed) == (second.status == "rejected")
-    versions_listed = subprocess.run(
-        [NERLOOP, "model", "list", "--project", str(project_id)],
-        env={**os.environ, "NER_DATABASE_URL": postgres_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    versions_listed = _nerloop(postgres_url, "model", "list", "--project", str(project_id))
     assert versions_listed.count("test micro F1") == 2 and f"({counts['test']} docs)" in versions_listed
     shown = {v["version"]: v for v in data["versions"]}
     for v in versions:
