@@ -39,9 +39,10 @@ QUEUE_OF = {
 
 # How long a coalesced job's "pending" marker lasts at most (seconds). A job that waits longer in its queue gets a
 # duplicate at the next trigger (harmless: both only re-read the state). The LLM pass may queue behind other
-# projects' passes (each up to an hour), the retrain check only behind other checks.
+# projects' passes (each up to an hour); the retrain check shares the `score` queue with rescoring (31 min at most,
+# workers.celery_app) and, while a marker is lost with its message, the sweep still starts due retrains.
 PENDING_TTL_S = {
-    TaskName.RETRAIN_IF_DUE: 10 * 60,
+    TaskName.RETRAIN_IF_DUE: 35 * 60,
     TaskName.LLM_PREANNOTATE: 2 * 60 * 60,
 }
 
