@@ -110,9 +110,9 @@ def test_relations_text_areas_and_choices_are_counted_never_fatal(backend: Backe
     assert examples(backend) == [(TEXT, [ANNA, BOB])]
     with open_db(backend.settings.database_url) as db:
         project = db.scalars(select(Project)).one()
-        train, dev, issues = split_snapshot(annotated_tasks(db, project), project, dev_fraction=0.5)
-    assert len(train) + len(dev) == 1
-    assert issues == {"unsupported_result (ignored)": 4}
+        split = split_snapshot(annotated_tasks(db, project), project, dev_fraction=0.5)
+    assert len(split.train) + len(split.dev) + len(split.test) == 1
+    assert split.issues == {"unsupported_result (ignored)": 4}
 
 
 def test_deleting_one_of_two_annotations_keeps_the_other(backend: Backend) -> None:
