@@ -86,6 +86,17 @@ def test_progress_and_dashboard_from_events_and_versions(
     assert f"<code>{names[-1]}</code>" in html and f"{person['forecast']['more_labels']:,}" in html
     low, high = data["versions"][-1]["f1_interval"]["location"]  # each serving F1 with its interval and support
     assert f"[{low:.2f}, {high:.2f}]" in html and "annotator hours" in html
+    # the counts are remembered per label watermark: a new label shows at the next read, never a stale count
+    more = annotation_event(task_id=500, annotation_id=500, text="Anna Smith visited Rome .", spans=[(0, 10, "person")])
+    assert backend.client.post("/webhook", json=more).status_code == 200
+    again = {
+        t["label"]: t["labels"]
+        for t in backend.client.get(f"/api/projects/{backend.project_id}/progress").json()["types"]
+    }
+    assert again == {
+        **{label: expected.get(label, 0) for label in conll_guide.labels},
+        "person": expected["person"] + 1,
+    }
     index = backend.client.get("/dashboard")
     assert index.status_code == 200 and f'href="/dashboard/{backend.project_id}"' in index.text
     assert backend.client.get("/dashboard/4242").status_code == 404
