@@ -229,3 +229,59 @@ class Prediction(Base):
     # Label Studio's id of the pushed prediction: a retry updates it instead of adding a second one
     ls_prediction_id: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewPass(Base):
+    """One cross-validated review pass of a project, unique per promoted model version (``ml.review``)."""
+
+    __tablename__ = "review_pass"
+    __table_args__ = (UniqueConstraint("project_id", "model_version_id", name="uq_review_pass_project_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(String(100))
+    # running -> scored (suspects stored) -> pushed (in Label Studio); failed, or skipped (why in ``error``)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    docs: Mapped[int] = mapped_column(default=0)
+    suspects: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    pushed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ReviewSuspect(Base):
+    """A likely-mislabelled span found by a review pass (``ml.review.Suspect``), ranked by confidence."""
+
+    __tablename__ = "review_suspect"
+    __table_args__ = (Index("ix_review_suspect_project_task", "project_id", "ls_task_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pass_id: Mapped[int] = mapped_column(ForeignKey("review_pass.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    ls_task_id: Mapped[int]
+    rank: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(20))
+    confidence: Mapped[float]
+    start: Mapped[int | None]
+    end: Mapped[int | None]
+    label: Mapped[str | None] = mapped_column(String(100))
+    predicted_start: Mapped[int | None]
+    predicted_end: Mapped[int | None]
+    predicted_label: Mapped[str | None] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    fold: Mapped[int] = mapped_column(default=0)
+
+
+class ReviewPrediction(Base):
+    """The review prediction nerloop keeps on a task in Label Studio (updated in place, removed when the task is no
+    longer suspect)."""
+
+    __tablename__ = "review_prediction"
+    __table_args__ = (UniqueConstraint("project_id", "ls_task_id", name="uq_review_prediction_project_task"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    ls_task_id: Mapped[int]
+    ls_prediction_id: Mapped[int | None]
+    pass_id: Mapped[int | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
