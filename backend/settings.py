@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ml.review_settings import ReviewSettings
+
 
 class LabelStudioSettings(BaseModel):
     """Where Label Studio is and how to authenticate (a legacy token or a personal access token)."""
@@ -122,6 +124,8 @@ class Settings(BaseSettings):
     )
     label_studio: LabelStudioSettings = LabelStudioSettings()
     llm: LLMSettings = LLMSettings()
+    # the likely-mislabelled spans pass after each promotion (NER_REVIEW__FOLDS, ...; ml.review_settings)
+    review: ReviewSettings = ReviewSettings()
 
     @model_validator(mode="after")
     def _basic_auth_pair(self) -> Settings:
