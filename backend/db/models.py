@@ -41,6 +41,8 @@ class Project(Base):
     labels_indexed: Mapped[bool] = mapped_column(default=True)
     # the label watermark: how many of its events changed its labels (``backend.services.watermark``)
     label_watermark: Mapped[int] = mapped_column(default=0, server_default="0")
+    # the sampling strategy (``ml.sampling_strategy.SamplingStrategy`` as JSON); None: its defaults
+    sampling: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class ModelVersion(Base):
@@ -228,6 +230,21 @@ class Prediction(Base):
     complete: Mapped[bool] = mapped_column(default=True)
     # Label Studio's id of the pushed prediction: a retry updates it instead of adding a second one
     ls_prediction_id: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Rescoring(Base):
+    """One rescoring of a project's pool: the version and strategy that chose the batch, and the batch."""
+
+    __tablename__ = "rescoring"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(String(120))
+    strategy: Mapped[dict[str, Any]]
+    # what the diversity term's doc vectors were (``tok2vec-mean``, ``encoder-mean``, ``minilm``, ``none``)
+    representation: Mapped[str] = mapped_column(String(40))
+    pool: Mapped[int]
+    batch: Mapped[list[Any]] = mapped_column(JSON)  # Label Studio task ids, best first
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
