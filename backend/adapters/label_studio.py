@@ -186,3 +186,30 @@ class LabelStudioGateway:
         """Make ``model_version`` the project's (ordering and /next use only its predictions)."""
         with _explained("set the project's model version", self.url):
             self.client.projects.update(id=project_id, model_version=model_version)
+
+    def ensure_prediction_view(self, project_id: int, *, title: str, model_version: str) -> int:
+        """A Data Manager tab of the project, ``title``, that shows the tasks holding a prediction of
+        ``model_version`` (filter ``tasks:predictions_model_versions``); created once, found by its title after.
+
+        Returns:
+            The view's id (``client.tasks.list(project=..., view=<id>)`` lists its tasks).
+        """
+        with _explained(f"list the Data Manager tabs of project {project_id}", self.url):
+            for view in self.client.views.list(project=project_id):
+                if view.id is not None and (view.data or {}).get("title") == title:
+                    return int(view.id)
+        filters = {
+            "conjunction": "and",
+            "items": [
+                {
+                    "filter": "filter:tasks:predictions_model_versions",
+                    "operator": "contains",
+                    "type": "List",
+                    "value": model_version,
+                }
+            ],
+        }
+        data: Any = {"title": title, "filters": filters}
+        with _explained(f"add the {title!r} tab to project {project_id}", self.url):
+            view = self.client.views.create(project=project_id, data=data)
+        return _id(view.id, "view")
