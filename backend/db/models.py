@@ -302,3 +302,26 @@ class ReviewPrediction(Base):
     ls_prediction_id: Mapped[int | None]
     pass_id: Mapped[int | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Comparison(Base):
+    """A project's prompting-vs-fine-tuning comparison (issue #13), unique per label watermark: a second request at
+    the same labels is a no-op. ``result`` holds the report's data (``ml.compare_report.to_dict``) once it ends."""
+
+    __tablename__ = "comparison"
+    __table_args__ = (UniqueConstraint("project_id", "label_watermark", name="uq_comparison_watermark"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    label_watermark: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    stage: Mapped[str] = mapped_column(String(120), default="queued")
+    progress: Mapped[float] = mapped_column(default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # beats with each progress report: a running comparison silent for NER_RUN_HEARTBEAT_TIMEOUT_S may be asked again
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
