@@ -25,6 +25,7 @@ class TaskName(StrEnum):
     TRAIN_RUN = "workers.train_run"
     SCORE_POOL = "workers.score_pool"
     LLM_PREANNOTATE = "workers.llm_preannotate"
+    COMPARE_PROJECT = "workers.compare_project"
 
 
 # Deciding is cheap and must not wait behind a training: only the training itself goes to `train`.
@@ -34,6 +35,7 @@ QUEUE_OF = {
     TaskName.TRAIN_RUN: "train",
     TaskName.SCORE_POOL: "score",
     TaskName.LLM_PREANNOTATE: "llm",
+    TaskName.COMPARE_PROJECT: "train",  # a comparison trains a model per size: beside the trainings
 }
 
 
