@@ -2,7 +2,8 @@
 self-contained ``report.html`` (plotly's offline bundle inlined: no network) and each row's predictions.
 
 Every figure of the report is recomputable from ``predictions/<row>.jsonl`` and the test file: the test
-``tests/training/test_compare_cli.py`` does it.
+``tests/training/test_compare_cli.py`` does it. Under ``--limit-llm`` the fine-tuned rows' predictions on the whole
+test set are in ``predictions/<row>.full.jsonl``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ml.compare import CompareResult, Row
+from ml.compare_rows import CompareResult, Row
 from ml.costs import break_even_volume, overtake_labels
+from ml.evaluation import EvaluationReport
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ def to_dict(result: CompareResult, *, inputs: dict[str, str]) -> dict[str, Any]:
     return {
         "inputs": inputs,
         "test_docs": len(result.test_docs),
+        # the whole test set; more than test_docs when --limit-llm sampled it (fine-tuned rows: "full_test")
+        "all_test_docs": len(result.all_test_docs),
         "train_pool_docs": result.pool_docs,
         "dev_docs": result.dev_docs,
         "costs": asdict(result.options.costs),
@@ -119,7 +123,6 @@ def to_dict(result: CompareResult, *, inputs: dict[str, str]) -> dict[str, Any]:
 
 
 def _row_dict(row: Row) -> dict[str, Any]:
-    report = row.report
     return {
         "name": row.name,
         "slug": slug(row.name),
@@ -130,13 +133,9 @@ def _row_dict(row: Row) -> dict[str, Any]:
         "train_docs": row.train_docs,
         "labels": row.labels,
         "labels_per_type": row.labels_per_type,
-        "micro_f1": report.micro.f1,
-        "micro_f1_interval": report.micro_f1_interval,
-        "partial_micro_f1": report.partial_micro_f1,
-        "per_type": {
-            label: {"f1": s.f1, "f1_interval": s.f1_interval, "partial_f1": s.partial_f1, "support": s.support}
-            for label, s in report.per_type.items()
-        },
+        **_scores(row.report),
+        # a fine-tuned row on the whole test set, when the rows share a --limit-llm sample of it (else None)
+        "full_test": None if row.full_report is None else _scores(row.full_report),
         "latency_p50_s": _finite(row.latency_p50_s),
         "latency_p95_s": _finite(row.latency_p95_s),
         "docs_per_second": row.docs_per_second,
@@ -150,6 +149,18 @@ def _row_dict(row: Row) -> dict[str, Any]:
         "dev_f1": row.dev_f1,
         "routes": row.routes,
         "wall_s": row.wall_s,
+    }
+
+
+def _scores(report: EvaluationReport) -> dict[str, Any]:
+    return {
+        "micro_f1": report.micro.f1,
+        "micro_f1_interval": report.micro_f1_interval,
+        "partial_micro_f1": report.partial_micro_f1,
+        "per_type": {
+            label: {"f1": s.f1, "f1_interval": s.f1_interval, "partial_f1": s.partial_f1, "support": s.support}
+            for label, s in report.per_type.items()
+        },
     }
 
 
@@ -167,12 +178,14 @@ def write_report(result: CompareResult, out: Path, *, inputs: dict[str, str]) ->
     data = to_dict(result, inputs=inputs)
     folder = out / "predictions"
     folder.mkdir(exist_ok=True)
-    for name, spans in result.predictions.items():
+    saved = [(name, "", result.test_docs, spans) for name, spans in result.predictions.items()]
+    saved += [(name, ".full", result.all_test_docs, spans) for name, spans in result.full_predictions.items()]
+    for name, suffix, docs, spans in saved:
         lines = [
             json.dumps({"doc": i, "text": doc.text, "spans": [[s.start, s.end, s.label] for s in doc_spans]})
-            for i, (doc, doc_spans) in enumerate(zip(result.test_docs, spans, strict=True))
+            for i, (doc, doc_spans) in enumerate(zip(docs, spans, strict=True))
         ]
-        (folder / f"{slug(name)}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (folder / f"{slug(name)}{suffix}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
     env = Environment(loader=PackageLoader("ml", "templates"), autoescape=select_autoescape(["html"]))
     env.filters["num"] = _num

@@ -12,13 +12,18 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from backend.settings import LLMSettings
     from ml.compare import LLMEndpoint, LLMReply
 
 SERVER_START_S = 300.0  # loading a 1.5B GGUF on a loaded 2-core machine takes tens of seconds
+# tokens of context of a served GGUF: a guide of 17 types (CrossNER science) with 5 demonstrations and the answer
+# needs about 5,000; `nerloop llm serve`'s default is 4,096
+SERVED_CTX = 8192
 
 
 @contextmanager
@@ -50,13 +55,13 @@ def open_endpoint(
         raise CompareError("give the LLM as --llm-url URL or --gguf FILE (one of them)")
 
 
-def _endpoint(url: str, *, model: str, name: str, timeout_s: float, max_tokens: int) -> LLMEndpoint:
+def endpoint_from_settings(settings: LLMSettings) -> LLMEndpoint:
+    """A project's LLM (``NER_LLM__*``: URL, model, key, response format, retries) as a comparison's endpoint; its
+    slots are the server's (``/props``; 1 when it does not say)."""
     from backend.adapters.llm import OpenAIChatClient
     from backend.services.errors import UpstreamError
-    from backend.settings import LLMSettings
     from ml.compare import LLMCallError, LLMEndpoint, LLMReply
 
-    settings = LLMSettings(base_url=url, model=model, timeout_s=timeout_s, max_retries=1, max_tokens=max_tokens)
     client = OpenAIChatClient(settings)
 
     def annotate(messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any]) -> LLMReply:
@@ -66,7 +71,15 @@ def _endpoint(url: str, *, model: str, name: str, timeout_s: float, max_tokens: 
             raise LLMCallError(str(exc)) from None
         return LLMReply(done.content, done.prompt_tokens, done.completion_tokens)
 
-    return LLMEndpoint(annotate, name, _slots(url))
+    return LLMEndpoint(annotate, f"{settings.base_url} {settings.model}", _slots(settings.base_url))
+
+
+def _endpoint(url: str, *, model: str, name: str, timeout_s: float, max_tokens: int) -> LLMEndpoint:
+    from backend.settings import LLMSettings
+
+    settings = LLMSettings(base_url=url, model=model, timeout_s=timeout_s, max_retries=1, max_tokens=max_tokens)
+    endpoint = endpoint_from_settings(settings)
+    return replace(endpoint, name=name)
 
 
 @contextmanager
@@ -114,7 +127,7 @@ def _served(gguf: Path) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     command = [sys.executable, "-c", "from backend.cli import main; main()", "llm", "serve"]
-    command += ["--model", str(gguf), "--port", str(port)]
+    command += ["--model", str(gguf), "--port", str(port), "--ctx", str(SERVED_CTX)]
     base = f"http://127.0.0.1:{port}/v1"
     with tempfile.NamedTemporaryFile("w+b", prefix="nerloop-compare-llm-", suffix=".log") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

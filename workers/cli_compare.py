@@ -1,0 +1,100 @@
+"""``nerloop project compare --project P``: a project's prompting-vs-fine-tuning comparison on its own labels, run by
+the ``train`` queue's worker (``workers.compare_project``), followed until it ends (registered in ``workers.cli``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from backend.services.errors import ServiceError
+from backend.settings import get_settings
+from ml import cli as ml_cli
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+
+def project_compare(
+    project: Annotated[int, typer.Option(help="nerloop project id.")],
+    wait: Annotated[bool, typer.Option(help="Follow its progress until it ends, then print the rows.")] = True,
+    shots: Annotated[str, typer.Option(help="Demonstrations per LLM prompt; 0 is zero-shot; none: no LLM.")] = "0,5",
+    sizes: Annotated[str, typer.Option(help="Training tasks of each fine-tuned point; all: every one.")] = (
+        "50,100,200,500,all"
+    ),
+    architectures: Annotated[
+        str | None, typer.Option(help="cnn and/or transformer (NER_RETRAIN_ARCHITECTURE).")
+    ] = None,
+    limit_llm: Annotated[int, typer.Option(min=0, help="LLM rows on the first N test tasks (0: all).")] = 200,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="CNN steps per size (NER_RETRAIN_MAX_STEPS).")] = None,
+) -> None:
+    """Compare prompting the project's LLM with fine-tuning on the project's labels: its labelled training tasks
+    train, its held-out test tasks score every row. The worker on the train queue runs it; the dashboard shows the
+    latest result. Asking again at the same labels and options is a no-op."""
+    from pydantic import ValidationError
+
+    from backend.adapters.jobs import CeleryJobQueue, TaskName
+    from backend.db.session import make_engine, session_factory, session_scope
+    from backend.services import comparison
+    from backend.services.projects import project_by_id
+
+    settings = get_settings()
+    try:
+        options = comparison.ComparisonOptions(
+            shots=() if shots == "none" else tuple(k for k in ml_cli._numbers("--shots", shots) if k is not None),
+            sizes=tuple(ml_cli._numbers("--sizes", sizes, all_word=True)),
+            architectures=None if architectures is None else tuple(a.strip() for a in architectures.split(",")),
+            limit_llm=limit_llm,
+            max_steps=max_steps,
+        )
+    except ValidationError as exc:
+        raise ml_cli.fail(f"--architectures: {exc.errors()[0]['msg']}") from None
+    sessions = session_factory(make_engine(settings.database_url))
+    with ml_cli.errors(ServiceError), session_scope(sessions) as db:
+        row, created = comparison.start_comparison(
+            db, project_by_id(db, project), options=options, heartbeat_timeout_s=settings.run_heartbeat_timeout_s
+        )
+        comparison_id = row.id
+    if created:
+        CeleryJobQueue(settings.redis_url).enqueue(TaskName.COMPARE_PROJECT, comparison_id)
+    typer.echo(f"comparison {comparison_id} {'queued' if created else 'already exists for these labels and options'}")
+    if wait:
+        _follow(sessions, comparison_id)
+
+
+def _follow(sessions: sessionmaker[Session], comparison_id: int) -> None:
+    from backend.db.session import session_scope
+    from backend.services import comparison
+
+    last = ""
+    while True:
+        with session_scope(sessions) as db:
+            row = comparison.comparison_by_id(db, comparison_id)
+            line = f"comparison {row.id}: {row.status} [{row.stage}] {row.progress:6.1%}"
+            done, error, result = row.status in comparison.FINAL, row.error, row.result
+        if line != last:
+            typer.echo(line, err=True)
+            last = line
+        if done:
+            if result is None:
+                typer.echo(f"{line} {error or ''}")
+                raise typer.Exit(1)
+            _print(result)
+            raise typer.Exit(0)
+        time.sleep(2)
+
+
+def _print(result: dict[str, Any]) -> None:
+    for row in result["rows"]:
+        interval = row["micro_f1_interval"]
+        band = "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+        typer.echo(
+            f"{row['name']:<40} exact micro F1 {row['micro_f1']:.3f}{band}  ${row['cost_per_1k_docs']:.4f}/1k docs"
+        )
+    for entry in result["break_even"]:
+        volume = "none" if entry["volume"] is None else f"{entry['volume']:,.0f} docs"
+        typer.echo(f"break-even {entry['row']} vs {entry['llm_row']}: {volume}")
+    typer.echo(f"seconds per label: {result['costs']['seconds_per_label']:.1f} ({result['seconds_per_label_source']})")
+    typer.echo(f"report: {result['report_dir']}/report.md, report.html")
