@@ -9,13 +9,14 @@ from typing import Any
 from celery import Task, shared_task
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.adapters.compare_llm import endpoint_from_settings
 from backend.adapters.jobs import CeleryJobQueue, TaskName
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.adapters.llm import OpenAIChatClient
 from backend.adapters.models import ModelRegistry
 from backend.db.models import Project
 from backend.db.session import make_engine, session_factory, session_scope
-from backend.services import scoring, training
+from backend.services import comparison, scoring, training
 from backend.services.errors import UpstreamError
 from backend.services.label_state import StoredLabelsSource
 from backend.services.llm_annotation import LLMAnnotator
@@ -177,6 +178,30 @@ def llm_preannotate(self: Task, project_id: int) -> int:
         )
     log.info("project %s: the LLM pre-annotated %s tasks", project_id, done)
     return done
+
+
+@shared_task(
+    bind=True,
+    name=TaskName.COMPARE_PROJECT,
+    # like train_run: acknowledged when it starts and never re-queued when the worker dies (an out-of-memory kill
+    # would loop); the comparison row is the durable record, and asking again runs one whose process went silent
+    acks_late=False,
+    reject_on_worker_lost=False,
+    max_retries=0,
+)
+def compare_project(self: Task, comparison_id: int) -> str:
+    """Prompting vs fine-tuning on a project's own labels with its LLM (``backend.services.comparison``). A
+    comparison that ended or that another process runs is left alone on redelivery."""
+    settings = _settings(self)
+    status = comparison.run_comparison(
+        _sessions(settings.database_url),
+        settings,
+        comparison_id,
+        source=_source(settings),
+        llm=endpoint_from_settings(settings.llm),
+    )
+    log.info("comparison %s: %s", comparison_id, status)
+    return status
 
 
 _annotators: dict[str, LLMAnnotator] = {}
