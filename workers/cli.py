@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backend.cli import app, database_errors
+from backend.cli import app, database_errors, project_app
 from backend.services.errors import ServiceError
 from backend.settings import get_settings
 from ml import cli as ml_cli
 from workers import up as up_module
 from workers.celery_app import POOLS, QUEUES
+from workers.cli_compare import project_compare
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 model_app = typer.Typer(help="Model versions.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+project_app.command("compare")(project_compare)
 
 
 _POOLS_HELP = ", ".join(f"--queues {q} --concurrency {n}" for q, n in POOLS)
