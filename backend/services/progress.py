@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Annotation, AnnotationEvent, LLMCall, ModelVersion, Project, TaskLabel, TrainingRun
+from backend.services.comparison import latest_comparison
 from backend.services.label_state import label_counts
 from backend.services.projects import guide_of
 from backend.services.training import run_summary
@@ -137,6 +138,7 @@ def project_progress(db: Session, project: Project, *, now: datetime | None = No
         if now is None
         else _throughput(db, project, now),
         "llm_costs": llm_costs(db, project),
+        "comparison": latest_comparison(db, project),  # prompting vs fine-tuning (issue #13)
         "runs": [
             run_summary(run)
             for run in db.scalars(
