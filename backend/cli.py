@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from annotation_guide import load_guide
+from backend import cli_quality
 from backend.adapters.compare_llm import open_endpoint
 from backend.services.errors import ServiceError
 from backend.settings import get_settings
@@ -31,6 +32,7 @@ llm_app = typer.Typer(help="The local LLM server.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
 app.add_typer(llm_app, name="llm")
+cli_quality.register(app)
 
 
 @db_app.command("upgrade")

@@ -16,7 +16,7 @@ from backend.adapters.llm import OpenAIChatClient
 from backend.adapters.models import ModelRegistry
 from backend.db.models import Project
 from backend.db.session import make_engine, session_factory, session_scope
-from backend.services import comparison, scoring, training
+from backend.services import comparison, review, scoring, training
 from backend.services.errors import UpstreamError
 from backend.services.label_state import StoredLabelsSource
 from backend.services.llm_annotation import LLMAnnotator
@@ -129,6 +129,50 @@ def train_run(self: Task, run_id: int) -> str:
             project_id = training.run_by_id(db, run_id).project_id
         if settings.label_studio.api_key is not None:
             CeleryJobQueue(settings.redis_url).enqueue(TaskName.SCORE_POOL, project_id)
+        with session_scope(_sessions(settings.database_url)) as db:
+            due = review.review_due(db, run_id, enabled=settings.review.enabled)
+        if due is not None:  # likely-mislabelled spans of the promoted version (issue #15)
+            CeleryJobQueue(settings.redis_url).enqueue(TaskName.REVIEW_LABELS, *due)
+    return outcome.status
+
+
+@shared_task(
+    bind=True,
+    name=TaskName.REVIEW_LABELS,
+    # acknowledged when it ends (a pass is resumable: stored suspects are only pushed again), never re-queued when
+    # the worker dies (an out-of-memory kill would loop); limits under the visibility timeout
+    acks_late=True,
+    reject_on_worker_lost=False,
+    autoretry_for=(UpstreamError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=40 * 60,
+    time_limit=41 * 60,
+)
+def review_labels(self: Task, project_id: int, model_version_id: int) -> str:
+    """The cross-validated review pass of a promoted version: store its likely-mislabelled spans and push them to
+    Label Studio's review tab. Once per version; a redelivery finds it done."""
+    settings = _settings(self)
+    sink = LabelStudioGateway(settings.label_studio) if settings.label_studio.api_key is not None else None
+    try:
+        outcome = review.run_review(
+            _sessions(settings.database_url),
+            settings,
+            project_id=project_id,
+            model_version_id=model_version_id,
+            sink=sink,
+        )
+    finally:
+        if sink is not None:
+            sink.close()
+    log.info(
+        "project %s review: %s, %s suspects, %s tasks pushed",
+        project_id,
+        outcome.status,
+        outcome.suspects,
+        outcome.pushed,
+    )
     return outcome.status
 
 

@@ -26,6 +26,7 @@ class TaskName(StrEnum):
     SCORE_POOL = "workers.score_pool"
     LLM_PREANNOTATE = "workers.llm_preannotate"
     COMPARE_PROJECT = "workers.compare_project"
+    REVIEW_LABELS = "workers.review_labels"
 
 
 # Deciding is cheap and must not wait behind a training: only the training itself goes to `train`.
@@ -36,6 +37,7 @@ QUEUE_OF = {
     TaskName.SCORE_POOL: "score",
     TaskName.LLM_PREANNOTATE: "llm",
     TaskName.COMPARE_PROJECT: "train",  # a comparison trains a model per size: beside the trainings
+    TaskName.REVIEW_LABELS: "train",  # trains k fold models: beside the trainings, never beside the checks
 }
 
 

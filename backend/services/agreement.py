@@ -1,0 +1,127 @@
+"""Inter-annotator agreement per entity type, from every live annotation nerloop holds (``ml.agreement``).
+
+The label state keeps every annotation of a task (several annotators: Label Studio's overlap setting). Each one is
+converted on its own, as training converts a task's latest one (``label_state.convert_labels``), and the annotators
+of each task are compared pairwise. The agreement on a type is the ceiling a model trained on those labels can be
+expected to reach on it, so it is shown beside the serving version's F1 and the target.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.db.models import Annotation, Project
+from backend.services.label_state import convert_labels
+from backend.services.projects import current_model, guide_of
+from ml.agreement import AnnotatedDoc, agreement
+
+
+def _overlapping(db: Session, project: Project) -> list[Annotation]:
+    """The live, non-skipped annotations of the tasks that hold two or more of them, by task and annotation id."""
+    live = (
+        Annotation.project_id == project.id,
+        Annotation.deleted.is_(False),
+        Annotation.was_cancelled.is_(False),
+        Annotation.ls_task_id.is_not(None),
+    )
+    shared = select(Annotation.ls_task_id).where(*live).group_by(Annotation.ls_task_id).having(func.count() > 1)
+    return list(
+        db.scalars(
+            select(Annotation)
+            .where(*live, Annotation.ls_task_id.in_(shared))
+            .order_by(Annotation.ls_task_id, Annotation.ls_annotation_id)
+        )
+    )
+
+
+def annotated_docs(db: Session, project: Project) -> tuple[list[AnnotatedDoc], int]:
+    """Per (task, annotator) of the tasks with several annotations, the annotator's latest annotation converted to
+    a doc; and how many annotations could not be converted (left out). An annotation without ``completed_by`` is
+    its own annotator (``annotation <id>``)."""
+    latest: dict[tuple[int, str], Annotation] = {}
+    for row in _overlapping(db, project):
+        who = str(row.completed_by) if row.completed_by is not None else f"annotation {row.ls_annotation_id}"
+        latest[(row.ls_task_id or 0, who)] = row  # ordered by annotation id: the later one wins
+    docs: list[AnnotatedDoc] = []
+    left_out = 0
+    for (task_id, who), row in sorted(latest.items()):
+        task = {
+            "id": task_id,
+            "data": row.task_data,
+            "annotations": [{"id": row.ls_annotation_id, "result": row.result, "was_cancelled": False}],
+        }
+        converted = convert_labels(project, [task]).docs
+        if converted:
+            docs.append(AnnotatedDoc(task_id, who, converted[0]))
+        else:
+            left_out += 1
+    return docs, left_out
+
+
+def agreement_summary(db: Session, project: Project) -> dict[str, Any]:
+    """Agreement per type beside the serving version's F1 and the target: the dashboard's panel, the API's and
+    ``nerloop agreement``'s data.
+
+    Returns:
+        A JSON-able dict: ``tasks`` (with two or more annotators), ``annotators``, ``target_f1``, ``model_version``,
+        ``per_type`` (per guide type: agreement ``f1`` exact and ``partial_f1``, its 95% bootstrap ``f1_interval``,
+        ``spans``, ``measurable``, the serving version's ``model_f1`` (None: no version or not measured) and
+        ``ceiling_below_target``: whether the annotators' measurable agreement is below the target, so the target is
+        out of reach for the type), ``micro``, ``pairs`` (per annotator pair, the same per type and micro) and
+        ``left_out`` (annotations that could not be converted).
+    """
+    guide = guide_of(project)
+    docs, left_out = annotated_docs(db, project)
+    report = agreement(docs, labels=guide.labels).to_dict()
+    serving = current_model(db, project)
+    model_types = (serving.metrics.get("per_type") or {}) if serving is not None else {}
+    target = guide.targets.f1
+    for label, row in report["per_type"].items():
+        measured = model_types.get(label) or {}
+        row["model_f1"] = measured.get("f1") if measured.get("measurable", True) else None
+        row["ceiling_below_target"] = bool(row["measurable"] and row["f1"] is not None and row["f1"] < target)
+    return {
+        "project_id": project.id,
+        "target_f1": target,
+        "model_version": project.current_version,
+        "left_out": left_out,
+        **report,
+    }
+
+
+def format_agreement(summary: dict[str, Any]) -> str:
+    """``agreement_summary`` as the table ``nerloop agreement`` prints."""
+    if not summary["tasks"]:
+        return (
+            f"project {summary['project_id']}: no task has two or more annotations yet (Label Studio's overlap "
+            "setting makes several annotators label the same tasks)"
+        )
+
+    def cells(row: dict[str, Any]) -> str:
+        if row["f1"] is None:
+            return f"{'-':>7}{'-':>9} {'':<16}{row['spans']:>6}"
+        low_high = row["f1_interval"]
+        interval = "" if low_high is None else f"[{low_high[0]:.3f}, {low_high[1]:.3f}]"
+        return f"{row['f1']:>7.3f}{row['partial_f1']:>9.3f} {interval:<16}{row['spans']:>6}"
+
+    lines = [
+        f"project {summary['project_id']}: {summary['tasks']} tasks with several annotators "
+        f"({', '.join(summary['annotators'])}); target F1 {summary['target_f1']:.2f}",
+        f"{'type':<16}{'agreeF1':>7}{'partial':>9} {'95% interval':<16}{'spans':>6}{'modelF1':>9}  ceiling",
+    ]
+    for label, row in summary["per_type"].items():
+        model = "-" if row["model_f1"] is None else f"{row['model_f1']:.3f}"
+        if not row["measurable"]:
+            verdict = "not yet measurable"
+        else:
+            verdict = "below the target: out of reach" if row["ceiling_below_target"] else "allows the target"
+        lines.append(f"{label:<16}{cells(row)}{model:>9}  {verdict}")
+    lines.append(f"{'micro':<16}{cells(summary['micro'])}")
+    for pair in summary["pairs"]:
+        lines.append(f"pair {pair['a']} / {pair['b']} ({pair['tasks']} tasks): {cells(pair['micro']).strip()}")
+    if summary["left_out"]:
+        lines.append(f"{summary['left_out']} annotation(s) could not be converted and were left out")
+    return "\n".join(lines)
