@@ -2,7 +2,9 @@
 
 Scoring is separate from selection (modAL's split): a strategy from ``uncertainty_strategies`` turns a
 ``DocUncertainty`` into a number in [0, 1], and ``select_batch`` chooses among the scores, optionally
-weighting under-performing entity types and rewarding diversity. Randomness only ever comes in as an
+weighting under-performing entity types and rewarding diversity. The measures are modAL's
+(``modAL.uncertainty``) and the diverse batch is modAL's ranked batch sampling (``modAL.batch``), through
+``ml.modal_adapter``; where nerloop does otherwise, the line says why. Randomness only ever comes in as an
 explicit ``numpy.random.Generator``.
 
 Docs with no predicted entity and no token signal give a strategy nothing to measure. They score the
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ml import modal_adapter
 from ml.errors import EmptyPoolError, UnknownStrategyError
 from ml.prediction import ScoredSpan
 
@@ -106,15 +109,19 @@ class StrategyRegistry:
 uncertainty_strategies = StrategyRegistry()
 
 
-def _binary_entropy(p: float) -> float:
-    if p <= 0.0 or p >= 1.0:
-        return 0.0
-    return min(1.0, -(p * math.log2(p) + (1.0 - p) * math.log2(1.0 - p)))
+def _rows(values: Sequence[float], *, complement: bool) -> NDArray[np.float64]:
+    # one row per decision: its probability, and with ``complement`` the rest of its yes/no distribution
+    column = np.asarray(values, dtype=np.float64)[:, None]
+    return np.hstack([column, 1.0 - column]) if complement else column
 
 
 @uncertainty_strategies.register("least_confidence.v1")
 def least_confidence(doc: DocUncertainty, *, empty: float = 0.0) -> float:
     """1 minus the lowest confidence among the doc's entities and (when given) its tokens' best tags.
+
+    Through ``modAL.uncertainty.classifier_uncertainty`` (1 - the chosen analysis' probability), one row per
+    decision holding the chosen analysis' probability alone: a greedy entity can sit below 0.5 in the beam, and
+    its uncertainty is that of the prediction made, not ``min(p, 1 - p)``.
 
     Args:
         doc: The model's output for one doc.
@@ -124,7 +131,9 @@ def least_confidence(doc: DocUncertainty, *, empty: float = 0.0) -> float:
         The uncertainty, in [0, 1].
     """
     signals = doc.span_scores + doc.token_best
-    return 1.0 - min(signals) if signals else empty
+    if not signals:
+        return empty
+    return float(modal_adapter.least_confidence(_rows(signals, complement=False)).max())
 
 
 @uncertainty_strategies.register("margin.v1")
@@ -133,6 +142,7 @@ def margin(doc: DocUncertainty, *, empty: float = 0.0) -> float:
 
     An entity is a yes/no event, so its margin is ``p - (1 - p)``; an entity at p = 0.5 is maximally
     uncertain. Token probabilities, when given, are the finer signal and replace the entity scores.
+    Each margin is ``modAL.uncertainty.classifier_margin`` of the decision's row.
 
     Args:
         doc: The model's output for one doc.
@@ -142,17 +152,20 @@ def margin(doc: DocUncertainty, *, empty: float = 0.0) -> float:
         The uncertainty, in [0, 1].
     """
     if doc.token_best:
-        return 1.0 - min(b - s for b, s in zip(doc.token_best, doc.token_second, strict=True))
-    if doc.span_scores:
-        return 1.0 - min(abs(2.0 * p - 1.0) for p in doc.span_scores)
-    return empty
+        rows = np.column_stack([np.asarray(doc.token_best), np.asarray(doc.token_second)]).astype(np.float64)
+    elif doc.span_scores:
+        rows = _rows(doc.span_scores, complement=True)
+    else:
+        return empty
+    return float(np.clip(1.0 - modal_adapter.margin(rows).min(), 0.0, 1.0))
 
 
 @uncertainty_strategies.register("entropy.v1")
 def entropy(doc: DocUncertainty, *, empty: float = 0.0) -> float:
     """The largest binary entropy ``H(p)`` (bits) over the doc's entity scores and tokens' best-tag probabilities.
 
-    For a token, ``p`` is the probability that its best tag is right (a yes/no event).
+    For a token, ``p`` is the probability that its best tag is right (a yes/no event). Each entropy is
+    ``modAL.uncertainty.classifier_entropy`` of the row ``(p, 1 - p)``, in bits.
 
     Args:
         doc: The model's output for one doc.
@@ -162,7 +175,9 @@ def entropy(doc: DocUncertainty, *, empty: float = 0.0) -> float:
         The uncertainty, in [0, 1].
     """
     signals = doc.span_scores + doc.token_best
-    return max(_binary_entropy(p) for p in signals) if signals else empty
+    if not signals:
+        return empty
+    return float(np.clip(modal_adapter.entropy_bits(_rows(signals, complement=True)).max(), 0.0, 1.0))
 
 
 def score_pool(
@@ -261,47 +276,66 @@ def select_batch(
     embeddings: Mapping[int, NDArray[np.float64]] | None = None,
     type_weights: Mapping[str, float] | None = None,
     labels_of: Mapping[int, Sequence[str]] | None = None,
-    diversity: float = 0.5,
+    diversity: float | None = None,
+    labelled: Sequence[NDArray[np.float64]] | None = None,
 ) -> list[int]:
     """Choose a batch of docs to label: the most uncertain, optionally weighted by type and spread out.
 
     Each doc's uncertainty is first multiplied by the largest ``type_weights`` entry over the labels
     predicted in it (``labels_of``; 1 for a doc without labels or with only unweighted ones). Without
-    ``embeddings`` the batch is the top ``n``. With them, docs are picked greedily, one at a time, by
-    ``(1 - diversity) * uncertainty + diversity * d``, where ``d`` is the cosine distance (in [0, 2]) to
-    the nearest doc already picked; the first pick is the most uncertain doc. This is the ranked
-    batch-mode sampling of Cardoso et al. (2017), "Ranked batch-mode active learning", Information
-    Sciences 379, as in modAL's ``modAL.batch.ranked_batch``, reimplemented because modAL's needs a
-    fitted learner, fixes the trade-off to ``|U| / (|U| + |D|)`` and cannot take an ``rng``.
+    ``embeddings`` the batch is the top ``n``. With them, docs are picked greedily, one at a time, trading
+    uncertainty against the distance to the nearest doc labelled (``labelled``) or picked before: the ranked
+    batch-mode sampling of Cardoso et al. (2017), "Ranked batch-mode active learning", Information Sciences 379.
+    With ``diversity=None`` that is ``modAL.batch.ranked_batch`` itself (``ml.modal_adapter.ranked_batch``:
+    trade-off ``|U| / (|U| + |D|)``, similarity ``1 / (1 + d)``, cold start on the most central doc). With a
+    number, the trade-off is that fixed alpha: ``(1 - alpha) * uncertainty + alpha * d`` (``d`` the cosine
+    distance, in [0, 2]); the first pick without labelled docs is the most uncertain doc.
 
     Args:
         scores: Uncertainty per doc id (for example from ``score_pool``).
         n: Batch size, at least 1; a larger ``n`` returns the whole pool, ranked.
-        rng: Breaks ties (the only source of randomness).
+        rng: Breaks ties (the only source of randomness): the pool is shuffled by it before ranking.
         embeddings: A vector per doc id (all of the same size, non-zero); enables diversity.
         type_weights: A weight per entity type (for example from ``type_weights_from_f1``).
         labels_of: The labels predicted in each doc; required with ``type_weights``.
-        diversity: The trade-off alpha in [0, 1]; 0 ranks by uncertainty alone.
+        diversity: None: modAL's adaptive trade-off; else the fixed alpha in [0, 1] (0 ranks by uncertainty alone).
+        labelled: Vectors of docs already labelled (same size as ``embeddings``); the batch keeps away from them.
 
     Returns:
         The chosen doc ids, best first.
 
     Raises:
         EmptyPoolError: ``scores`` is empty.
+        ValueError: Bad ``n``, ``diversity``, scores, weights or embeddings (the message says which).
     """
     _check_n(n)
     if not scores:
         raise EmptyPoolError("cannot select from an empty pool; score the unlabelled tasks first")
-    if not 0.0 <= diversity <= 1.0:
-        raise ValueError(f"diversity must be in [0, 1], got {diversity!r}")
+    if diversity is not None and not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be in [0, 1] or None (modAL's adaptive trade-off), got {diversity!r}")
     ids = sorted(scores)
     ids = [ids[i] for i in rng.permutation(len(ids))]  # this order breaks every tie
     weighted = np.array(_weighted(scores, ids, type_weights=type_weights, labels_of=labels_of))
     if embeddings is None:
+        # not modAL's multi_argmax: it returns the top n unordered, and the queue needs them ranked
         ranked = [int(i) for i in np.argsort(-weighted, kind="stable")[:n]]
     else:
-        ranked = _ranked_batch(weighted, _unit_rows(ids, embeddings), n=n, diversity=diversity)
+        unit = _unit_rows(ids, embeddings)
+        reference = _reference(labelled, unit.shape[1])
+        if diversity is None:
+            ranked = modal_adapter.ranked_batch(weighted, unit, n=n, labelled=reference)
+        else:  # modAL's ranked_batch fixes alpha to |U| / (|U| + |D|): a chosen alpha needs this loop
+            ranked = _ranked_batch(weighted, unit, n=n, diversity=diversity, reference=reference)
     return [ids[i] for i in ranked]
+
+
+def _reference(labelled: Sequence[NDArray[np.float64]] | None, size: int) -> NDArray[np.float64] | None:
+    if labelled is None or len(labelled) == 0:
+        return None
+    rows = _unit_rows(range(len(labelled)), dict(enumerate(labelled)))
+    if rows.shape[1] != size:
+        raise ValueError(f"labelled vectors have {rows.shape[1]} dimensions, the pool's {size}; use one model")
+    return rows
 
 
 def _check_n(n: int) -> None:
@@ -332,7 +366,8 @@ def _weighted(
     return out
 
 
-def _unit_rows(ids: Sequence[int], embeddings: Mapping[int, NDArray[np.float64]]) -> NDArray[np.float64]:
+def _unit_rows(ids: Iterable[int], embeddings: Mapping[int, NDArray[np.float64]]) -> NDArray[np.float64]:
+    ids = list(ids)
     missing = [doc_id for doc_id in ids if doc_id not in embeddings]
     if missing:
         raise ValueError(f"no embedding for doc ids {sorted(missing)[:10]}; pass one per scored doc")
@@ -348,12 +383,21 @@ def _unit_rows(ids: Sequence[int], embeddings: Mapping[int, NDArray[np.float64]]
 
 
 def _ranked_batch(
-    uncertainty: NDArray[np.float64], unit: NDArray[np.float64], *, n: int, diversity: float
+    uncertainty: NDArray[np.float64],
+    unit: NDArray[np.float64],
+    *,
+    n: int,
+    diversity: float,
+    reference: NDArray[np.float64] | None,
 ) -> list[int]:
     # np.argmax takes the first maximum, so ties go to the earlier position in the caller's shuffled order.
-    picks = [int(np.argmax(uncertainty))]
-    nearest = np.clip(1.0 - unit @ unit[picks[0]], 0.0, 2.0)
     base = (1.0 - diversity) * uncertainty
+    if reference is None:
+        picks = [int(np.argmax(uncertainty))]
+        nearest = np.clip(1.0 - unit @ unit[picks[0]], 0.0, 2.0)
+    else:
+        picks = []
+        nearest = np.clip(1.0 - unit @ reference.T, 0.0, 2.0).min(axis=1)
     while len(picks) < min(n, len(uncertainty)):
         combined = base + diversity * nearest
         combined[picks] = -np.inf

@@ -128,9 +128,9 @@ def test_uncertainty_from_spans() -> None:
 
 
 @SETTINGS
-@given(scores=pools, n=st.integers(1, 40), seed=st.integers(0, 2**32 - 1), diversity=st.floats(0.0, 1.0))
+@given(scores=pools, n=st.integers(1, 40), seed=st.integers(0, 2**32 - 1), diversity=st.none() | st.floats(0.0, 1.0))
 def test_select_batch_returns_distinct_ids_from_the_pool(
-    scores: dict[int, float], n: int, seed: int, diversity: float
+    scores: dict[int, float], n: int, seed: int, diversity: float | None
 ) -> None:
     embeddings = _embeddings(sorted(scores), seed)
     for vectors in (None, embeddings):
@@ -165,6 +165,23 @@ def test_diversity_picks_from_both_clusters() -> None:
     diverse = select_batch(scores, n=4, rng=np.random.default_rng(1), embeddings=embeddings, diversity=0.5)
     assert diverse[0] == 9  # the most uncertain doc comes first
     assert set(diverse) & set(cluster_a) and set(diverse) & set(cluster_b)
+
+
+@pytest.mark.parametrize("diversity", [None, 0.5])
+def test_labelled_docs_push_the_batch_away(diversity: float | None) -> None:
+    rng = np.random.default_rng(0)
+    near_a = [np.array([1.0, 0.0, 0.0]) + rng.normal(scale=0.01, size=3) for _ in range(12)]
+    embeddings = {i: near_a[i] for i in range(10)}
+    embeddings |= {i: np.array([0.0, 1.0, 0.0]) + rng.normal(scale=0.01, size=3) for i in range(10, 20)}
+    scores = {i: 0.80 + i * 0.001 if i < 10 else 0.75 + i * 0.001 for i in embeddings}
+    free = select_batch(scores, n=3, rng=np.random.default_rng(1), embeddings=embeddings, diversity=diversity)
+    away = select_batch(
+        scores, n=3, rng=np.random.default_rng(1), embeddings=embeddings, diversity=diversity, labelled=near_a[10:]
+    )
+    assert away[0] >= 10  # cluster A is labelled already: the batch starts in cluster B
+    assert free != away
+    with pytest.raises(ValueError, match="dimensions"):
+        select_batch(scores, n=3, rng=rng, embeddings=embeddings, labelled=[np.ones(4)])
 
 
 def test_type_weights_promote_docs_with_weak_types() -> None:
