@@ -205,7 +205,7 @@ class LabelStudioGateway:
                     "filter": "filter:tasks:predictions_model_versions",
                     "operator": "contains",
                     "type": "List",
-                    "value": model_version,
+                    "value": [model_version],  # a list: Label Studio matches any of its items as a substring
                 }
             ],
         }
