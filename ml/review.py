@@ -12,7 +12,9 @@ Kinds (the annotator's labels against the model's):
 - ``missed``: the model finds an entity where the annotator labelled nothing that overlaps it (a span left out);
   confidence: the model's score of its span.
 - ``extra``: the annotator labelled a span no predicted entity overlaps; confidence: 1 minus the beam probability
-  that the model gives any entity at exactly that span (the model is confident it is no entity).
+  that the model gives any entity at exactly that span, times the fold model's recall on the fold's labels (a model
+  that finds 95% of the labelled spans is good evidence when it finds nothing somewhere; one that finds half of
+  them is not: without the factor, a weak model's misses would fill the top of the ranking).
 - ``wrong_type``: the model has the annotator's exact span with another type; confidence: its score.
 - ``wrong_boundary``: the model's entity overlaps the annotator's span but starts or ends elsewhere (its type may
   differ too); confidence: its score (the highest of the overlapping ones).
@@ -93,6 +95,7 @@ def contradictions(
     predicted: Sequence[ScoredSpan],
     *,
     span_mass: Mapping[tuple[int, int], float] | None = None,
+    recall: float = 1.0,
     fold: int = 0,
 ) -> list[Suspect]:
     """Every disagreement between a task's labels and a held-out model's prediction, with its kind and confidence.
@@ -122,7 +125,7 @@ def contradictions(
         elif over:
             p, kind = max(over, key=lambda s: s.score), "wrong_boundary"
         else:
-            confidence = 1.0 - min(1.0, mass.get((g.start, g.end), 0.0))
+            confidence = (1.0 - min(1.0, mass.get((g.start, g.end), 0.0))) * recall
             found.append(
                 Suspect(
                     task_id, "extra", confidence, g.start, g.end, g.label, None, None, None, text[g.start : g.end], fold
@@ -283,7 +286,15 @@ def _check_fold(model: Any, docs: Sequence[Doc], task_ids: Sequence[int], fold: 
     masses: dict[int, dict[tuple[int, int], float]] = (
         dict(zip(lone, _gold_mass(model, [docs[i] for i in lone]), strict=True)) if lone else {}
     )
+    labelled = sum(len(gold) for gold in golds)
+    matched = sum(
+        len({(g.start, g.end, g.label) for g in gold} & {(p.start, p.end, p.label) for p in pred})
+        for gold, pred in zip(golds, predicted, strict=True)
+    )
+    recall = matched / labelled if labelled else 0.0
     found: list[Suspect] = []
     for i, doc in enumerate(docs):
-        found += contradictions(task_ids[i], doc.text, golds[i], predicted[i], span_mass=masses.get(i), fold=fold)
+        found += contradictions(
+            task_ids[i], doc.text, golds[i], predicted[i], span_mass=masses.get(i), recall=recall, fold=fold
+        )
     return found

@@ -190,8 +190,11 @@ def _score(sessions: sessionmaker[Session], settings: Settings, project_id: int,
     work = Path(settings.model_root).resolve() / f"project-{project_id}" / f".review-{pass_id}"
     try:
         result = cross_validate(docs, task_ids, settings=review, work_dir=work, key=key)
-    except MLError as exc:
+    except MLError as exc:  # too little to learn from: said on the pass
         return _finish(sessions, pass_id, "failed", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug: recorded on the pass, and the traceback goes to the worker log
+        _finish(sessions, pass_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     with session_scope(sessions) as db:

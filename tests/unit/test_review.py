@@ -57,6 +57,11 @@ def test_an_extra_without_any_beam_mass_is_certain() -> None:
     assert [(s.kind, s.confidence) for s in found] == [("extra", 1.0)]
 
 
+def test_an_extra_is_discounted_by_the_model_recall() -> None:
+    found = contradictions(1, TEXT, [CharSpan(11, 16, "misc")], [], span_mass={(11, 16): 0.2}, recall=0.5)
+    assert found[0].confidence == pytest.approx(0.4)  # (1 - 0.2) * 0.5: a model that finds half the labels
+
+
 def test_a_boundary_takes_the_most_confident_overlapping_prediction() -> None:
     gold = [CharSpan(0, 29, "organisation")]  # one span over two predicted ones
     found = contradictions(1, TEXT, gold, [_p(0, 10, "person", 0.6), _p(20, 29, "organisation", 0.9)])
