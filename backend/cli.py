@@ -18,6 +18,7 @@ import typer
 from annotation_guide import load_guide
 from backend import cli_quality
 from backend.adapters.compare_llm import open_endpoint
+from backend.cli_sampling import project_strategy
 from backend.services.errors import ServiceError
 from backend.settings import get_settings
 from ml import cli as ml_cli
@@ -32,6 +33,7 @@ llm_app = typer.Typer(help="The local LLM server.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(project_app, name="project")
 app.add_typer(llm_app, name="llm")
+project_app.command("strategy")(project_strategy)
 cli_quality.register(app)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from backend.adapters.jobs import CeleryJobQueue, JobQueue
 from backend.adapters.llm import LLMClient, OpenAIChatClient
 from backend.adapters.models import ModelRegistry
-from backend.api import comparison, dashboard, errors, limits, ml_backend, platform, quality
+from backend.api import comparison, dashboard, errors, limits, ml_backend, platform, quality, sampling
 from backend.db.models import ModelVersion, Project
 from backend.db.session import make_engine, session_factory
 from backend.services.llm_annotation import LLMAnnotator
@@ -78,6 +78,7 @@ def create_app(
     app.include_router(ml_backend.router)
     app.include_router(ml_backend.protected)
     app.include_router(platform.router)
+    app.include_router(sampling.router)
     app.include_router(dashboard.router)
     app.include_router(quality.router)
     app.include_router(comparison.router)
