@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("label_watermark", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("stage", sa.String(120), nullable=False),
-        sa.Column("progress", sa.Float(), nullable=False),
+        sa.Column("progress", sa.Double(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("options", sa.JSON(), nullable=False),
         sa.Column("result", sa.JSON(), nullable=True),
