@@ -79,8 +79,19 @@ class Settings(BaseSettings):
     auth_password: SecretStr | None = None
     auth_token: SecretStr | None = None
     retrain_every_n_annotations: PositiveInt = 20
-    retrain_max_steps: PositiveInt = Field(default=2000, description="CNN steps of an automatic retrain")
-    retrain_architecture: Literal["cnn", "transformer"] = "cnn"
+    retrain_max_steps: PositiveInt = Field(
+        default=2000, description="most optimizer steps of a cold automatic retrain (the CNN's budget)"
+    )
+    retrain_min_steps: PositiveInt = Field(
+        default=300, description="fewest optimizer steps of a cold retrain however few the labels (ml.training)"
+    )
+    retrain_learn_rate: float | None = Field(
+        default=None, gt=0.0, description="peak learning rate of automatic retrains (none: the architecture's)"
+    )
+    retrain_batch_size: PositiveInt | None = Field(
+        default=None, description="documents per optimizer step of automatic retrains (none: the architecture's)"
+    )
+    retrain_architecture: Literal["cnn", "transformer", "spacy-transformer", "hf-transformer"] = "cnn"
     retrain_warm_start: bool = Field(
         default=True,
         description="a retrain starts from the serving version's weights when it is compatible, for a step budget "

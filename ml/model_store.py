@@ -45,13 +45,13 @@ def load_model(path: str | Path, *, calibrated: bool = True) -> NERModel:
     architecture = meta.get("architecture")
     version = str(meta.get("version", path.name))
     model: NERModel
-    if architecture == "cnn":
+    if architecture in ("cnn", "spacy-transformer"):  # spaCy pipelines: a transition-based NER, beam confidences
         from ml.models.spacy_ner import SpacyNER
 
         model = SpacyNER.load(
             path / MODEL_DIR, version=version, beam_width=int(meta.get("settings", {}).get("beam_width", 16))
         )
-    elif architecture == "transformer":
+    elif architecture in ("hf-transformer", "transformer"):  # "transformer": versions written before issue #14
         from ml.models.hf_tagger import HFTagger
 
         model = HFTagger.load(path / MODEL_DIR, version=version)

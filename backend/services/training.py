@@ -267,6 +267,9 @@ class Trainer:
         settings = TrainSettings(
             architecture=self.settings.retrain_architecture,
             max_steps=self.settings.retrain_max_steps,
+            min_steps=min(self.settings.retrain_min_steps, self.settings.retrain_max_steps),
+            learn_rate=self.settings.retrain_learn_rate,
+            batch_size=self.settings.retrain_batch_size,
             eval_frequency=100,
             warm_start=self.settings.retrain_warm_start,
             cold_every=self.settings.retrain_cold_every,
@@ -318,7 +321,7 @@ class Trainer:
                 project,
                 version=trained.version,
                 path=str(path),
-                architecture=settings.architecture,
+                architecture=str(trained.meta["architecture"]),
                 # the labels per type it was trained on: the x of the leads' learning curves
                 metrics={**trained.meta["metrics"], "train_labels": trained.meta["data"]["train_entities_per_type"]},
                 promote=decision.promote,
@@ -347,6 +350,9 @@ class Trainer:
                 "test_micro_f1_interval": candidate.micro_f1_interval,
                 # warm or cold, why, the step budget and the new training docs (ml.training.warm_start)
                 "initialisation": trained.meta["initialisation"],
+                # what looks wrong with the model (ml.training.train.training_warnings): a model that predicts
+                # almost nothing on dev
+                "warnings": list(trained.warnings),
             }
         return RunOutcome(run.status, trained.version, decision)
 

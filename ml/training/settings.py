@@ -1,12 +1,46 @@
-"""Training settings: one validated model, stored in every model's meta."""
+"""Training settings: one validated model, stored in every model's meta.
+
+Budgets are optimizer steps for every architecture (``step_budget``): a step count that scales with the data
+(``epochs`` passes of ``batch_size`` documents), never fewer than ``min_steps`` however small the data and never more
+than ``max_steps``. Counted in epochs alone, 100 sentences at 3 epochs of 16 gave a transformer 21 steps and a model
+that predicted nothing (issue #14).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Architecture = Literal["cnn", "transformer"]
+# ``transformer`` names whichever transformer pipeline is the default (DEFAULT_TRANSFORMER): the one that scored
+# better in bench/train_conll.py (README, "Models"). The other two are the concrete pipelines:
+#   spacy-transformer: spacy-transformers' ``transformer`` component (MiniLM) and spaCy's transition-based NER on
+#       it, trained by spaCy's own loop; entity confidences from the beam, like the CNN's;
+#   hf-transformer: a Hugging Face token classifier (BIO tags) fine-tuned by a plain PyTorch loop.
+Architecture = Literal["cnn", "transformer", "spacy-transformer", "hf-transformer"]
+ConcreteArchitecture = Literal["cnn", "spacy-transformer", "hf-transformer"]
+ARCHITECTURES: tuple[str, ...] = ("cnn", "transformer", "spacy-transformer", "hf-transformer")
+DEFAULT_TRANSFORMER: ConcreteArchitecture = "spacy-transformer"
+# spaCy pipelines (a ``ner`` component decoded with the beam; ``spacy.load`` reads them)
+SPACY_ARCHITECTURES = ("cnn", "spacy-transformer")
+
+
+def concrete_architecture(name: str) -> ConcreteArchitecture:
+    """The pipeline an architecture name trains: ``transformer`` is ``DEFAULT_TRANSFORMER``.
+
+    Raises:
+        ValueError: An unknown name.
+    """
+    concrete: dict[str, ConcreteArchitecture] = {
+        "transformer": DEFAULT_TRANSFORMER,
+        "cnn": "cnn",
+        "spacy-transformer": "spacy-transformer",
+        "hf-transformer": "hf-transformer",
+    }
+    if name in concrete:
+        return concrete[name]
+    raise ValueError(f"unknown architecture {name!r}; one of {', '.join(ARCHITECTURES)}")
 
 
 class TrainSettings(BaseModel):
@@ -25,14 +59,35 @@ class TrainSettings(BaseModel):
     embed_rows: tuple[int, int, int, int] | None = Field(
         default=None, description="CNN: hash rows for NORM, PREFIX, SUFFIX, SHAPE (None: 10000,2500,5000,2500)"
     )
-    max_steps: int = Field(default=6000, ge=1)
-    patience: int = Field(default=1600, ge=0)
+    max_steps: int = Field(default=6000, ge=1, description="the most optimizer steps of a cold start")
+    min_steps: int = Field(
+        default=300,
+        ge=1,
+        description="the fewest optimizer steps however small the data (at most max_steps); early stopping "
+        "(patience) never ends a training before it",
+    )
+    patience: int = Field(default=1600, ge=0, description="stop after this many steps without a better dev F1")
     eval_frequency: int = Field(default=200, ge=1)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    learn_rate: float | None = Field(default=None, gt=0.0)
-    epochs: int = Field(default=3, ge=1, description="transformer: passes over the training data")
-    batch_size: int = Field(default=16, ge=1, description="transformer: sentences per step")
-    beam_width: int = Field(default=16, ge=2, description="CNN: beam width that gives entity probabilities")
+    learn_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="peak learning rate (None: the architecture's: CNN 0.001 (spaCy's Adam), spacy-transformer "
+        "5e-5 warm-up then linear decay (spaCy's transformer recipe), hf-transformer 1e-4)",
+    )
+    epochs: float = Field(
+        default=3.0,
+        gt=0.0,
+        description="transformers: passes over the training data that set the step budget, within min_steps and "
+        "max_steps (the CNN trains max_steps steps with patience, spaCy's recipe)",
+    )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="documents per optimizer step (None: the architecture's: CNN spaCy's compounding 100-1000 words, "
+        "transformers 16)",
+    )
+    beam_width: int = Field(default=16, ge=2, description="spaCy NER: beam width that gives entity probabilities")
     seed: int = 0
     warm_start: bool = Field(
         default=True, description="start from the serving version's weights when one is given and compatible"
@@ -54,3 +109,41 @@ class TrainSettings(BaseModel):
             names = ", ".join(shaped)
             raise ValueError(f"{names} cannot be set with init_tok2vec_from: the sourced tok2vec has its own")
         return self
+
+    @property
+    def concrete(self) -> ConcreteArchitecture:
+        """The pipeline this trains (``transformer`` resolved)."""
+        return concrete_architecture(self.architecture)
+
+    @property
+    def docs_per_step(self) -> int:
+        """Documents per optimizer step of the transformers (``batch_size`` or 16)."""
+        return self.batch_size or TRANSFORMER_BATCH_SIZE
+
+
+TRANSFORMER_BATCH_SIZE = 16
+
+
+def step_budget(settings: TrainSettings, n_train_docs: int) -> int:
+    """The optimizer steps of a cold start on ``n_train_docs`` documents.
+
+    CNN: ``max_steps`` (spaCy's recipe: a step budget with early stopping, batches by words). Transformers:
+    ``epochs`` passes of ``docs_per_step`` documents, at least ``min_steps`` and at most ``max_steps``.
+
+    Args:
+        settings: The training settings.
+        n_train_docs: Training documents (a transformer's windows are about one per sentence).
+
+    Returns:
+        The step budget, in ``[min(min_steps, max_steps), max_steps]``.
+    """
+    if settings.concrete == "cnn":
+        return settings.max_steps
+    passes = math.ceil(settings.epochs * max(1, n_train_docs) / settings.docs_per_step)
+    return min(settings.max_steps, max(settings.min_steps, passes))
+
+
+def eval_interval(settings: TrainSettings, budget: int) -> int:
+    """Steps between dev evaluations: ``eval_frequency``, at most a fifth of the budget (so the last stretch is
+    evaluated and a checkpoint is chosen among at least five)."""
+    return max(1, min(settings.eval_frequency, budget // 5))

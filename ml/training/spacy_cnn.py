@@ -1,4 +1,5 @@
-"""Train the spaCy CNN pipeline (tok2vec + transition-based NER) with spaCy's own training loop."""
+"""Train spaCy pipelines with spaCy's own training loop: the CNN (tok2vec + transition-based NER) here, and the
+shared loop, logger and warm resume that ``ml.training.spacy_transformer`` uses too."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from spacy.training.loop import train as spacy_train
 
 from ml.errors import TrainingError
 from ml.training.progress import Progress, ProgressCallback, eta
-from ml.training.settings import TrainSettings
+from ml.training.settings import TrainSettings, eval_interval
 
 log = logging.getLogger(__name__)
 _CALLBACK: ContextVar[tuple[ProgressCallback, int] | None] = ContextVar("nerloop_progress", default=None)
@@ -77,23 +78,36 @@ def _reporting(callback: ProgressCallback, max_steps: int) -> Iterator[None]:
         _CALLBACK.reset(token)
 
 
-def build_config(settings: TrainSettings, *, train_path: Path, dev_path: Path) -> Config:
-    """The spaCy training config: spaCy's own efficiency CNN for NER, with nerloop's choices on top."""
-    config = init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False)
+def set_training(config: Config, settings: TrainSettings, *, train_path: Path, dev_path: Path, budget: int) -> None:
+    """nerloop's part of any spaCy training config: the data, the seed, the step budget, early stopping that never
+    ends before ``min_steps``, evaluation often enough that the last stretch counts (spaCy keeps the best
+    *evaluated* step), the dropout, the batch size when set (documents per step) and the progress logger."""
     config["paths"]["train"] = str(train_path)
     config["paths"]["dev"] = str(dev_path)
     config["system"]["seed"] = settings.seed
     training = config["training"]
     training.update(
-        max_steps=settings.max_steps,
-        patience=settings.patience,
-        # spaCy keeps the best *evaluated* step: evaluate often enough that the last stretch counts.
-        eval_frequency=min(settings.eval_frequency, max(1, settings.max_steps // 5)),
+        max_steps=budget,
+        max_epochs=0,
+        patience=max(settings.patience, settings.min_steps) if settings.patience else 0,
+        eval_frequency=eval_interval(settings, budget),
         dropout=settings.dropout,
     )
     training["logger"] = {"@loggers": LOGGER_NAME}
+    if settings.batch_size is not None:
+        training["batcher"] = {
+            "@batchers": "spacy.batch_by_sequence.v1",
+            "size": settings.batch_size,
+            "get_length": None,
+        }
+
+
+def build_config(settings: TrainSettings, *, train_path: Path, dev_path: Path) -> Config:
+    """The spaCy training config: spaCy's own efficiency CNN for NER, with nerloop's choices on top."""
+    config = init_config(lang="en", pipeline=["ner"], optimize="efficiency", gpu=False)
+    set_training(config, settings, train_path=train_path, dev_path=dev_path, budget=settings.max_steps)
     if settings.learn_rate is not None:
-        training["optimizer"]["learn_rate"] = settings.learn_rate
+        config["training"]["optimizer"]["learn_rate"] = settings.learn_rate
     tok2vec = config["components"]["tok2vec"]["model"]
     if settings.width is not None:
         tok2vec["embed"]["width"] = tok2vec["encode"]["width"] = settings.width
@@ -166,8 +180,25 @@ def train_cnn(
         The path of the best pipeline.
     """
     config = build_config(settings, train_path=train_path, dev_path=dev_path)
+    return train_pipeline(config, output_dir=output_dir, on_progress=on_progress, warm_from=warm_from, labels=labels)
+
+
+def train_pipeline(
+    config: Config,
+    *,
+    output_dir: Path,
+    on_progress: ProgressCallback,
+    warm_from: Path | None = None,
+    labels: Sequence[str] = (),
+) -> Path:
+    """Train a spaCy pipeline with spaCy's own loop (``spacy.training.loop.train``) from ``config`` (fresh weights
+    from ``nlp.initialize``, or ``warm_from``'s); return the directory of the best pipeline (on dev F1).
+
+    Raises:
+        TrainingError: The warm source cannot be loaded, or spaCy wrote no model.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
-    with _reporting(on_progress, settings.max_steps):
+    with _reporting(on_progress, int(config["training"]["max_steps"])):
         nlp = init_nlp(config, use_gpu=-1) if warm_from is None else _resume(warm_from, config, labels)
         spacy_train(nlp, output_dir, use_gpu=-1, stdout=io.StringIO(), stderr=io.StringIO())
     best = output_dir / "model-best"

@@ -24,23 +24,28 @@ from ml.converters.export import to_docbin
 from ml.errors import TrainingError
 from ml.evaluation import EvaluationReport, evaluate
 from ml.model_store import META_FILE, MODEL_DIR, load_model
-from ml.training.progress import Progress, ProgressCallback, ignore_progress
-from ml.training.settings import TrainSettings
+from ml.prediction import NERModel, ScoredSpan
+from ml.training.progress import PREDICT_WORDS_PER_S, JobProgress, ProgressCallback, ignore_progress
+from ml.training.settings import SPACY_ARCHITECTURES, TrainSettings
 from ml.training.warm_start import Initialisation, plan_initialisation, write_digests
 
 log = logging.getLogger(__name__)
+# a model that predicts fewer spans on dev than this share of the gold ones is flagged (``training_warnings``)
+MIN_PREDICTED_SHARE = 0.1
 
 
 @dataclass(frozen=True)
 class TrainedModel:
     """A finished training: where the version lives, its meta, its dev evaluation (the documents that selected its
-    checkpoint and fitted its calibration) and its test evaluation (None: no test documents were given)."""
+    checkpoint and fitted its calibration), its test evaluation (None: no test documents were given) and what looks
+    wrong with it (``training_warnings``; also ``meta["warnings"]``)."""
 
     path: Path
     version: str
     meta: dict[str, Any]
     dev_report: EvaluationReport
     test_report: EvaluationReport | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def report(self) -> EvaluationReport:
@@ -68,8 +73,8 @@ def _check(train_docs: Sequence[Doc], guide: Guide) -> None:
         raise TrainingError(f"labels {sorted(unknown)} are not in the guide {guide.project!r}")
 
 
-def _new_version(settings: TrainSettings, data_fp: str) -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{settings.architecture}-{data_fp[:8]}"
+def _new_version(architecture: str, data_fp: str) -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{architecture}-{data_fp[:8]}"
 
 
 def train(
@@ -117,18 +122,21 @@ def train(
     started_at = datetime.now(UTC)
     clock = time.monotonic()
     train_fp, dev_fp = fingerprint(train_docs), fingerprint(dev_docs)
-    version = _new_version(settings, train_fp)
+    architecture = settings.concrete
+    version = _new_version(architecture, train_fp)
     init = plan_initialisation(settings, source=warm_from, train_docs=train_docs, labels=guide.labels)
     log.info("%s %s start: %s", version, init.mode, init.reason)
+    words = sum(len(d) for d in dev_docs) * (2 if calibrate else 1) + sum(len(d) for d in test_docs or ())
+    job = JobProgress(on_progress, after_words=words, words_per_s=PREDICT_WORDS_PER_S[architecture])
     with tempfile.TemporaryDirectory(dir=root, prefix=".training-") as scratch:
         work = Path(scratch)
-        best = _run(settings, init, (train_docs, dev_docs), guide, work, on_progress, source=warm_from)
+        best = _run(settings, init, (train_docs, dev_docs), guide, work, job.train, source=warm_from)
         staged = work / "version"
         shutil.copytree(best, staged / MODEL_DIR)
         write_digests(staged, train_docs)
         meta: dict[str, Any] = {
             "version": version,
-            "architecture": settings.architecture,
+            "architecture": architecture,
             "labels": guide.labels,
             "guide": {"project": guide.project, "sha256": guide.sha256, "target_f1": guide.targets.f1},
             "data": {
@@ -145,27 +153,85 @@ def train(
             "started_at": started_at.isoformat(),
         }
         (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        on_progress(Progress("calibrate", 1.0, time.monotonic() - clock, None))
-        calibrator = fit_on_gold(load_model(staged, calibrated=False), dev_docs) if calibrate else PlattCalibrator()
+        if calibrate:
+            job.begin("calibrate")
+            calibrator = fit_on_gold(_Reporting(load_model(staged, calibrated=False), job), dev_docs)
+        else:
+            calibrator = PlattCalibrator()
         meta["calibration"] = calibrator.to_dict()
         (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        on_progress(Progress("evaluate", 1.0, time.monotonic() - clock, None))
-        model = load_model(staged)
+        job.begin("evaluate")
+        model = _Reporting(load_model(staged), job)
         report = evaluate(model, dev_docs, labels=guide.labels, target_f1=guide.targets.f1)
         test = (
             None if test_docs is None else evaluate(model, test_docs, labels=guide.labels, target_f1=guide.targets.f1)
         )
         shown = test if test is not None else report
+        warnings = training_warnings(report)
+        for warning in warnings:
+            log.warning("%s: %s", version, warning)
         meta["data"]["test_docs"] = None if test_docs is None else len(test_docs)
         meta.update(
             metrics={**shown.to_dict(), "evaluated_on": "dev" if test is None else "test"},
             dev_metrics=report.to_dict(),
+            warnings=list(warnings),
             finished_at=datetime.now(UTC).isoformat(),
             training_seconds=round(time.monotonic() - clock, 1),
         )
         (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         staged.rename(root / version)
-    return TrainedModel(root / version, version, meta, report, test)
+    return TrainedModel(root / version, version, meta, report, test, tuple(warnings))
+
+
+def training_warnings(dev_report: EvaluationReport) -> list[str]:
+    """What is wrong with a trained model, read from its dev evaluation: for now, that it predicts almost nothing
+    (fewer spans than ``MIN_PREDICTED_SHARE`` of the gold ones), the sign of too short a training for the data.
+
+    Returns:
+        One sentence per problem (empty: none found).
+    """
+    gold = sum(s.support for s in dev_report.per_type.values())
+    predicted = sum(s.predicted for s in dev_report.per_type.values())
+    if gold and predicted < MIN_PREDICTED_SHARE * gold:
+        return [
+            f"the model predicts almost nothing on dev: {predicted} spans for {gold} gold ones (dev micro F1 "
+            f"{dev_report.micro.f1:.3f}); train for more steps (min_steps, epochs), with a higher learn_rate, or "
+            "label more"
+        ]
+    return []
+
+
+class _Reporting:
+    """A model whose predictions report their progress to a ``JobProgress``, ``_CHUNK`` docs at a time."""
+
+    _CHUNK = 128
+
+    def __init__(self, inner: NERModel, job: JobProgress) -> None:
+        self.inner = inner
+        self.job = job
+
+    @property
+    def version(self) -> str:
+        """The inner model's version."""
+        return self.inner.version
+
+    @property
+    def labels(self) -> list[str]:
+        """The inner model's labels."""
+        return self.inner.labels
+
+    def make_doc(self, text: str) -> Doc:
+        """Tokenise like the inner model."""
+        return self.inner.make_doc(text)
+
+    def predict(self, docs: Sequence[Doc], *, batch_size: int = 256) -> list[list[ScoredSpan]]:
+        """The inner model's predictions, reported chunk by chunk."""
+        out: list[list[ScoredSpan]] = []
+        for begin in range(0, len(docs), self._CHUNK):
+            part = docs[begin : begin + self._CHUNK]
+            out.extend(self.inner.predict(part, batch_size=batch_size))
+            self.job.predicted(sum(len(d) for d in part))
+        return out
 
 
 def _run(
@@ -181,19 +247,34 @@ def _run(
     train_docs, dev_docs = data
     start = Path(source) / MODEL_DIR if init.mode == "warm" and source is not None else None
     budgeted = settings.model_copy(update={"max_steps": init.max_steps})
-    if settings.architecture == "cnn":
-        from ml.training.spacy_cnn import train_cnn
-
+    architecture = settings.concrete
+    if architecture in SPACY_ARCHITECTURES:
         to_docbin(train_docs, work / "train.spacy")
         to_docbin(dev_docs, work / "dev.spacy")
-        return train_cnn(
-            budgeted,
+        types = sorted({e.label_ for d in train_docs for e in d.ents})
+        if architecture == "cnn":
+            from ml.training.spacy_cnn import train_cnn
+
+            return train_cnn(
+                budgeted,
+                train_path=work / "train.spacy",
+                dev_path=work / "dev.spacy",
+                output_dir=work / "out",
+                on_progress=on_progress,
+                warm_from=start,
+                labels=types,
+            )
+        from ml.training.spacy_transformer import train_spacy_transformer
+
+        return train_spacy_transformer(
+            settings,
             train_path=work / "train.spacy",
             dev_path=work / "dev.spacy",
             output_dir=work / "out",
             on_progress=on_progress,
+            budget=init.max_steps,
             warm_from=start,
-            labels=sorted({e.label_ for d in train_docs for e in d.ents}),
+            labels=types,
         )
     from ml.training.transformer import train_transformer
 
@@ -205,5 +286,5 @@ def _run(
         output_dir=work / "out",
         on_progress=on_progress,
         warm_from=start,
-        max_steps=init.max_steps if start is not None else None,
+        max_steps=init.max_steps,
     )

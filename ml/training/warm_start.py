@@ -37,12 +37,21 @@ from spacy.tokens import Doc
 
 from ml.errors import ModelError
 from ml.model_store import TRAIN_DOCS_FILE, read_meta
-from ml.training.settings import TrainSettings
+from ml.training.settings import TrainSettings, step_budget
 
 log = logging.getLogger(__name__)
 
 # settings that decide the shape of the weights: a version trained with other values cannot be resumed
-SHAPE_SETTINGS = ("architecture", "init_tok2vec_from", "vectors", "transformer", "width", "depth", "embed_rows")
+SHAPE_SETTINGS = ("init_tok2vec_from", "vectors", "transformer", "width", "depth", "embed_rows")
+# what a version's ``meta["architecture"]`` says, as the pipeline it is: "transformer" in a version written before
+# the spaCy transformer pipeline existed meant the Hugging Face token classifier
+STORED_ARCHITECTURES = {"transformer": "hf-transformer"}
+
+
+def stored_architecture(meta: dict[str, Any]) -> str:
+    """The concrete architecture of a stored version (its meta's, legacy names resolved)."""
+    name = str(meta.get("architecture"))
+    return STORED_ARCHITECTURES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ class Initialisation:
     Attributes:
         mode: ``"warm"`` (the source version's weights) or ``"cold"`` (fresh weights).
         reason: Why, in one sentence (logged and stored in the version's meta).
-        max_steps: The step budget of this training (CNN: spaCy updates; transformer: optimizer steps).
+        max_steps: The step budget of this training, in optimizer steps (cold: ``step_budget``).
         source_version: The version the weights come from (warm), or the serving version a cold start ignored.
         new_docs: Training docs the source version was not trained on (``None``: no source).
         warm_chain: Warm starts in a row up to and including this one (0 for a cold start).
@@ -109,19 +118,20 @@ def plan_initialisation(
     Returns:
         The plan; a cold one says why in ``reason``.
     """
+    cold = step_budget(settings, len(train_docs))
     if source is None:
-        return Initialisation("cold", "no serving version to start from", settings.max_steps)
+        return Initialisation("cold", "no serving version to start from", cold)
     if not settings.warm_start:
-        return Initialisation("cold", "warm starts are off (warm_start=False)", settings.max_steps)
+        return Initialisation("cold", "warm starts are off (warm_start=False)", cold)
     try:
         meta = read_meta(source)
     except ModelError as exc:
-        return Initialisation("cold", f"the serving version cannot be read ({exc})", settings.max_steps)
+        return Initialisation("cold", f"the serving version cannot be read ({exc})", cold)
     version = str(meta.get("version", Path(source).name))
     new_docs = _new_docs(Path(source), meta, train_docs)
     refusal = _refusal(settings, meta, labels)
     if refusal is not None:
-        return Initialisation("cold", refusal, settings.max_steps, version, new_docs)
+        return Initialisation("cold", refusal, cold, version, new_docs)
     budget = warm_budget(settings, new_docs)
     head = set(meta.get("data", {}).get("train_entities_per_type") or meta.get("labels", []))
     added = tuple(sorted({e.label_ for d in train_docs for e in d.ents} - head))
@@ -136,6 +146,10 @@ def _refusal(settings: TrainSettings, meta: dict[str, Any], labels: Sequence[str
     """Why the serving version cannot be resumed (``None``: it can)."""
     theirs = meta.get("settings", {})
     ours = settings.model_dump(mode="json")
+    if stored_architecture(meta) != settings.concrete:
+        return (
+            f"the serving version has architecture={stored_architecture(meta)!r}, this training {settings.concrete!r}"
+        )
     for name in SHAPE_SETTINGS:
         if theirs.get(name) != ours[name]:
             return f"the serving version has {name}={theirs.get(name)!r}, this training {ours[name]!r}"
@@ -144,7 +158,7 @@ def _refusal(settings: TrainSettings, meta: dict[str, Any], labels: Sequence[str
     dropped = sorted(set(meta.get("labels", [])) - set(labels))
     if dropped:
         return f"the guide no longer has the serving version's types {', '.join(dropped)}"
-    if settings.architecture == "transformer" and list(meta.get("labels", [])) != list(labels):
+    if settings.concrete == "hf-transformer" and list(meta.get("labels", [])) != list(labels):
         return "the guide's types changed and a transformer's head has a fixed label set"
     chain = int(meta.get("initialisation", {}).get("warm_chain", 0))
     if settings.cold_every and chain + 1 >= settings.cold_every:

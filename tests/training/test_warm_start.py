@@ -110,7 +110,13 @@ def test_a_serving_version_with_other_types_gives_a_cold_start_and_says_why(
     ("changes", "settings", "reason"),
     [
         ({}, TrainSettings(width=64), "the serving version has width=None, this training 64"),
-        ({"architecture": "transformer"}, TrainSettings(), "the serving version has architecture='transformer'"),
+        # "transformer" in a version written before issue #14 is the Hugging Face token classifier
+        ({"architecture": "transformer"}, TrainSettings(), "the serving version has architecture='hf-transformer'"),
+        (
+            {"architecture": "spacy-transformer"},
+            TrainSettings(),
+            "the serving version has architecture='spacy-transformer', this training 'cnn'",
+        ),
         ({"spacy_version": "3.7.5"}, TrainSettings(), "trained with spaCy 3.7.5"),
         ({"initialisation": {"warm_chain": 4}}, TrainSettings(cold_every=5), "drift guard: every 5th retrain"),
         ({}, TrainSettings(warm_start=False), "warm starts are off"),
@@ -166,7 +172,7 @@ def test_a_transformer_resumes_its_serving_version_for_the_warm_budget(
     conll: tuple[list[Doc], list[Doc]], conll_guide: Guide, tmp_path: Path
 ) -> None:
     train_docs, dev_docs = conll
-    settings = TrainSettings(architecture="transformer", epochs=2, batch_size=16, warm_min_steps=2)
+    settings = TrainSettings(architecture="hf-transformer", epochs=2, batch_size=16, min_steps=1, warm_min_steps=2)
     serving = train(train_docs[:48], dev_docs[:30], conll_guide, settings=settings, output_root=tmp_path)
     assert serving.meta["initialisation"]["mode"] == "cold"
     seen: list[Progress] = []
@@ -181,6 +187,5 @@ def test_a_transformer_resumes_its_serving_version_for_the_warm_budget(
     )
     init = trained.meta["initialisation"]
     assert init["mode"] == "warm" and init["max_steps"] == 5  # 48 new docs x 0.05, rounded up to 5; cold: 12
-    assert [p.step for p in seen if p.stage == "train"] == [5]
-    assert [p.step for p in seen if p.stage == "evaluate" and p.dev_f1 is not None] == [5]
+    assert [p.step for p in seen if p.stage == "train" and p.dev_f1 is not None] == [1, 2, 3, 4, 5]
     assert sorted(load_model(trained.path).labels) == sorted(conll_guide.labels)
