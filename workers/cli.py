@@ -139,11 +139,14 @@ def _follow(sessions: sessionmaker[Session], run_id: int) -> None:
                 line += f" ETA {run.eta_s:.0f}s"
             done = run.status in training.FINAL
             detail = run.error or run.details.get("decision", "")
+            warnings = list((run.details or {}).get("warnings") or [])
         if line != last:
             typer.echo(line, err=True)
             last = line
         if done:
             typer.echo(f"{line} {detail}")
+            for warning in warnings:  # e.g. a model that predicts almost nothing on dev
+                typer.echo(f"warning: {warning}", err=True)
             raise typer.Exit(0 if run.status == "succeeded" else 1)
         time.sleep(2)
 
@@ -171,6 +174,8 @@ def runs(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> N
             details = run.details or {}
             if details.get("decision"):
                 typer.echo(f"      gate: {details['decision']}")
+            for warning in details.get("warnings") or []:
+                typer.echo(f"      warning: {warning}")
             for label, c in (details.get("gate") or {}).items():  # the per-type comparison on the test half
                 interval = "" if c["interval"] is None else f" [{c['interval'][0]:+.3f}, {c['interval'][1]:+.3f}]"
                 typer.echo(
