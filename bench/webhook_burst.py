@@ -6,11 +6,14 @@ jobs just queue; database 12 is emptied before and after), then sends ``--events
 ``ANNOTATION_CREATED`` webhooks (CoNLL training sentences with their gold entities) from ``--clients`` threads,
 each holding one keep-alive connection as an HTTP client does. With ``--load-training`` a real spaCy training
 (``bench/train_conll.py``, CNN) runs in a subprocess for the whole burst, as when a retrain runs next to the
-backend. Reports events/s, p50/p95/p99/max latency, errors by kind (HTTP status, connection closed without a
-reply, timeout) with, for each closed connection, whether it had been reused, how long it had been idle and what
-its previous reply was, and whether every event was stored exactly once (``annotation_event`` rows).
+backend, at the niceness a train worker runs at (``--training-nice``, ``workers.cli.TRAIN_NICE``; 0 to measure
+the training at the backend's priority). Reports events/s, p50/p95/p99/max latency, errors by kind (HTTP status,
+connection closed without a reply, timeout) with, for each closed connection, whether it had been reused, how long
+it had been idle and what its previous reply was, and whether every event was stored exactly once
+(``annotation_event`` rows).
 
-    .venv/bin/python bench/webhook_burst.py [--events 10000] [--clients 40] [--load-training] [--deadline 900]
+    .venv/bin/python bench/webhook_burst.py [--events 10000] [--clients 40] [--load-training [--training-nice 10]]
+                                            [--deadline 900]
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from project_size import (
 from annotation_guide import load_guide
 from backend.db.session import make_engine, session_factory, session_scope
 from backend.services.projects import register_project
+from workers.cli import TRAIN_NICE
 
 CLOSED = "closed without reply"
 
@@ -162,10 +166,14 @@ def stored(database_url: str) -> dict[str, int]:
     return {"rows": rows, "distinct": distinct, "annotations": annotations[0] if annotations else 0, "ids": ids}
 
 
-def start_training(log: Path, models: Path, data: Path) -> subprocess.Popen[bytes]:
-    """A real CNN training on CoNLL (bench/train_conll.py), long enough to outlast the burst; returns once it
-    has taken its first steps."""
+def start_training(log: Path, models: Path, data: Path, *, nice: int) -> subprocess.Popen[bytes]:
+    """A real CNN training on CoNLL (bench/train_conll.py), long enough to outlast the burst, at CPU niceness
+    ``nice`` (a ``nerloop worker --queues train`` runs at ``workers.cli.TRAIN_NICE``); returns once it has taken
+    its first steps."""
     command = [
+        "nice",
+        "-n",
+        str(nice),
         sys.executable,
         str(ROOT / "bench" / "train_conll.py"),
         "--pipelines",
@@ -236,6 +244,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds a client waits for one reply")
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds after which no event is sent")
     parser.add_argument("--load-training", action="store_true", help="run a spaCy training during the burst")
+    parser.add_argument(
+        "--training-nice",
+        type=int,
+        default=TRAIN_NICE,
+        help=f"CPU niceness of the training load (default {TRAIN_NICE}, as the train worker runs; 0: as before)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database and the server log")
     args = parser.parse_args()
     guide = load_guide(GUIDE)
@@ -256,8 +270,8 @@ def main() -> None:
             register_project(db, ls_project_id=1, guide=guide)
         engine.dispose()
         if args.load_training:
-            print("starting the training load ...", flush=True)
-            training = start_training(scratch / "training.log", scratch / "models", args.data)
+            print(f"starting the training load (niceness {args.training_nice}) ...", flush=True)
+            training = start_training(scratch / "training.log", scratch / "models", args.data, nice=args.training_nice)
         load = os.getloadavg()
         with (
             fake_llm() as llm_url,

@@ -32,6 +32,11 @@ app.add_typer(model_app, name="model")
 project_app.command("compare")(project_compare)
 
 
+# A training is batch work beside interactive routes: Label Studio gives a webhook 1 s, and a training takes every
+# core it is given. Linux's CFS gives a process at niceness 10 about a tenth of a busy core's time against one at
+# 0, so a training on the same host slows down only while the backend is busy (bench/RESULTS.md, webhook burst).
+TRAIN_NICE = 10
+
 _POOLS_HELP = ", ".join(f"--queues {q} --concurrency {n}" for q, n in POOLS)
 
 
@@ -49,7 +54,19 @@ def worker(
         str | None, typer.Option(help="Celery node name (default: <queues>@<host name>); unique per worker.")
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+    nice: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=19,
+            help=f"CPU niceness added to this worker's processes (default: {TRAIN_NICE} for a worker serving only "
+            "`train`, so that a training yields the CPU to the backend's webhooks and /predict on a shared host; "
+            "0 else).",
+        ),
+    ] = None,
 ) -> None:
+    import os
+
     from backend.db.session import upgrade
     from workers.celery_app import make_celery
 
@@ -57,6 +74,7 @@ def worker(
     unknown = sorted(set(names) - set(QUEUES))
     if unknown or not names:
         raise ml_cli.fail(f"unknown queue(s) {', '.join(unknown) or queues!r}; choose from {', '.join(QUEUES)}")
+    os.nice(nice if nice is not None else (TRAIN_NICE if names == ["train"] else 0))  # inherited by the pool
     settings = get_settings()
     upgrade(settings.database_url)
     _sweep_once(settings)
