@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy import select
 
@@ -40,6 +41,7 @@ def create_app(
             pool_timeout_s=settings.db_pool_timeout_s,
         )
         app.state.settings = settings
+        app.state.webhook_limiter = anyio.CapacityLimiter(settings.webhook_concurrency)
         app.state.sessions = session_factory(engine)
         registry = ModelRegistry()
         client = llm_client or OpenAIChatClient(settings.llm)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Body, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -165,7 +168,8 @@ def _plan(db: Session, body: PredictRequest, predictor: Predictor) -> Plan:
 
 
 @protected.post("/webhook")
-def webhook(
+async def webhook(
+    request: Request,
     db: DbSession,
     jobs: JobsDep,
     predictor: PredictorDep,
@@ -176,7 +180,18 @@ def webhook(
 
     Retrain checks are coalesced: while one is pending for the project, the event is covered by it
     (``"coalesced": true``). A label change also moves the LLM pre-annotation window along the queue.
+
+    At most ``NER_WEBHOOK_CONCURRENCY`` webhooks are applied at once, each in a worker thread; the others wait
+    on the event loop, holding no thread, so a burst leaves the threads of ``/predict`` and the platform API
+    alone, and the few threads at work do not convoy on the interpreter lock and the project's row lock.
     """
+    limiter: anyio.CapacityLimiter = request.app.state.webhook_limiter
+    return await anyio.to_thread.run_sync(
+        functools.partial(_webhook, db, jobs, predictor, settings, body), limiter=limiter
+    )
+
+
+def _webhook(db: Session, jobs: JobQueue, predictor: Predictor, settings: Settings, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInputError("webhook body must be a JSON object")
     ingested = events.ingest(db, body, max_text_chars=settings.max_text_chars)
