@@ -217,10 +217,6 @@ def test_nerloop_services_run_existing_commands(
 ) -> None:
     cmd = command(services[name])
     assert cmd[0] == "nerloop", cmd
-    if cmd[1] == "worker" and "worker" not in nerloop_commands:
-        # `nerloop worker` (the Celery workers) is being added in parallel. A skip, not an xfail: the check turns on
-        # by itself once the command exists.
-        pytest.skip("`nerloop worker` does not exist yet")
     assert cmd[1] in nerloop_commands, f"{name} runs `nerloop {cmd[1]}`, which `nerloop --help` does not list"
 
 
@@ -234,8 +230,6 @@ def test_nerloop_services_pass_existing_options(name: str, services: dict[str, d
     assert isinstance(commands, dict), group
     cmd = command(services[name])
     subcommand = commands.get(cmd[1])
-    if subcommand is None and cmd[1] == "worker":
-        pytest.skip("`nerloop worker` does not exist yet")  # as in test_nerloop_services_run_existing_commands
     assert subcommand is not None, f"{name} runs `nerloop {cmd[1]}`, which does not exist"
     params = {opt: param for param in subcommand.params for opt in param.opts}
     for i, token in enumerate(cmd[2:], start=2):
