@@ -23,6 +23,7 @@ emptied; one seeded part way, by a run that was stopped, is seeded on to N) and 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import http.server
 import json
@@ -304,37 +305,37 @@ def _copy(url: str, base: int, size: int, *, text_field: str) -> None:
         copies = (size - 1) // base  # copy k = 1 .. copies; the last one partial
         for k in range(1, copies + 1):
             n = min(base, size - k * base)
-            ids = {"k": k, "n": n, "base": base, "events": events, "field": text_field}
+            ids = {"k": k, "n": n, "task_shift": k * base, "event_shift": k * events, "field": text_field}
             conn.execute(
                 """INSERT INTO annotation_event (id, project_id, event_key, action, ls_task_id, ls_annotation_id,
                        payload, enqueued, label_change, received_at)
-                   SELECT id + %(k)s * %(events)s, project_id, md5(event_key || '#' || %(k)s), action,
-                          ls_task_id + %(k)s * %(base)s, ls_annotation_id + %(k)s * %(base)s, payload, enqueued,
-                          label_change, received_at
+                   SELECT id + %(event_shift)s::integer, project_id, md5(event_key || '#' || %(k)s), action,
+                          ls_task_id + %(task_shift)s::integer, ls_annotation_id + %(task_shift)s::integer,
+                          payload, enqueued, label_change, received_at
                    FROM annotation_event WHERE ls_task_id <= %(n)s""",
                 ids,
             )
             conn.execute(
                 """INSERT INTO annotation (project_id, ls_annotation_id, ls_task_id, task_data, result,
                        was_cancelled, deleted, ls_updated_at, lead_time_s, completed_by, event_id)
-                   SELECT project_id, ls_annotation_id + %(k)s * %(base)s, ls_task_id + %(k)s * %(base)s,
+                   SELECT project_id, ls_annotation_id + %(task_shift)s::integer, ls_task_id + %(task_shift)s::integer,
                           jsonb_set(task_data::jsonb, ARRAY[%(field)s],
                                     to_jsonb((task_data->>%(field)s) || ' #' || %(k)s))::json,
                           result, was_cancelled, deleted, ls_updated_at, lead_time_s, completed_by,
-                          event_id + %(k)s * %(events)s
+                          event_id + %(event_shift)s::integer
                    FROM annotation WHERE ls_task_id <= %(n)s""",
                 ids,
             )
             conn.execute(
                 """INSERT INTO task_label (project_id, ls_task_id, text, spans, event_id)
-                   SELECT project_id, ls_task_id + %(k)s * %(base)s, text || ' #' || %(k)s, spans,
-                          event_id + %(k)s * %(events)s
+                   SELECT project_id, ls_task_id + %(task_shift)s::integer, text || ' #' || %(k)s, spans,
+                          event_id + %(event_shift)s::integer
                    FROM task_label WHERE ls_task_id <= %(n)s""",
                 ids,
             )
             conn.execute(
                 """INSERT INTO labeled_span (project_id, ls_task_id, label)
-                   SELECT project_id, ls_task_id + %(k)s * %(base)s, label FROM labeled_span
+                   SELECT project_id, ls_task_id + %(task_shift)s::integer, label FROM labeled_span
                    WHERE ls_task_id <= %(n)s""",
                 ids,
             )
@@ -377,11 +378,18 @@ def time_endpoint(client: httpx.Client, call: Any, repeats: int) -> dict[str, An
 
 
 def measure(url: str, project_id: int, texts: list[str], *, repeats: int, timeout: float) -> dict[str, Any]:
+    """Each endpoint timed (:func:`time_endpoint`); ``/predict``'s answers also by their model version tag, which
+    says whether the LLM part came within the request (no ``~llm-pending``) or was left to the ``llm`` queue."""
     fresh = iter(texts)
+    tags: collections.Counter[str] = collections.Counter()
 
     def predict(client: httpx.Client, i: int) -> httpx.Response:
         task = {"id": 9_000_000 + i, "data": {"text": next(fresh)}}
-        return client.post("/predict", json={"project": f"{LS_PROJECT}.0", "tasks": [task]})
+        reply = client.post("/predict", json={"project": f"{LS_PROJECT}.0", "tasks": [task]})
+        if reply.status_code == 200:
+            tag = str(reply.json()["results"][0].get("model_version", ""))
+            tags["LLM part pending" if "~llm-pending" in tag else "LLM part answered"] += 1
+        return reply
 
     calls = {
         "predict": predict,
@@ -389,7 +397,9 @@ def measure(url: str, project_id: int, texts: list[str], *, repeats: int, timeou
         "progress": lambda c, i: c.get(f"/api/projects/{project_id}/progress"),
     }
     with httpx.Client(base_url=url, timeout=timeout) as client:
-        return {name: time_endpoint(client, call, repeats) for name, call in calls.items()}
+        results = {name: time_endpoint(client, call, repeats) for name, call in calls.items()}
+    results["predict"]["answers"] = dict(tags)
+    return results
 
 
 ENDPOINTS = {"predict": "POST /predict (1 task)", "dashboard": "GET /dashboard/{id}", "progress": "GET .../progress"}
@@ -419,6 +429,8 @@ def report(results: dict[int, dict[str, Any]]) -> None:
             cells.append(f"{now / then:>10.1f}x" if now and then else f"{'-':>11}")
         print(f"{size:>12,} | " + " | ".join(cells))
     for size in sizes:
+        answers = results[size]["predict"].get("answers") or {}
+        print(f"{size:,} /predict answers: " + ", ".join(f"{v} {k}" for k, v in sorted(answers.items())))
         for e in ENDPOINTS:
             if results[size][e]["error"]:
                 print(f"{size:,} {e}: {results[size][e]['error']}")
