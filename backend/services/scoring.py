@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Prediction, Project
 from backend.db.upsert import upsert
-from backend.services import preannotation
+from backend.services import preannotation, sampling
 from backend.services.errors import NotFoundError
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor, TaskInput, version_tag
@@ -20,9 +21,16 @@ from backend.services.routing import routing_table
 from backend.services.watermark import labels_count
 from ml.converters.label_studio import results_to_spans, spans_to_results
 from ml.model_store import load_model
+from ml.prediction import NERModel
 from ml.promotion import in_dev_split, stable_unit
 from ml.routing import merge_routed
-from ml.sampling import queue_keys, score_pool, select_batch, type_weights_from_f1, uncertainty_from_spans
+from ml.sampling import queue_keys, score_pool
+from ml.sampling_signals import embed_texts, read_pool
+from ml.sampling_strategy import MEASURE_VERSIONS, choose_batch
+
+# the labelled docs whose vectors the diversity term keeps the batch away from: the latest this many (modAL's
+# ranked batch measures every candidate against each of them at every pick)
+LABELLED_REFERENCE_MAX = 2000
 
 # the most promised predictions (``/predict`` answered ``~llm-pending``) one LLM pass completes; the next pass
 # takes the rest
@@ -89,6 +97,28 @@ def unlabelled(
     return pool, dev
 
 
+def _labelled_vectors(
+    model: NERModel,
+    tasks: list[dict[str, Any]],
+    representation: str | None,
+    *,
+    text_field: str,
+    project_key: str,
+    dev_fraction: float,
+) -> list[NDArray[np.float64]] | None:
+    """The doc vectors of the latest labelled training tasks (None without diversity or without such tasks)."""
+    if representation is None:
+        return None
+    texts = [  # the training docs: held-out tasks teach the model nothing
+        (int(task["id"]), (task.get("data") or {}).get(text_field))
+        for task in tasks
+        if any(not a.get("was_cancelled") for a in task.get("annotations") or [])
+        and not in_dev_split(project_key, int(task["id"]), fraction=dev_fraction)
+    ]
+    latest = [text for _, text in sorted(texts, reverse=True) if isinstance(text, str)][:LABELLED_REFERENCE_MAX]
+    return list(embed_texts(model, latest, vectors=representation)) if latest else None
+
+
 def rescore(
     db: Session,
     project: Project,
@@ -102,9 +132,11 @@ def rescore(
     """Rescore every unlabelled task with the serving version and push the predictions.
 
     The pushed ``score`` is what Label Studio orders by (ascending), from ``ml.sampling.queue_keys``: the batch
-    chosen by uncertainty, type weights and rng-seeded ties first, then the rest of the pool by uncertainty, with
-    every ``1 / held_out_share``-th place given to a held-out task in a fixed random order that no model score
-    touches (issue #12: the held-out set stays a random sample).
+    chosen by the project's sampling strategy (``ml.sampling_strategy.choose_batch``: its uncertainty measure, type
+    weights, and with diversity modAL's ranked batch over doc vectors, away from the latest labelled docs; ties
+    broken by a seeded rng; recorded in ``rescoring`` with the strategy) first, then the rest of the pool by
+    uncertainty, with every ``1 / held_out_share``-th place given to a held-out task in a fixed random order that
+    no model score touches (issue #12: the held-out set stays a random sample).
 
     The model runs once over the pool. Types routed to the LLM are left out here and added by ``llm_pass``
     (the ``llm`` queue), most useful tasks first, so that scoring never waits on the LLM. Each task keeps
@@ -114,8 +146,9 @@ def rescore(
     if row is None:
         raise NotFoundError(f"project {project.id} serves no model yet; nothing to rescore with")
     db.commit()  # no connection held while Label Studio exports
+    exported = sink.export_tasks(project.ls_project_id)
     pool, dev = unlabelled(
-        sink.export_tasks(project.ls_project_id),
+        exported,
         project_key=str(project.ls_project_id),
         dev_fraction=dev_fraction,
         text_field=guide_of(project).label_studio.text_field,
@@ -124,21 +157,43 @@ def rescore(
     if not tasks:
         return Rescored(version_tag(project, routing_table(db, project)), 0, 0)
     model = load_model(row.path)
-    raw = model.predict([model.make_doc(t.text) for t in tasks])
-    uncertainty = score_pool([uncertainty_from_spans(i, spans) for i, spans in enumerate(raw)])
+    strategy = sampling.strategy_of(project)
+    want = strategy.representation if strategy.diversity else None
+    signals = read_pool(model, [model.make_doc(t.text) for t in tasks], vectors=want)
+    raw = signals.spans
+    uncertainty = score_pool(signals.uncertainty, strategy=MEASURE_VERSIONS[strategy.measure])
     guide = guide_of(project)
-    # types absent from the dev split have no F1 to speak of: they get no extra weight
+    # types absent from the held-out split have no F1 to speak of: they get no extra weight
     per_type = {k: float(v["f1"]) for k, v in row.metrics.get("per_type", {}).items() if v.get("support", 0) > 0}
-    batch = (
-        select_batch(
-            {i: uncertainty[i] for i in range(len(pool))},
+    batch: list[int] = []
+    if pool:
+        vectors = signals.vectors
+        choice = choose_batch(
+            strategy,
+            signals.uncertainty[: len(pool)],
             n=batch_size,
             rng=np.random.default_rng(0),
-            type_weights=type_weights_from_f1(per_type, target=guide.targets.f1),
-            labels_of={i: [s.label for s in raw[i]] for i in range(len(pool))},
+            per_type_f1=per_type,
+            target=guide.targets.f1,
+            vectors=None if vectors is None else {i: vectors[i] for i in range(len(pool))},
+            labelled=_labelled_vectors(
+                model,
+                exported,
+                want,
+                text_field=guide.label_studio.text_field,
+                project_key=str(project.ls_project_id),
+                dev_fraction=dev_fraction,
+            ),
         )
-        if pool
-        else []
+        batch = choice.batch
+    sampling.record_rescoring(
+        db,
+        project,
+        model_version=row.version,
+        strategy=strategy,
+        representation=signals.representation,
+        pool=len(pool),
+        batch=[tasks[i].task_id or 0 for i in batch],
     )
     chosen = set(batch)
     rest = sorted((i for i in range(len(pool)) if i not in chosen), key=lambda i: (-uncertainty[i], i))
