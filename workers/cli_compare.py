@@ -21,6 +21,9 @@ def project_compare(
     project: Annotated[int, typer.Option(help="nerloop project id.")],
     wait: Annotated[bool, typer.Option(help="Follow its progress until it ends, then print the rows.")] = True,
     shots: Annotated[str, typer.Option(help="Demonstrations per LLM prompt; 0 is zero-shot; none: no LLM.")] = "0,5",
+    strategies: Annotated[str, typer.Option(help="Demonstrations of the k-shot rows: random, similar.")] = (
+        "random,similar"
+    ),
     sizes: Annotated[str, typer.Option(help="Training tasks of each fine-tuned point; all: every one.")] = (
         "50,100,200,500,all"
     ),
@@ -44,13 +47,15 @@ def project_compare(
     try:
         options = comparison.ComparisonOptions(
             shots=() if shots == "none" else tuple(k for k in ml_cli._numbers("--shots", shots) if k is not None),
+            strategies=tuple(s.strip() for s in strategies.split(",") if s.strip()),
             sizes=tuple(ml_cli._numbers("--sizes", sizes, all_word=True)),
             architectures=None if architectures is None else tuple(a.strip() for a in architectures.split(",")),
             limit_llm=limit_llm,
             max_steps=max_steps,
         )
     except ValidationError as exc:
-        raise ml_cli.fail(f"--architectures: {exc.errors()[0]['msg']}") from None
+        problem = exc.errors()[0]
+        raise ml_cli.fail(f"--{problem['loc'][0]}: {problem['msg']}") from None
     sessions = session_factory(make_engine(settings.database_url))
     with ml_cli.errors(ServiceError), session_scope(sessions) as db:
         row, created = comparison.start_comparison(

@@ -64,7 +64,7 @@ for corpus in $CORPORA; do
     status=0
     nice -n "$NICE" timeout "$TIMEOUT" .venv/bin/nerloop compare --guide "$guide" --train "$train" --test "$test" \
         --out "$out" --gguf "$GGUF" --shots "$SHOTS" --strategies random,similar --sizes "$sizes" \
-        --architectures cnn --limit-llm "$LIMIT_LLM" --llm-timeout 600 --no-progress || status=$?
+        --architectures cnn --limit-llm "$LIMIT_LLM" --llm-timeout 1800 --no-progress || status=$?
     sync_cache "$corpus"
     if [ "$status" -eq 0 ]; then
         cp "$out/report.md" "$out/report.html" "$out/report.json" "docs/compare/$corpus/"
