@@ -187,11 +187,11 @@ async def webhook(
     """
     limiter: anyio.CapacityLimiter = request.app.state.webhook_limiter
     return await anyio.to_thread.run_sync(
-        functools.partial(_webhook, db, jobs, predictor, settings, body), limiter=limiter
+        functools.partial(_webhook, db, body, jobs=jobs, predictor=predictor, settings=settings), limiter=limiter
     )
 
 
-def _webhook(db: Session, jobs: JobQueue, predictor: Predictor, settings: Settings, body: Any) -> dict[str, Any]:
+def _webhook(db: Session, body: Any, *, jobs: JobQueue, predictor: Predictor, settings: Settings) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInputError("webhook body must be a JSON object")
     ingested = events.ingest(db, body, max_text_chars=settings.max_text_chars)
