@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from backend.adapters.jobs import TaskName
 from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
-from backend.api.schemas import Rollback, RouteOverride
+from backend.api.schemas import (
+    LLMCosts,
+    ProjectOut,
+    ProjectOverview,
+    ProjectProgress,
+    RetrainReply,
+    Rollback,
+    RollbackReply,
+    RouteOverride,
+    RoutingTable,
+    RunSummary,
+)
 from backend.db.ids import DbId
 from backend.db.models import Project, TrainingRun
 from backend.services import progress, training
@@ -23,34 +34,43 @@ router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
 
 
 @router.get("/projects")
-def list_projects(db: DbSession) -> list[dict[str, Any]]:
+def list_projects(db: DbSession) -> list[ProjectOut]:
     """Every registered project."""
     return [
-        {
-            "id": p.id,
-            "ls_project_id": p.ls_project_id,
-            "name": p.name,
-            "labels": guide_of(p).labels,
-            "current_version": p.current_version,
-            "retrain_threshold": p.retrain_threshold,
-        }
+        ProjectOut(
+            id=p.id,
+            ls_project_id=p.ls_project_id,
+            name=p.name,
+            labels=guide_of(p).labels,
+            current_version=p.current_version,
+            retrain_threshold=p.retrain_threshold,
+        )
         for p in db.scalars(select(Project).order_by(Project.id))
     ]
 
 
+@router.get("/overview")
+def get_overview(db: DbSession) -> list[ProjectOverview]:
+    """Every project in one line: labels, serving version, types at the target F1, newest run (the dashboard's
+    overview)."""
+    return [ProjectOverview.model_validate(item) for item in progress.projects_overview(db)]
+
+
 @router.get("/projects/{project_id}/routing")
-def get_routing(project_id: DbId, db: DbSession) -> dict[str, Any]:
+def get_routing(project_id: DbId, db: DbSession) -> RoutingTable:
     """The routing table: per type its route, why, and the F1 it is based on."""
     project = project_by_id(db, project_id)
-    return {
-        "project_id": project_id,
-        "model_version": project.current_version,
-        "routes": [asdict(entry) for entry in routing_table(db, project).values()],
-    }
+    return RoutingTable.model_validate(
+        {
+            "project_id": project_id,
+            "model_version": project.current_version,
+            "routes": [asdict(entry) for entry in routing_table(db, project).values()],
+        }
+    )
 
 
 @router.put("/projects/{project_id}/routing/{label}")
-def put_routing(project_id: DbId, label: str, body: RouteOverride, db: DbSession) -> dict[str, Any]:
+def put_routing(project_id: DbId, label: str, body: RouteOverride, db: DbSession) -> RoutingTable:
     """Route one type by hand (``model`` / ``llm``) or back to the computed route (``auto``)."""
     project = project_by_id(db, project_id)
     set_override(db, project, label=label, route=body.route)
@@ -59,19 +79,19 @@ def put_routing(project_id: DbId, label: str, body: RouteOverride, db: DbSession
 
 
 @router.get("/projects/{project_id}/llm-costs")
-def get_llm_costs(project_id: DbId, db: DbSession) -> dict[str, Any]:
+def get_llm_costs(project_id: DbId, db: DbSession) -> LLMCosts:
     """What LLM pre-annotation has cost: calls, tokens, dollars, dropped entities, per 1,000 documents."""
-    return progress.llm_costs(db, project_by_id(db, project_id))
+    return LLMCosts.model_validate(progress.llm_costs(db, project_by_id(db, project_id)))
 
 
 @router.get("/projects/{project_id}/progress")
-def get_progress(project_id: DbId, db: DbSession) -> dict[str, Any]:
-    """The dashboard's data: labels per type, F1 per version, forecasts, throughput, costs."""
-    return progress.project_progress(db, project_by_id(db, project_id))
+def get_progress(project_id: DbId, db: DbSession) -> ProjectProgress:
+    """The dashboard's data: labels per type, F1 per version, forecasts, throughput, costs, runs, routing."""
+    return ProjectProgress.model_validate(progress.project_progress(db, project_by_id(db, project_id)))
 
 
 @router.post("/projects/{project_id}/retrain", status_code=202)
-def post_retrain(project_id: DbId, db: DbSession, jobs: JobsDep) -> dict[str, Any]:
+def post_retrain(project_id: DbId, db: DbSession, jobs: JobsDep) -> RetrainReply:
     """Start a training run at the current label watermark (a no-op if it exists); poll ``/api/runs/{id}``."""
     run, created = training.manual_run(db, project_by_id(db, project_id), trigger="api")
     db.commit()
@@ -82,21 +102,21 @@ def post_retrain(project_id: DbId, db: DbSession, jobs: JobsDep) -> dict[str, An
             raise UpstreamError(
                 f"run {run.id} is stored but the broker is unreachable ({exc}); it is sent once the broker is back"
             ) from None
-    return {"created": created, "run": training.run_summary(run)}
+    return RetrainReply.model_validate({"created": created, "run": training.run_summary(run)})
 
 
 @router.get("/projects/{project_id}/runs")
-def get_runs(project_id: DbId, db: DbSession) -> list[dict[str, Any]]:
+def get_runs(project_id: DbId, db: DbSession) -> list[RunSummary]:
     """A project's training runs, newest first."""
     project_by_id(db, project_id)
     rows = db.scalars(select(TrainingRun).where(TrainingRun.project_id == project_id).order_by(TrainingRun.id.desc()))
-    return [training.run_summary(run) for run in rows]
+    return [RunSummary.model_validate(training.run_summary(run)) for run in rows]
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: DbId, db: DbSession) -> dict[str, Any]:
+def get_run(run_id: DbId, db: DbSession) -> RunSummary:
     """One run: status, stage, progress, ETA, error, the promotion decision."""
-    return training.run_summary(training.run_by_id(db, run_id))
+    return RunSummary.model_validate(training.run_summary(training.run_by_id(db, run_id)))
 
 
 @router.post("/projects/{project_id}/rollback")
@@ -106,7 +126,7 @@ def post_rollback(
     db: DbSession,
     jobs: JobsDep,
     settings: Annotated[Settings, Depends(get_app_settings)],
-) -> dict[str, Any]:
+) -> RollbackReply:
     """Serve an earlier version again."""
     project = project_by_id(db, project_id)
     training.rollback(db, project, version=body.version)
@@ -119,4 +139,4 @@ def post_rollback(
                 f"project {project_id} now serves {project.current_version}, but the broker is unreachable ({exc}): "
                 "the pool is not rescored; roll back again once the broker is back"
             ) from None
-    return {"project_id": project_id, "current_version": project.current_version}
+    return RollbackReply(project_id=project_id, current_version=project.current_version)

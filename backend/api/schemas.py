@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
+from backend.api.quality import AgreementOut, ReviewOut
 from backend.db.ids import MAX_ID, is_db_id
 from backend.services.errors import InvalidInputError
 
@@ -96,3 +97,266 @@ def ls_project_id(value: str | int | None) -> int | None:
             f"'project' must be Label Studio's '<id>.<timestamp>' or an id from 1 to {MAX_ID}, not {str(value)[:40]!r}"
         )
     return pid
+
+
+# ---- responses: every JSON answer of the platform API and the dashboard's data (OpenAPI describes each) ----
+
+
+class Targets(BaseModel):
+    """The guide's targets: F1 per type, and the label counts called usable and good."""
+
+    f1: float
+    usable_labels: int
+    good_labels: int
+
+
+class CurvePointOut(BaseModel):
+    """A version on a type's learning curve: the type's labels it was trained on, its test F1 with the 95%
+    interval (None: not measured), and whether the test half held enough gold spans to measure it."""
+
+    labels: int
+    f1: float
+    interval: tuple[float, float] | None = None
+    measurable: bool = True
+
+
+class ForecastOut(BaseModel):
+    """The labels (and annotator hours) a type still needs to reach the target (``ml.progress.Forecast``).
+
+    ``more_labels``: 0 when met, None when no forecast (``reason`` says why). ``band``: 10th-90th percentile of
+    the labels needed (None at the high end: beyond 100,000). ``intercept``/``slope``: the fitted line
+    F1 = intercept + slope * ln(labels)."""
+
+    labels: int
+    f1: float | None
+    target: float
+    more_labels: int | None
+    reason: str
+    intercept: float | None = None
+    slope: float | None = None
+    band: tuple[int, int | None] | None = None
+    hours: float | None = None
+    hours_band: tuple[float, float | None] | None = None
+
+
+class TypeProgress(BaseModel):
+    """One entity type: its labels against the guide's marks, its learning curve and forecast."""
+
+    label: str
+    labels: int
+    mark: Literal["collecting", "usable", "good"]
+    curve: list[CurvePointOut]
+    forecast: ForecastOut
+    seconds_per_label: float | None
+
+
+class VersionOut(BaseModel):
+    """A model version with its F1 per type on the held-out test documents (interval, support, measurable)."""
+
+    version: str
+    status: str
+    architecture: str
+    created_at: str
+    micro_f1: float | None
+    micro_f1_interval: tuple[float, float] | None
+    f1: dict[str, float]
+    f1_interval: dict[str, tuple[float, float] | None]
+    support: dict[str, int | None]
+    measurable: dict[str, bool]
+    meets_target: dict[str, bool]
+    evaluated_on: str
+
+
+class DayCount(BaseModel):
+    """Annotations created on one UTC day (``date``: ISO ``YYYY-MM-DD``)."""
+
+    date: str
+    annotations: int
+
+
+class Throughput(BaseModel):
+    """Annotations created per day over the last week, and in the last 24 hours."""
+
+    last_24h: int
+    per_day: list[DayCount]
+
+
+class PerThousandDocs(BaseModel):
+    """LLM tokens and US dollars per 1,000 documents pre-annotated."""
+
+    tokens: int
+    cost_usd: float
+
+
+class LLMCosts(BaseModel):
+    """What LLM pre-annotation has cost a project."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    dropped_entities: int
+    per_1000_docs: PerThousandDocs | None
+
+
+class GateComparison(BaseModel):
+    """The promotion gate on one type (``ml.promotion.TypeComparison``): candidate minus serving F1 with its 95%
+    paired-bootstrap interval, support, and whether it blocks."""
+
+    label: str
+    serving_f1: float
+    candidate_f1: float
+    difference: float
+    interval: tuple[float, float] | None
+    support: int
+    blocks: bool
+    reason: str
+
+
+class RunDetails(_Loose):
+    """What a run recorded: the gate's decision and comparison per type, and other counts (kept as stored)."""
+
+    decision: str | None = None
+    gate_on: str | None = None
+    gate: dict[str, GateComparison] | None = None
+
+
+class RunSummary(BaseModel):
+    """A training run: status, live progress (``stage``, ``progress`` 0-1, ``eta_s`` seconds), its decision."""
+
+    id: int
+    project_id: int
+    watermark: int
+    trigger: str
+    status: str
+    stage: str
+    progress: float
+    eta_s: float | None
+    error: str | None
+    model_version: str | None
+    details: RunDetails
+    created_at: str
+    started_at: str | None
+    heartbeat_at: str | None
+    worker: str | None
+    attempt: int
+    finished_at: str | None
+
+
+class RouteOut(BaseModel):
+    """Where one entity type's pre-annotations come from, and why (``ml.routing.RouteEntry``)."""
+
+    label: str
+    route: Literal["model", "llm"]
+    source: Literal["auto", "override"]
+    f1: float | None
+    target_f1: float
+
+
+class RoutingTable(BaseModel):
+    """A project's routing table, in guide order."""
+
+    project_id: int
+    model_version: str | None
+    routes: list[RouteOut]
+
+
+class ProjectOut(BaseModel):
+    """A registered project."""
+
+    id: int
+    ls_project_id: int
+    name: str
+    labels: list[str]
+    current_version: str | None
+    retrain_threshold: int
+
+
+class ProjectOverview(BaseModel):
+    """One project on the overview: its labels, serving version, types at target, latest run."""
+
+    project_id: int
+    ls_project_id: int
+    name: str
+    serving: str | None
+    labelled_tasks: int
+    labels: int
+    types: int
+    types_at_target: int
+    latest_run: RunSummary | None
+
+
+class ComparisonRow(_Loose):
+    """One row of a prompting-vs-fine-tuning comparison: an LLM prompt or a model trained on ``labels`` labels, its
+    exact micro F1 on the test documents with the 95% interval, and its price per 1,000 documents (US dollars)."""
+
+    name: str
+    kind: str
+    labels: int | None = None
+    micro_f1: float
+    micro_f1_interval: tuple[float, float] | None = None
+    cost_per_1k_docs: float | None = None
+
+
+class BreakEvenOut(_Loose):
+    """A fine-tuned row against the best LLM row: the documents above which it costs less (None: never, or its F1
+    is lower) and its micro F1 minus the LLM's."""
+
+    row: str
+    llm_row: str
+    volume: float | None
+    f1_gap: float
+
+
+class ComparisonResult(_Loose):
+    """The figures of the newest comparison that succeeded (``ml.compare_report.to_dict``; other keys as stored)."""
+
+    comparison_id: int
+    label_watermark: int | None = None
+    finished_at: str | None = None
+    rows: list[ComparisonRow] = []
+    break_even: list[BreakEvenOut] = []
+    overtake_labels: dict[str, dict[str, float | None]] = {}
+
+
+class ComparisonState(_Loose):
+    """The newest comparison's state (``backend.services.comparison.latest_comparison``) and the newest result."""
+
+    id: int
+    status: str
+    stage: str | None = None
+    progress: float | None = None
+    error: str | None = None
+    result: ComparisonResult | None = None
+
+
+class ProjectProgress(BaseModel):
+    """Everything the leads' dashboard shows of a project (``backend.services.progress.project_progress``)."""
+
+    project_id: int
+    name: str
+    targets: Targets
+    serving: str | None
+    types: list[TypeProgress]
+    versions: list[VersionOut]
+    throughput: Throughput
+    llm_costs: LLMCosts
+    runs: list[RunSummary]
+    routing: list[RouteOut]
+    comparison: ComparisonState | None = None
+    agreement: AgreementOut | None = None
+    review: ReviewOut | None = None
+
+
+class RetrainReply(BaseModel):
+    """``created``: False when a run at this watermark existed already (then ``run`` is that one)."""
+
+    created: bool
+    run: RunSummary
+
+
+class RollbackReply(BaseModel):
+    """The version the project serves now."""
+
+    project_id: int
+    current_version: str | None

@@ -8,15 +8,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Annotation, AnnotationEvent, LLMCall, ModelVersion, Project, TaskLabel, TrainingRun
+from backend.services.agreement import agreement_summary
 from backend.services.comparison import latest_comparison
 from backend.services.label_state import label_counts
-from backend.services.projects import guide_of
+from backend.services.projects import current_model, guide_of
+from backend.services.review import review_summary
+from backend.services.routing import routing_table
 from backend.services.training import run_summary
 from backend.services.watermark import labels_count
 from ml.progress import CurvePoint, forecast, label_mark
@@ -148,7 +152,51 @@ def project_progress(db: Session, project: Project, *, now: datetime | None = No
                 .limit(RUNS_SHOWN)
             )
         ],
+        "routing": [asdict(entry) for entry in routing_table(db, project).values()],
+        # agreement converts every task with two or more annotations: done again only when the labels or the
+        # serving version (its F1 stands beside the agreement) changed
+        "agreement": _cached.get(
+            db, project, f"agreement@{project.current_version}", partial(agreement_summary, db, project)
+        ),
+        "review": review_summary(db, project),  # the latest pass over likely-mislabelled spans (issue #15)
     }
+
+
+def projects_overview(db: Session) -> list[dict[str, Any]]:
+    """Every project in one line each: labelled tasks and labels (spans; counted per label watermark, as on the
+    project's page), the serving version, how many of the guide's types meet the target F1 with it (measurable
+    on the test half and at or above the target), and the newest training run."""
+    out = []
+    for project in db.scalars(select(Project).order_by(Project.id)):
+        guide = guide_of(project)
+        counts = _cached.get(db, project, "label_counts", partial(label_counts, db, project))
+        tasks = db.scalar(select(func.count()).select_from(TaskLabel).where(TaskLabel.project_id == project.id))
+        serving = current_model(db, project)
+        per_type = _per_type(serving) if serving is not None else {}
+        at_target = [
+            label
+            for label in guide.labels
+            if label in per_type
+            and per_type[label].get("measurable", True)
+            and per_type[label]["f1"] >= guide.targets.f1
+        ]
+        run = db.scalar(
+            select(TrainingRun).where(TrainingRun.project_id == project.id).order_by(TrainingRun.id.desc()).limit(1)
+        )
+        out.append(
+            {
+                "project_id": project.id,
+                "ls_project_id": project.ls_project_id,
+                "name": project.name,
+                "serving": project.current_version,
+                "labelled_tasks": int(tasks or 0),
+                "labels": sum(counts.values()),
+                "types": len(guide.labels),
+                "types_at_target": len(at_target),
+                "latest_run": None if run is None else run_summary(run),
+            }
+        )
+    return out
 
 
 def _per_type(row: ModelVersion) -> dict[str, Any]:

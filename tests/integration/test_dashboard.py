@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -81,9 +83,13 @@ def test_progress_and_dashboard_from_events_and_versions(
     page = backend.client.get(f"/dashboard/{backend.project_id}")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     html = page.text
-    assert all(f"<td>{label}</td><td>{expected.get(label, 0):,}</td>" in html for label in conll_guide.labels)
-    assert html.count("<svg") == len(conll_guide.labels)  # a learning curve per type
-    assert f"<code>{names[-1]}</code>" in html and f"{person['forecast']['more_labels']:,}" in html
+    for label in conll_guide.labels:  # the types table: each type's labels
+        n = expected.get(label, 0)
+        assert f'<td>{label}</td>\n<td data-sort="{n}">{n:,}</td>' in html
+    charts = json.loads(re.search(r'<script type="application/json" id="charts">(.*?)</script>', html, re.S)[1])
+    assert {f"curve-{i}" for i in range(len(conll_guide.labels))} <= set(charts)  # a learning curve per type
+    assert charts["labels"]["data"][0]["x"] == [expected.get(label, 0) for label in conll_guide.labels]
+    assert f'<code id="serving">{names[-1]}</code>' in html and f"{person['forecast']['more_labels']:,}" in html
     low, high = data["versions"][-1]["f1_interval"]["location"]  # each serving F1 with its interval and support
     assert f"[{low:.2f}, {high:.2f}]" in html and "annotator hours" in html
     # the counts are remembered per label watermark: a new label shows at the next read, never a stale count
@@ -99,5 +105,16 @@ def test_progress_and_dashboard_from_events_and_versions(
     }
     index = backend.client.get("/dashboard")
     assert index.status_code == 200 and f'href="/dashboard/{backend.project_id}"' in index.text
+    overview = backend.client.get("/api/overview").json()
+    assert [(p["project_id"], p["labels"], p["serving"]) for p in overview] == [
+        (backend.project_id, sum(again.values()), names[-1])
+    ]
+    serving = data["versions"][-1]
+    met = [label for label, ok in serving["meets_target"].items() if ok and serving["measurable"][label]]
+    assert overview[0]["types_at_target"] == len(met) and overview[0]["latest_run"] is None
+    assert [r["label"] for r in data["routing"]] == conll_guide.labels  # the routing table, with the figures
+    script = backend.client.get("/dashboard/static/plotly.min.js")  # served from the plotly package: no network
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert backend.client.get("/dashboard/static/..%2Fapi%2Fdashboard.py").status_code == 404
     assert backend.client.get("/dashboard/4242").status_code == 404
     assert backend.client.get("/api/projects/4242/progress").status_code == 404
