@@ -56,17 +56,22 @@ def project_compare(
     except ValidationError as exc:
         problem = exc.errors()[0]
         raise ml_cli.fail(f"--{problem['loc'][0]}: {problem['msg']}") from None
-    sessions = session_factory(make_engine(settings.database_url))
-    with ml_cli.errors(ServiceError), session_scope(sessions) as db:
-        row, created = comparison.start_comparison(
-            db, project_by_id(db, project), options=options, heartbeat_timeout_s=settings.run_heartbeat_timeout_s
-        )
-        comparison_id = row.id
-    if created:
-        CeleryJobQueue(settings.redis_url).enqueue(TaskName.COMPARE_PROJECT, comparison_id)
-    typer.echo(f"comparison {comparison_id} {'queued' if created else 'already exists for these labels and options'}")
-    if wait:
-        _follow(sessions, comparison_id)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        with ml_cli.errors(ServiceError), session_scope(sessions) as db:
+            row, created = comparison.start_comparison(
+                db, project_by_id(db, project), options=options, heartbeat_timeout_s=settings.run_heartbeat_timeout_s
+            )
+            comparison_id = row.id
+        if created:
+            CeleryJobQueue(settings.redis_url).enqueue(TaskName.COMPARE_PROJECT, comparison_id)
+        state = "queued" if created else "already exists for these labels and options"
+        typer.echo(f"comparison {comparison_id} {state}")
+        if wait:
+            _follow(sessions, comparison_id)
+    finally:
+        engine.dispose()
 
 
 def _follow(sessions: sessionmaker[Session], comparison_id: int) -> None:

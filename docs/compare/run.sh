@@ -4,6 +4,8 @@
 #
 #   bash docs/compare/run.sh [SHOTS] [CORPUS ...]       e.g. bash docs/compare/run.sh 0 ai politics science
 #                                                         then bash docs/compare/run.sh 0,5   (every corpus)
+#   bash docs/compare/run.sh none [CORPUS ...]          the fine-tuned rows alone, on the whole test set (no LLM):
+#                                                         docs/compare/<corpus>/fine-tuned/report.*
 #
 # Resumable across sessions: each corpus's LLM answers are kept in docs/compare/<corpus>/cache/llm/ (the model's
 # outputs and token counts only, in files named by a hash of the request: no corpus text), copied into the work
@@ -60,15 +62,23 @@ for corpus in $CORPORA; do
     if [ -d "docs/compare/$corpus/cache/llm" ]; then  # answers of earlier sessions
         rsync -a --ignore-existing "docs/compare/$corpus/cache/llm/" "$out/cache/llm/"
     fi
+    if [ "$SHOTS" = none ]; then  # the fine-tuned rows alone, on the whole test set: a partial report, no LLM
+        llm=(--limit-llm 0)
+        reports=docs/compare/$corpus/fine-tuned
+    else
+        llm=(--gguf "$GGUF" --shots "$SHOTS" --strategies random,similar --limit-llm "$LIMIT_LLM" --llm-timeout 1800)
+        reports=docs/compare/$corpus
+    fi
     echo "[$(date -u +%H:%M:%S)] $corpus: shots $SHOTS, sizes $sizes, LLM on $LIMIT_LLM test sentences" >&2
     status=0
+    # the same --out for both: the trained sizes (keyed by data and settings) are reused by the other
     nice -n "$NICE" timeout "$TIMEOUT" .venv/bin/nerloop compare --guide "$guide" --train "$train" --test "$test" \
-        --out "$out" --gguf "$GGUF" --shots "$SHOTS" --strategies random,similar --sizes "$sizes" \
-        --architectures cnn --limit-llm "$LIMIT_LLM" --llm-timeout 1800 --no-progress || status=$?
+        --out "$out" "${llm[@]}" --sizes "$sizes" --architectures cnn --no-progress || status=$?
     sync_cache "$corpus"
     if [ "$status" -eq 0 ]; then
-        cp "$out/report.md" "$out/report.html" "$out/report.json" "docs/compare/$corpus/"
-        echo "[$(date -u +%H:%M:%S)] $corpus: done, report in docs/compare/$corpus/" >&2
+        mkdir -p "$reports"
+        cp "$out/report.md" "$out/report.html" "$out/report.json" "$reports/"
+        echo "[$(date -u +%H:%M:%S)] $corpus: done, report in $reports/" >&2
     else
         echo "[$(date -u +%H:%M:%S)] $corpus: stopped ($status); rerun to continue" >&2
     fi
