@@ -266,13 +266,20 @@ class ReviewPass(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     pushed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # each claim (queued, failed, scored or silent -> running) is a new attempt; writes are guarded by it, and a
+    # running pass without a heartbeat for NER_RUN_HEARTBEAT_TIMEOUT_S is failed by the sweep
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ReviewSuspect(Base):
     """A likely-mislabelled span found by a review pass (``ml.review.Suspect``), ranked by confidence."""
 
     __tablename__ = "review_suspect"
-    __table_args__ = (Index("ix_review_suspect_project_task", "project_id", "ls_task_id"),)
+    __table_args__ = (
+        Index("ix_review_suspect_project_task", "project_id", "ls_task_id"),
+        UniqueConstraint("pass_id", "rank", name="uq_review_suspect_pass_rank"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     pass_id: Mapped[int] = mapped_column(ForeignKey("review_pass.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))

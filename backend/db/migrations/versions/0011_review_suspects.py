@@ -4,7 +4,8 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-11-30 05:30:00
 
-Three new tables (``backend.services.review``); nothing existing changes.
+Three new tables (``backend.services.review``); nothing existing changes. A pass is claimed per attempt and beats
+a heartbeat (the sweep fails a silent one); a pass's ranks are unique.
 """
 
 import sqlalchemy as sa
@@ -33,6 +34,8 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("pushed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempt", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.UniqueConstraint("project_id", "model_version_id", name="uq_review_pass_project_version"),
     )
     op.create_index("ix_review_pass_project_id", "review_pass", ["project_id"])
@@ -53,6 +56,7 @@ def upgrade() -> None:
         sa.Column("predicted_label", sa.String(100), nullable=True),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("fold", sa.Integer(), nullable=False),
+        sa.UniqueConstraint("pass_id", "rank", name="uq_review_suspect_pass_rank"),
     )
     op.create_index("ix_review_suspect_pass_id", "review_suspect", ["pass_id"])
     op.create_index("ix_review_suspect_project_task", "review_suspect", ["project_id", "ls_task_id"])
