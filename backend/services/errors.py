@@ -31,3 +31,13 @@ class ModelUnavailableError(ServiceError):
     """The serving model cannot be loaded and nothing else can answer for its types."""
 
     status_code = 503
+
+
+class UpstreamRefusedError(UpstreamError):
+    """The service understood the request and refused it (an HTTP 4xx other than 408 and 429): the same request
+    will be refused again, so it is not retried. ``upstream_status`` is the service's HTTP status (404: the object
+    is gone)."""
+
+    def __init__(self, message: str, *, upstream_status: int) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
