@@ -11,7 +11,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from backend.services.errors import UpstreamError
+from backend.services.errors import UpstreamError, UpstreamRefusedError
 from backend.settings import LabelStudioSettings
 
 IMPORT_CHUNK = 500
@@ -19,6 +19,7 @@ IMPORT_CHUNK = 500
 # a backend briefly busy (a loaded machine, a starting worker beside it) fails that check, not the connection
 CONNECT_ATTEMPTS = 5
 _BACKEND_DID_NOT_ANSWER = ("timed out", "Connection aborted")  # not "refused": no backend listens there
+_TRANSIENT = (408, 429)  # 4xx answers that a later try may not get (the rest raise UpstreamRefusedError)
 
 
 def _backend_did_not_answer(exc: BaseException) -> bool:
@@ -36,7 +37,10 @@ def _explained(what: str, url: str) -> Iterator[None]:
     try:
         yield
     except ApiError as exc:
-        raise UpstreamError(f"Label Studio at {url} refused to {what}: HTTP {exc.status_code} {exc.body}") from None
+        message = f"Label Studio at {url} refused to {what}: HTTP {exc.status_code} {exc.body}"
+        if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code not in _TRANSIENT:
+            raise UpstreamRefusedError(message, upstream_status=exc.status_code) from None
+        raise UpstreamError(message) from None
     except httpx.HTTPError as exc:
         raise UpstreamError(f"cannot reach Label Studio at {url} to {what} ({exc})") from None
 
@@ -163,9 +167,14 @@ class LabelStudioGateway:
         return {int(p.id): str(p.model_version or "") for p in predictions if p.id is not None}
 
     def delete_prediction(self, prediction_id: int) -> None:
-        """Remove one prediction."""
+        """Remove one prediction; one that is already gone (HTTP 404: deleted in Label Studio, or with its task) is
+        done, not an error."""
         with _explained(f"delete prediction {prediction_id}", self.url):
-            self.client.predictions.delete(id=prediction_id)
+            try:
+                self.client.predictions.delete(id=prediction_id)
+            except ApiError as exc:
+                if exc.status_code != 404:
+                    raise
 
     def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> int:
         """Store one scored prediction on a task; return its id."""
