@@ -7,7 +7,8 @@ Rows, all scored by :func:`ml.evaluation.score_spans` on the same test documents
   ``similar`` demonstrations (:class:`ml.llm.DemoSelector`) drawn from the training pool;
 - each fine-tuned architecture (``ml.compare_tuned``, :func:`ml.training.train`) on nested prefixes of the training
   pool (a learning curve), its checkpoint chosen on a dev split held out from the training side; under a
-  ``limit_llm`` sample it is also scored on the whole test set;
+  ``limit_llm`` sample (a seeded random sample of the test docs, :func:`ml.compare_rows.llm_sample`) it is also
+  scored on the whole test set;
 - the per-type router (:func:`ml.routing.compute_routes`): the largest fine-tuned model for the types whose dev F1
   meets the guide's target, the LLM row with the most ``similar`` shots for the rest.
 
@@ -41,6 +42,7 @@ from ml.compare_rows import (
     RowKind,
     Tracker,
     add_row,
+    llm_sample,
     score,
 )
 from ml.compare_tuned import fine_tuned_row
@@ -95,8 +97,9 @@ def compare(
     """
     pool, dev, tests = _split(train_docs, test_docs, options, dev_docs)
     work = Path(work_dir)
-    sample = tests[: options.limit_llm] if options.limit_llm else tests
-    result = CompareResult([], {}, sample, len(pool), len(dev), options, all_test_docs=tests)
+    index = llm_sample(len(tests), options.limit_llm, options.seed)
+    result = CompareResult([], {}, [tests[i] for i in index], len(pool), len(dev), options, all_test_docs=tests)
+    result.sample_index, result.dev_given = index, any(d.text.strip() for d in dev_docs or ())
     sizes = _sizes(options.sizes, len(pool))
     llm_parts = len(llm_plans(options.shots, options.strategies)) if annotate is not None else 0
     tracker = Tracker(llm_parts + len(options.architectures) * len(sizes), on_progress)

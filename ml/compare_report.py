@@ -2,8 +2,9 @@
 self-contained ``report.html`` (plotly's offline bundle inlined: no network) and each row's predictions.
 
 Every figure of the report is recomputable from ``predictions/<row>.jsonl`` and the test file: the test
-``tests/training/test_compare_cli.py`` does it. Under ``--limit-llm`` the fine-tuned rows' predictions on the whole
-test set are in ``predictions/<row>.full.jsonl``.
+``tests/training/test_compare_cli.py`` does it (each line's ``doc`` is the document's index in the test file). Under
+``--limit-llm`` the rows share a seeded random sample of the test set (``test_sample``: its seed and indices), and
+the fine-tuned rows' predictions on the whole test set are in ``predictions/<row>.full.jsonl``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 
 from ml.compare_rows import CompareResult, Row
 from ml.costs import break_even_volume, overtake_labels
@@ -98,8 +99,11 @@ def to_dict(result: CompareResult, *, inputs: dict[str, str]) -> dict[str, Any]:
         "test_docs": len(result.test_docs),
         # the whole test set; more than test_docs when --limit-llm sampled it (fine-tuned rows: "full_test")
         "all_test_docs": len(result.all_test_docs),
+        # under --limit-llm: the seeded random sample the rows share (indices into the test file's docs)
+        "test_sample": {"seed": result.options.seed, "indices": result.sample_index} if result.sampled else None,
         "train_pool_docs": result.pool_docs,
         "dev_docs": result.dev_docs,
+        "dev_given": result.dev_given,  # the caller's dev docs (a project's dev tasks), not the training file's end
         "costs": asdict(result.options.costs),
         "options": {
             "shots": list(result.options.shots),
@@ -178,22 +182,32 @@ def write_report(result: CompareResult, out: Path, *, inputs: dict[str, str]) ->
     data = to_dict(result, inputs=inputs)
     folder = out / "predictions"
     folder.mkdir(exist_ok=True)
-    saved = [(name, "", result.test_docs, spans) for name, spans in result.predictions.items()]
-    saved += [(name, ".full", result.all_test_docs, spans) for name, spans in result.full_predictions.items()]
-    for name, suffix, docs, spans in saved:
+    everything = list(range(len(result.all_test_docs)))
+    saved = [(name, "", result.sample_index, spans) for name, spans in result.predictions.items()]
+    saved += [(name, ".full", everything, spans) for name, spans in result.full_predictions.items()]
+    for name, suffix, index, spans in saved:  # "doc": the document's index in the test file
         lines = [
-            json.dumps({"doc": i, "text": doc.text, "spans": [[s.start, s.end, s.label] for s in doc_spans]})
-            for i, (doc, doc_spans) in enumerate(zip(docs, spans, strict=True))
+            json.dumps(
+                {"doc": i, "text": result.all_test_docs[i].text, "spans": [[s.start, s.end, s.label] for s in ss]}
+            )
+            for i, ss in zip(index, spans, strict=True)
         ]
         (folder / f"{slug(name)}{suffix}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
-    env = Environment(loader=PackageLoader("ml", "templates"), autoescape=select_autoescape(["html"]))
-    env.filters["num"] = _num
     labels = list(result.rows[0].report.per_type) if result.rows else []
-    (out / "report.md").write_text(env.get_template("compare.md.j2").render(r=data, labels=labels), encoding="utf-8")
-    html = env.get_template("compare.html.j2").render(r=data, labels=labels, charts=_charts(data, labels))
-    (out / "report.html").write_text(html, encoding="utf-8")
+    markdown = _environment(html=False).get_template("compare.md.j2").render(r=data, labels=labels)
+    (out / "report.md").write_text(markdown, encoding="utf-8")
+    page = _environment(html=True).get_template("compare.html.j2")
+    (out / "report.html").write_text(page.render(r=data, labels=labels, charts=_charts(data, labels)), encoding="utf-8")
     return data
+
+
+def _environment(*, html: bool) -> Environment:
+    """The templates' environment: the HTML page escapes every value (labels, row and project names come from the
+    user's guide and project; only the plotly charts are inserted ``|safe``); Markdown is written as it is."""
+    env = Environment(loader=PackageLoader("ml", "templates"), autoescape=html)
+    env.filters["num"] = _num
+    return env
 
 
 def _num(value: float | None, digits: int = 3) -> str:

@@ -91,8 +91,9 @@ class CompareOptions:
             are clipped to it.
         architectures: Fine-tuned architectures (``cnn``, ``transformer``).
         train_settings: The base training settings (architecture replaced per row).
-        limit_llm: Score the LLM (and, for a side-by-side table, every row) on the first N test docs only (0: all);
-            the fine-tuned rows are also scored on the whole test set.
+        limit_llm: Score the LLM (and, for a side-by-side table, every row) on a random sample of N test docs
+            only (:func:`llm_sample`, seeded by ``seed``; 0: all); the fine-tuned rows are also scored on the whole
+            test set.
         dev_fraction: Share of the training docs held out as the dev split (checkpoint, router), at most ``dev_max``;
             unused when the caller gives its own dev docs.
         dev_max: Most dev docs.
@@ -101,7 +102,7 @@ class CompareOptions:
         llm_name: The LLM's name, part of the answer cache key.
         span_score: Score given to LLM spans (they have no calibrated confidence).
         costs: Prices and rates.
-        seed: Randomness of the random demonstrations and of the bootstrap.
+        seed: Randomness of the ``limit_llm`` sample, of the random demonstrations and of the bootstrap.
         progress: Show progress bars on stderr.
     """
 
@@ -183,8 +184,10 @@ OnProgress = Callable[[CompareProgress], None]
 class CompareResult:
     """Every row, its predictions (per test doc, in order) and what the run did.
 
-    ``test_docs`` are the docs every row is scored on (the first ``limit_llm`` under a limit); ``all_test_docs`` the
-    whole test set, on which the fine-tuned rows' ``full_predictions`` are made."""
+    ``test_docs`` are the docs every row is scored on (the ``limit_llm`` sample under a limit: ``all_test_docs[i]``
+    for each ``i`` of ``sample_index``); ``all_test_docs`` the whole test set, on which the fine-tuned rows'
+    ``full_predictions`` are made. ``dev_given``: the dev docs came from the caller (a project's dev tasks), not
+    from the end of the training docs."""
 
     rows: list[Row]
     predictions: dict[str, list[list[ScoredSpan]]]
@@ -194,6 +197,8 @@ class CompareResult:
     options: CompareOptions
     all_test_docs: list[Doc] = field(default_factory=list)
     full_predictions: dict[str, list[list[ScoredSpan]]] = field(default_factory=dict)
+    sample_index: list[int] = field(default_factory=list)
+    dev_given: bool = False
     wall_s: dict[str, float] = field(default_factory=dict)
     llm_requests: int = 0
     llm_cached: int = 0
@@ -204,6 +209,25 @@ class CompareResult:
     def sampled(self) -> bool:
         """Whether the rows are scored on a sample of the test set (``limit_llm`` cut it)."""
         return len(self.test_docs) < len(self.all_test_docs)
+
+
+def llm_sample(total: int, limit: int, seed: int) -> list[int]:
+    """Which test docs the rows share under ``limit_llm``: a uniform random sample without replacement
+    (``numpy.random.default_rng(seed).choice``), in the test file's order. A test file's first documents are not a
+    sample (CoNLL-2003's first sentences come from a few articles; a project's tasks are in id order).
+
+    Args:
+        total: Test docs.
+        limit: Docs wanted (0 or ``total`` and more: all of them).
+        seed: The sample's seed (the same seed and total give the same sample).
+
+    Returns:
+        Sorted indices into the test docs.
+    """
+    if limit <= 0 or limit >= total:
+        return list(range(total))
+    chosen = np.random.default_rng(seed).choice(total, size=limit, replace=False)
+    return sorted(int(i) for i in chosen)
 
 
 class Tracker:
