@@ -7,11 +7,13 @@ Uncertainty in Dataset Labels"; Wang & Mueller 2022 for entity recognition), on 
 held-out model's spans and the annotator's disagree, the kind of disagreement says what may be wrong, and the
 model's confidence ranks the suspects.
 
-Kinds (the annotator's labels against the model's):
+Kinds, in nervaluate's terms as :mod:`ml.evaluation` uses them, with the annotator's labels as the reference and the
+held-out model as the response (what each says about the *labels* is in brackets):
 
-- ``missed``: the model finds an entity where the annotator labelled nothing that overlaps it (a span left out);
-  confidence: the model's score of its span.
-- ``extra``: the annotator labelled a span no predicted entity overlaps; confidence: 1 minus the beam probability
+- ``spurious``: the model finds an entity where the annotator labelled nothing that overlaps it (perhaps a span the
+  annotator left out); confidence: the model's score of its span.
+- ``missed``: the annotator labelled a span no predicted entity overlaps (perhaps a span that should not be
+  labelled); confidence: 1 minus the beam probability
   that the model gives any entity at exactly that span, times the fold model's recall on the fold's labels (a model
   that finds 95% of the labelled spans is good evidence when it finds nothing somewhere; one that finds half of
   them is not: without the factor, a weak model's misses would fill the top of the ranking).
@@ -45,8 +47,8 @@ from ml.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["missed", "extra", "wrong_type", "wrong_boundary"]
-KINDS: tuple[Kind, ...] = ("missed", "extra", "wrong_type", "wrong_boundary")
+Kind = Literal["missed", "spurious", "wrong_type", "wrong_boundary"]
+KINDS: tuple[Kind, ...] = ("missed", "spurious", "wrong_type", "wrong_boundary")
 # a fold model selects its checkpoint on at most this many of its own training docs (spaCy's loop needs a dev set;
 # the checked fold must not choose the model that judges it)
 SELECTION_DOCS = 200
@@ -56,8 +58,8 @@ SELECTION_DOCS = 200
 class Suspect:
     """A labelled span (or a missing one) that the held-out model contradicts.
 
-    ``start``/``end``/``label``: the annotator's span (None for ``missed``); ``predicted_*``: the model's (None for
-    ``extra``); ``text``: the annotator's span's text, or the model's for ``missed``; ``confidence`` in [0, 1];
+    ``start``/``end``/``label``: the annotator's span (None for ``spurious``); ``predicted_*``: the model's (None for
+    ``missed``); ``text``: the annotator's span's text, or the model's for ``spurious``; ``confidence`` in [0, 1];
     ``fold``: the fold whose model checked it."""
 
     task_id: int
@@ -74,7 +76,7 @@ class Suspect:
 
     @property
     def entity_type(self) -> str:
-        """The type the suspect counts under: the annotator's, or the model's for a ``missed`` span."""
+        """The type the suspect counts under: the annotator's, or the model's for a ``spurious`` span."""
         return self.label or self.predicted_label or ""
 
 
@@ -105,8 +107,8 @@ def contradictions(
         text: Its text.
         gold: The annotator's spans (non-overlapping).
         predicted: The model's spans with their probabilities (non-overlapping).
-        span_mass: ``(start, end)`` -> the model's probability of any entity at exactly that span (an ``extra``'s
-            confidence is 1 minus it; a span absent counts 0, so an unknown mass makes an ``extra`` certain).
+        span_mass: ``(start, end)`` -> the model's probability of any entity at exactly that span (a ``missed``
+            span's confidence is 1 minus it; a span absent counts 0, so an unknown mass makes it certain).
         fold: The fold the model was trained without.
 
     Returns:
@@ -128,7 +130,17 @@ def contradictions(
             confidence = (1.0 - min(1.0, mass.get((g.start, g.end), 0.0))) * recall
             found.append(
                 Suspect(
-                    task_id, "extra", confidence, g.start, g.end, g.label, None, None, None, text[g.start : g.end], fold
+                    task_id,
+                    "missed",
+                    confidence,
+                    g.start,
+                    g.end,
+                    g.label,
+                    None,
+                    None,
+                    None,
+                    text[g.start : g.end],
+                    fold,
                 )
             )
             continue
@@ -139,7 +151,7 @@ def contradictions(
         )
     for p in predicted:
         if not any(_overlaps(g.start, g.end, p.start, p.end) for g in gold):
-            found.append(Suspect(task_id, "missed", p.score, None, None, None, p.start, p.end, p.label, p.text, fold))
+            found.append(Suspect(task_id, "spurious", p.score, None, None, None, p.start, p.end, p.label, p.text, fold))
     return sorted(found, key=lambda s: (s.start if s.start is not None else s.predicted_start or 0, s.kind))
 
 
@@ -152,10 +164,14 @@ def rank(suspects: Sequence[Suspect], *, min_confidence: float = 0.0, limit: int
 
 
 def corrected(gold: Sequence[CharSpan], suspects: Sequence[Suspect]) -> list[CharSpan]:
-    """The labels with each suspect's model reading applied (a ``missed`` span added, an ``extra`` removed, a type
-    or boundary replaced): what a reviewer is shown beside the annotation. Overlapping results keep the first."""
+    """The labels with each suspect's model reading applied (a ``spurious`` span added, a type or boundary
+    replaced): what a reviewer is shown beside the annotation. A ``missed`` span (the model finds nothing there)
+    stays, so the reviewer sees the span the note is about and decides whether to remove it. Overlapping results
+    keep the first."""
     spans = {(g.start, g.end): g for g in gold}
     for s in suspects:
+        if s.kind == "missed":
+            continue
         if s.start is not None and s.end is not None:
             spans.pop((s.start, s.end), None)
         if s.predicted_start is not None and s.predicted_end is not None and s.predicted_label is not None:
@@ -277,7 +293,7 @@ def cross_validate(
 def _check_fold(model: Any, docs: Sequence[Doc], task_ids: Sequence[int], fold: int) -> list[Suspect]:
     predicted = model.predict(docs)
     golds = [char_spans(doc) for doc in docs]
-    # the beam mass only where a labelled span has no predicted entity over it (an ``extra``'s confidence)
+    # the beam mass only where a labelled span has no predicted entity over it (a ``missed`` span's confidence)
     lone = [
         i
         for i, (gold, pred) in enumerate(zip(golds, predicted, strict=True))

@@ -30,34 +30,36 @@ def test_agreement_gives_no_suspect() -> None:
 def test_each_kind_with_its_confidence() -> None:
     gold = [
         CharSpan(0, 4, "person"),  # the model reads "Anna Smith": wrong boundary
-        CharSpan(11, 16, "misc"),  # "works": nothing predicted over it, beam mass 0.1: extra at 0.9
+        CharSpan(11, 16, "misc"),  # "works": nothing predicted over it, beam mass 0.1: missed at 0.9
         CharSpan(20, 29, "organisation"),  # the model says location on the exact span: wrong type
     ]
     predicted = [
         _p(0, 10, "person", 0.8),
         _p(20, 29, "location", 0.7),
-        _p(33, 38, "location", 0.95),  # Paris, unlabelled: missed
+        _p(33, 38, "location", 0.95),  # Paris, unlabelled: spurious
     ]
     found = contradictions(7, TEXT, gold, predicted, span_mass={(11, 16): 0.1}, fold=2)
     by_kind = {s.kind: s for s in found}
-    assert set(by_kind) == {"wrong_boundary", "extra", "wrong_type", "missed"}
+    # nervaluate's terms, the labels as the reference (as ml.evaluation): a label the model misses is "missed",
+    # a model entity without a label "spurious"
+    assert set(by_kind) == {"wrong_boundary", "missed", "wrong_type", "spurious"}
     boundary = by_kind["wrong_boundary"]
     assert (boundary.start, boundary.end, boundary.label) == (0, 4, "person")
     assert (boundary.predicted_start, boundary.predicted_end, boundary.confidence) == (0, 10, 0.8)
-    assert by_kind["extra"].confidence == pytest.approx(0.9) and by_kind["extra"].text == "works"
-    assert by_kind["extra"].predicted_label is None
+    assert by_kind["missed"].confidence == pytest.approx(0.9) and by_kind["missed"].text == "works"
+    assert by_kind["missed"].predicted_label is None and by_kind["missed"].label == "misc"
     assert (by_kind["wrong_type"].label, by_kind["wrong_type"].predicted_label) == ("organisation", "location")
-    missed = by_kind["missed"]
-    assert missed.label is None and missed.text == "Paris" and missed.entity_type == "location"
-    assert missed.confidence == 0.95 and {s.task_id for s in found} == {7} and {s.fold for s in found} == {2}
+    spurious = by_kind["spurious"]
+    assert spurious.label is None and spurious.text == "Paris" and spurious.entity_type == "location"
+    assert spurious.confidence == 0.95 and {s.task_id for s in found} == {7} and {s.fold for s in found} == {2}
 
 
-def test_an_extra_without_any_beam_mass_is_certain() -> None:
+def test_a_missed_label_without_any_beam_mass_is_certain() -> None:
     found = contradictions(1, TEXT, [CharSpan(11, 16, "misc")], [])
-    assert [(s.kind, s.confidence) for s in found] == [("extra", 1.0)]
+    assert [(s.kind, s.confidence) for s in found] == [("missed", 1.0)]
 
 
-def test_an_extra_is_discounted_by_the_model_recall() -> None:
+def test_a_missed_label_is_discounted_by_the_model_recall() -> None:
     found = contradictions(1, TEXT, [CharSpan(11, 16, "misc")], [], span_mass={(11, 16): 0.2}, recall=0.5)
     assert found[0].confidence == pytest.approx(0.4)  # (1 - 0.2) * 0.5: a model that finds half the labels
 
@@ -70,7 +72,7 @@ def test_a_boundary_takes_the_most_confident_overlapping_prediction() -> None:
 
 def test_ranking_is_by_confidence_with_a_floor_and_a_limit() -> None:
     def s(task: int, confidence: float) -> Suspect:
-        return Suspect(task, "missed", confidence, None, None, None, 0, 4, "person", "Anna")
+        return Suspect(task, "spurious", confidence, None, None, None, 0, 4, "person", "Anna")
 
     ranked = rank([s(3, 0.6), s(1, 0.9), s(2, 0.4), s(4, 0.9)], min_confidence=0.5)
     assert [(x.task_id, x.confidence) for x in ranked] == [(1, 0.9), (4, 0.9), (3, 0.6)]
@@ -85,8 +87,10 @@ def test_corrected_applies_each_reading() -> None:
         gold,
         [_p(0, 10, "person", 0.8), _p(20, 29, "location", 0.7), _p(33, 38, "location", 0.95)],
     )
+    # the missed label ("works", nothing predicted there) stays, so the reviewer sees the span its note is about
     assert corrected(gold, found) == [
         CharSpan(0, 10, "person"),
+        CharSpan(11, 16, "misc"),
         CharSpan(20, 29, "location"),
         CharSpan(33, 38, "location"),
     ]
