@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ml.review_settings import ReviewSettings
@@ -150,7 +153,42 @@ class Settings(BaseSettings):
         return self
 
 
+class SettingsError(ValueError):
+    """The ``NER_*`` environment does not make valid settings (``nerloop`` prints it as one line, exit 2)."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``NER_*`` variables of ``environ`` that name no setting, each with the closest one when there is one
+    (``"NER_RETRAIN_MAX_STEP (did you mean NER_RETRAIN_MAX_STEPS?)"``). pydantic-settings ignores such a variable
+    (``extra="ignore"``), so a typo would silently leave the default in force."""
+    known: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        known.add(f"NER_{name.upper()}")
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            known.update(f"NER_{name.upper()}__{sub.upper()}" for sub in nested.model_fields)
+    unknown = []
+    for key in sorted(k for k in environ if k.upper().startswith("NER_") and k.upper() not in known):
+        close = difflib.get_close_matches(key.upper(), known, n=1)
+        unknown.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    return unknown
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings (FastAPI ``Depends``; tests override it)."""
-    return Settings()
+    """The process's settings (FastAPI ``Depends``; tests override it).
+
+    Raises:
+        SettingsError: an ``NER_*`` environment variable names no setting (a typo would otherwise be ignored), or
+            a value is invalid; the message names each variable.
+    """
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError(
+            "unknown nerloop setting(s): " + "; ".join(unknown) + ". See the README's settings table, or unset them."
+        )
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [f"NER_{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        raise SettingsError("invalid nerloop setting(s): " + "; ".join(problems)) from None

@@ -16,7 +16,7 @@ import typer
 
 from backend.cli import app, database_errors, project_app
 from backend.services.errors import ServiceError
-from backend.settings import get_settings
+from backend.settings import SettingsError, get_settings
 from ml import cli as ml_cli
 from workers import up as up_module
 from workers.celery_app import POOLS, QUEUES
@@ -344,3 +344,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except SettingsError as exc:  # raised by get_settings() inside any command
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
