@@ -29,6 +29,7 @@ from backend.db.session import session_scope
 from backend.db.upsert import upsert
 from backend.services.errors import InvalidInputError, NotFoundError
 from backend.services.label_state import label_counts
+from backend.services.lead_time import lead_time, seconds_per_label
 from backend.services.projects import guide_of, project_by_id
 from backend.services.training import Snapshot, TaskSource, split_snapshot
 from backend.services.watermark import labels_count
@@ -248,16 +249,13 @@ def _claim(sessions: sessionmaker[Session], comparison_id: int) -> tuple[int, in
 def _costs(db: Session, project: Project, options: ComparisonOptions, settings: Settings) -> tuple[CostSettings, str]:
     """The prices: the options', else the LLM settings' token prices when set, else the defaults; seconds per label
     from Label Studio's ``lead_time`` (the dashboard's figure) when the option is unset and the project has it."""
-    from backend.services.progress import _lead_time  # progress.py imports this module for the dashboard
-
     per_1k = (settings.llm.price_input_per_million / 1000, settings.llm.price_output_per_million / 1000)
     seconds, where = options.seconds_per_label, "option"
     if seconds is None:
-        pace, labels = _lead_time(db, project), sum(label_counts(db, project).values())
-        if pace["tasks"] and labels:  # mean time per task over the labels per labelled task
-            seconds = pace["seconds"] / pace["tasks"] * pace["labelled_tasks"] / labels
-            where = f"Label Studio lead_time ({pace['tasks']:.0f} annotations)"
-        else:
+        pace = lead_time(db, project)
+        seconds = seconds_per_label(pace, sum(label_counts(db, project).values()))
+        where = f"Label Studio lead_time ({pace['tasks']:.0f} annotations)"
+        if seconds is None:
             seconds, where = _DEFAULT_COSTS.seconds_per_label, "default (no lead_time recorded)"
     costs = CostSettings(
         llm_input_per_1k=_first(options.llm_input_per_1k, per_1k[0], _DEFAULT_COSTS.llm_input_per_1k),

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db.models import Annotation, AnnotationEvent, LLMCall, ModelVersion, Project, TaskLabel, TrainingRun
+from backend.db.models import AnnotationEvent, LLMCall, ModelVersion, Project, TaskLabel, TrainingRun
 from backend.services.agreement import agreement_summary
 from backend.services.comparison import latest_comparison
 from backend.services.label_state import label_counts
+from backend.services.lead_time import lead_time, seconds_per_label
 from backend.services.projects import current_model, guide_of
 from backend.services.review import review_summary
 from backend.services.routing import routing_table
@@ -110,15 +111,13 @@ def project_progress(db: Session, project: Project, *, now: datetime | None = No
     )
     served = [v for v in versions if v.status in SERVED and v.version != project.current_version]
     served += [v for v in versions if v.version == project.current_version]
-    pace = _cached.get(db, project, "lead_time", lambda: _lead_time(db, project))
+    pace = _cached.get(db, project, "lead_time", lambda: lead_time(db, project))
     types = []
     for label in guide.labels:
         points = [_point(v, label) for v in served if "train_labels" in v.metrics and label in _per_type(v)]
         curve = [p for p in points if p is not None]
         labels = counts.get(label, 0)
-        seconds = (
-            pace["seconds"] / pace["tasks"] * pace["labelled_tasks"] / labels if pace["tasks"] and labels else None
-        )
+        seconds = seconds_per_label(pace, labels)
         types.append(
             {
                 "label": label,
@@ -212,23 +211,6 @@ def _point(row: ModelVersion, label: str) -> CurvePoint | None:
         None if interval is None else (float(interval[0]), float(interval[1])),
         bool(score.get("measurable", True)),
     )
-
-
-def _lead_time(db: Session, project: Project) -> dict[str, float]:
-    """Annotator time: the seconds Label Studio recorded (``lead_time``) over the live annotations that have it,
-    and how many labelled tasks there are; a type's seconds per label is the mean time per task times the tasks
-    over the type's labels (the time of a task is shared by every label in it)."""
-    seconds, tasks = db.execute(
-        select(func.coalesce(func.sum(Annotation.lead_time_s), 0.0), func.count()).where(
-            Annotation.project_id == project.id,
-            Annotation.deleted.is_(False),
-            Annotation.was_cancelled.is_(False),
-            Annotation.lead_time_s.is_not(None),
-            Annotation.lead_time_s > 0,
-        )
-    ).one()
-    labelled = db.scalar(select(func.count()).select_from(TaskLabel).where(TaskLabel.project_id == project.id))
-    return {"seconds": float(seconds or 0), "tasks": float(tasks), "labelled_tasks": float(labelled or 0)}
 
 
 def _version(row: ModelVersion, labels: list[str], target: float) -> dict[str, Any]:
