@@ -128,7 +128,46 @@ def main() -> None:
     for corpus in CORPORA:
         if corpus in reports:
             out += _corpus(corpus, reports[corpus])
+    out += _fine_tuned_only(reports)
+    out += _status(reports)
     (HERE / "SUMMARY.md").write_text("\n".join(out), encoding="utf-8")
+
+
+def _fine_tuned_only(reports: dict[str, Any]) -> list[str]:
+    """The CNN learning curves of ``run.sh none`` (no LLM, the whole test set), for corpora with no full report."""
+    out: list[str] = []
+    for corpus in CORPORA:
+        path = HERE / corpus / "fine-tuned" / "report.json"
+        if corpus in reports or not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        anchor = f"; GLiNER-L zero-shot: {GLINER_L[corpus]:.1f}" if corpus in GLINER_L else ""
+        out += [f"## {corpus}: the CNN's learning curve (no LLM yet)", ""]
+        out.append(
+            f"All {data['test_docs']} test sentences; training pool {data['train_pool_docs']} sentences, dev "
+            f"{data['dev_docs']}{anchor}."
+        )
+        out += ["", "| training sentences | labels | exact micro F1 | partial | training s |", "|---|---|---|---|---|"]
+        for r in data["rows"]:
+            seconds = r["train_seconds"] or 0.0
+            out.append(
+                f"| {r['train_docs']} | {r['labels']} | {_f1(r)} | {r['partial_micro_f1']:.3f} | {seconds:,.0f} |"
+            )
+        out.append("")
+    return out
+
+
+def _status(reports: dict[str, Any]) -> list[str]:
+    out = ["## Status", ""]
+    for corpus in CORPORA:
+        answers = len(list((HERE / corpus / "cache" / "llm").glob("*/*.json")))
+        tuned = (HERE / corpus / "fine-tuned" / "report.json").is_file()
+        state = "finished" if corpus in reports else "pending"
+        out.append(
+            f"- {corpus}: report {state}; {answers} LLM answers cached (200 per LLM row: 600 for `--shots 0,5`); "
+            f"fine-tuned-only curve {'finished' if tuned else 'pending'}."
+        )
+    return [*out, ""]
 
 
 if __name__ == "__main__":
