@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         "for the types routed to it (the rest show the model's types only)",
     )
     train_time_limit_s: int = Field(default=3 * 3600, ge=120, description="hard limit of one training task")
+    compare_time_limit_s: int = Field(
+        default=4 * 3600,
+        ge=120,
+        description="hard limit of one project comparison (workers.compare_project, on the train queue: it holds "
+        "retrains back while it runs); a minute before it, the comparison is recorded failed",
+    )
     run_heartbeat_timeout_s: float = Field(
         default=180.0,
         ge=2.0,

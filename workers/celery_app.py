@@ -65,6 +65,12 @@ def make_celery(settings: Settings) -> Celery:
                 "time_limit": settings.train_time_limit_s,
                 "soft_time_limit": settings.train_time_limit_s - 60,
             },
+            # a comparison trains a model per size and asks the LLM hundreds of times, on the train queue (one
+            # process): bounded, so that a hung LLM or a huge request cannot hold every retrain back for ever
+            "workers.compare_project": {
+                "time_limit": settings.compare_time_limit_s,
+                "soft_time_limit": settings.compare_time_limit_s - 60,
+            },
             **{name: {"time_limit": limit} for name, limit in _HARD_LIMIT_S.items()},
         },
         broker_connection_retry_on_startup=True,
