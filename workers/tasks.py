@@ -17,7 +17,7 @@ from backend.adapters.models import ModelRegistry
 from backend.db.models import Project
 from backend.db.session import make_engine, session_factory, session_scope
 from backend.services import comparison, review, scoring, training
-from backend.services.errors import UpstreamError
+from backend.services.errors import UpstreamError, UpstreamRefusedError
 from backend.services.label_state import StoredLabelsSource
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor
@@ -143,7 +143,10 @@ def train_run(self: Task, run_id: int) -> str:
     # the worker dies (an out-of-memory kill would loop); limits under the visibility timeout
     acks_late=True,
     reject_on_worker_lost=False,
+    # Label Studio away: retried with backoff (the suspects stay stored); a refusal (4xx, UpstreamRefusedError) would
+    # be refused again: the pass is failed instead, with the reason
     autoretry_for=(UpstreamError,),
+    dont_autoretry_for=(UpstreamRefusedError,),
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,

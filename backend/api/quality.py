@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.adapters.jobs import TaskName
-from backend.api.deps import DbSession, JobsDep, require_auth
+from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
 from backend.db.ids import DbId
 from backend.services import agreement, review
 from backend.services.errors import InvalidInputError, UpstreamError
 from backend.services.projects import current_model, project_by_id
+from backend.settings import Settings
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["quality"])
 
 
 class TypeAgreementOut(BaseModel):
-    """Agreement on one type (or ``micro``): exact and partial span F1, 95% bootstrap interval, support."""
+    """Agreement on one type (or ``micro``): exact and partial span F1, each with its 95% bootstrap interval over
+    tasks, and their support."""
 
     label: str
-    f1: float | None
-    partial_f1: float | None
-    f1_interval: tuple[float, float] | None
-    spans: int
-    measurable: bool
+    f1: float | None = Field(description="exact span F1 between annotators (null: no span of the type)")
+    partial_f1: float | None = Field(description="SemEval-2013 partial span F1 (an overlap counts half)")
+    f1_interval: tuple[float, float] | None = Field(description="95% bootstrap interval of f1 (null: < 2 tasks)")
+    partial_f1_interval: tuple[float, float] | None = Field(default=None, description="95% interval of partial_f1")
+    spans: int = Field(description="the support: spans of the type both annotators of each pair drew")
+    measurable: bool = Field(description="spans reach the minimum support")
     model_f1: float | None = Field(default=None, description="the serving version's test F1 (per type only)")
-    ceiling_below_target: bool = Field(default=False, description="measurable agreement below the target")
+    ceiling: Literal["below", "allows", "uncertain", "not measurable"] | None = Field(
+        default=None,
+        description="the target against the agreement's 95% interval: below (all of it under the target: out of "
+        "reach), allows (all of it at or above), uncertain (the target inside it); per type only",
+    )
+    ceiling_below_target: bool = Field(
+        default=False, description="the whole 95% interval of the agreement lies below the target"
+    )
 
 
 class PairAgreementOut(BaseModel):
@@ -70,8 +80,12 @@ class SuspectOut(BaseModel):
 
     rank: int
     ls_task_id: int
-    kind: str
-    confidence: float
+    kind: Literal["missed", "spurious", "wrong_type", "wrong_boundary"] = Field(
+        description="nervaluate's terms, the annotator's labels as the reference and the held-out model as the "
+        "response: missed (a labelled span the model does not find: perhaps not an entity), spurious (an entity the "
+        "model finds where nothing is labelled: perhaps left out), wrong_type, wrong_boundary"
+    )
+    confidence: float = Field(description="the held-out model's probability for its reading, in [0, 1]")
     labelled: SpanOut | None
     model: SpanOut | None
     text: str
@@ -143,16 +157,23 @@ def get_review(project_id: DbId, db: DbSession, limit: Annotated[int, Query(ge=0
 
 
 @router.post("/projects/{project_id}/review", status_code=202, response_model=ReviewQueued)
-def post_review(project_id: DbId, db: DbSession, jobs: JobsDep) -> ReviewQueued:
-    """Ask for the review pass of the serving version (a no-op once it is done; passes also follow promotions)."""
+def post_review(
+    project_id: DbId, db: DbSession, jobs: JobsDep, settings: Annotated[Settings, Depends(get_app_settings)]
+) -> ReviewQueued:
+    """Ask for the review pass of the serving version: queued unless it is done or a live pass exists (queued
+    recently, or running with a heartbeat); passes also follow promotions. ``queued`` says whether a job was sent."""
     project = project_by_id(db, project_id)
     serving = current_model(db, project)
     if serving is None:
         raise InvalidInputError(f"project {project_id} serves no model yet; a review pass follows the first promotion")
-    done = review.pass_done(db, serving)
-    if not done:
+    version, version_id = serving.version, serving.id
+    wanted = review.review_wanted(db, serving, heartbeat_timeout_s=settings.run_heartbeat_timeout_s)
+    db.commit()  # no transaction stays open across the broker call
+    if wanted:
         try:
-            jobs.enqueue(TaskName.REVIEW_LABELS, project_id, serving.id)
+            jobs.enqueue(TaskName.REVIEW_LABELS, project_id, version_id)
         except Exception as exc:
             raise UpstreamError(f"the broker is unreachable ({exc}); ask again once it is back") from None
-    return ReviewQueued(project_id=project_id, model_version=serving.version, queued=not done)
+        review.mark_queued(db, serving)
+        db.commit()
+    return ReviewQueued(project_id=project_id, model_version=version, queued=wanted)

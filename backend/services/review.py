@@ -1,87 +1,91 @@
-"""Likely-mislabelled spans after each promoted version: the cross-validated pass, its storage, the review view.
+"""Likely-mislabelled spans after each promoted version: the cross-validated pass and its lifecycle.
 
 A pass runs once per promoted version (``review_pass`` is unique per version; a redelivered job finds it done), on
-the ``train`` queue after the promotion: the project's labels as they are now (the label state, converted as for
-training), the newest ``NER_REVIEW__MAX_DOCS`` tasks, are checked fold by fold by CNNs trained without the fold
-(``ml.review.cross_validate``). The ranked suspects are stored, then pushed to Label Studio: each suspect task gets
-one prediction tagged ``REVIEW_TAG`` that shows its labels with the model's readings applied (each changed region
-with the suspect's kind and confidence as its note), and the project gets a Data Manager tab, ``VIEW_TITLE``,
-filtered on that tag, so a reviewer finds every suspect task in one view. The prediction is updated in place by
-later passes and removed once its task is no longer suspect. The ``REVIEW_TAG`` version is never the project's
-model version, so these predictions never order the labelling queue.
+the ``train`` queue after the promotion: the project's *training* labels as they are now (the label state, converted
+and split as for training, ``training.split_snapshot``; held-out dev and test tasks are never reviewed, so nothing
+pushes annotators to relabel test data toward the model), the newest ``NER_REVIEW__MAX_DOCS`` of them, are checked
+fold by fold by CNNs trained without the fold (``ml.review.cross_validate``). The ranked suspects are stored, then
+pushed to Label Studio (``backend.services.review_push``); ``backend.services.review_summary`` reads them.
+
+A pass is claimed atomically (a conditional UPDATE from ``queued``, ``scored``, ``failed`` or a ``running`` pass
+without a heartbeat), each claim a new ``attempt`` whose every write is guarded by it, with its own work directory
+for the fold models; while it runs, a thread beats ``heartbeat_at``, and the sweep fails a pass silent for
+``NER_RUN_HEARTBEAT_TIMEOUT_S`` (a killed worker) and removes its work directory. Status: ``queued`` -> ``running``
+-> ``scored`` (suspects stored, not pushed: Label Studio was away, or there is none) -> ``pushed``; or ``failed``,
+``skipped`` (too few labels; why in ``error``).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections import Counter, defaultdict
+import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db.models import (
-    ModelVersion,
-    Project,
-    ReviewPass,
-    ReviewPrediction,
-    ReviewSuspect,
-    TaskLabel,
-    TrainingRun,
-    utcnow,
-)
+from backend.db.models import ModelVersion, Project, ReviewPass, ReviewSuspect, TrainingRun, utcnow
 from backend.db.session import session_scope
 from backend.db.upsert import upsert
-from backend.services.errors import NotFoundError
-from backend.services.label_state import annotated_tasks, convert_labels
-from backend.services.projects import guide_of, project_by_id
+from backend.services.errors import NotFoundError, UpstreamError, UpstreamRefusedError
+from backend.services.label_state import annotated_tasks
+from backend.services.projects import project_by_id
+from backend.services.review_push import REVIEW_TAG, VIEW_TITLE, ReviewSink, push_pass, review_result
+from backend.services.review_summary import format_review, latest_pass, review_summary
+from backend.services.run_liveness import aware, heartbeat_interval
+from backend.services.training import split_snapshot
 from backend.settings import Settings
-from ml.converters import CharSpan
-from ml.converters.label_studio import spans_to_results
 from ml.errors import MLError
-from ml.prediction import ScoredSpan
-from ml.review import Suspect, corrected, cross_validate
+from ml.review import Suspect, cross_validate
+
+__all__ = [
+    "REVIEW_TAG",
+    "VIEW_TITLE",
+    "ReviewOutcome",
+    "ReviewSink",
+    "expire_stale_passes",
+    "format_review",
+    "latest_pass",
+    "mark_queued",
+    "pass_done",
+    "review_due",
+    "review_result",
+    "review_summary",
+    "review_wanted",
+    "run_review",
+]
 
 log = logging.getLogger(__name__)
-REVIEW_TAG = "nerloop-review"
-VIEW_TITLE = "nerloop review"
 DONE = ("pushed", "skipped")
-
-
-class ReviewSink(Protocol):
-    """Where review predictions go (Label Studio)."""
-
-    def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> int:
-        """Store one prediction on a task; return its id."""
-        ...
-
-    def update_prediction(
-        self, prediction_id: int, *, result: list[dict[str, Any]], score: float, model_version: str
-    ) -> None:
-        """Replace a stored prediction."""
-        ...
-
-    def delete_prediction(self, prediction_id: int) -> None:
-        """Remove a prediction."""
-        ...
-
-    def ensure_prediction_view(self, project_id: int, *, title: str, model_version: str) -> int:
-        """A Data Manager tab of the project showing the tasks with a prediction of ``model_version``; its id."""
-        ...
+CLAIMABLE = ("queued", "scored", "failed")
 
 
 @dataclass(frozen=True)
 class ReviewOutcome:
-    """How a pass ended: ``status`` of its row (or ``superseded``: a newer version serves), its suspects, and the
-    tasks whose review prediction was pushed."""
+    """How a pass ended: ``status`` of its row (``superseded``: a newer version serves; ``running``: another process
+    owns it; ``lost``: it was taken over while this process ran), its suspects, and the tasks pushed."""
 
     status: str
     pass_id: int | None
     suspects: int
     pushed: int
+
+
+@dataclass(frozen=True)
+class _Claim:
+    pass_id: int
+    attempt: int
+    scored: bool  # the suspects are stored: only push
+    work: Path
+
+
+class _LostError(Exception):
+    """The pass is no longer this attempt's (expired by the sweep and claimed again)."""
 
 
 def review_due(db: Session, run_id: int, *, enabled: bool = True) -> tuple[int, int] | None:
@@ -99,12 +103,56 @@ def review_due(db: Session, run_id: int, *, enabled: bool = True) -> tuple[int, 
     return None if pass_done(db, version) else (run.project_id, version.id)
 
 
+def _pass_of(db: Session, version: ModelVersion) -> ReviewPass | None:
+    return db.scalar(select(ReviewPass).where(ReviewPass.model_version_id == version.id))
+
+
 def pass_done(db: Session, version: ModelVersion) -> bool:
     """Whether the version's review pass finished (pushed, or skipped for too few labels)."""
-    done = db.scalar(
-        select(ReviewPass.id).where(ReviewPass.model_version_id == version.id, ReviewPass.status.in_(DONE))
+    found = _pass_of(db, version)
+    return found is not None and found.status in DONE
+
+
+def _silent(row: ReviewPass, timeout_s: float) -> bool:
+    """Whether a queued or running pass has been quiet for ``timeout_s`` (its message or its process is lost)."""
+    last = row.heartbeat_at or row.created_at
+    return utcnow() - aware(last) > timedelta(seconds=timeout_s)
+
+
+def review_wanted(db: Session, version: ModelVersion, *, heartbeat_timeout_s: float) -> bool:
+    """Whether a review job for the version should be sent: no pass yet, a failed or unpushed one, or one whose
+    message or process was lost (queued or running, silent for ``heartbeat_timeout_s``). False while a live pass
+    exists (queued recently, or running with a heartbeat) and once it is done."""
+    found = _pass_of(db, version)
+    if found is None or found.status in ("failed", "scored"):
+        return True
+    return found.status in ("queued", "running") and _silent(found, heartbeat_timeout_s)
+
+
+def mark_queued(db: Session, version: ModelVersion) -> None:
+    """Record that a review job for the version was sent (after the broker took it): the pass is ``queued``, so a
+    second request does not send another while it waits. A pass that is running (a silent one is taken over by the
+    job's claim), scored or done is left alone."""
+    db.execute(
+        upsert(db, ReviewPass)
+        .values(
+            project_id=version.project_id,
+            model_version_id=version.id,
+            model_version=version.version,
+            status="queued",
+            docs=0,
+            suspects=0,
+            details={},
+            created_at=utcnow(),
+            attempt=0,
+        )
+        .on_conflict_do_nothing(index_elements=["project_id", "model_version_id"])
     )
-    return done is not None
+    db.execute(
+        update(ReviewPass)
+        .where(ReviewPass.model_version_id == version.id, ReviewPass.status.in_(("failed", "queued")))
+        .values(status="queued", created_at=utcnow(), heartbeat_at=None)
+    )
 
 
 def run_review(
@@ -115,31 +163,61 @@ def run_review(
     model_version_id: int,
     sink: ReviewSink | None,
 ) -> ReviewOutcome:
-    """Run (or finish) the review pass of a promoted version and push it; safe to call again.
+    """Run (or finish) the review pass of a promoted version and push it; safe to call again, and from several
+    processes at once (one claims it; the others return ``running``).
 
     A version that no longer serves is skipped (the newer one has its own pass). A pass whose suspects are stored
     only pushes them (a retry after Label Studio was away); a pushed or skipped one does nothing.
 
     Raises:
         NotFoundError: the project or version does not exist.
-        UpstreamError: Label Studio cannot be reached (the suspects stay stored; a retry pushes them).
+        UpstreamError: Label Studio cannot be reached (the suspects stay stored, the pass ``scored``; a retry pushes
+            them). ``UpstreamRefusedError``: it refused a call (the pass is failed; a retry would be refused too).
     """
-    claim = _claim(sessions, project_id, model_version_id)
+    timeout_s = settings.run_heartbeat_timeout_s
+    root = Path(settings.model_root).resolve() / f"project-{project_id}"
+    claim = _claim(sessions, project_id, model_version_id, timeout_s=timeout_s, work_root=root)
     if isinstance(claim, ReviewOutcome):
         return claim
-    pass_id, status = claim
-    if status != "scored":
-        outcome = _score(sessions, settings, project_id, pass_id)
+    with _Heartbeat(sessions, claim, interval_s=heartbeat_interval(timeout_s)):
+        try:
+            return _attempt(sessions, settings, project_id, claim, sink)
+        except _LostError:
+            log.warning("review pass %s attempt %s was taken over; this attempt stops", claim.pass_id, claim.attempt)
+            return ReviewOutcome("lost", claim.pass_id, 0, 0)
+
+
+def _attempt(
+    sessions: sessionmaker[Session], settings: Settings, project_id: int, claim: _Claim, sink: ReviewSink | None
+) -> ReviewOutcome:
+    if not claim.scored:
+        outcome = _score(sessions, settings, project_id, claim)
         if outcome is not None:
             return outcome
+    suspects = _stored_suspects(sessions, claim.pass_id)
     if sink is None:
-        with session_scope(sessions) as db:
-            stored = db.get(ReviewPass, pass_id)
-            return ReviewOutcome("scored", pass_id, stored.suspects if stored else 0, 0)
-    return _push(sessions, sink, project_id, pass_id)
+        _set(sessions, claim, status="scored")
+        return ReviewOutcome("scored", claim.pass_id, suspects, 0)
+    try:
+        pushed = push_pass(sessions, sink, project_id, claim.pass_id, owned=lambda: _check_owned(sessions, claim))
+    except _LostError:
+        raise
+    except UpstreamRefusedError as exc:  # the same call would be refused again: said on the pass, not retried
+        _set(sessions, claim, status="failed", error=str(exc), finished_at=utcnow())
+        raise
+    except UpstreamError:  # Label Studio away: the suspects stay stored, a retry (or a request) pushes them
+        _set(sessions, claim, status="scored")
+        raise
+    except Exception as exc:
+        _set(sessions, claim, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=utcnow())
+        raise
+    _set(sessions, claim, status="pushed", pushed_at=utcnow())
+    return ReviewOutcome("pushed", claim.pass_id, suspects, pushed)
 
 
-def _claim(sessions: sessionmaker[Session], project_id: int, model_version_id: int) -> tuple[int, str] | ReviewOutcome:
+def _claim(
+    sessions: sessionmaker[Session], project_id: int, model_version_id: int, *, timeout_s: float, work_root: Path
+) -> _Claim | ReviewOutcome:
     with session_scope(sessions) as db:
         project = project_by_id(db, project_id)
         version = db.get(ModelVersion, model_version_id)
@@ -147,71 +225,122 @@ def _claim(sessions: sessionmaker[Session], project_id: int, model_version_id: i
             raise NotFoundError(f"project {project_id} has no model version with id {model_version_id}")
         if version.version != project.current_version:
             return ReviewOutcome("superseded", None, 0, 0)
-        db.execute(
-            upsert(db, ReviewPass)
-            .values(
-                project_id=project_id,
-                model_version_id=model_version_id,
-                model_version=version.version,
-                status="running",
-                docs=0,
-                suspects=0,
-                details={},
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["project_id", "model_version_id"])
+        mark = upsert(db, ReviewPass).values(
+            project_id=project_id,
+            model_version_id=model_version_id,
+            model_version=version.version,
+            status="queued",
+            docs=0,
+            suspects=0,
+            details={},
+            created_at=utcnow(),
+            attempt=0,
         )
-        row = db.scalars(
-            select(ReviewPass).where(
-                ReviewPass.project_id == project_id, ReviewPass.model_version_id == model_version_id
-            )
-        ).one()
+        db.execute(mark.on_conflict_do_nothing(index_elements=["project_id", "model_version_id"]))
+        row = db.scalars(select(ReviewPass).where(ReviewPass.model_version_id == model_version_id)).one()
         if row.status in DONE:
             return ReviewOutcome(row.status, row.id, row.suspects, 0)
-        return row.id, row.status
+        if row.status not in CLAIMABLE and not (row.status == "running" and _silent(row, timeout_s)):
+            return ReviewOutcome(row.status, row.id, row.suspects, 0)  # another process runs it
+        attempt, scored = row.attempt + 1, "folds" in (row.details or {})
+        work = work_root / f".review-{row.id}-{attempt}"
+        claimed = db.execute(
+            update(ReviewPass)
+            .where(ReviewPass.id == row.id, ReviewPass.attempt == row.attempt, ReviewPass.status == row.status)
+            .values(
+                status="running",
+                attempt=attempt,
+                heartbeat_at=utcnow(),
+                error=None,
+                details={**(row.details or {}), "work_dir": str(work)},
+            )
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return ReviewOutcome("running", row.id, row.suspects, 0)  # claimed by another process meanwhile
+        return _Claim(row.id, attempt, scored, work)
 
 
-def _labelled(db: Session, project: Project, *, newest: int) -> tuple[list[Any], list[int]]:
-    """The newest labelled tasks' docs (the label state converted as for training) and their task ids."""
-    docs = sorted(convert_labels(project, annotated_tasks(db, project)).docs, key=lambda d: int(d.user_data["task_id"]))
-    docs = docs[-newest:]
+def _owned(claim: _Claim) -> ColumnElement[bool]:
+    """The condition of every write of an attempt: the pass still runs this attempt."""
+    return (ReviewPass.id == claim.pass_id) & (ReviewPass.attempt == claim.attempt) & (ReviewPass.status == "running")
+
+
+def _check_owned(sessions: sessionmaker[Session], claim: _Claim) -> None:
+    with session_scope(sessions) as db:
+        if db.scalar(select(ReviewPass.id).where(_owned(claim))) is None:
+            raise _LostError(claim.pass_id)
+
+
+def _set(sessions: sessionmaker[Session], claim: _Claim, **values: Any) -> None:
+    """Write the attempt's row (nothing when the pass is no longer this attempt's)."""
+    with session_scope(sessions) as db:
+        db.execute(update(ReviewPass).where(_owned(claim)).values(**values))
+    if "status" in values and values["status"] != "running":
+        log.info("review pass %s: %s %s", claim.pass_id, values["status"], values.get("error") or "")
+
+
+def _stored_suspects(sessions: sessionmaker[Session], pass_id: int) -> int:
+    with session_scope(sessions) as db:
+        row = db.get(ReviewPass, pass_id)
+        return row.suspects if row is not None else 0
+
+
+def _labelled(db: Session, project: Project, *, newest: int, dev_fraction: float) -> tuple[list[Any], list[int]]:
+    """The newest labelled *training* tasks' docs (the label state converted and split as for training: held-out
+    dev and test tasks are never reviewed) and their task ids."""
+    train = split_snapshot(annotated_tasks(db, project), project, dev_fraction=dev_fraction).train
+    docs = sorted(train, key=lambda d: int(d.user_data["task_id"]))[-newest:]
     return docs, [int(d.user_data["task_id"]) for d in docs]
 
 
-def _score(sessions: sessionmaker[Session], settings: Settings, project_id: int, pass_id: int) -> ReviewOutcome | None:
+def _score(sessions: sessionmaker[Session], settings: Settings, project_id: int, claim: _Claim) -> ReviewOutcome | None:
     """Cross-validate and store the suspects; an outcome when the pass ends here (skipped or failed)."""
     review = settings.review
     with session_scope(sessions) as db:
         project = project_by_id(db, project_id)
         key = str(project.ls_project_id)
-        docs, task_ids = _labelled(db, project, newest=review.max_docs)
+        docs, task_ids = _labelled(db, project, newest=review.max_docs, dev_fraction=settings.dev_fraction)
     if len(docs) < review.min_docs:
-        return _finish(sessions, pass_id, "skipped", f"{len(docs)} labelled tasks, fewer than {review.min_docs}")
-    work = Path(settings.model_root).resolve() / f"project-{project_id}" / f".review-{pass_id}"
+        why = f"{len(docs)} labelled training tasks, fewer than {review.min_docs}"
+        _set(sessions, claim, status="skipped", error=why, finished_at=utcnow())
+        return ReviewOutcome("skipped", claim.pass_id, 0, 0)
+
+    def on_fold(done: int, total: int) -> None:
+        _check_owned(sessions, claim)
+
     try:
-        result = cross_validate(docs, task_ids, settings=review, work_dir=work, key=key)
+        result = cross_validate(docs, task_ids, settings=review, work_dir=claim.work, key=key, on_fold=on_fold)
     except MLError as exc:  # too little to learn from: said on the pass
-        return _finish(sessions, pass_id, "failed", f"{type(exc).__name__}: {exc}")
+        _set(sessions, claim, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=utcnow())
+        return ReviewOutcome("failed", claim.pass_id, 0, 0)
+    except _LostError:
+        raise
     except Exception as exc:  # a bug: recorded on the pass, and the traceback goes to the worker log
-        _finish(sessions, pass_id, "failed", f"{type(exc).__name__}: {exc}")
+        _set(sessions, claim, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=utcnow())
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(claim.work, ignore_errors=True)  # this attempt's own directory: no other process uses it
     with session_scope(sessions) as db:
-        db.execute(delete(ReviewSuspect).where(ReviewSuspect.pass_id == pass_id))
-        db.add_all(_rows(project_id, pass_id, result.suspects))
-        row = db.get(ReviewPass, pass_id)
-        if row is not None:
-            row.status, row.docs, row.suspects, row.finished_at = "scored", result.docs, len(result.suspects), utcnow()
-            row.details = {
-                "folds": result.folds,
-                "max_steps": review.max_steps,
-                "min_confidence": review.min_confidence,
-                "seconds": result.seconds,
-                "by_kind": result.counts_by_kind,
-                "by_type": result.counts_by_type,
-            }
-    log.info("project %s review pass %s: %s suspects in %s docs", project_id, pass_id, len(result.suspects), len(docs))
+        details = {
+            "folds": result.folds,
+            "max_steps": review.max_steps,
+            "min_confidence": review.min_confidence,
+            "seconds": result.seconds,
+            "by_kind": result.counts_by_kind,
+            "by_type": result.counts_by_type,
+        }
+        stored = db.execute(
+            update(ReviewPass)
+            .where(_owned(claim))
+            .values(docs=result.docs, suspects=len(result.suspects), finished_at=utcnow(), details=details)
+        )
+        if stored.rowcount != 1:  # type: ignore[attr-defined]
+            raise _LostError(claim.pass_id)  # rolled back: the suspects of the attempt that owns it stay
+        db.execute(delete(ReviewSuspect).where(ReviewSuspect.pass_id == claim.pass_id))
+        db.add_all(_rows(project_id, claim.pass_id, result.suspects))
+    log.info(
+        "project %s review pass %s: %s suspects in %s docs", project_id, claim.pass_id, len(result.suspects), len(docs)
+    )
     return None
 
 
@@ -237,251 +366,56 @@ def _rows(project_id: int, pass_id: int, suspects: list[Suspect]) -> list[Review
     ]
 
 
-def _finish(sessions: sessionmaker[Session], pass_id: int, status: str, why: str) -> ReviewOutcome:
-    with session_scope(sessions) as db:
-        row = db.get(ReviewPass, pass_id)
-        if row is not None:
-            row.status, row.error, row.finished_at = status, why, utcnow()
-    log.info("review pass %s %s: %s", pass_id, status, why)
-    return ReviewOutcome(status, pass_id, 0, 0)
+class _Heartbeat:
+    """A daemon thread that stamps ``heartbeat_at`` of one pass attempt every ``interval_s`` while it runs (a fold
+    model trains for minutes without calling back); it stops at exit, or once the pass is no longer the attempt's."""
+
+    def __init__(self, sessions: sessionmaker[Session], claim: _Claim, *, interval_s: float) -> None:
+        self._sessions, self._claim, self._interval_s = sessions, claim, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-review-{claim.pass_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                with session_scope(self._sessions) as db:
+                    stamped = db.execute(update(ReviewPass).where(_owned(self._claim)).values(heartbeat_at=utcnow()))
+                if stamped.rowcount != 1:  # type: ignore[attr-defined]
+                    return
+            except Exception as exc:  # the next beat tries again; a long outage expires the pass, as it should
+                log.warning("review pass %s: heartbeat not recorded (%s)", self._claim.pass_id, exc)
 
 
-def _as_suspect(row: ReviewSuspect) -> Suspect:
-    return Suspect(
-        row.ls_task_id,
-        row.kind,  # type: ignore[arg-type]
-        row.confidence,
-        row.start,
-        row.end,
-        row.label,
-        row.predicted_start,
-        row.predicted_end,
-        row.predicted_label,
-        row.text,
-        row.fold,
-    )
-
-
-def review_result(
-    project: Project, text: str, gold: list[CharSpan], suspects: list[Suspect]
-) -> tuple[list[dict[str, Any]], float]:
-    """A task's review prediction: its labels with the suspects' model readings applied, in Label Studio's shape
-    (the guide's tag names and label values), each changed region noted with its kind and confidence; and its score
-    (the top suspect's confidence)."""
-    names = guide_of(project).label_studio
-    notes: dict[tuple[int, int], tuple[str, float]] = {}
-    for s in suspects:
-        place = (s.predicted_start, s.predicted_end) if s.predicted_start is not None else (s.start, s.end)
-        what = f"{s.kind.replace('_', ' ')} ({s.confidence:.2f})"
-        if s.label is not None:
-            what += f": labelled {s.label!r} at {s.text!r}"
-        notes[(int(place[0] or 0), int(place[1] or 0))] = (what, s.confidence)
-    spans = corrected(gold, suspects)
-    scored = [
-        ScoredSpan(c.start, c.end, c.label, text[c.start : c.end], notes.get((c.start, c.end), ("", 1.0))[1])
-        for c in spans
-    ]
-    results = spans_to_results(scored, from_name=names.from_name, to_name=names.to_name, label_values=names.labels)
-    for span, item in zip(spans, results, strict=True):
-        if (span.start, span.end) in notes:
-            item["meta"] = {"text": [f"nerloop review: {notes[(span.start, span.end)][0]}"]}
-    return results, max(s.confidence for s in suspects)
-
-
-def _push(sessions: sessionmaker[Session], sink: ReviewSink, project_id: int, pass_id: int) -> ReviewOutcome:
-    """Push one review prediction per suspect task (updated in place), remove those of tasks no longer suspect,
-    and make sure the review tab exists. Each task is committed when pushed: a retry continues."""
-    with session_scope(sessions) as db:
-        project = project_by_id(db, project_id)
-        ls_project = project.ls_project_id
-        by_task: dict[int, list[Suspect]] = defaultdict(list)
-        for row in db.scalars(select(ReviewSuspect).where(ReviewSuspect.pass_id == pass_id)):
-            by_task[row.ls_task_id].append(_as_suspect(row))
-        labels = {
-            row.ls_task_id: (row.text, [CharSpan(int(a), int(b), str(c)) for a, b, c in row.spans])
-            for row in db.scalars(
-                select(TaskLabel).where(TaskLabel.project_id == project_id, TaskLabel.ls_task_id.in_(list(by_task)))
-            )
-        }
-        bodies = {
-            task: review_result(project, labels[task][0], labels[task][1], found)
-            for task, found in by_task.items()
-            if task in labels  # a task whose labels went since the pass is no longer under review
-        }
-        stale = [
-            (row.ls_task_id, row.ls_prediction_id)
-            for row in db.scalars(select(ReviewPrediction).where(ReviewPrediction.project_id == project_id))
-            if row.ls_task_id not in bodies
-        ]
-    for task_id, prediction_id in stale:
-        if prediction_id is not None:
-            sink.delete_prediction(prediction_id)
-        with session_scope(sessions) as db:
-            db.execute(
-                delete(ReviewPrediction).where(
-                    ReviewPrediction.project_id == project_id, ReviewPrediction.ls_task_id == task_id
-                )
-            )
-    for task_id, (result, score) in sorted(bodies.items()):
-        _push_one(sessions, sink, project_id, pass_id, task_id, result=result, score=score)
-    sink.ensure_prediction_view(ls_project, title=VIEW_TITLE, model_version=REVIEW_TAG)
-    with session_scope(sessions) as db:
-        stored = db.get(ReviewPass, pass_id)
-        suspects = stored.suspects if stored is not None else 0
-        if stored is not None:
-            stored.status, stored.pushed_at = "pushed", utcnow()
-    return ReviewOutcome("pushed", pass_id, suspects, len(bodies))
-
-
-def _push_one(
-    sessions: sessionmaker[Session],
-    sink: ReviewSink,
-    project_id: int,
-    pass_id: int,
-    task_id: int,
-    *,
-    result: list[dict[str, Any]],
-    score: float,
-) -> None:
-    with session_scope(sessions) as db:
-        row = db.scalar(
-            select(ReviewPrediction).where(
-                ReviewPrediction.project_id == project_id, ReviewPrediction.ls_task_id == task_id
-            )
-        )
-        if row is None:
-            row = ReviewPrediction(project_id=project_id, ls_task_id=task_id, ls_prediction_id=None)
-            db.add(row)
-        if row.pass_id == pass_id and row.ls_prediction_id is not None:
-            return  # pushed by this pass before a retry
-        if row.ls_prediction_id is None:
-            row.ls_prediction_id = sink.push_prediction(task_id, result=result, score=score, model_version=REVIEW_TAG)
-        else:
-            sink.update_prediction(row.ls_prediction_id, result=result, score=score, model_version=REVIEW_TAG)
-        row.pass_id, row.updated_at = pass_id, utcnow()
-
-
-def latest_pass(db: Session, project: Project) -> ReviewPass | None:
-    """The project's newest review pass whose suspects are stored (scored or pushed)."""
-    return db.scalar(
-        select(ReviewPass)
-        .where(ReviewPass.project_id == project.id, ReviewPass.status.in_(("scored", "pushed")))
-        .order_by(ReviewPass.id.desc())
-        .limit(1)
-    )
-
-
-def _resolved(row: ReviewSuspect, spans: set[tuple[int, int, str]] | None) -> bool:
-    """Whether the labels changed at the suspect since the pass (the model's reading adopted, or the span
-    re-labelled): it no longer needs a look."""
-    if spans is None:
-        return True  # the task's labels are gone
-    if row.start is not None and row.end is not None and row.label is not None:
-        return (row.start, row.end, row.label) not in spans
-    return (row.predicted_start, row.predicted_end, row.predicted_label) in spans
-
-
-def review_summary(db: Session, project: Project, *, limit: int = 20) -> dict[str, Any]:
-    """The latest review pass: suspects per type and per kind, and the ``limit`` most confident, for the dashboard,
-    the API and ``nerloop review``.
+def expire_stale_passes(db: Session, *, timeout_s: float) -> list[int]:
+    """Fail the running review passes whose process stopped beating for ``timeout_s`` (a killed worker) and remove
+    their work directories (the fold models); the caller commits. A later request or promotion runs them again.
 
     Returns:
-        A JSON-able dict: ``project_id``, ``pass`` (None before the first pass; else id, model version, status,
-        docs checked, suspects, seconds, folds, when), ``by_type`` and ``by_kind`` (counts), ``top`` (ranked
-        suspects: task, kind, confidence, the labelled and the model's span, ``resolved`` when the task's labels
-        changed there since), ``review_view`` (the Label Studio tab and prediction tag to filter on) and
-        ``last_attempt`` (the newest pass of any status, with its error: a skipped or failed one shows here).
+        The ids of the passes failed.
     """
-    attempt = db.scalar(
-        select(ReviewPass).where(ReviewPass.project_id == project.id).order_by(ReviewPass.id.desc()).limit(1)
+    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    silent = select(ReviewPass).where(
+        ReviewPass.status == "running",
+        (ReviewPass.heartbeat_at < cutoff) | (ReviewPass.heartbeat_at.is_(None) & (ReviewPass.created_at < cutoff)),
     )
-    found = latest_pass(db, project)
-    out: dict[str, Any] = {
-        "project_id": project.id,
-        "pass": None,
-        "by_type": {},
-        "by_kind": {},
-        "top": [],
-        "review_view": {"title": VIEW_TITLE, "prediction_model_version": REVIEW_TAG},
-        "last_attempt": None
-        if attempt is None
-        else {
-            "id": attempt.id,
-            "model_version": attempt.model_version,
-            "status": attempt.status,
-            "error": attempt.error,
-        },
-    }
-    if found is None:
-        return out
-    rows = list(db.scalars(select(ReviewSuspect).where(ReviewSuspect.pass_id == found.id).order_by(ReviewSuspect.rank)))
-    current = {
-        task: {(int(a), int(b), str(c)) for a, b, c in spans}
-        for task, spans in db.execute(
-            select(TaskLabel.ls_task_id, TaskLabel.spans).where(
-                TaskLabel.project_id == project.id, TaskLabel.ls_task_id.in_({r.ls_task_id for r in rows})
-            )
-        )
-    }
-    out["pass"] = {
-        "id": found.id,
-        "model_version": found.model_version,
-        "status": found.status,
-        "docs": found.docs,
-        "suspects": found.suspects,
-        "folds": found.details.get("folds"),
-        "seconds": found.details.get("seconds"),
-        "finished_at": found.finished_at.isoformat() if found.finished_at else None,
-    }
-    out["by_type"] = dict(Counter(r.label or r.predicted_label or "" for r in rows).most_common())
-    out["by_kind"] = dict(Counter(r.kind for r in rows).most_common())
-    out["top"] = [
-        {
-            "rank": r.rank,
-            "ls_task_id": r.ls_task_id,
-            "kind": r.kind,
-            "confidence": r.confidence,
-            "labelled": None if r.start is None else {"start": r.start, "end": r.end, "label": r.label},
-            "model": None
-            if r.predicted_start is None
-            else {"start": r.predicted_start, "end": r.predicted_end, "label": r.predicted_label},
-            "text": r.text,
-            "resolved": _resolved(r, current.get(r.ls_task_id)),
-        }
-        for r in rows[:limit]
-    ]
-    return out
-
-
-def format_review(summary: dict[str, Any]) -> str:
-    """``review_summary`` as ``nerloop review`` prints it."""
-    found = summary["pass"]
-    if found is None:
-        attempt = summary["last_attempt"]
-        if attempt is not None:
-            return (
-                f"project {summary['project_id']}: review pass {attempt['id']} {attempt['status']}: {attempt['error']}"
-            )
-        return f"project {summary['project_id']}: no review pass yet (one runs after each promoted version)"
-    lines = [
-        f"project {summary['project_id']}: review pass {found['id']} of {found['model_version']} ({found['status']}): "
-        f"{found['suspects']} suspects in {found['docs']} labelled tasks, {found['folds']} folds, {found['seconds']} s",
-        "by type: " + (", ".join(f"{k} {v}" for k, v in summary["by_type"].items()) or "none"),
-        "by kind: " + (", ".join(f"{k} {v}" for k, v in summary["by_kind"].items()) or "none"),
-        f"in Label Studio: the {summary['review_view']['title']!r} tab (predictions of model version "
-        f"{summary['review_view']['prediction_model_version']!r})",
-        f"{'rank':>4} {'task':>7} {'kind':<15}{'conf':>6}  labelled -> model",
-    ]
-    for s in summary["top"]:
-        labelled = (
-            "-"
-            if s["labelled"] is None
-            else f"{s['labelled']['label']} {s['labelled']['start']}-{s['labelled']['end']}"
-        )
-        model = "-" if s["model"] is None else f"{s['model']['label']} {s['model']['start']}-{s['model']['end']}"
-        done = "  (relabelled since)" if s["resolved"] else ""
-        lines.append(
-            f"{s['rank']:>4} {s['ls_task_id']:>7} {s['kind']:<15}{s['confidence']:>6.3f}  {s['text']!r}: "
-            f"{labelled} -> {model}{done}"
-        )
-    return "\n".join(lines)
+    expired: list[int] = []
+    for row in db.scalars(silent.with_for_update(skip_locked=True)):
+        row.status, row.finished_at = "failed", utcnow()
+        row.error = f"no heartbeat for over {timeout_s:.0f} s: the worker was lost; ask again (POST .../review)"
+        work = (row.details or {}).get("work_dir")
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
+        log.warning("review pass %s expired: %s; removed %s", row.id, row.error, work or "nothing")
+        expired.append(row.id)
+    db.flush()
+    return expired

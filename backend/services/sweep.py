@@ -18,6 +18,7 @@ from backend.adapters.jobs import JobQueue, TaskName
 from backend.db.models import AnnotationEvent, Project, TrainingRun, utcnow
 from backend.db.session import session_scope
 from backend.services.annotations import unqueued_events
+from backend.services.review import expire_stale_passes
 from backend.services.run_liveness import aware, expire_stale_runs
 from backend.services.training import retrain_if_due
 
@@ -29,20 +30,23 @@ class SweepReport:
     """What one sweep did."""
 
     expired_runs: list[int] = field(default_factory=list)
+    expired_reviews: list[int] = field(default_factory=list)
     resent_events: int = 0
     started_runs: list[int] = field(default_factory=list)
     resent_runs: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.expired_runs or self.resent_events or self.started_runs or self.resent_runs)
+        return bool(
+            self.expired_runs or self.expired_reviews or self.resent_events or self.started_runs or self.resent_runs
+        )
 
 
 def sweep(
     sessions: sessionmaker[Session], jobs: JobQueue, *, heartbeat_timeout_s: float, max_resend_interval_s: float
 ) -> SweepReport:
-    """Fail the runs whose process died, re-send the jobs of events stored while the broker was unreachable,
-    start the retrains that are due but have no run (their job was lost with the broker's queue), and re-send
-    queued runs whose message may be lost.
+    """Fail the runs and review passes whose process died, re-send the jobs of events stored while the broker was
+    unreachable, start the retrains that are due but have no run (their job was lost with the broker's queue), and
+    re-send queued runs whose message may be lost.
 
     Args:
         sessions: Database sessions.
@@ -57,6 +61,8 @@ def sweep(
     report = SweepReport()
     with session_scope(sessions) as db:
         report.expired_runs = expire_stale_runs(db, timeout_s=heartbeat_timeout_s)
+    with session_scope(sessions) as db:  # review passes whose worker died: failed, their fold models removed
+        report.expired_reviews = expire_stale_passes(db, timeout_s=heartbeat_timeout_s)
     report.resent_events = resend_unqueued_events(sessions, jobs)
     report.started_runs = start_due_retrains(sessions, jobs)
     report.resent_runs = resend_queued_runs(
