@@ -6,7 +6,7 @@ model trained on their labels can score on it: a type the annotators agree on at
 spans, where chance agreement is undefined, pairwise F1 is the usual substitute for kappa), exact (offsets and type)
 and partial (SemEval-2013's: an overlap of one type counts half), computed with the project's scorer
 (:func:`ml.evaluation.span_counts`, nervaluate). Both are symmetric: swapping the two annotators swaps precision and
-recall and leaves F1 unchanged. Intervals are 95% percentile-bootstrap intervals over tasks, as in
+recall and leaves F1 unchanged. _Intervals are 95% percentile-bootstrap intervals over tasks, as in
 :mod:`ml.evaluation`.
 """
 
@@ -33,6 +33,8 @@ from ml.evaluation import (
 )
 from ml.prediction import ScoredSpan
 
+_Interval = tuple[float, float] | None
+
 
 @dataclass(frozen=True)
 class AnnotatedDoc:
@@ -48,9 +50,9 @@ class TypeAgreement:
     """Agreement on one entity type.
 
     ``f1`` is exact span F1 (None: no span of the type in any compared pair), ``partial_f1`` SemEval's partial,
-    ``f1_interval`` the 95% bootstrap interval of ``f1`` over tasks (None: fewer than two tasks), ``spans`` the spans
-    of the type both annotators of each pair drew together (the support), ``measurable`` whether ``spans`` reaches
-    ``min_support``."""
+    ``f1_interval`` and ``partial_f1_interval`` their 95% bootstrap intervals over tasks (the same resamples; None:
+    fewer than two tasks), ``spans`` the spans of the type both annotators of each pair drew together (the support of
+    both figures), ``measurable`` whether ``spans`` reaches ``min_support``."""
 
     label: str
     f1: float | None
@@ -58,6 +60,7 @@ class TypeAgreement:
     f1_interval: tuple[float, float] | None
     spans: int
     measurable: bool
+    partial_f1_interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,16 +103,22 @@ def _summaries(
     """Per-type and micro agreement of per-task counts ``(n_tasks, n_labels, 4)``."""
     per_type_counts, total = counts.sum(axis=0), counts.sum(axis=(0, 1))
     exact, partial = prf_of(per_type_counts)[2], prf_of(per_type_counts, partial=True)[2]
-    intervals: list[tuple[float, float] | None] = [None] * len(labels)
-    micro_interval = None
+    intervals: list[tuple[_Interval, _Interval]] = [(None, None)] * len(labels)
+    micro_intervals: tuple[_Interval, _Interval] = (None, None)
     if bootstrap and counts.shape[0] > 1:
         resampled = resample(bootstrap_weights(counts.shape[0], samples=bootstrap, seed=seed), counts)
-        type_f1 = prf_of(resampled)[2]
-        intervals = [percentile_interval(type_f1[:, i]) for i in range(len(labels))]
-        micro_interval = percentile_interval(prf_of(resampled.sum(axis=1))[2])
+        type_f1, type_partial = prf_of(resampled)[2], prf_of(resampled, partial=True)[2]
+        intervals = [
+            (percentile_interval(type_f1[:, i]), percentile_interval(type_partial[:, i])) for i in range(len(labels))
+        ]
+        pooled = resampled.sum(axis=1)
+        micro_intervals = (
+            percentile_interval(prf_of(pooled)[2]),
+            percentile_interval(prf_of(pooled, partial=True)[2]),
+        )
 
     def summary(
-        label: str, row: FloatArray, f1: float, part: float, interval: tuple[float, float] | None
+        label: str, row: FloatArray, f1: float, part: float, interval: tuple[_Interval, _Interval]
     ) -> TypeAgreement:
         spans = int(row[2] + row[3])
         seen = spans > 0
@@ -117,15 +126,16 @@ def _summaries(
             label,
             float(f1) if seen else None,
             float(part) if seen else None,
-            interval if seen else None,
+            interval[0] if seen else None,
             spans,
             spans >= min_support,
+            interval[1] if seen else None,
         )
 
     per_type = {
         label: summary(label, per_type_counts[i], exact[i], partial[i], intervals[i]) for i, label in enumerate(labels)
     }
-    micro = summary("micro", total, float(prf_of(total)[2]), float(prf_of(total, partial=True)[2]), micro_interval)
+    micro = summary("micro", total, float(prf_of(total)[2]), float(prf_of(total, partial=True)[2]), micro_intervals)
     return per_type, micro
 
 

@@ -67,11 +67,12 @@ def agreement_summary(db: Session, project: Project) -> dict[str, Any]:
 
     Returns:
         A JSON-able dict: ``tasks`` (with two or more annotators), ``annotators``, ``target_f1``, ``model_version``,
-        ``per_type`` (per guide type: agreement ``f1`` exact and ``partial_f1``, its 95% bootstrap ``f1_interval``,
-        ``spans``, ``measurable``, the serving version's ``model_f1`` (None: no version or not measured) and
-        ``ceiling_below_target``: whether the annotators' measurable agreement is below the target, so the target is
-        out of reach for the type), ``micro``, ``pairs`` (per annotator pair, the same per type and micro) and
-        ``left_out`` (annotations that could not be converted).
+        ``per_type`` (per guide type: agreement ``f1`` exact and ``partial_f1`` with their 95% bootstrap
+        ``f1_interval`` and ``partial_f1_interval``, ``spans`` (the support), ``measurable``, the serving version's
+        ``model_f1`` (None: no version or not measured), ``ceiling`` (:func:`ceiling_verdict`) and
+        ``ceiling_below_target``: whether the whole interval lies below the target, so the target is out of reach
+        for the type), ``micro``, ``pairs`` (per annotator pair, the same per type and micro) and ``left_out``
+        (annotations that could not be converted).
     """
     guide = guide_of(project)
     docs, left_out = annotated_docs(db, project)
@@ -82,7 +83,8 @@ def agreement_summary(db: Session, project: Project) -> dict[str, Any]:
     for label, row in report["per_type"].items():
         measured = model_types.get(label) or {}
         row["model_f1"] = measured.get("f1") if measured.get("measurable", True) else None
-        row["ceiling_below_target"] = bool(row["measurable"] and row["f1"] is not None and row["f1"] < target)
+        row["ceiling"] = ceiling_verdict(row, target)
+        row["ceiling_below_target"] = row["ceiling"] == "below"
     return {
         "project_id": project.id,
         "target_f1": target,
@@ -90,6 +92,28 @@ def agreement_summary(db: Session, project: Project) -> dict[str, Any]:
         "left_out": left_out,
         **report,
     }
+
+
+def ceiling_verdict(row: dict[str, Any], target: float) -> str:
+    """What a type's agreement says about the target, from its 95% interval, never from the point estimate alone:
+    ``below`` (the whole interval under the target: out of reach), ``allows`` (the whole interval at or above it),
+    ``uncertain`` (the interval contains the target, or there is none: fewer than two tasks) or ``not measurable``
+    (fewer spans than the minimum support)."""
+    if not row["measurable"] or row["f1"] is None:
+        return "not measurable"
+    interval = row["f1_interval"]
+    if interval is None:
+        return "uncertain"
+    low, high = interval
+    return "below" if high < target else "allows" if low >= target else "uncertain"
+
+
+_VERDICT = {
+    "below": "below the target: out of reach",
+    "allows": "allows the target",
+    "uncertain": "the target is inside the interval: not yet decided",
+    "not measurable": "not yet measurable",
+}
 
 
 def format_agreement(summary: dict[str, Any]) -> str:
@@ -100,25 +124,25 @@ def format_agreement(summary: dict[str, Any]) -> str:
             "setting makes several annotators label the same tasks)"
         )
 
+    def interval(low_high: list[float] | tuple[float, float] | None) -> str:
+        return "" if low_high is None else f"[{low_high[0]:.3f}, {low_high[1]:.3f}]"
+
     def cells(row: dict[str, Any]) -> str:
         if row["f1"] is None:
-            return f"{'-':>7}{'-':>9} {'':<16}{row['spans']:>6}"
-        low_high = row["f1_interval"]
-        interval = "" if low_high is None else f"[{low_high[0]:.3f}, {low_high[1]:.3f}]"
-        return f"{row['f1']:>7.3f}{row['partial_f1']:>9.3f} {interval:<16}{row['spans']:>6}"
+            return f"{'-':>7} {'':<16}{'-':>8} {'':<16}{row['spans']:>6}"
+        exact, partial = interval(row["f1_interval"]), interval(row.get("partial_f1_interval"))
+        return f"{row['f1']:>7.3f} {exact:<16}{row['partial_f1']:>8.3f} {partial:<16}{row['spans']:>6}"
 
     lines = [
         f"project {summary['project_id']}: {summary['tasks']} tasks with several annotators "
-        f"({', '.join(summary['annotators'])}); target F1 {summary['target_f1']:.2f}",
-        f"{'type':<16}{'agreeF1':>7}{'partial':>9} {'95% interval':<16}{'spans':>6}{'modelF1':>9}  ceiling",
+        f"({', '.join(summary['annotators'])}); target F1 {summary['target_f1']:.2f}; the verdict compares the "
+        "target with the 95% interval",
+        f"{'type':<16}{'agreeF1':>7} {'95% interval':<16}{'partial':>8} {'95% interval':<16}{'spans':>6}"
+        f"{'modelF1':>9}  ceiling",
     ]
     for label, row in summary["per_type"].items():
         model = "-" if row["model_f1"] is None else f"{row['model_f1']:.3f}"
-        if not row["measurable"]:
-            verdict = "not yet measurable"
-        else:
-            verdict = "below the target: out of reach" if row["ceiling_below_target"] else "allows the target"
-        lines.append(f"{label:<16}{cells(row)}{model:>9}  {verdict}")
+        lines.append(f"{label:<16}{cells(row)}{model:>9}  {_VERDICT[row['ceiling']]}")
     lines.append(f"{'micro':<16}{cells(summary['micro'])}")
     for pair in summary["pairs"]:
         lines.append(f"pair {pair['a']} / {pair['b']} ({pair['tasks']} tasks): {cells(pair['micro']).strip()}")
