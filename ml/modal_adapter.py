@@ -82,7 +82,24 @@ class _Reference:
         self.X_training = labelled
 
 
-def ranked_batch(uncertainty: Rows, vectors: Rows, *, n: int, labelled: Rows | None = None) -> list[int]:
+def dissimilarity(distance: Rows) -> Rows:
+    """modAL's diversity term of a cosine distance ``d`` in [0, 2]: ``1 - 1 / (1 + d)``, in [0, 2/3].
+
+    ``modAL.batch.select_instance`` scores ``alpha * (1 - similarity) + (1 - alpha) * uncertainty`` with
+    ``similarity = 1 / (1 + d)``; every diverse batch in nerloop uses this one scale (fixed alpha or not).
+    """
+    return 1.0 - 1.0 / (1.0 + distance)
+
+
+def ranked_batch(
+    uncertainty: Rows,
+    vectors: Rows,
+    *,
+    n: int,
+    labelled: Rows | None = None,
+    unlabelled_total: int | None = None,
+    labelled_total: int | None = None,
+) -> list[int]:
     """Ranked batch-mode sampling (Cardoso et al. 2017, Information Sciences 379), by ``modAL.batch.ranked_batch``.
 
     Docs are picked one at a time by ``alpha * (1 - 1 / (1 + d)) + (1 - alpha) * uncertainty``, where ``d`` is the
@@ -91,15 +108,37 @@ def ranked_batch(uncertainty: Rows, vectors: Rows, *, n: int, labelled: Rows | N
     With no labelled doc the first pick is the pool's most central doc (modAL's cold start), and it is then out
     of the pool (modAL 0.4.2 leaves it in and can pick it twice).
 
+    ``|U|`` and ``|D|`` are the project's true counts: when the caller ranks a sample (the most uncertain
+    candidates, the latest labelled docs), it passes the full sizes as ``unlabelled_total`` / ``labelled_total``,
+    and after ``k`` picks ``alpha = (unlabelled_total - k) / (unlabelled_total + labelled_total)``, which is what
+    modAL computes on the full arrays.
+
     Args:
-        uncertainty: ``(n_pool,)`` doc scores (higher: more worth labelling).
+        uncertainty: ``(n_pool,)`` doc scores in [0, 1] (higher: more worth labelling).
         vectors: ``(n_pool, dim)`` doc embeddings, non-zero.
         n: Batch size, at least 1.
         labelled: ``(n_labelled, dim)`` embeddings of the labelled docs, or None (none, or not known).
+        unlabelled_total: The number of unlabelled docs the pool was drawn from (default: ``n_pool``).
+        labelled_total: The number of labelled docs ``labelled`` was drawn from (default: ``n_labelled``).
 
     Returns:
         Positions into the pool, best first (``min(n, n_pool)`` of them).
+
+    Raises:
+        ValueError: A total is smaller than the rows given for it.
     """
+    n_pool = len(vectors)
+    n_labelled = 0 if labelled is None else len(labelled)
+    u_total = n_pool if unlabelled_total is None else unlabelled_total
+    d_total = n_labelled if labelled_total is None else labelled_total
+    if u_total < n_pool or d_total < n_labelled:
+        raise ValueError(
+            f"unlabelled_total {u_total} / labelled_total {d_total} are below the {n_pool} pool and "
+            f"{n_labelled} labelled rows given; pass the full counts"
+        )
+    if (u_total, d_total) != (n_pool, n_labelled):
+        # modAL reads |U| and |D| off the arrays it ranks: a sample of the pool needs the true counts, so its steps here
+        return _ranked_batch_counted(uncertainty, vectors, n=n, labelled=labelled, totals=(u_total, d_total))
     if labelled is not None and len(labelled):
         picks, _ = modal_ranked_batch(  # modAL 0.4.2 returns (positions, their uncertainty scores)
             _Reference(labelled),
@@ -121,3 +160,33 @@ def ranked_batch(uncertainty: Rows, vectors: Rows, *, n: int, labelled: Rows | N
         reference = np.vstack([reference, picked])
         ranking.append(int(index))
     return ranking
+
+
+def _cosine(rows: Rows, to: Rows) -> Rows:
+    # (len(rows), len(to)) cosine distances in [0, 2], as sklearn's "cosine" metric that modAL passes on
+    unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    other = to / np.linalg.norm(to, axis=1, keepdims=True)
+    distances: Rows = np.clip(1.0 - unit @ other.T, 0.0, 2.0)
+    return distances
+
+
+def _ranked_batch_counted(
+    uncertainty: Rows, vectors: Rows, *, n: int, labelled: Rows | None, totals: tuple[int, int]
+) -> list[int]:
+    """``ranked_batch``'s steps (modAL's cold start, score and argmax) with ``alpha`` from the true counts."""
+    u_total, d_total = totals
+    if labelled is not None and len(labelled):
+        picks: list[int] = []
+        nearest = _cosine(vectors, labelled).min(axis=1)
+    else:
+        first, _ = select_cold_start_instance(vectors, metric="cosine", n_jobs=None)
+        picks = [int(first)]
+        nearest = _cosine(vectors, vectors[[first]])[:, 0]
+    while len(picks) < min(n, len(vectors)):
+        alpha = (u_total - len(picks)) / (u_total + d_total)
+        scores = alpha * dissimilarity(nearest) + (1.0 - alpha) * uncertainty
+        scores[picks] = -np.inf
+        best = int(np.argmax(scores))
+        picks.append(best)
+        nearest = np.minimum(nearest, _cosine(vectors, vectors[[best]])[:, 0])
+    return picks

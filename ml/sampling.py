@@ -276,20 +276,26 @@ def select_batch(
     embeddings: Mapping[int, NDArray[np.float64]] | None = None,
     type_weights: Mapping[str, float] | None = None,
     labels_of: Mapping[int, Sequence[str]] | None = None,
-    diversity: float | None = None,
+    diversity: float | None = 0.5,
     labelled: Sequence[NDArray[np.float64]] | None = None,
+    unlabelled_count: int | None = None,
+    labelled_count: int | None = None,
 ) -> list[int]:
     """Choose a batch of docs to label: the most uncertain, optionally weighted by type and spread out.
 
     Each doc's uncertainty is first multiplied by the largest ``type_weights`` entry over the labels
-    predicted in it (``labels_of``; 1 for a doc without labels or with only unweighted ones). Without
-    ``embeddings`` the batch is the top ``n``. With them, docs are picked greedily, one at a time, trading
-    uncertainty against the distance to the nearest doc labelled (``labelled``) or picked before: the ranked
-    batch-mode sampling of Cardoso et al. (2017), "Ranked batch-mode active learning", Information Sciences 379.
-    With ``diversity=None`` that is ``modAL.batch.ranked_batch`` itself (``ml.modal_adapter.ranked_batch``:
-    trade-off ``|U| / (|U| + |D|)``, similarity ``1 / (1 + d)``, cold start on the most central doc). With a
-    number, the trade-off is that fixed alpha: ``(1 - alpha) * uncertainty + alpha * d`` (``d`` the cosine
-    distance, in [0, 2]); the first pick without labelled docs is the most uncertain doc.
+    predicted in it (``labels_of``; 1 for a doc without labels or with only unweighted ones), then divided by
+    the largest weight (at least 1), so the weighted uncertainty stays in [0, 1] and never swamps the distance
+    term. Without ``embeddings`` the batch is the top ``n``. With them, docs are picked greedily, one at a time,
+    trading uncertainty against the distance to the nearest doc labelled (``labelled``) or picked before: the
+    ranked batch-mode sampling of Cardoso et al. (2017), "Ranked batch-mode active learning", Information
+    Sciences 379. Both trade-offs score ``(1 - alpha) * uncertainty + alpha * (1 - 1 / (1 + d))``, ``d`` the
+    cosine distance in [0, 2] (modAL's similarity ``1 / (1 + d)``; the term is in [0, 2/3]):
+
+    - ``diversity=None``: ``modAL.batch.ranked_batch`` itself (``ml.modal_adapter.ranked_batch``), alpha
+      ``|U| / (|U| + |D|)`` over the true counts ``unlabelled_count`` / ``labelled_count`` (the pool and the
+      labelled docs may be samples of them), cold start on the most central doc;
+    - a number (0.5 unless given): that fixed alpha; the first pick without labelled docs is the most uncertain.
 
     Args:
         scores: Uncertainty per doc id (for example from ``score_pool``).
@@ -298,15 +304,20 @@ def select_batch(
         embeddings: A vector per doc id (all of the same size, non-zero); enables diversity.
         type_weights: A weight per entity type (for example from ``type_weights_from_f1``).
         labels_of: The labels predicted in each doc; required with ``type_weights``.
-        diversity: None: modAL's adaptive trade-off; else the fixed alpha in [0, 1] (0 ranks by uncertainty alone).
+        diversity: The fixed alpha in [0, 1] (0 ranks by uncertainty alone; default 0.5), or None for modAL's
+            adaptive ``|U| / (|U| + |D|)``. Pass it explicitly: the default is kept for existing callers.
         labelled: Vectors of docs already labelled (same size as ``embeddings``); the batch keeps away from them.
+        unlabelled_count: ``|U|``, the unlabelled docs ``scores`` were drawn from (default: ``len(scores)``); with
+            ``diversity=None`` only.
+        labelled_count: ``|D|``, the labelled docs ``labelled`` were drawn from (default: ``len(labelled)``);
+            with ``diversity=None`` only.
 
     Returns:
         The chosen doc ids, best first.
 
     Raises:
         EmptyPoolError: ``scores`` is empty.
-        ValueError: Bad ``n``, ``diversity``, scores, weights or embeddings (the message says which).
+        ValueError: Bad ``n``, ``diversity``, scores, weights, embeddings or counts (the message says which).
     """
     _check_n(n)
     if not scores:
@@ -323,7 +334,14 @@ def select_batch(
         unit = _unit_rows(ids, embeddings)
         reference = _reference(labelled, unit.shape[1])
         if diversity is None:
-            ranked = modal_adapter.ranked_batch(weighted, unit, n=n, labelled=reference)
+            ranked = modal_adapter.ranked_batch(
+                weighted,
+                unit,
+                n=n,
+                labelled=reference,
+                unlabelled_total=unlabelled_count,
+                labelled_total=labelled_count,
+            )
         else:  # modAL's ranked_batch fixes alpha to |U| / (|U| + |D|): a chosen alpha needs this loop
             ranked = _ranked_batch(weighted, unit, n=n, diversity=diversity, reference=reference)
     return [ids[i] for i in ranked]
@@ -359,10 +377,11 @@ def _weighted(
         raise ValueError("type_weights needs labels_of (the labels predicted in each doc)")
     if not all(math.isfinite(w) and w > 0.0 for w in type_weights.values()):
         raise ValueError(f"type weights must be positive finite numbers, got {dict(type_weights)}")
+    top = max(1.0, *type_weights.values())  # the largest weighted score a doc at uncertainty 1 can get
     out = []
     for doc_id in ids:
         weights = [type_weights.get(label, 1.0) for label in labels_of.get(doc_id, ())]
-        out.append(scores[doc_id] * max(weights, default=1.0))
+        out.append(scores[doc_id] * max(weights, default=1.0) / top)
     return out
 
 
@@ -391,6 +410,7 @@ def _ranked_batch(
     reference: NDArray[np.float64] | None,
 ) -> list[int]:
     # np.argmax takes the first maximum, so ties go to the earlier position in the caller's shuffled order.
+    # the same scale as modAL's adaptive trade-off: the distance term is 1 - 1 / (1 + d) (modal_adapter.dissimilarity)
     base = (1.0 - diversity) * uncertainty
     if reference is None:
         picks = [int(np.argmax(uncertainty))]
@@ -399,7 +419,7 @@ def _ranked_batch(
         picks = []
         nearest = np.clip(1.0 - unit @ reference.T, 0.0, 2.0).min(axis=1)
     while len(picks) < min(n, len(uncertainty)):
-        combined = base + diversity * nearest
+        combined = base + diversity * modal_adapter.dissimilarity(nearest)
         combined[picks] = -np.inf
         best = int(np.argmax(combined))
         picks.append(best)

@@ -30,8 +30,9 @@ class SamplingStrategy(BaseModel):
 
     ``measure``: the uncertainty measure (modAL's least confidence, margin or entropy over the model's decisions).
     ``diversity``: rank the batch with modAL's ranked batch sampling over doc vectors (Cardoso et al. 2017) instead
-    of by uncertainty alone. ``diversity_weight``: None for modAL's own trade-off ``|U| / (|U| + |D|)``, else a
-    fixed alpha in [0, 1]. ``representation``: the doc vectors: ``model`` (the serving model's own: spaCy's
+    of by uncertainty alone. ``diversity_weight``: None for modAL's own trade-off ``|U| / (|U| + |D|)`` (the
+    project's unlabelled and labelled counts), else a fixed alpha in [0, 1]; both weigh the same distance term
+    ``1 - 1 / (1 + d)``. ``representation``: the doc vectors: ``model`` (the serving model's own: spaCy's
     ``tok2vec`` output mean, the transformer's last hidden state mean) or ``minilm`` (all-MiniLM-L6-v2 sentence
     embeddings). ``type_weights``: weight each doc by its weakest predicted type's distance to the F1 target
     (``ml.sampling.type_weights_from_f1``). ``weights``: per-type weights set by hand, over the computed ones.
@@ -93,6 +94,7 @@ def choose_batch(
     target: float,
     vectors: Mapping[int, NDArray[np.float64]] | None = None,
     labelled: Sequence[NDArray[np.float64]] | None = None,
+    labelled_count: int | None = None,
     candidates: int = DIVERSITY_CANDIDATES,
 ) -> Choice:
     """Score a pool with the strategy's measure and choose its batch.
@@ -105,7 +107,9 @@ def choose_batch(
         per_type_f1: Held-out F1 per type of the model that scored the pool (types with support only).
         target: The project's F1 target, in (0, 1].
         vectors: A vector per doc id; required when ``strategy.diversity`` is on.
-        labelled: Vectors of the labelled docs (diversity keeps the batch away from them).
+        labelled: Vectors of the labelled docs (diversity keeps the batch away from them); may be the latest few.
+        labelled_count: How many docs are labelled in all (``|D|`` of modAL's trade-off; default:
+            ``len(labelled)``). ``|U|`` is ``len(pool)``, whatever ``candidates`` keeps.
         candidates: With diversity, only this many of the most uncertain docs are ranked (modAL's cold start
             measures every pair of them; each pick measures each against every labelled and picked doc).
 
@@ -133,5 +137,7 @@ def choose_batch(
         labels_of={doc.doc_id: list(doc.span_labels) for doc in pool} if weights else None,
         diversity=strategy.diversity_weight,
         labelled=labelled if strategy.diversity else None,
+        unlabelled_count=len(pool) if strategy.diversity_weight is None else None,
+        labelled_count=labelled_count if strategy.diversity_weight is None else None,
     )
     return Choice(batch, uncertainty, weights)

@@ -29,7 +29,8 @@ from ml.sampling_signals import embed_texts, read_pool
 from ml.sampling_strategy import MEASURE_VERSIONS, choose_batch
 
 # the labelled docs whose vectors the diversity term keeps the batch away from: the latest this many (modAL's
-# ranked batch measures every candidate against each of them at every pick)
+# ranked batch measures every candidate against each of them at every pick); modAL's trade-off |U| / (|U| + |D|)
+# still counts every labelled training task
 LABELLED_REFERENCE_MAX = 2000
 
 # the most promised predictions (``/predict`` answered ``~llm-pending``) one LLM pass completes; the next pass
@@ -105,18 +106,20 @@ def _labelled_vectors(
     text_field: str,
     project_key: str,
     dev_fraction: float,
-) -> list[NDArray[np.float64]] | None:
-    """The doc vectors of the latest labelled training tasks (None without diversity or without such tasks)."""
+) -> tuple[list[NDArray[np.float64]] | None, int]:
+    """The doc vectors of the latest ``LABELLED_REFERENCE_MAX`` labelled training tasks (None without diversity or
+    without such tasks), and how many labelled training tasks there are in all (``|D|``)."""
     if representation is None:
-        return None
+        return None, 0
     texts = [  # the training docs: held-out tasks teach the model nothing
         (int(task["id"]), (task.get("data") or {}).get(text_field))
         for task in tasks
         if any(not a.get("was_cancelled") for a in task.get("annotations") or [])
         and not in_dev_split(project_key, int(task["id"]), fraction=dev_fraction)
     ]
-    latest = [text for _, text in sorted(texts, reverse=True) if isinstance(text, str)][:LABELLED_REFERENCE_MAX]
-    return list(embed_texts(model, latest, vectors=representation)) if latest else None
+    with_text = [text for _, text in sorted(texts, reverse=True) if isinstance(text, str)]
+    latest = with_text[:LABELLED_REFERENCE_MAX]
+    return (list(embed_texts(model, latest, vectors=representation)) if latest else None), len(with_text)
 
 
 def rescore(
@@ -168,6 +171,14 @@ def rescore(
     batch: list[int] = []
     if pool:
         vectors = signals.vectors
+        labelled, labelled_count = _labelled_vectors(
+            model,
+            exported,
+            want,
+            text_field=guide.label_studio.text_field,
+            project_key=str(project.ls_project_id),
+            dev_fraction=dev_fraction,
+        )
         choice = choose_batch(
             strategy,
             signals.uncertainty[: len(pool)],
@@ -176,14 +187,8 @@ def rescore(
             per_type_f1=per_type,
             target=guide.targets.f1,
             vectors=None if vectors is None else {i: vectors[i] for i in range(len(pool))},
-            labelled=_labelled_vectors(
-                model,
-                exported,
-                want,
-                text_field=guide.label_studio.text_field,
-                project_key=str(project.ls_project_id),
-                dev_fraction=dev_fraction,
-            ),
+            labelled=labelled,
+            labelled_count=labelled_count,  # |D| counts every labelled training task, not only those embedded
         )
         batch = choice.batch
     sampling.record_rescoring(

@@ -18,6 +18,7 @@ from modAL.models import ActiveLearner
 from modAL.uncertainty import entropy_sampling, margin_sampling, uncertainty_sampling
 from numpy.typing import NDArray
 
+from ml import modal_adapter
 from ml.sampling import DocUncertainty, score_pool, select_batch
 
 Rows = NDArray[np.float64]
@@ -78,7 +79,12 @@ def test_ranked_batch_least_confidence_is_modal_s(seed: int) -> None:
 
     scores = score_pool(docs, strategy="least_confidence.v1")
     ours = select_batch(
-        scores, n=10, rng=np.random.default_rng(seed), embeddings=dict(enumerate(vectors)), labelled=list(labelled)
+        scores,
+        n=10,
+        rng=np.random.default_rng(seed),
+        embeddings=dict(enumerate(vectors)),
+        labelled=list(labelled),
+        diversity=None,
     )
     assert ours == [int(i) for i in theirs]
 
@@ -95,6 +101,7 @@ def test_ranked_batch_cold_start_is_modal_s() -> None:
         n=6,
         rng=np.random.default_rng(0),
         embeddings=dict(enumerate(vectors)),
+        diversity=None,
     )
     assert ours == [int(i) for i in theirs]
 
@@ -116,3 +123,35 @@ def test_top_n_by_each_measure_is_modal_s(seed: int) -> None:
         ours = select_batch(score_pool(pool, strategy=measure), n=8, rng=np.random.default_rng(seed))
         # modAL's multi_argmax returns the top n unordered; nerloop ranks them, best first
         assert set(ours) == {int(i) for i in theirs}, measure
+
+
+@pytest.mark.parametrize(("seed", "labelled_size"), [(0, 15), (1, 0)])
+def test_the_counted_steps_are_modal_s_when_the_counts_are_the_arrays(seed: int, labelled_size: int) -> None:
+    """The loop that takes |U| and |D| from the caller (a sample of the pool) is modAL's when they are the arrays'."""
+    rng = np.random.default_rng(seed)
+    _, least, _, vectors = _token_pool(rng, 60)
+    uncertainty = 1.0 - least.max(axis=1)
+    labelled = rng.normal(size=(labelled_size, 8)) if labelled_size else None
+    theirs = modal_adapter.ranked_batch(uncertainty, vectors, n=8, labelled=labelled)
+    ours = modal_adapter._ranked_batch_counted(
+        uncertainty, vectors, n=8, labelled=labelled, totals=(len(vectors), labelled_size)
+    )
+    assert ours == theirs
+
+
+def test_alpha_follows_the_true_counts_not_the_sample() -> None:
+    """Ranking 30 candidates of a larger pool against 5 of many labelled docs: alpha is |U| / (|U| + |D|) of the
+    project, so a huge labelled set ranks by uncertainty and a huge pool by distance, whatever the sample's sizes."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(30, 8))
+    uncertainty = rng.uniform(size=30)
+    labelled = rng.normal(size=(5, 8))
+    sample = modal_adapter.ranked_batch(uncertainty, vectors, n=6, labelled=labelled)
+    many_labelled = modal_adapter.ranked_batch(uncertainty, vectors, n=6, labelled=labelled, labelled_total=10**7)
+    many_unlabelled = modal_adapter.ranked_batch(uncertainty, vectors, n=6, labelled=labelled, unlabelled_total=10**7)
+    assert many_labelled == [int(i) for i in np.argsort(-uncertainty)[:6]]  # alpha ~ 0: uncertainty alone
+    by_distance = modal_adapter.ranked_batch(np.zeros(30), vectors, n=6, labelled=labelled)
+    assert many_unlabelled == by_distance  # alpha ~ 1: distance alone
+    assert sample not in (many_labelled, many_unlabelled)
+    with pytest.raises(ValueError, match="full counts"):
+        modal_adapter.ranked_batch(uncertainty, vectors, n=6, labelled=labelled, labelled_total=2)

@@ -269,3 +269,79 @@ def test_held_out_places_do_not_depend_on_the_models_scores(pool: int, held: int
 def test_queue_keys_refuse_a_share_outside_0_1() -> None:
     with pytest.raises(ValueError, match="held_out_share"):
         queue_keys([1], [2], held_out_share=0.0, shuffle_key=float)
+
+
+# --- one distance scale, normalised weights, explicit trade-off (review of issue #14) ------------------------------
+
+
+def test_the_default_trade_off_is_the_published_fixed_alpha() -> None:
+    """``select_batch`` published ``diversity=0.5``; modAL's adaptive trade-off is asked for with None."""
+    rng = np.random.default_rng(0)
+    embeddings = {i: rng.normal(size=4) for i in range(30)}
+    scores = {i: float(rng.uniform()) for i in range(30)}
+
+    def pick(**more: object) -> list[int]:
+        return select_batch(scores, n=6, rng=np.random.default_rng(1), embeddings=embeddings, **more)  # type: ignore[arg-type]
+
+    assert pick() == pick(diversity=0.5)
+    assert pick() != pick(diversity=None)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_fixed_alpha_weighs_the_distance_as_modal_does(seed: int) -> None:
+    """Fixed or adaptive, the distance term is modAL's ``1 - 1 / (1 + d)``: a fixed alpha equal to modAL's
+    ``|U| / (|U| + |D|)`` makes the same first pick as modAL's ranked batch."""
+    rng = np.random.default_rng(seed)
+    embeddings = {i: rng.normal(size=5) for i in range(20)}
+    scores = {i: float(rng.uniform()) for i in range(20)}
+    labelled = [rng.normal(size=5) for _ in range(5)]
+    common = {"n": 1, "embeddings": embeddings, "labelled": labelled}
+    modal = select_batch(scores, rng=np.random.default_rng(0), diversity=None, **common)  # type: ignore[arg-type]
+    fixed = select_batch(scores, rng=np.random.default_rng(0), diversity=20 / 25, **common)  # type: ignore[arg-type]
+    assert fixed == modal
+
+
+def test_fixed_alpha_distance_term_is_bounded_like_modal_s() -> None:
+    # labelled at e1; doc 1 opposite (d = 2, term 2/3), doc 2 orthogonal (d = 1, term 1/2). At alpha 0.5:
+    # 0.5 * 0.10 + 0.5 * 2/3 = 0.383 < 0.5 * 0.35 + 0.5 * 1/2 = 0.425, so doc 2; the raw distance (in [0, 2]) would
+    # give doc 1 (1.05 against 0.675)
+    embeddings = {1: np.array([-1.0, 0.0]), 2: np.array([0.0, 1.0])}
+    chosen = select_batch(
+        {1: 0.10, 2: 0.35},
+        n=1,
+        rng=np.random.default_rng(0),
+        embeddings=embeddings,
+        diversity=0.5,
+        labelled=[np.array([1.0, 0.0])],
+    )
+    assert chosen == [2]
+
+
+@pytest.mark.parametrize(("diversity", "weight"), [(0.5, 2.0), (None, 4.0)])
+def test_type_weighted_uncertainty_stays_in_0_1_against_the_distance(diversity: float | None, weight: float) -> None:
+    """A type weight must not multiply the uncertainty's share: weighted scores are divided by the largest weight.
+
+    Doc 1 is a copy of a labelled doc (d = 0) with a weak type (uncertainty 0.9); doc 2 is far (d = 2, term 2/3)
+    with uncertainty 0.8 and an unweighted type. At alpha 0.5, weight 2: normalised 0.45 against 0.533 (doc 2),
+    unnormalised 0.9 against 0.733 (doc 1). At modAL's alpha 2/3, weight 4: normalised 0.3 against 0.511,
+    unnormalised 1.2 against 0.711."""
+    chosen = select_batch(
+        {1: 0.9, 2: 0.8},
+        n=1,
+        rng=np.random.default_rng(0),
+        embeddings={1: np.array([1.0, 0.0]), 2: np.array([-1.0, 0.0])},
+        diversity=diversity,
+        labelled=[np.array([1.0, 0.0])],
+        type_weights={"ORG": weight, "PER": 1.0},
+        labels_of={1: ["ORG"], 2: ["PER"]},
+    )
+    assert chosen == [2]
+    # without diversity the weights still decide the order
+    plain = select_batch(
+        {1: 0.5, 2: 0.8},
+        n=2,
+        rng=np.random.default_rng(0),
+        type_weights={"ORG": 2.0},
+        labels_of={1: ["ORG"], 2: ["PER"]},
+    )
+    assert plain == [1, 2]

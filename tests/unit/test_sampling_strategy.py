@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from ml.errors import EmptyPoolError
-from ml.sampling import DocUncertainty
+from ml.sampling import DocUncertainty, select_batch
 from ml.sampling_strategy import SamplingStrategy, choose_batch
 
 
@@ -74,3 +74,51 @@ def test_describe() -> None:
     assert SamplingStrategy().describe() == "least_confidence + type weights"
     text = SamplingStrategy(measure="margin", diversity=True, type_weights=False, weights={"ORG": 2}).describe()
     assert text == "margin + diversity (modAL alpha, model vectors) + weights ORG=2"
+
+
+def test_modal_s_trade_off_counts_the_whole_pool_and_every_labelled_doc() -> None:
+    """With diversity on, only the most uncertain ``candidates`` are ranked and only some labelled docs embedded,
+    but modAL's alpha is the project's |U| / (|U| + |D|): 100 unlabelled docs and ``labelled_count``."""
+    rng = np.random.default_rng(5)
+    pool = [DocUncertainty(i, (float(rng.uniform(0.05, 0.95)),), ("PER",)) for i in range(100)]
+    vectors = {i: rng.normal(size=6) for i in range(100)}
+    labelled = [rng.normal(size=6) for _ in range(4)]
+    strategy = SamplingStrategy(type_weights=False, diversity=True)
+
+    def choose(**more: object) -> list[int]:
+        return choose_batch(
+            strategy,
+            pool,
+            n=5,
+            rng=np.random.default_rng(0),
+            per_type_f1={},
+            target=0.85,
+            vectors=vectors,
+            labelled=labelled,
+            candidates=20,
+            **more,  # type: ignore[arg-type]
+        ).batch
+
+    by_uncertainty = sorted(range(100), key=lambda i: pool[i].span_scores[0])[:5]
+    assert choose(labelled_count=10**7) == by_uncertainty  # alpha ~ 0
+    top = sorted(range(100), key=lambda i: pool[i].span_scores[0])[:20]
+    as_modal_would = select_batch(
+        {i: 1.0 - pool[i].span_scores[0] for i in top},
+        n=5,
+        rng=np.random.default_rng(0),
+        embeddings=vectors,
+        labelled=labelled,
+        diversity=None,
+        unlabelled_count=100,
+        labelled_count=4,
+    )
+    assert choose() == as_modal_would
+    sample_sized = select_batch(
+        {i: 1.0 - pool[i].span_scores[0] for i in top},
+        n=5,
+        rng=np.random.default_rng(0),
+        embeddings=vectors,
+        labelled=labelled,
+        diversity=None,
+    )
+    assert as_modal_would != sample_sized  # the counts matter on this pool
