@@ -127,7 +127,11 @@ def _served(gguf: Path) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     command = [sys.executable, "-c", "from backend.cli import main; main()", "llm", "serve"]
-    command += ["--model", str(gguf), "--port", str(port), "--ctx", str(SERVED_CTX)]
+    # no RAM cache of past prompts' states: llama-cpp-python saves each state with its logits (prompt tokens x
+    # vocabulary floats: 1.9 GB per 3,000-token prompt of Qwen2.5's 151,936-token vocabulary), beyond the cache's
+    # size accounting; the comparison's requests come one after another, so the server's reuse of the previous
+    # request's prefix (the guide) is all it needs
+    command += ["--model", str(gguf), "--port", str(port), "--ctx", str(SERVED_CTX), "--prompt-cache-mib", "0"]
     base = f"http://127.0.0.1:{port}/v1"
     with tempfile.NamedTemporaryFile("w+b", prefix="nerloop-compare-llm-", suffix=".log") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
