@@ -30,15 +30,18 @@ def project_compare(
     architectures: Annotated[
         str | None, typer.Option(help="cnn and/or transformer (NER_RETRAIN_ARCHITECTURE).")
     ] = None,
-    limit_llm: Annotated[int, typer.Option(min=0, help="LLM rows on the first N test tasks (0: all).")] = 200,
+    limit_llm: Annotated[
+        int, typer.Option(min=0, help="LLM rows on a seeded random sample of N test tasks (0: all).")
+    ] = 200,
     max_steps: Annotated[int | None, typer.Option(min=1, help="CNN steps per size (NER_RETRAIN_MAX_STEPS).")] = None,
 ) -> None:
     """Compare prompting the project's LLM with fine-tuning on the project's labels: its labelled training tasks
     train, its held-out test tasks score every row. The worker on the train queue runs it; the dashboard shows the
-    latest result. Asking again at the same labels and options is a no-op."""
+    latest result. Asking again at the same labels and options is a no-op; other options while one of these labels
+    is queued or running are refused (the message names that one's options)."""
     from pydantic import ValidationError
 
-    from backend.adapters.jobs import CeleryJobQueue, TaskName
+    from backend.adapters.jobs import CeleryJobQueue
     from backend.db.session import make_engine, session_factory, session_scope
     from backend.services import comparison
     from backend.services.projects import project_by_id
@@ -59,14 +62,16 @@ def project_compare(
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     try:
-        with ml_cli.errors(ServiceError), session_scope(sessions) as db:
-            row, created = comparison.start_comparison(
-                db, project_by_id(db, project), options=options, heartbeat_timeout_s=settings.run_heartbeat_timeout_s
+        with ml_cli.errors(ServiceError), session_scope(sessions) as db:  # a broker failure: one line, exit 2
+            row, created = comparison.request_comparison(
+                db,
+                project_by_id(db, project),
+                options=options,
+                settings=settings,
+                jobs=CeleryJobQueue(settings.redis_url),
             )
-            comparison_id = row.id
-        if created:
-            CeleryJobQueue(settings.redis_url).enqueue(TaskName.COMPARE_PROJECT, comparison_id)
-        state = "queued" if created else "already exists for these labels and options"
+            comparison_id, status = row.id, row.status
+        state = "queued" if created else f"already exists for these labels and options ({status})"
         typer.echo(f"comparison {comparison_id} {state}")
         if wait:
             _follow(sessions, comparison_id)
@@ -97,14 +102,22 @@ def _follow(sessions: sessionmaker[Session], comparison_id: int) -> None:
 
 
 def _print(result: dict[str, Any]) -> None:
+    """The rows of a finished comparison; a figure stored as null (NaN or infinite, e.g. F1 with nothing to score)
+    prints as n/a."""
     for row in result["rows"]:
         interval = row["micro_f1_interval"]
-        band = "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+        band = "" if interval is None else f" [{_num(interval[0])}, {_num(interval[1])}]"
         typer.echo(
-            f"{row['name']:<40} exact micro F1 {row['micro_f1']:.3f}{band}  ${row['cost_per_1k_docs']:.4f}/1k docs"
+            f"{row['name']:<40} exact micro F1 {_num(row['micro_f1'])}{band}  "
+            f"${_num(row['cost_per_1k_docs'], '.4f')}/1k docs"
         )
     for entry in result["break_even"]:
         volume = "none" if entry["volume"] is None else f"{entry['volume']:,.0f} docs"
         typer.echo(f"break-even {entry['row']} vs {entry['llm_row']}: {volume}")
-    typer.echo(f"seconds per label: {result['costs']['seconds_per_label']:.1f} ({result['seconds_per_label_source']})")
+    pace = _num(result["costs"]["seconds_per_label"], ".1f")
+    typer.echo(f"seconds per label: {pace} ({result['seconds_per_label_source']})")
     typer.echo(f"report: {result['report_dir']}/report.md, report.html")
+
+
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)

@@ -4,8 +4,11 @@ training tasks against its held-out *test* tasks (the split of ``backend.service
 with the annotators' time Label Studio recorded (``lead_time``) when the project has it.
 
 One comparison per (project, label watermark): asking again at the same labels returns the one there is, unless it
-failed, its process stopped beating, or other options are asked for. The ``train`` queue runs it (it trains
-models); its stage and progress are on the row while it runs, and the report's data once it ends. The answer cache
+failed, its process stopped beating (a thread beats while it runs), its message was lost (queued longer than the
+train queue's longest task), or it succeeded with other options; other options while one is queued or running are
+a conflict (409). The options are bounded (``MAX_SHOTS``, ``MAX_POINTS``, ``MAX_STEPS``) and the job has a time
+limit (NER_COMPARE_TIME_LIMIT_S): the ``train`` queue runs it (it trains models) beside the retrains. Its stage and
+progress are on the row while it runs, and the report's data once it ends. The answer cache
 and the trained sizes live under ``<model_root>/project-<id>/comparisons/``, so a comparison at more labels asks the
 LLM only about documents it has no answer for.
 """
@@ -14,23 +17,27 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from types import TracebackType
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.adapters.jobs import JobQueue, TaskName
 from backend.db.models import Comparison, Project, utcnow
 from backend.db.session import session_scope
 from backend.db.upsert import upsert
-from backend.services.errors import InvalidInputError, NotFoundError
+from backend.services.errors import InvalidInputError, NotFoundError, ServiceError, UpstreamError
 from backend.services.label_state import label_counts
 from backend.services.lead_time import lead_time, seconds_per_label
 from backend.services.projects import guide_of, project_by_id
+from backend.services.run_liveness import aware, heartbeat_interval
 from backend.services.training import Snapshot, TaskSource, split_snapshot
 from backend.services.watermark import labels_count
 from backend.settings import Settings
@@ -42,8 +49,19 @@ from ml.training.settings import Architecture
 
 FINAL = ("succeeded", "failed")
 PROGRESS_EVERY_S = 1.0
+# Bounds of a comparison's options: it runs on the train queue (one process), so a request may not ask for work
+# that holds every retrain back for hours (workers.compare_project's time limit is the last resort).
+MAX_SHOTS = 20  # demonstrations per prompt: more outgrow a small model's context and the prompt's bill
+MAX_POINTS = 8  # entries of `shots` and of `sizes` (each is a row: LLM requests or a training)
+MAX_STEPS = 20_000  # CNN steps per size (NER_RETRAIN_MAX_STEPS is 2,000)
 log = logging.getLogger(__name__)
 _DEFAULT_COSTS = CostSettings()
+
+
+class ComparisonConflictError(ServiceError):
+    """A comparison of the same labels with other options is queued or running (HTTP 409)."""
+
+    status_code = 409
 
 
 class ComparisonOptions(BaseModel):
@@ -54,14 +72,27 @@ class ComparisonOptions(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    shots: tuple[int, ...] = Field(default=(0, 5), description="demonstrations per LLM prompt; empty: no LLM rows")
-    strategies: tuple[Literal["random", "similar"], ...] = ("random", "similar")
-    sizes: tuple[int | None, ...] = Field(
-        default=(50, 100, 200, 500, None), description="training tasks per fine-tuned point; null: all of them"
+    shots: tuple[Annotated[int, Field(ge=0, le=MAX_SHOTS)], ...] = Field(
+        default=(0, 5),
+        max_length=MAX_POINTS,
+        description=f"demonstrations per LLM prompt, each 0 to {MAX_SHOTS}; empty: no LLM rows",
     )
-    architectures: tuple[Architecture, ...] | None = Field(default=None, description="null: NER_RETRAIN_ARCHITECTURE")
-    limit_llm: int = Field(default=200, ge=0, description="LLM rows on the first N test tasks (0: all)")
-    max_steps: int | None = Field(default=None, gt=0, description="CNN steps per size; null: NER_RETRAIN_MAX_STEPS")
+    strategies: tuple[Literal["random", "similar"], ...] = Field(
+        default=("random", "similar"), min_length=1, description="demonstrations of the k-shot rows"
+    )
+    sizes: tuple[Annotated[int, Field(gt=0)] | None, ...] = Field(
+        default=(50, 100, 200, 500, None),
+        min_length=1,
+        max_length=MAX_POINTS,
+        description="training tasks per fine-tuned point, each 1 or more; null: all of them",
+    )
+    architectures: tuple[Architecture, ...] | None = Field(
+        default=None, min_length=1, description="null: NER_RETRAIN_ARCHITECTURE"
+    )
+    limit_llm: int = Field(default=200, ge=0, description="LLM rows on a seeded random sample of N test tasks (0: all)")
+    max_steps: int | None = Field(
+        default=None, gt=0, le=MAX_STEPS, description="CNN steps per size; null: NER_RETRAIN_MAX_STEPS"
+    )
     llm_input_per_1k: float | None = Field(default=None, ge=0)
     llm_output_per_1k: float | None = Field(default=None, ge=0)
     llm_compute_per_hour: float = Field(default=_DEFAULT_COSTS.llm_compute_per_hour, ge=0)
@@ -71,13 +102,20 @@ class ComparisonOptions(BaseModel):
 
 
 def start_comparison(
-    db: Session, project: Project, *, options: ComparisonOptions, heartbeat_timeout_s: float
+    db: Session, project: Project, *, options: ComparisonOptions, heartbeat_timeout_s: float, queued_timeout_s: float
 ) -> tuple[Comparison, bool]:
     """The comparison of the project's current labels, created (or asked again) when needed; the caller commits,
-    then enqueues ``workers.compare_project`` when the second value is True.
+    then enqueues ``workers.compare_project`` when the second value is True (:func:`request_comparison` does both).
+
+    Asked again: one that failed, succeeded with other options, runs without a heartbeat for
+    ``heartbeat_timeout_s`` (its process died: the worker beats from a thread while it runs), or has been queued
+    for ``queued_timeout_s`` (its message was lost; a comparison may legitimately wait behind a long training, so
+    this is the longest task of the train queue). A queued or running one with the same options is returned as it
+    is (False).
 
     Raises:
         InvalidInputError: the project has no labels yet.
+        ComparisonConflictError: a live comparison of these labels runs (or waits) with other options.
     """
     watermark = labels_count(db, project)
     if watermark == 0:
@@ -103,17 +141,72 @@ def start_comparison(
     ).one()
     if created is not None:
         return row, True
-    silent = row.heartbeat_at is not None and utcnow() - row.heartbeat_at > timedelta(seconds=heartbeat_timeout_s)
-    # a queued one this old may have lost its message (a duplicate is harmless: a worker claims it atomically)
-    stale = row.status == "queued" and utcnow() - row.created_at > timedelta(seconds=heartbeat_timeout_s)
-    again = row.status == "failed" or stale or (row.status == "running" and silent)
-    again = again or (row.status == "succeeded" and row.options != wanted)
-    if not again:
+    now = utcnow()
+    last_beat = row.heartbeat_at or row.started_at or row.created_at
+    silent = row.status == "running" and now - aware(last_beat) > timedelta(seconds=heartbeat_timeout_s)
+    lost = row.status == "queued" and now - aware(row.created_at) > timedelta(seconds=queued_timeout_s)
+    if row.status in ("queued", "running") and not (silent or lost):
+        if row.options != wanted:
+            raise ComparisonConflictError(
+                f"comparison {row.id} of these {watermark} labels is {row.status} with other options "
+                f"({_differences(row.options, wanted)}); wait until it ends (GET /api/projects/{project.id}"
+                "/comparison), then ask again"
+            )
+        return row, False
+    if row.status == "succeeded" and row.options == wanted:
         return row, False
     row.status, row.stage, row.progress, row.error, row.options = "queued", "queued", 0.0, None, wanted
-    row.created_at, row.started_at, row.finished_at, row.heartbeat_at = utcnow(), None, None, None
+    row.created_at, row.started_at, row.finished_at, row.heartbeat_at = now, None, None, None
     db.flush()
     return row, True
+
+
+def request_comparison(
+    db: Session, project: Project, *, options: ComparisonOptions, settings: Settings, jobs: JobQueue
+) -> tuple[Comparison, bool]:
+    """Start (:func:`start_comparison`), commit and, when it is new or asked again, enqueue the project's comparison
+    (the API's and the CLI's one way in).
+
+    Returns:
+        The comparison, and whether a job was sent for it.
+
+    Raises:
+        InvalidInputError: the project has no labels yet.
+        ComparisonConflictError: one of these labels is queued or running with other options.
+        UpstreamError: the broker cannot be reached (the comparison is recorded failed: asking again re-sends it).
+    """
+    row, created = start_comparison(
+        db,
+        project,
+        options=options,
+        heartbeat_timeout_s=settings.run_heartbeat_timeout_s,
+        queued_timeout_s=queued_timeout_s(settings),
+    )
+    db.commit()
+    if created:
+        try:
+            jobs.enqueue(TaskName.COMPARE_PROJECT, row.id)
+        except Exception as exc:
+            error = f"the broker is unreachable ({type(exc).__name__}: {exc})"
+            db.execute(
+                update(Comparison)
+                .where(Comparison.id == row.id, Comparison.status == "queued")
+                .values(status="failed", finished_at=utcnow(), error=error)
+            )
+            db.commit()
+            raise UpstreamError(f"comparison {row.id} was not sent: {error}; ask again once it is back") from None
+    return row, created
+
+
+def queued_timeout_s(settings: Settings) -> float:
+    """How long a comparison may wait in the train queue before its message counts as lost: the longest task that
+    queue runs (a training or a comparison)."""
+    return float(max(settings.train_time_limit_s, settings.compare_time_limit_s))
+
+
+def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
+    keys = [k for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+    return "; ".join(f"{k} {stored.get(k)!r}, asked {wanted.get(k)!r}" for k in keys)
 
 
 def comparison_by_id(db: Session, comparison_id: int) -> Comparison:
@@ -202,6 +295,23 @@ def run_comparison(
     if isinstance(claimed, str):
         return claimed
     project_id, attempt = claimed
+    beat = _Heartbeat(
+        sessions, comparison_id, attempt=attempt, interval_s=heartbeat_interval(settings.run_heartbeat_timeout_s)
+    )
+    with beat:
+        return _run(sessions, settings, comparison_id, attempt, project_id, source=source, llm=llm)
+
+
+def _run(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    comparison_id: int,
+    attempt: int,
+    project_id: int,
+    *,
+    source: Callable[[Session, Project], TaskSource],
+    llm: LLMEndpoint | None,
+) -> str:
     try:
         with session_scope(sessions) as db:
             project = project_by_id(db, project_id)
@@ -223,12 +333,54 @@ def run_comparison(
         return "failed"
     except Exception as exc:  # recorded on the row, readable on the dashboard
         log.exception("comparison %s failed", comparison_id)
-        _finish(sessions, comparison_id, attempt, status="failed", error=f"{type(exc).__name__}: {exc}")
+        limit = " (it ran past NER_COMPARE_TIME_LIMIT_S)" if type(exc).__name__ == "SoftTimeLimitExceeded" else ""
+        _finish(sessions, comparison_id, attempt, status="failed", error=f"{type(exc).__name__}: {exc}{limit}")
         return "failed"
 
 
 class _Lost(Exception):
     """The comparison was asked again (a new attempt) while this one ran."""
+
+
+class _Heartbeat:
+    """A daemon thread that stamps ``heartbeat_at`` of one comparison attempt every ``interval_s`` while it runs:
+    one LLM request or one training step can keep the progress reports silent for minutes, and a comparison asked
+    again counts as dead once its heartbeat is older than NER_RUN_HEARTBEAT_TIMEOUT_S (the pattern of
+    ``backend.services.run_liveness.Heartbeat`` for training runs). It stops at exit, or once the attempt is no
+    longer the comparison's."""
+
+    def __init__(self, sessions: sessionmaker[Session], comparison_id: int, *, attempt: int, interval_s: float) -> None:
+        self._sessions, self._id, self._attempt, self._interval_s = sessions, comparison_id, attempt, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-comparison-{comparison_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                with session_scope(self._sessions) as db:
+                    stamped = db.execute(
+                        update(Comparison)
+                        .where(
+                            Comparison.id == self._id,
+                            Comparison.attempt == self._attempt,
+                            Comparison.status == "running",
+                        )
+                        .values(heartbeat_at=utcnow())
+                    )
+                if stamped.rowcount != 1:  # type: ignore[attr-defined]
+                    return
+            except Exception as exc:  # the next beat tries again; a long outage lets it be asked again, as it should
+                log.warning("comparison %s: heartbeat not recorded (%s)", self._id, exc)
 
 
 def _claim(sessions: sessionmaker[Session], comparison_id: int) -> tuple[int, int] | str:
