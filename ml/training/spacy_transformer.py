@@ -28,8 +28,8 @@ from ml.training.progress import ProgressCallback
 from ml.training.settings import TrainSettings
 from ml.training.spacy_cnn import set_training, train_pipeline
 
-# the peak learning rate of spaCy's transformer recipe (Adam, warm-up then linear decay)
-DEFAULT_LEARN_RATE = 5e-5
+# the peak learning rate (Adam, warm-up then linear decay); spaCy's transformer recipe has 5e-5 over 20,000 steps
+DEFAULT_LEARN_RATE = 1e-4
 SHAPE_WIDTH = 32  # width of the token-shape embedding beside the transformer's vectors
 SHAPE_ROWS = 1000
 

@@ -105,14 +105,22 @@ def train(
         guide: The project's guide (label set, target, hash).
         settings: How to train.
         output_root: The directory that holds the project's model versions.
-        on_progress: Called with ``Progress`` while training.
+        on_progress: Called with ``Progress`` while the job runs: its stage (``train``, ``calibrate``,
+            ``evaluate``) and the whole job's fraction and ETA, the calibration and final evaluation included.
         warm_from: The serving version's directory to start from (``None``: a cold start).
         test_docs: Gold test docs for the reported metrics (may be empty: every type "not yet measurable").
         calibrate: Fit the calibration on the dev docs; False keeps the identity prior (when the dev docs are
             the training docs themselves, a fit would learn the model's confidence on what it has seen).
 
+    Every architecture trains for a step budget (``ml.training.settings.step_budget``; a warm start's is set by
+    the new docs) that never falls below ``min_steps`` however small the data. A model that predicts almost
+    nothing on dev is flagged (``TrainedModel.warnings``, ``meta["warnings"]``, logged).
+
     Returns:
         The new version.
+
+    Raises:
+        TrainingError: No training doc, no entity, a label outside the guide, no dev doc, or a failed training.
     """
     _check(train_docs, guide)
     if not dev_docs:
@@ -234,6 +242,14 @@ class _Reporting:
         return out
 
 
+def grouped(docs: Sequence[Doc], size: int) -> list[Doc]:
+    """Consecutive docs joined ``size`` at a time into one (``Doc.from_docs``: tokens, spaces and entities; spaCy's
+    ``convert -n``). Docs of different vocabularies are left as they are."""
+    if size <= 1 or len({id(d.vocab) for d in docs}) > 1:
+        return list(docs)
+    return [Doc.from_docs(list(docs[i : i + size])) for i in range(0, len(docs), size)]
+
+
 def _run(
     settings: TrainSettings,
     init: Initialisation,
@@ -249,7 +265,7 @@ def _run(
     budgeted = settings.model_copy(update={"max_steps": init.max_steps})
     architecture = settings.concrete
     if architecture in SPACY_ARCHITECTURES:
-        to_docbin(train_docs, work / "train.spacy")
+        to_docbin(grouped(train_docs, settings.doc_group), work / "train.spacy")
         to_docbin(dev_docs, work / "dev.spacy")
         types = sorted({e.label_ for d in train_docs for e in d.ents})
         if architecture == "cnn":

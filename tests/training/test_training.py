@@ -86,8 +86,10 @@ def test_cnn_learns_and_reports_progress(
     cnn: tuple[TrainedModel, list[Progress]], conll_slices: tuple[list[Doc], list[Doc]]
 ) -> None:
     trained, seen = cnn
-    train_steps = [p for p in seen if p.stage == "train"]
+    train_steps = [p for p in seen if p.stage == "train" and p.dev_f1 is not None]
     assert [p.step for p in train_steps] == [0, 60, 120, 180, 240, 300]  # every max_steps // 5
+    paced = [p.step for p in seen if p.stage == "train" and p.dev_f1 is None]
+    assert paced == [20, 40, 80, 100, 140, 160, 200, 220, 260, 280]  # every 20 steps between evaluations
     assert train_steps[1].eta_s is not None and train_steps[1].eta_s > 0
     # one fraction and ETA over the whole job: the last training step still has calibration and evaluation ahead
     assert train_steps[-1].fraction < 1.0 and train_steps[-1].eta_s is not None and train_steps[-1].eta_s > 0
