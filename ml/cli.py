@@ -210,7 +210,7 @@ def train_command(
         str,
         typer.Option(
             help="cnn (spaCy CNN), spacy-transformer (MiniLM + spaCy NER), hf-transformer (MiniLM token "
-            "classifier), or transformer (the default transformer: spacy-transformer)."
+            "classifier), or transformer (the default transformer, ml.training.settings.DEFAULT_TRANSFORMER)."
         ),
     ] = "cnn",
     limit: Annotated[int, typer.Option(help="Use only the first N training docs (0: all).")] = 0,
@@ -410,7 +410,7 @@ def _compare_command(llm: LLMConnector | None) -> Callable[..., None]:
         ),
         architectures: Annotated[str, typer.Option(help="Fine-tuned architectures.")] = "cnn,transformer",
         limit_llm: Annotated[
-            int, typer.Option(min=0, help="Every row on N test docs drawn at random, seed 0 (0: all); fine-tuned also on all.")
+            int, typer.Option(min=0, help="Every row on N random test docs, seed 0 (0: all); fine-tuned also on all.")
         ] = 0,
         llm_concurrency: Annotated[
             int, typer.Option(min=0, help="LLM requests at once (0: the server's slots, 1 when it does not say).")
