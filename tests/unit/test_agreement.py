@@ -114,3 +114,35 @@ def test_one_annotator_twice_on_a_task_is_refused(nlp: Language) -> None:
 def test_no_overlapping_task_gives_an_empty_report(nlp: Language) -> None:
     report = agreement([AnnotatedDoc(4, "a", _doc(nlp, 4))], labels=LABELS)
     assert report.tasks == 0 and report.pairs == [] and report.micro.f1 is None
+
+
+def test_partial_f1_has_its_own_interval_from_the_same_resamples(nlp: Language) -> None:
+    items = []
+    for task in (1, 2, 3):  # person spans always differ in a boundary (partial credit only); Paris agrees
+        span = {1: ("Anna Meyer", "person"), 2: ("Paris", "location"), 3: ("Bob met", "person")}[task]
+        other = {1: ("Anna", "person"), 2: ("Paris", "location"), 3: ("Bob", "person")}[task]
+        items += [AnnotatedDoc(task, "a", _doc(nlp, task, span)), AnnotatedDoc(task, "b", _doc(nlp, task, other))]
+    report = agreement(items, labels=LABELS, bootstrap=300, min_support=2)
+    person = report.per_type["person"]
+    assert person.f1 == 0.0 and person.partial_f1 == pytest.approx(0.5) and person.spans == 4
+    # a resample's person spans differ only in boundaries: exact F1 is 0 in every one, partial 0.5 (0 when a
+    # resample draws no person task)
+    assert person.f1_interval == (0.0, 0.0) and person.partial_f1_interval is not None
+    assert person.partial_f1_interval[1] == pytest.approx(0.5)
+    micro = report.micro.partial_f1_interval
+    assert micro is not None and micro[0] <= report.micro.partial_f1 <= micro[1]  # type: ignore[operator]
+
+
+def _row(f1: float | None, interval: tuple[float, float] | None, *, measurable: bool = True) -> dict[str, object]:
+    return {"f1": f1, "f1_interval": interval, "measurable": measurable}
+
+
+def test_the_ceiling_verdict_uses_the_interval_not_the_point_estimate() -> None:
+    from backend.services.agreement import ceiling_verdict
+
+    assert ceiling_verdict(_row(0.80, (0.70, 0.90)), 0.85) == "uncertain"  # below the target, but not surely
+    assert ceiling_verdict(_row(0.70, (0.60, 0.80)), 0.85) == "below"  # the whole interval under it
+    assert ceiling_verdict(_row(0.92, (0.86, 0.97)), 0.85) == "allows"
+    assert ceiling_verdict(_row(0.90, (0.80, 0.95)), 0.85) == "uncertain"  # above, but not surely
+    assert ceiling_verdict(_row(0.50, None), 0.85) == "uncertain"  # one task: no interval, no verdict
+    assert ceiling_verdict(_row(0.50, (0.4, 0.6), measurable=False), 0.85) == "not measurable"
