@@ -54,8 +54,14 @@ def render_overview(projects: list[ProjectOverview]) -> str:
     return _templates().get_template("overview.html.j2").render(projects=projects)
 
 
-def render_project(data: ProjectProgress) -> str:
-    """One project's page: its tables, and its plotly figures (``backend.api.charts``) as JSON for plotly.js."""
+def render(progress: ProjectProgress | dict[str, Any]) -> str:
+    """One project's page for ``project_progress`` data (the dict, or its schema): its tables, and its plotly
+    figures (``backend.api.charts``) as JSON for plotly.js.
+
+    Raises:
+        pydantic.ValidationError: the dict does not have the progress API's shape.
+    """
+    data = progress if isinstance(progress, ProjectProgress) else ProjectProgress.model_validate(progress)
     serving = next((v for v in data.versions if v.version == data.serving), None)
     context: dict[str, Any] = {
         "p": data,
@@ -85,5 +91,4 @@ def static(name: str) -> FileResponse:
 @router.get("/{project_id}", response_class=HTMLResponse)
 def project_page(project_id: DbId, db: DbSession) -> str:
     """One project's progress towards its per-type target, with its routing, runs and versions."""
-    data = ProjectProgress.model_validate(project_progress(db, project_by_id(db, project_id)))
-    return render_project(data)
+    return render(project_progress(db, project_by_id(db, project_id)))

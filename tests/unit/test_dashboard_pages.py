@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 from backend.api.charts import curve_chart, project_charts
-from backend.api.dashboard import _assets, render_overview, render_project
+from backend.api.dashboard import _assets, render, render_overview
 from backend.api.schemas import ProjectOverview, ProjectProgress
 
 EVIL = "<script>alert(1)</script>"
@@ -226,7 +226,7 @@ def test_panels_of_other_services_render_and_chart() -> None:
     assert {"comparison", "agreement", "review"} <= set(charts)
     for name in ("comparison", "agreement", "review"):
         go.Figure(charts[name])
-    html = render_project(data)
+    html = render(data)
     for section in ("comparison-section", "agreement-section", "review-section", "chart-comparison"):
         assert f'id="{section}"' in html
     assert EVIL not in html and "1,234" in html and "below the target" in html and "wrong type" in html
@@ -237,7 +237,7 @@ def test_panels_of_other_services_render_and_chart() -> None:
     # before any pass or comparison finished
     review = {**_panels("person")["review"], "pass": None, "by_type": {}, "by_kind": {}, "top": []}
     empty = {"comparison": {"id": 1, "status": "queued", "result": None}, "review": review}
-    html = render_project(ProjectProgress.model_validate({**_progress(), **empty}))
+    html = render(ProjectProgress.model_validate({**_progress(), **empty}))
     assert "No comparison has finished yet" in html and "No review pass has finished yet" in html
 
 
@@ -261,7 +261,7 @@ def test_learning_curve_shows_the_fit_and_the_band_up_to_the_forecast() -> None:
 
 def test_project_page_escapes_and_embeds_the_figures() -> None:
     data = ProjectProgress.model_validate(_progress(label=EVIL, run_error=EVIL))
-    html = render_project(data)
+    html = render(data)
     assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     embedded = re.search(r'<script type="application/json" id="charts">(.*?)</script>', html, re.S)
     assert embedded is not None
