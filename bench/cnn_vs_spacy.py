@@ -54,6 +54,7 @@ def nerloop_cnn(corpus: Corpus, args: argparse.Namespace, work: Path) -> Path:
     settings = TrainSettings(
         max_steps=args.max_steps, seed=args.seed, **({"doc_group": args.group} if args.group else {})
     )
+    work.mkdir(parents=True, exist_ok=True)
     to_docbin(grouped(corpus.train, settings.doc_group), work / "train.spacy")
     to_docbin(corpus.dev, work / "dev.spacy")
 
