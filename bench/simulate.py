@@ -361,8 +361,9 @@ def summarise(curves: dict[tuple[str, str, int], list[dict[str, Any]]], corpus: 
         if name == corpus and points:
             by_strategy[spec].append(points)
     rows: list[dict[str, Any]] = []
-    for spec, group in by_strategy.items():
-        length = min(len(points) for points in group)
+    for spec, partial in by_strategy.items():
+        length = max(len(points) for points in partial)
+        group = [points for points in partial if len(points) == length]  # unfinished curves wait for their end
         f1 = np.array([[p["f1"] for p in points[:length]] for points in group])
         labels = [group[0][i]["labels"] for i in range(length)]
         aulcs = [aulc(labels, list(row)) for row in f1]
