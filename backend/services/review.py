@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.models import ModelVersion, Project, ReviewPass, ReviewSuspect, TrainingRun, utcnow
@@ -35,6 +33,7 @@ from backend.db.upsert import upsert
 from backend.services.errors import NotFoundError, UpstreamError, UpstreamRefusedError
 from backend.services.label_state import annotated_tasks
 from backend.services.projects import project_by_id
+from backend.services.review_liveness import Claim, Heartbeat, expire_stale_passes, owned
 from backend.services.review_push import REVIEW_TAG, VIEW_TITLE, ReviewSink, push_pass, review_result
 from backend.services.review_summary import format_review, latest_pass, review_summary
 from backend.services.run_liveness import aware, heartbeat_interval
@@ -74,14 +73,6 @@ class ReviewOutcome:
     pass_id: int | None
     suspects: int
     pushed: int
-
-
-@dataclass(frozen=True)
-class _Claim:
-    pass_id: int
-    attempt: int
-    scored: bool  # the suspects are stored: only push
-    work: Path
 
 
 class _LostError(Exception):
@@ -179,7 +170,7 @@ def run_review(
     claim = _claim(sessions, project_id, model_version_id, timeout_s=timeout_s, work_root=root)
     if isinstance(claim, ReviewOutcome):
         return claim
-    with _Heartbeat(sessions, claim, interval_s=heartbeat_interval(timeout_s)):
+    with Heartbeat(sessions, claim, interval_s=heartbeat_interval(timeout_s)):
         try:
             return _attempt(sessions, settings, project_id, claim, sink)
         except _LostError:
@@ -188,7 +179,7 @@ def run_review(
 
 
 def _attempt(
-    sessions: sessionmaker[Session], settings: Settings, project_id: int, claim: _Claim, sink: ReviewSink | None
+    sessions: sessionmaker[Session], settings: Settings, project_id: int, claim: Claim, sink: ReviewSink | None
 ) -> ReviewOutcome:
     if not claim.scored:
         outcome = _score(sessions, settings, project_id, claim)
@@ -199,7 +190,7 @@ def _attempt(
         _set(sessions, claim, status="scored")
         return ReviewOutcome("scored", claim.pass_id, suspects, 0)
     try:
-        pushed = push_pass(sessions, sink, project_id, claim.pass_id, owned=lambda: _check_owned(sessions, claim))
+        pushed = push_pass(sessions, sink, project_id, claim.pass_id, owned=lambda: _checkowned(sessions, claim))
     except _LostError:
         raise
     except UpstreamRefusedError as exc:  # the same call would be refused again: said on the pass, not retried
@@ -217,7 +208,7 @@ def _attempt(
 
 def _claim(
     sessions: sessionmaker[Session], project_id: int, model_version_id: int, *, timeout_s: float, work_root: Path
-) -> _Claim | ReviewOutcome:
+) -> Claim | ReviewOutcome:
     with session_scope(sessions) as db:
         project = project_by_id(db, project_id)
         version = db.get(ModelVersion, model_version_id)
@@ -257,24 +248,19 @@ def _claim(
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             return ReviewOutcome("running", row.id, row.suspects, 0)  # claimed by another process meanwhile
-        return _Claim(row.id, attempt, scored, work)
+        return Claim(row.id, attempt, scored, work)
 
 
-def _owned(claim: _Claim) -> ColumnElement[bool]:
-    """The condition of every write of an attempt: the pass still runs this attempt."""
-    return (ReviewPass.id == claim.pass_id) & (ReviewPass.attempt == claim.attempt) & (ReviewPass.status == "running")
-
-
-def _check_owned(sessions: sessionmaker[Session], claim: _Claim) -> None:
+def _checkowned(sessions: sessionmaker[Session], claim: Claim) -> None:
     with session_scope(sessions) as db:
-        if db.scalar(select(ReviewPass.id).where(_owned(claim))) is None:
+        if db.scalar(select(ReviewPass.id).where(owned(claim))) is None:
             raise _LostError(claim.pass_id)
 
 
-def _set(sessions: sessionmaker[Session], claim: _Claim, **values: Any) -> None:
+def _set(sessions: sessionmaker[Session], claim: Claim, **values: Any) -> None:
     """Write the attempt's row (nothing when the pass is no longer this attempt's)."""
     with session_scope(sessions) as db:
-        db.execute(update(ReviewPass).where(_owned(claim)).values(**values))
+        db.execute(update(ReviewPass).where(owned(claim)).values(**values))
     if "status" in values and values["status"] != "running":
         log.info("review pass %s: %s %s", claim.pass_id, values["status"], values.get("error") or "")
 
@@ -293,7 +279,7 @@ def _labelled(db: Session, project: Project, *, newest: int, dev_fraction: float
     return docs, [int(d.user_data["task_id"]) for d in docs]
 
 
-def _score(sessions: sessionmaker[Session], settings: Settings, project_id: int, claim: _Claim) -> ReviewOutcome | None:
+def _score(sessions: sessionmaker[Session], settings: Settings, project_id: int, claim: Claim) -> ReviewOutcome | None:
     """Cross-validate and store the suspects; an outcome when the pass ends here (skipped or failed)."""
     review = settings.review
     with session_scope(sessions) as db:
@@ -306,7 +292,7 @@ def _score(sessions: sessionmaker[Session], settings: Settings, project_id: int,
         return ReviewOutcome("skipped", claim.pass_id, 0, 0)
 
     def on_fold(done: int, total: int) -> None:
-        _check_owned(sessions, claim)
+        _checkowned(sessions, claim)
 
     try:
         result = cross_validate(docs, task_ids, settings=review, work_dir=claim.work, key=key, on_fold=on_fold)
@@ -331,7 +317,7 @@ def _score(sessions: sessionmaker[Session], settings: Settings, project_id: int,
         }
         stored = db.execute(
             update(ReviewPass)
-            .where(_owned(claim))
+            .where(owned(claim))
             .values(docs=result.docs, suspects=len(result.suspects), finished_at=utcnow(), details=details)
         )
         if stored.rowcount != 1:  # type: ignore[attr-defined]
@@ -364,58 +350,3 @@ def _rows(project_id: int, pass_id: int, suspects: list[Suspect]) -> list[Review
         )
         for rank, s in enumerate(suspects, start=1)
     ]
-
-
-class _Heartbeat:
-    """A daemon thread that stamps ``heartbeat_at`` of one pass attempt every ``interval_s`` while it runs (a fold
-    model trains for minutes without calling back); it stops at exit, or once the pass is no longer the attempt's."""
-
-    def __init__(self, sessions: sessionmaker[Session], claim: _Claim, *, interval_s: float) -> None:
-        self._sessions, self._claim, self._interval_s = sessions, claim, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-review-{claim.pass_id}", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                with session_scope(self._sessions) as db:
-                    stamped = db.execute(update(ReviewPass).where(_owned(self._claim)).values(heartbeat_at=utcnow()))
-                if stamped.rowcount != 1:  # type: ignore[attr-defined]
-                    return
-            except Exception as exc:  # the next beat tries again; a long outage expires the pass, as it should
-                log.warning("review pass %s: heartbeat not recorded (%s)", self._claim.pass_id, exc)
-
-
-def expire_stale_passes(db: Session, *, timeout_s: float) -> list[int]:
-    """Fail the running review passes whose process stopped beating for ``timeout_s`` (a killed worker) and remove
-    their work directories (the fold models); the caller commits. A later request or promotion runs them again.
-
-    Returns:
-        The ids of the passes failed.
-    """
-    cutoff = utcnow() - timedelta(seconds=timeout_s)
-    silent = select(ReviewPass).where(
-        ReviewPass.status == "running",
-        (ReviewPass.heartbeat_at < cutoff) | (ReviewPass.heartbeat_at.is_(None) & (ReviewPass.created_at < cutoff)),
-    )
-    expired: list[int] = []
-    for row in db.scalars(silent.with_for_update(skip_locked=True)):
-        row.status, row.finished_at = "failed", utcnow()
-        row.error = f"no heartbeat for over {timeout_s:.0f} s: the worker was lost; ask again (POST .../review)"
-        work = (row.details or {}).get("work_dir")
-        if work:
-            shutil.rmtree(work, ignore_errors=True)
-        log.warning("review pass %s expired: %s; removed %s", row.id, row.error, work or "nothing")
-        expired.append(row.id)
-    db.flush()
-    return expired

@@ -18,7 +18,7 @@ from backend.adapters.jobs import JobQueue, TaskName
 from backend.db.models import AnnotationEvent, Project, TrainingRun, utcnow
 from backend.db.session import session_scope
 from backend.services.annotations import unqueued_events
-from backend.services.review import expire_stale_passes
+from backend.services.review_liveness import expire_stale_passes
 from backend.services.run_liveness import aware, expire_stale_runs
 from backend.services.training import retrain_if_due
 
