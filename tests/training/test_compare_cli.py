@@ -1,6 +1,7 @@
 """``nerloop compare`` end to end on a tiny CoNLL slice: a real llama.cpp server with the tiny SmolLM2 GGUF, real
-CNN trainings; the report's figures are recomputed here from the predictions the run saved, and a rerun reuses the
-cached answers and the trained sizes."""
+CNN trainings; the report's figures are recomputed here from the predictions the run saved (the fine-tuned rows'
+on the whole test set too, beside the LLM's --limit-llm sample), and a rerun reuses the cached answers and the
+trained sizes."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def test_compare_reports_figures_recomputable_from_its_predictions_and_resumes(
     args += ["--train", str(train), "--test", str(test), "--out", str(out), "--llm-url", llama_server]
     args += ["--shots", "0,1", "--strategies", "similar", "--sizes", "20,40", "--architectures", "cnn"]
     args += ["--limit-llm", str(LIMIT_LLM), "--max-steps", "40", "--max-tokens", "64", "--no-progress"]
+    args += ["--llm-timeout", "600"]  # a loaded machine: a request that times out is re-sent by the rerun
     first = _run(args)
 
     names = [row["name"] for row in first["rows"]]
@@ -67,9 +69,12 @@ def test_compare_reports_figures_recomputable_from_its_predictions_and_resumes(
     assert "<script" in html and 'src="http' not in html  # plotly.js inlined: no network
     assert "seconds_per_label" in (out / "report.md").read_text(encoding="utf-8")  # the rates are printed
 
-    # recompute every row's scores from the saved predictions and the test file
-    gold = [d for d in load_docs(test, blank_nlp, labels=conll_guide.labels).docs if d.text.strip()][:LIMIT_LLM]
-    assert first["test_docs"] == len(gold)
+    # recompute every row's scores from the saved predictions and the test file (the rows share --limit-llm's
+    # seeded random sample of it, its indices in report.json)
+    everything = [d for d in load_docs(test, blank_nlp, labels=conll_guide.labels).docs if d.text.strip()]
+    indices = first["test_sample"]["indices"]
+    gold = [everything[i] for i in indices]
+    assert first["test_docs"] == len(gold) == LIMIT_LLM
     for row in first["rows"]:
         lines = (out / "predictions" / f"{row['slug']}.jsonl").read_text(encoding="utf-8").splitlines()
         saved = [json.loads(line) for line in lines]
@@ -81,6 +86,25 @@ def test_compare_reports_figures_recomputable_from_its_predictions_and_resumes(
         for label, score in report.per_type.items():
             assert row["per_type"][label]["f1"] == pytest.approx(score.f1)
             assert row["per_type"][label]["support"] == score.support
+
+    # under --limit-llm the fine-tuned rows are also scored on the whole test set, from their .full predictions
+    assert first["all_test_docs"] == len(everything) > LIMIT_LLM
+    for row in first["rows"]:
+        full = out / "predictions" / f"{row['slug']}.full.jsonl"
+        if row["kind"] != "fine-tuned":
+            assert row["full_test"] is None and not full.exists()
+            continue
+        saved = [json.loads(line) for line in full.read_text(encoding="utf-8").splitlines()]
+        assert [s["text"] for s in saved] == [d.text for d in everything]
+        spans = [[ScoredSpan(a, b, label, s["text"][a:b], 0.5) for a, b, label in s["spans"]] for s in saved]
+        report = score_spans(everything, spans, labels=conll_guide.labels, target_f1=conll_guide.targets.f1)
+        assert row["full_test"]["micro_f1"] == pytest.approx(report.micro.f1)
+        assert {label: t["support"] for label, t in row["full_test"]["per_type"].items()} == {
+            label: score.support for label, score in report.per_type.items()
+        }
+        on_sample = (out / "predictions" / f"{row['slug']}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert [saved[i]["spans"] for i in indices] == [json.loads(line)["spans"] for line in on_sample]
+    assert "whole test set" in (out / "report.md").read_text(encoding="utf-8")
 
     # labels and their cost from the training file: the pool is what precedes the dev split at its end
     costs = CostSettings()
