@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -135,6 +135,15 @@ class ReviewOut(BaseModel):
     last_attempt: ReviewAttemptOut | None
 
 
+class ErrorOut(BaseModel):
+    """An error answer (``backend.api.errors``): what went wrong and what to do."""
+
+    error: str
+
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no project with that id"}}
+
+
 class ReviewQueued(BaseModel):
     """A review pass asked for."""
 
@@ -143,20 +152,29 @@ class ReviewQueued(BaseModel):
     queued: bool
 
 
-@router.get("/projects/{project_id}/agreement", response_model=AgreementOut)
+@router.get("/projects/{project_id}/agreement", response_model=AgreementOut, responses=_NOT_FOUND)
 def get_agreement(project_id: DbId, db: DbSession) -> AgreementOut:
     """Pairwise agreement between annotators per type (exact and partial span F1, intervals), per pair and over
     all pairs, beside the serving version's F1 and the target."""
     return AgreementOut.model_validate(agreement.agreement_summary(db, project_by_id(db, project_id)))
 
 
-@router.get("/projects/{project_id}/review", response_model=ReviewOut)
+@router.get("/projects/{project_id}/review", response_model=ReviewOut, responses=_NOT_FOUND)
 def get_review(project_id: DbId, db: DbSession, limit: Annotated[int, Query(ge=0, le=1000)] = 20) -> ReviewOut:
     """The latest review pass: likely-mislabelled spans per type and kind, and the most confident ones."""
     return ReviewOut.model_validate(review.review_summary(db, project_by_id(db, project_id), limit=limit))
 
 
-@router.post("/projects/{project_id}/review", status_code=202, response_model=ReviewQueued)
+@router.post(
+    "/projects/{project_id}/review",
+    status_code=202,
+    response_model=ReviewQueued,
+    responses={
+        **_NOT_FOUND,
+        422: {"model": ErrorOut, "description": "the project serves no model yet"},
+        502: {"model": ErrorOut, "description": "the broker cannot be reached; ask again once it is back"},
+    },
+)
 def post_review(
     project_id: DbId, db: DbSession, jobs: JobsDep, settings: Annotated[Settings, Depends(get_app_settings)]
 ) -> ReviewQueued:
