@@ -3,8 +3,9 @@
 The pool holds near-duplicates on purpose: the texts the model is least sure of, each imported several times. By
 uncertainty alone the batch is copies of them; with diversity on (modAL's ranked batch over the model's tok2vec doc
 vectors) the worker pushes a batch whose members are all different, and records the strategy it ran with. Label
-Studio is a small HTTP server in the test that answers the calls the worker's SDK makes and records them; the
-same path against a real Label Studio is tests/e2e/test_active_learning.py.
+Studio is a small HTTP server in the test that answers the calls the worker's SDK makes and records them (fast,
+and it counts every call); the same test against a real Label Studio is
+tests/e2e/test_rescoring_strategy_e2e.py.
 """
 
 from __future__ import annotations
