@@ -77,7 +77,7 @@ def worker_settings(database_url: str, redis_url: str, llama_server: str, tmp_pa
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "ready" in log.read_text(), 90, f"the worker did not start; see {log}")
+        wait_until(lambda: "ready" in log.read_text(), 300, f"the worker did not start; see {log}")
         yield settings
     finally:
         stop_process(worker)
