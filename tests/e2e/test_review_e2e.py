@@ -22,13 +22,14 @@ from sqlalchemy import select
 
 from annotation_guide import Guide, label_studio_config
 from backend.adapters.label_studio import LabelStudioGateway
-from backend.db.models import ReviewPass, ReviewPrediction, TrainingRun
+from backend.db.models import ReviewPass, ReviewPrediction, ReviewSuspect, TrainingRun
 from backend.db.session import upgrade
 from backend.services.annotations import reconcile
 from backend.services.projects import project_by_id, register_project
 from backend.services.review import REVIEW_TAG, VIEW_TITLE
 from backend.settings import LabelStudioSettings
 from ml.converters import load_docs
+from ml.promotion import held_out_role
 from tests.conftest import open_db, stop_process
 from tests.e2e.conftest import E2E_REDIS_URL, LabelStudioServer
 from tests.integration.conftest import _postgres_database
@@ -134,6 +135,9 @@ def test_a_promotion_leads_to_the_review_view_in_label_studio(
             assert review.model_version == run.model_version and review.suspects > 0
             assert review.docs == run.details["train_docs"] < N_TASKS
             pushed = {row.ls_task_id: row.ls_prediction_id for row in db.scalars(select(ReviewPrediction))}
+            suspected = {row.ls_task_id for row in db.scalars(select(ReviewSuspect))}
+        roles = {task: held_out_role(str(ls_id), task, fraction=0.3) for task in suspected | set(pushed)}
+        assert roles and set(roles.values()) == {"train"}  # no held-out task is suspected or pushed for review
         printed = subprocess.run(
             [NERLOOP, "review", "--project", str(project_id)], env=env, capture_output=True, text=True, timeout=120
         ).stdout
