@@ -157,7 +157,7 @@ def _record_quality(db: Session, project_id: int, *, serving: str) -> None:
     )
     db.add(review)
     db.flush()
-    for rank, (kind, label, predicted) in enumerate([("wrong_type", "misc", "person"), ("missed", None, "location")]):
+    for rank, (kind, label, predicted) in enumerate([("wrong_type", "misc", "person"), ("spurious", None, "location")]):
         db.add(
             ReviewSuspect(
                 pass_id=review.id,

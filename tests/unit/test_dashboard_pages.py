@@ -191,7 +191,7 @@ def _panels(label: str) -> dict[str, Any]:
                 "finished_at": None,
             },
             "by_type": {label: 2},
-            "by_kind": {"wrong_type": 1, "missed": 1},
+            "by_kind": {"wrong_type": 1, "spurious": 1},
             "top": [
                 {
                     "rank": 1,
@@ -206,7 +206,7 @@ def _panels(label: str) -> dict[str, Any]:
                 {
                     "rank": 2,
                     "ls_task_id": 11,
-                    "kind": "missed",
+                    "kind": "spurious",
                     "confidence": 0.9,
                     "text": "Rome",
                     "labelled": None,
