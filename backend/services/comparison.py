@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +35,7 @@ from backend.services.errors import InvalidInputError, NotFoundError, ServiceErr
 from backend.services.label_state import label_counts
 from backend.services.lead_time import lead_time, seconds_per_label
 from backend.services.projects import guide_of, project_by_id
-from backend.services.run_liveness import aware, heartbeat_interval
+from backend.services.run_liveness import Heartbeat, aware, heartbeat_interval
 from backend.services.training import Snapshot, TaskSource, split_snapshot
 from backend.services.watermark import labels_count
 from backend.settings import Settings
@@ -295,8 +293,16 @@ def run_comparison(
     if isinstance(claimed, str):
         return claimed
     project_id, attempt = claimed
-    beat = _Heartbeat(
-        sessions, comparison_id, attempt=attempt, interval_s=heartbeat_interval(settings.run_heartbeat_timeout_s)
+    # one LLM request or one training step can keep the progress reports silent for minutes
+    beat = Heartbeat(
+        sessions,
+        lambda: (
+            update(Comparison)
+            .where(Comparison.id == comparison_id, Comparison.attempt == attempt, Comparison.status == "running")
+            .values(heartbeat_at=utcnow())
+        ),
+        name=f"comparison {comparison_id} attempt {attempt}",
+        interval_s=heartbeat_interval(settings.run_heartbeat_timeout_s),
     )
     with beat:
         return _run(sessions, settings, comparison_id, attempt, project_id, source=source, llm=llm)
@@ -340,47 +346,6 @@ def _run(
 
 class _Lost(Exception):
     """The comparison was asked again (a new attempt) while this one ran."""
-
-
-class _Heartbeat:
-    """A daemon thread that stamps ``heartbeat_at`` of one comparison attempt every ``interval_s`` while it runs:
-    one LLM request or one training step can keep the progress reports silent for minutes, and a comparison asked
-    again counts as dead once its heartbeat is older than NER_RUN_HEARTBEAT_TIMEOUT_S (the pattern of
-    ``backend.services.run_liveness.Heartbeat`` for training runs). It stops at exit, or once the attempt is no
-    longer the comparison's."""
-
-    def __init__(self, sessions: sessionmaker[Session], comparison_id: int, *, attempt: int, interval_s: float) -> None:
-        self._sessions, self._id, self._attempt, self._interval_s = sessions, comparison_id, attempt, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-comparison-{comparison_id}", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                with session_scope(self._sessions) as db:
-                    stamped = db.execute(
-                        update(Comparison)
-                        .where(
-                            Comparison.id == self._id,
-                            Comparison.attempt == self._attempt,
-                            Comparison.status == "running",
-                        )
-                        .values(heartbeat_at=utcnow())
-                    )
-                if stamped.rowcount != 1:  # type: ignore[attr-defined]
-                    return
-            except Exception as exc:  # the next beat tries again; a long outage lets it be asked again, as it should
-                log.warning("comparison %s: heartbeat not recorded (%s)", self._id, exc)
 
 
 def _claim(sessions: sessionmaker[Session], comparison_id: int) -> tuple[int, int] | str:

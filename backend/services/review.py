@@ -33,7 +33,7 @@ from backend.db.upsert import upsert
 from backend.services.errors import NotFoundError, UpstreamError, UpstreamRefusedError
 from backend.services.label_state import annotated_tasks
 from backend.services.projects import project_by_id
-from backend.services.review_liveness import Claim, Heartbeat, expire_stale_passes, owned
+from backend.services.review_liveness import Claim, expire_stale_passes, heartbeat, owned
 from backend.services.review_push import REVIEW_TAG, VIEW_TITLE, ReviewSink, push_pass, review_result
 from backend.services.review_summary import format_review, latest_pass, review_summary
 from backend.services.run_liveness import aware, heartbeat_interval
@@ -170,7 +170,7 @@ def run_review(
     claim = _claim(sessions, project_id, model_version_id, timeout_s=timeout_s, work_root=root)
     if isinstance(claim, ReviewOutcome):
         return claim
-    with Heartbeat(sessions, claim, interval_s=heartbeat_interval(timeout_s)):
+    with heartbeat(sessions, claim, interval_s=heartbeat_interval(timeout_s)):
         try:
             return _attempt(sessions, settings, project_id, claim, sink)
         except _LostError:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.models import ReviewPass, utcnow
-from backend.db.session import session_scope
+from backend.services.run_liveness import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -36,34 +34,14 @@ def owned(claim: Claim) -> ColumnElement[bool]:
     return (ReviewPass.id == claim.pass_id) & (ReviewPass.attempt == claim.attempt) & (ReviewPass.status == "running")
 
 
-class Heartbeat:
-    """A daemon thread that stamps ``heartbeat_at`` of one pass attempt every ``interval_s`` while it runs (a fold
-    model trains for minutes without calling back); it stops at exit, or once the pass is no longer the attempt's."""
-
-    def __init__(self, sessions: sessionmaker[Session], claim: Claim, *, interval_s: float) -> None:
-        self._sessions, self._claim, self._interval_s = sessions, claim, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-review-{claim.pass_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                with session_scope(self._sessions) as db:
-                    stamped = db.execute(update(ReviewPass).where(owned(self._claim)).values(heartbeat_at=utcnow()))
-                if stamped.rowcount != 1:  # type: ignore[attr-defined]
-                    return
-            except Exception as exc:  # the next beat tries again; a long outage expires the pass, as it should
-                log.warning("review pass %s: heartbeat not recorded (%s)", self._claim.pass_id, exc)
+def heartbeat(sessions: sessionmaker[Session], claim: Claim, *, interval_s: float) -> Heartbeat:
+    """The heartbeat of a pass attempt (a fold model trains for minutes without calling back)."""
+    return Heartbeat(
+        sessions,
+        lambda: update(ReviewPass).where(owned(claim)).values(heartbeat_at=utcnow()),
+        name=f"review pass {claim.pass_id} attempt {claim.attempt}",
+        interval_s=interval_s,
+    )
 
 
 def expire_stale_passes(db: Session, *, timeout_s: float) -> list[int]:

@@ -11,11 +11,12 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Executable, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.models import ModelVersion, Project, TrainingRun, utcnow
@@ -39,16 +40,19 @@ def heartbeat_interval(timeout_s: float) -> float:
 
 
 class Heartbeat:
-    """A daemon thread that stamps ``heartbeat_at`` of one run attempt every ``interval_s`` while it runs.
-
-    A thread, not the progress callback: one training step or the evaluation can keep the callback silent for long.
-    It stops at exit, or by itself once the run is no longer this attempt's.
+    """A daemon thread that runs ``stamp()`` (an UPDATE setting ``heartbeat_at`` of the row one attempt owns) every
+    ``interval_s`` while the work runs: training runs (:func:`run_heartbeat`), review passes and comparisons beat
+    so. A thread, not the progress callback: one training step, one evaluation or one LLM request can keep the
+    callback silent for long. It stops at exit, or by itself once ``stamp()`` updates no row (the attempt is no
+    longer this process's).
     """
 
-    def __init__(self, sessions: sessionmaker[Session], run_id: int, *, attempt: int, interval_s: float) -> None:
-        self._sessions, self._run_id, self._attempt, self._interval_s = sessions, run_id, attempt, interval_s
+    def __init__(
+        self, sessions: sessionmaker[Session], stamp: Callable[[], Executable], *, name: str, interval_s: float
+    ) -> None:
+        self._sessions, self._stamp, self._name, self._interval_s = sessions, stamp, name, interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat {name}", daemon=True)
 
     @property
     def beating(self) -> bool:
@@ -69,14 +73,22 @@ class Heartbeat:
         while not self._stop.wait(self._interval_s):
             try:
                 with session_scope(self._sessions) as db:
-                    stamped = db.execute(
-                        update(TrainingRun).where(owned(self._run_id, self._attempt)).values(heartbeat_at=utcnow())
-                    )
+                    stamped = db.execute(self._stamp())
                 if stamped.rowcount != 1:  # type: ignore[attr-defined]
-                    log.warning("run %s attempt %s is no longer ours; heartbeat stops", self._run_id, self._attempt)
+                    log.warning("%s is no longer this process's; heartbeat stops", self._name)
                     return
-            except Exception as exc:  # the next beat tries again; a long outage expires the run, as it should
-                log.warning("run %s: heartbeat not recorded (%s)", self._run_id, exc)
+            except Exception as exc:  # the next beat tries again; a long outage expires the work, as it should
+                log.warning("%s: heartbeat not recorded (%s)", self._name, exc)
+
+
+def run_heartbeat(sessions: sessionmaker[Session], run_id: int, *, attempt: int, interval_s: float) -> Heartbeat:
+    """The heartbeat of a training run's attempt (``training_run.heartbeat_at``)."""
+    return Heartbeat(
+        sessions,
+        lambda: update(TrainingRun).where(owned(run_id, attempt)).values(heartbeat_at=utcnow()),
+        name=f"run {run_id} attempt {attempt}",
+        interval_s=interval_s,
+    )
 
 
 def aware(moment: datetime) -> datetime:

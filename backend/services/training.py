@@ -24,11 +24,11 @@ from backend.services.errors import InvalidInputError, NotFoundError
 from backend.services.label_state import convert_labels
 from backend.services.projects import current_model, demote_serving, guide_of, project_by_id, record_model_version
 from backend.services.run_liveness import (
-    Heartbeat,
     RunLostError,
     heartbeat_interval,
     owned,
     remove_leftovers,
+    run_heartbeat,
     worker_identity,
 )
 from backend.services.watermark import due_watermark, labels_count
@@ -188,7 +188,7 @@ class Trainer:
         if isinstance(claim, RunOutcome):
             return claim
         interval_s = heartbeat_interval(self.settings.run_heartbeat_timeout_s)
-        with Heartbeat(self.sessions, run_id, attempt=claim.attempt, interval_s=interval_s):
+        with run_heartbeat(self.sessions, run_id, attempt=claim.attempt, interval_s=interval_s):
             try:
                 with session_scope(self.sessions) as db:
                     as_of = db.scalar(select(func.max(AnnotationEvent.id)))

@@ -27,7 +27,7 @@ from backend.api.app import create_app
 from backend.db.models import AnnotationEvent, ModelVersion, Project, TrainingRun, utcnow
 from backend.services.annotations import ingest
 from backend.services.projects import register_project
-from backend.services.run_liveness import Heartbeat, expire_stale_runs, remove_leftovers
+from backend.services.run_liveness import expire_stale_runs, remove_leftovers, run_heartbeat
 from backend.services.sweep import resend_queued_runs, start_due_retrains
 from backend.services.training import AUTOMATIC_ATTEMPTS, manual_run, request_run, retrain_if_due
 from backend.settings import LLMSettings, Settings
@@ -103,7 +103,7 @@ def test_the_heartbeat_beats_while_the_work_is_silent_and_stops_once_the_run_is_
         with open_db(database_url) as db:
             return expire_stale_runs(db, timeout_s=timeout_s)
 
-    with sessions_for(database_url) as sessions, Heartbeat(sessions, run_id, attempt=1, interval_s=0.2) as beat:
+    with sessions_for(database_url) as sessions, run_heartbeat(sessions, run_id, attempt=1, interval_s=0.2) as beat:
         for _ in range(3):  # no progress is reported at all: the thread alone keeps the run alive
             time.sleep(0.5)
             assert expire(timeout_s=10) == []  # its heartbeat is an hour old but for the thread
