@@ -10,6 +10,7 @@ from typing_extensions import TypedDict
 from backend.api.quality import AgreementOut, ReviewOut
 from backend.db.ids import MAX_ID, is_db_id
 from backend.services.errors import InvalidInputError
+from ml.progress import Forecast
 
 
 class _Loose(BaseModel):
@@ -120,25 +121,6 @@ class CurvePointOut(BaseModel):
     measurable: bool = True
 
 
-class ForecastOut(BaseModel):
-    """The labels (and annotator hours) a type still needs to reach the target (``ml.progress.Forecast``).
-
-    ``more_labels``: 0 when met, None when no forecast (``reason`` says why). ``band``: 10th-90th percentile of
-    the labels needed (None at the high end: beyond 100,000). ``intercept``/``slope``: the fitted line
-    F1 = intercept + slope * ln(labels)."""
-
-    labels: int
-    f1: float | None
-    target: float
-    more_labels: int | None
-    reason: str
-    intercept: float | None = None
-    slope: float | None = None
-    band: tuple[int, int | None] | None = None
-    hours: float | None = None
-    hours_band: tuple[float, float | None] | None = None
-
-
 class TypeProgress(BaseModel):
     """One entity type: its labels against the guide's marks, its learning curve and forecast."""
 
@@ -146,7 +128,7 @@ class TypeProgress(BaseModel):
     labels: int
     mark: Literal["collecting", "usable", "good"]
     curve: list[CurvePointOut]
-    forecast: ForecastOut
+    forecast: Forecast  # ml.progress's own dataclass: one definition of a forecast (pydantic validates it)
     seconds_per_label: float | None
 
 
