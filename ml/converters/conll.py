@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spacy.tokens import Doc
+from spacy.training import biluo_tags_to_offsets, iob_to_biluo
 from spacy.vocab import Vocab
 
 from ml.converters.issues import ConversionIssue, Policy, UnknownLabels
@@ -180,43 +181,38 @@ def _orphan(task_id: str, *, start: int, word: str, label: str) -> ConversionIss
     )
 
 
-def bio_to_spans(
-    words: tuple[str, ...], tags: tuple[str, ...], task_id: str
-) -> tuple[list[CharSpan], list[ConversionIssue]]:
-    """Turn BIO / BIOES tags into character spans over ``' '.join(words)``; report I- and E- tags that open an
+def bio_to_spans(doc: Doc, tags: tuple[str, ...], task_id: str) -> tuple[list[CharSpan], list[ConversionIssue]]:
+    """Turn a sentence's BIO / BIOES tags into character spans over its doc; report I- and E- tags that open an
     entity.
 
+    This layer reads what files carry (prefixes in any case, BIOES, BILUO's ``L-`` / ``U-``) and repairs an entity
+    opened by ``I-`` or ``E-`` (reported); spaCy's ``iob_to_biluo`` and ``biluo_tags_to_offsets`` then read the
+    repaired tags, which are strict IOB2: every entity opened by ``B-``.
+
     Args:
-        words: The sentence's tokens.
-        tags: One tag per token (checked by ``read_sentences``; prefixes in any case, BILUO's ``L-`` / ``U-`` read
-            as ``E-`` / ``S-``).
+        doc: The sentence, one token per tag.
+        tags: One tag per token (checked by ``read_sentences``).
         task_id: The sentence, for the issues.
 
     Returns:
         The spans and the ``orphan_inside`` issues.
     """
-    offsets = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]
-    spans: list[CharSpan] = []
+    iob: list[str] = []
     issues: list[ConversionIssue] = []
-    current: tuple[int, str] | None = None  # the open entity: its first token and its type
-
-    def close(end_token: int) -> None:
-        if current is not None:
-            first, label = current
-            spans.append(CharSpan(offsets[first], offsets[end_token - 1] + len(words[end_token - 1]), label))
-
-    for index, tag in enumerate(tags):
+    current: str | None = None  # the type of the entity still open
+    for token, tag in zip(doc, tags, strict=True):
         prefix, _, label = tag.partition("-")
         prefix = _PREFIXES.get(prefix.upper(), prefix.upper())
-        if not (prefix in ("I", "E") and current is not None and current[1] == label):
-            close(index)
-            current = None if prefix == "O" else (index, label)
-            if prefix in ("I", "E"):
-                issues.append(_orphan(task_id, start=offsets[index], word=words[index], label=label))
-        if prefix in ("E", "S"):
-            close(index + 1)
+        if prefix == "O":
+            iob.append("O")
             current = None
-    close(len(tags))
+            continue
+        inside = prefix in ("I", "E") and current == label
+        if prefix in ("I", "E") and not inside:
+            issues.append(_orphan(task_id, start=token.idx, word=token.text, label=label))
+        iob.append(f"{'I' if inside else 'B'}-{label}")
+        current = None if prefix in ("E", "S") else label  # an E- or S- tag ends its entity
+    spans = [CharSpan(start, end, str(label)) for start, end, label in biluo_tags_to_offsets(doc, iob_to_biluo(iob))]
     return spans, issues
 
 
@@ -256,7 +252,7 @@ def from_conll(
         doc = Doc(vocab, words=list(sentence.words), spaces=[True] * (len(sentence.words) - 1) + [False])
         task_id = f"{path.name}:{sentence.line}"
         set_task_id(doc, task_id)
-        spans, issues = bio_to_spans(sentence.words, sentence.tags, task_id)
+        spans, issues = bio_to_spans(doc, sentence.tags, task_id)
         result.issues.extend(issues)
         result.issues.extend(
             apply_spans(doc, spans, labels=labels, policy=policy, label_map=label_map, unknown_labels=unknown_labels)
