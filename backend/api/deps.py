@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.http import HTTPBase
 from sqlalchemy.orm import Session
 
 from backend.adapters.jobs import JobQueue
@@ -42,31 +44,56 @@ def get_jobs(request: Request) -> JobQueue:
     return jobs
 
 
-def require_auth(request: Request, settings: Annotated[Settings, Depends(get_app_settings)]) -> None:
+# The two schemes of :func:`require_auth`, also declared in the OpenAPI document. Basic auth goes through the generic
+# scheme, which hands over the header's credentials undecoded: fastapi's HTTPBasic decodes them as ASCII and answers
+# a 401 of its own to anything else, while browsers and Label Studio send UTF-8 (RFC 7617).
+BEARER = HTTPBearer(auto_error=False, description="NER_AUTH_TOKEN, when set")
+BASIC = HTTPBase(
+    scheme="basic",
+    scheme_name="HTTPBasic",
+    description="NER_AUTH_USERNAME and NER_AUTH_PASSWORD, when set",
+    auto_error=False,
+)
+
+
+def require_auth(
+    settings: Annotated[Settings, Depends(get_app_settings)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    given: Annotated[HTTPAuthorizationCredentials | None, Depends(BASIC)],
+) -> None:
     """Basic auth (what Label Studio offers ML backends) or a bearer token, when configured.
 
     Credentials are compared as bytes: ``secrets.compare_digest`` refuses non-ASCII text, and a header may carry
     any byte (a wrong non-ASCII credential is a 401 like any wrong one).
+
+    Raises:
+        HTTPException: 401 with ``WWW-Authenticate: Basic`` when auth is configured and neither matches.
     """
     if settings.auth_token is None and settings.auth_username is None:
         return
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
     token = settings.auth_token
-    if token is not None and scheme.lower() == "bearer" and _same(_header_bytes(value), token.get_secret_value()):
+    if token is not None and bearer is not None and _same(_header_bytes(bearer.credentials), token.get_secret_value()):
         return
-    if settings.auth_username is not None and settings.auth_password is not None and scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(value).partition(b":")
-        except ValueError:  # binascii.Error, and non-ASCII text, which b64decode refuses
-            user, password = b"", b""
-        # both compared, always: the time taken says nothing about which one was wrong
-        user_ok = _same(user, settings.auth_username)
-        if _same(password, settings.auth_password.get_secret_value()) and user_ok:
-            return
+    if _basic_matches(given, settings):
+        return
     raise HTTPException(
         401, "authentication required (basic auth or bearer token)", headers={"WWW-Authenticate": "Basic"}
     )
+
+
+def _basic_matches(given: HTTPAuthorizationCredentials | None, settings: Settings) -> bool:
+    """Whether a ``Basic`` header (``BASIC`` answers for any scheme) holds the configured user and password."""
+    if given is None or given.scheme.lower() != "basic":
+        return False
+    if settings.auth_username is None or settings.auth_password is None:
+        return False
+    try:
+        user, _, password = base64.b64decode(given.credentials).partition(b":")
+    except ValueError:  # binascii.Error, and non-ASCII text, which b64decode refuses
+        user, password = b"", b""
+    # both compared, always: the time taken says nothing about which one was wrong
+    user_ok = _same(user, settings.auth_username)
+    return _same(password, settings.auth_password.get_secret_value()) and user_ok
 
 
 def _header_bytes(value: str) -> bytes:
