@@ -117,7 +117,8 @@ def test_labels_retrain_promote_and_reorder(
                 "/predict", json={"project": f"{ls_id}.1", "tasks": [{"id": 1, "data": {"text": docs[-1].text}}]}
             )
         # the LLM's part answered, or promised to the `llm` queue when the busy machine made it miss the wait
-        assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] in (tag, f"{tag}~llm-pending")
+        assert reply.status_code == 200
+        assert reply.json()["results"][0]["model_version"] in (tag, f"{tag}~llm-pending")
     finally:
         stop_process(worker)
 
@@ -162,7 +163,9 @@ def _check_reordered(client: LabelStudio, ls_id: int, tag: str) -> None:
         if t.id in score_of
     ]
     scores = [score_of[i] for i in ordered]
-    assert scores == sorted(scores) and min(scores) < 0.01 <= max(scores)  # the selected batch comes first
+    # the selected batch comes first
+    assert scores == sorted(scores)
+    assert min(scores) < 0.01 <= max(scores)
 
 
 def _completed(backend: BackendServer, tag: str) -> int:

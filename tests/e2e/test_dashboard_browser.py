@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -85,9 +85,12 @@ def _record_history(database_url: str, project_id: int, model: TrainedModel) -> 
         project = db.get(Project, project_id)
         assert project is not None
         for index, (person, f1) in enumerate([(40, 0.55), (120, 0.7), (160, 0.66)]):
-            metrics = dict(model.meta["metrics"])
-            metrics["per_type"] = {**metrics["per_type"], "person": {**metrics["per_type"]["person"], "f1": f1}}
-            metrics["train_labels"] = {"person": person, "location": 30 * (index + 1), "organisation": 20, "misc": 9}
+            assert model.meta.metrics is not None
+            per_type = model.meta.metrics.per_type
+            metrics = model.meta.metrics.replace(
+                per_type={**per_type, "person": replace(per_type["person"], f1=f1)},
+                train_labels={"person": person, "location": 30 * (index + 1), "organisation": 20, "misc": 9},
+            )
             name = f"{model.version}-v{index}"
             row = record_model_version(
                 db, project, version=name, path=str(model.path), architecture="cnn", metrics=metrics, promote=index < 2
@@ -297,7 +300,8 @@ def test_browser_without_the_credentials_is_refused(browser: Browser, dashboard:
     context = browser.new_context(http_credentials={"username": USER, "password": "wrong"})
     try:
         reply = context.new_page().goto(page_url)
-        assert reply is not None and reply.status == 401
+        assert reply is not None
+        assert reply.status == 401
     finally:
         context.close()
 
@@ -305,7 +309,8 @@ def test_browser_without_the_credentials_is_refused(browser: Browser, dashboard:
 def test_overview_lists_projects_without_errors(opened: Opened, dashboard: Dashboard) -> None:
     page = opened.page
     reply = page.goto(f"{dashboard.url}/dashboard")
-    assert reply is not None and reply.status == 200
+    assert reply is not None
+    assert reply.status == 200
     row = page.locator("#projects tbody tr").filter(has=page.locator(f'a[href="/dashboard/{dashboard.project_id}"]'))
     expect(row).to_have_count(1)
     data = _progress(dashboard)
@@ -322,8 +327,10 @@ def test_project_page_draws_every_chart_and_sorts(opened: Opened, dashboard: Das
     page = opened.page
     data = _progress(dashboard)
     reply = page.goto(f"{dashboard.url}/dashboard/{dashboard.project_id}")
-    assert reply is not None and reply.status == 200
-    assert data["agreement"]["tasks"] == 12 and data["review"]["pass"]["suspects"] == 2
+    assert reply is not None
+    assert reply.status == 200
+    assert data["agreement"]["tasks"] == 12
+    assert data["review"]["pass"]["suspects"] == 2
     assert len(data["comparison"]["result"]["rows"]) == 3
     panels = {"chart-comparison", "chart-agreement", "chart-review"}
     expected = {"chart-labels", "chart-throughput", "chart-versions", *panels} | {
@@ -334,7 +341,8 @@ def test_project_page_draws_every_chart_and_sorts(opened: Opened, dashboard: Das
         "n => document.querySelectorAll('div.chart svg.main-svg').length >= n", arg=len(expected), timeout=WAIT_MS
     )
     drawn = _drawn_charts(page)
-    assert set(drawn) == expected and all(traces > 0 for traces in drawn.values()), drawn
+    assert set(drawn) == expected, drawn
+    assert all(traces > 0 for traces in drawn.values()), drawn
     # the bars of the labels chart are the counts of the API
     bars = page.locator("#chart-labels g.trace.bars g.point")
     expect(bars).to_have_count(len(data["types"]))
@@ -391,7 +399,8 @@ def test_rollback_from_the_page(opened: Opened, dashboard: Dashboard) -> None:
     expect(page.locator(f'tr[data-version="{earlier}"] .status')).to_have_text("serving")
     with open_db(dashboard.database_url) as db:
         project = db.get(Project, dashboard.project_id)
-        assert project is not None and project.current_version == earlier
+        assert project is not None
+        assert project.current_version == earlier
     assert opened.problems == []
 
 

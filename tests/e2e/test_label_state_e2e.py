@@ -144,12 +144,15 @@ def test_attach_then_every_event_keeps_labels_equal_to_label_studio(
         assert "4 annotations read, 4 new, 3 label changes" in attached.stdout
         _agrees(backend_server, ls_id, "after attach")
         held = {label for _, _, spans in _state(backend_server) for _, _, label in spans}
-        assert held >= {label for _, label in words[0][:2]} and "misc" in held  # read through label_studio.labels
+        # read through label_studio.labels
+        assert held >= {label for _, label in words[0][:2]}
+        assert "misc" in held
         # the worker is asked at once; with 3 label changes over a threshold of 2, it starts a run at 2
         assert any(b"workers.retrain_if_due" in message for message in queue.lrange("score", 0, -1))
         with open_db(backend_server.settings.database_url) as db:
             run = retrain_if_due(db, db.scalars(select(Project)).one())
-            assert run is not None and run.annotation_watermark == 2
+            assert run is not None
+            assert run.annotation_watermark == 2
             run.status = "failed"  # nothing trains here; later events must not wait on it
         again = _cli(backend_server, *attach[:-2])  # no --retrain-every: the project keeps its threshold
         assert "4 annotations read, 0 new, 0 label changes" in again.stdout, again.stderr
@@ -169,12 +172,16 @@ def _guides(backend: BackendServer, ls_id: int, conll_guide: Guide, tmp_path: Pa
     assert [t["name"] for t in written["entity_types"]] == ["person", "location", "organisation", "Misc_Entity"]
     assert written["label_studio"] == {**NAMES, "labels": {"Misc_Entity": "Misc Entity"}}
     kept = _cli(backend, "guide", "init", "--from-label-studio", str(ls_id), "--out", str(skeleton))
-    assert kept.returncode == 2 and "exists" in kept.stderr  # a guide being filled in is never overwritten
+    # a guide being filled in is never overwritten
+    assert kept.returncode == 2
+    assert "exists" in kept.stderr
     mismatched = _cli(
         backend, "project", "attach", "--ls-project", str(ls_id), "--guide", str(GUIDES / "software.yaml")
     )
-    assert mismatched.returncode != 0 and "does not match the guide" in mismatched.stderr
-    assert "Traceback" not in mismatched.stderr and "person" in mismatched.stderr
+    assert mismatched.returncode != 0
+    assert "does not match the guide" in mismatched.stderr
+    assert "Traceback" not in mismatched.stderr
+    assert "person" in mismatched.stderr
     guide_file = tmp_path / "team.yaml"
     team = {**conll_guide.model_dump(mode="json", exclude_none=True), "label_studio": {**NAMES, "labels": VALUES}}
     guide_file.write_text(yaml.safe_dump(team, sort_keys=False))

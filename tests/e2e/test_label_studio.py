@@ -116,8 +116,10 @@ def test_a_failed_project_creation_leaves_nothing_behind(
         client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token, httpx_client=http)
         before = {p.id for p in client.projects.list()}
         stderr = _create_project(backend_server, tasks, backend_url=f"http://127.0.0.1:{free_port()}", rc=2)
-        assert stderr.startswith("error: Label Studio at") and "connect the ML backend" in stderr
-        assert stderr.count("\n") == 1 and "Traceback" not in stderr
+        assert stderr.startswith("error: Label Studio at")
+        assert "connect the ML backend" in stderr
+        assert stderr.count("\n") == 1
+        assert "Traceback" not in stderr
         assert {p.id for p in client.projects.list()} == before
     with open_db(backend_server.settings.database_url) as db:
         assert db.scalars(select(Project)).all() == []

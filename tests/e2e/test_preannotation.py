@@ -177,7 +177,9 @@ def test_the_llm_pass_runs_ahead_of_the_annotators_and_completes_what_predict_co
         headers={"Authorization": f"Token {settings.label_studio.api_key.get_secret_value()}"},  # type: ignore[union-attr]
         timeout=60,
     )
-    assert nxt.status_code == 200 and nxt.json()["id"] == ids[0]  # Label Studio serves them first, in order
+    # Label Studio serves them first, in order
+    assert nxt.status_code == 200
+    assert nxt.json()["id"] == ids[0]
 
     # the annotators label two of them: the window moves on to the next two, and only those
     for i in (0, 1):
@@ -214,10 +216,14 @@ def test_the_llm_pass_runs_ahead_of_the_annotators_and_completes_what_predict_co
     )
     took = time.monotonic() - started
     (first,) = [p for p in _predictions(client, ids[8]) if p[0].startswith(served)]
-    assert first[0] == f"{served}~llm-pending" and took < SLOW_S, (first, took)
+    assert first[0] == f"{served}~llm-pending", (first, took)
+    assert took < SLOW_S, (first, took)
     assert "person" not in first[1]  # the model's types only, at once
 
     _until(lambda: _rows(settings, served).get(ids[8]), 180, f"the LLM part never came; see {loop.log}")
     after = [p for p in _predictions(client, ids[8]) if p[0].startswith(served)]
-    assert len(after) == 1 and after[0][0] == served, after  # updated in place: one complete prediction
-    assert "person" in after[0][1] and set(first[1]) <= set(after[0][1])
+    # updated in place: one complete prediction
+    assert len(after) == 1, after
+    assert after[0][0] == served, after
+    assert "person" in after[0][1]
+    assert set(first[1]) <= set(after[0][1])

@@ -132,24 +132,26 @@ def test_a_promotion_leads_to_the_review_view_in_label_studio(
             review = db.scalars(select(ReviewPass)).one()
             assert review.status == "pushed", review.error
             # the training tasks only: held-out dev and test tasks are never reviewed
-            assert review.model_version == run.model_version and review.suspects > 0
+            assert review.model_version == run.model_version
+            assert review.suspects > 0
             assert review.docs == run.details["train_docs"] < N_TASKS
             pushed = {row.ls_task_id: row.ls_prediction_id for row in db.scalars(select(ReviewPrediction))}
             suspected = {row.ls_task_id for row in db.scalars(select(ReviewSuspect))}
         roles = {task: held_out_role(str(ls_id), task, fraction=0.3) for task in suspected | set(pushed)}
-        assert roles and set(roles.values()) == {"train"}  # no held-out task is suspected or pushed for review
+        # no held-out task is suspected or pushed for review
+        assert roles
+        assert set(roles.values()) == {"train"}
         printed = subprocess.run(
             [NERLOOP, "review", "--project", str(project_id)], env=env, capture_output=True, text=True, timeout=120
         ).stdout
-        assert (
-            f"{review.suspects} suspects in {review.docs} labelled tasks" in printed
-            and "'nerloop review' tab" in printed
-        )
+        assert f"{review.suspects} suspects in {review.docs} labelled tasks" in printed
+        assert "'nerloop review' tab" in printed
         # the reviewer's tab lists the suspect tasks, and only them
         views = [v for v in client.views.list(project=ls_id) if (v.data or {}).get("title") == VIEW_TITLE]
         assert len(views) == 1
         in_view = {t.id for t in client.tasks.list(project=ls_id, view=views[0].id)}
-        assert in_view == set(pushed) and 0 < len(in_view) < N_TASKS + 1
+        assert in_view == set(pushed)
+        assert 0 < len(in_view) < N_TASKS + 1
         # the same filter as a query of the task list
         query = {
             "filters": {
@@ -168,7 +170,8 @@ def test_a_promotion_leads_to_the_review_view_in_label_studio(
         predictions = [p for p in client.predictions.list(project=ls_id) if p.model_version == REVIEW_TAG]
         assert {p.task: p.id for p in predictions} == pushed  # one review prediction per suspect task
         noted = [r for p in predictions for r in p.result if "meta" in r]
-        assert noted and all(r["meta"]["text"][0].startswith("nerloop review: ") for r in noted)
+        assert noted
+        assert all(r["meta"]["text"][0].startswith("nerloop review: ") for r in noted)
         # the review tag never becomes the project's model version (it would reorder the labelling queue)
         assert client.projects.get(id=ls_id).model_version != REVIEW_TAG
     redis.Redis.from_url(E2E_REDIS_URL).flushdb()

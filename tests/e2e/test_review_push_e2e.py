@@ -70,7 +70,7 @@ def test_a_push_survives_deletions_in_label_studio(
         project = register_project(db, ls_project_id=ls_id, guide=conll_guide, retrain_threshold=1000)
         project_id = project.id
         version = record_model_version(
-            db, project, version="v1", path=str(tmp_path / "v1"), architecture="cnn", metrics={}, promote=True
+            db, project, version="v1", path=str(tmp_path / "v1"), architecture="cnn", metrics=None, promote=True
         )
         review = ReviewPass(
             project_id=project_id,
@@ -107,12 +107,14 @@ def test_a_push_survives_deletions_in_label_studio(
         client = LabelStudio(base_url=label_studio.url, api_key=label_studio.token, httpx_client=http)
         assert push() == "pushed"
         first = _predictions(client, ls_id)
-        assert sorted(first) == sorted(tasks) and all(len(ids) == 1 for ids in first.values())
+        assert sorted(first) == sorted(tasks)
+        assert all(len(ids) == 1 for ids in first.values())
         # the missed label keeps its region, with the note that says why it is there
         berlin = client.predictions.get(id=first[tasks[1]][0])
         noted = [r for r in berlin.result if "meta" in r]
         assert [(r["value"]["start"], r["value"]["end"]) for r in noted] == [(18, 24)]
-        assert "missed" in noted[0]["meta"]["text"][0] and "Berlin" in noted[0]["meta"]["text"][0]
+        assert "missed" in noted[0]["meta"]["text"][0]
+        assert "Berlin" in noted[0]["meta"]["text"][0]
 
         reviewed, gone, pending, _ = tasks
         client.predictions.delete(id=first[reviewed][0])  # a reviewer deletes a review prediction
@@ -134,7 +136,11 @@ def test_a_push_survives_deletions_in_label_studio(
             rows = {r.ls_task_id: r.ls_prediction_id for r in db.scalars(select(ReviewPrediction))}
             assert db.get(ReviewPass, pass_id).status == "pushed"  # type: ignore[union-attr]
             assert project_by_id(db, project_id).ls_project_id == ls_id
-        assert gone not in rows and gone not in second  # the deleted task's row is dropped
+        # the deleted task's row is dropped
+        assert gone not in rows
+        assert gone not in second
         assert second[pending] == first[pending] == [rows[pending]]  # adopted: not pushed twice
-        assert len(second[reviewed]) == 1 and second[reviewed][0] != first[reviewed][0]  # created anew
+        # created anew
+        assert len(second[reviewed]) == 1
+        assert second[reviewed][0] != first[reviewed][0]
         assert {task: ids[0] for task, ids in second.items()} == rows

@@ -64,7 +64,9 @@ def test_up_starts_everything_prints_the_token_and_stops_cleanly(tmp_path: Path)
         banner = _wait_for(out, "Ctrl-C stops everything", up, 900)
         progress = err.read_text()
         assert "the LLM answered its first completion" in progress, progress
-        assert "Label Studio is up" in progress and "the backend is up" in progress and "workers are ready" in progress
+        assert "Label Studio is up" in progress
+        assert "the backend is up" in progress
+        assert "workers are ready" in progress
         assert "about 40 s" not in progress
         project = json.loads((state / "project.json").read_text())
         assert "10 tasks" in project["summary"]
@@ -77,7 +79,8 @@ def test_up_starts_everything_prints_the_token_and_stops_cleanly(tmp_path: Path)
         projects = httpx.get(
             f"http://127.0.0.1:{ports[0]}/api/projects", headers={"Authorization": f"Token {token}"}, timeout=30
         )
-        assert projects.status_code == 200 and projects.json()["count"] == 1, projects.text
+        assert projects.status_code == 200, projects.text
+        assert projects.json()["count"] == 1, projects.text
         printed = subprocess.run(
             [NERLOOP, "token", "--home", str(state)], capture_output=True, text=True, timeout=120, check=True
         )
@@ -88,7 +91,8 @@ def test_up_starts_everything_prints_the_token_and_stops_cleanly(tmp_path: Path)
         code = up.wait(timeout=300)
     stopping = err.read_text()
     assert code == 0, stopping[-3000:]
-    assert "stopping the workers" in stopping and stopping.rstrip().endswith("stopped"), stopping[-2000:]
+    assert "stopping the workers" in stopping, stopping[-2000:]
+    assert stopping.rstrip().endswith("stopped"), stopping[-2000:]
     for queue, _ in POOLS:
         log = (state / "logs" / f"worker-{queue}.log").read_text()
         assert "Warm shutdown" in log, log[-2000:]  # SIGTERM reached the worker's main process

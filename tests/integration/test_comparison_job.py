@@ -94,13 +94,17 @@ def test_a_projects_comparison_runs_on_the_worker_and_reaches_the_dashboard(
         for event in events:
             ingest(db, event)
     roles = Counter(held_out_role(str(LS_PROJECT), e["task"]["id"], fraction=DEV_FRACTION) for e in events)
-    assert roles["train"] > 10 and roles["dev"] and roles["test"] >= OPTIONS["limit_llm"]  # the hash split of 40
+    # the hash split of 40
+    assert roles["train"] > 10
+    assert roles["dev"]
+    assert roles["test"] >= OPTIONS["limit_llm"]
 
     with TestClient(create_app(settings)) as client:
         assert client.get(f"/api/projects/{project_id}/comparison").json() is None
         started = client.post(f"/api/projects/{project_id}/comparison", json=OPTIONS)
         assert started.status_code == 202, started.text
-        assert started.json()["created"] and started.json()["comparison"]["label_watermark"] == TASKS
+        assert started.json()["created"]
+        assert started.json()["comparison"]["label_watermark"] == TASKS
         seen: list[dict[str, Any]] = []
 
         def ended() -> bool:
@@ -111,15 +115,21 @@ def test_a_projects_comparison_runs_on_the_worker_and_reaches_the_dashboard(
         latest = seen[-1]
         assert latest["status"] == "succeeded", latest["error"]
         running = [s for s in seen if s["status"] == "running"]
-        assert running and all(0.0 <= s["progress"] <= 1.0 for s in running)  # its progress shows while it runs
-        assert latest["progress"] == 1.0 and latest["stage"] == "done"
+        # its progress shows while it runs
+        assert running
+        assert all(0.0 <= s["progress"] <= 1.0 for s in running)
+        assert latest["progress"] == 1.0
+        assert latest["stage"] == "done"
         board = client.get(f"/api/projects/{project_id}/progress").json()
         again = client.post(f"/api/projects/{project_id}/comparison", json=OPTIONS).json()
 
     result = latest["result"]
     assert board["comparison"] == latest  # the dashboard's JSON carries the same latest comparison
-    assert not again["created"] and again["comparison"]["id"] == latest["id"]  # same labels and options: a no-op
-    assert result["label_watermark"] == TASKS and result["finished_at"]
+    # same labels and options: a no-op
+    assert not again["created"]
+    assert again["comparison"]["id"] == latest["id"]
+    assert result["label_watermark"] == TASKS
+    assert result["finished_at"]
     # the project's own split: training tasks train, dev tasks choose checkpoints, test tasks score every row
     assert (result["train_pool_docs"], result["dev_docs"]) == (roles["train"], roles["dev"])
     assert (result["test_docs"], result["all_test_docs"]) == (OPTIONS["limit_llm"], roles["test"])
@@ -136,9 +146,8 @@ def test_a_projects_comparison_runs_on_the_worker_and_reaches_the_dashboard(
         low, high = row["micro_f1_interval"] or (row["micro_f1"], row["micro_f1"])
         assert 0.0 <= low <= row["micro_f1"] <= high <= 1.0
     for name in names[2:4]:  # fine-tuned rows: also on the whole test set, beside the LLM's sample
-        assert rows[name]["full_test"] is not None and set(rows[name]["full_test"]["per_type"]) == set(
-            conll_guide.labels
-        )
+        assert rows[name]["full_test"] is not None
+        assert set(rows[name]["full_test"]["per_type"]) == set(conll_guide.labels)
     # labelling priced with Label Studio's recorded lead_time: time per task over the labels per task
     entities = sum(len(e["annotation"]["result"]) for e in events)
     seconds_per_label = LEAD_TIME_S * TASKS / entities
@@ -160,4 +169,6 @@ def test_a_projects_comparison_runs_on_the_worker_and_reaches_the_dashboard(
     finally:
         get_settings.cache_clear()
     assert shown.exit_code == 0, shown.output
-    assert "already exists" in shown.output and "LLM similar 1-shot" in shown.output and "break-even" in shown.output
+    assert "already exists" in shown.output
+    assert "LLM similar 1-shot" in shown.output
+    assert "break-even" in shown.output

@@ -73,11 +73,13 @@ def test_other_options_while_one_is_live_are_a_409_and_a_dead_or_lost_one_is_ask
     _label(backend, shared_data, conll_guide)
     url = f"/api/projects/{backend.project_id}/comparison"
     first = backend.client.post(url, json=OPTIONS)
-    assert first.status_code == 202 and first.json()["created"], first.text
+    assert first.status_code == 202, first.text
+    assert first.json()["created"], first.text
     cid = first.json()["comparison"]["id"]
     assert not backend.client.post(url, json=OPTIONS).json()["created"]  # the same: a no-op
     other = backend.client.post(url, json={**OPTIONS, "shots": [0, 1]})
-    assert other.status_code == 409 and "shots [0], asked [0, 1]" in other.json()["error"], other.text
+    assert other.status_code == 409, other.text
+    assert "shots [0], asked [0, 1]" in other.json()["error"], other.text
 
     # queued 10 minutes (past the heartbeat timeout): it may wait behind a training, so it is not sent again
     _set(backend, cid, created_at=utcnow() - timedelta(minutes=10))
@@ -94,8 +96,10 @@ def test_other_options_while_one_is_live_are_a_409_and_a_dead_or_lost_one_is_ask
     silent = backend.settings.run_heartbeat_timeout_s + 30
     _set(backend, cid, heartbeat_at=utcnow() - timedelta(seconds=silent))
     again = backend.client.post(url, json={**OPTIONS, "limit_llm": 3})
-    assert again.status_code == 202 and again.json()["created"]
-    assert again.json()["comparison"]["options"]["limit_llm"] == 3 and again.json()["comparison"]["status"] == "queued"
+    assert again.status_code == 202
+    assert again.json()["created"]
+    assert again.json()["comparison"]["options"]["limit_llm"] == 3
+    assert again.json()["comparison"]["status"] == "queued"
 
 
 class _SlowSource:
@@ -163,7 +167,9 @@ def test_a_running_comparison_beats_through_a_long_silent_step_and_is_not_asked_
     assert outcome == ["failed"]
     with open_db(settings.database_url) as db:
         ended = db.get(Comparison, cid)
-        assert ended is not None and ended.status == "failed" and "the slow step gave up" in (ended.error or "")
+        assert ended is not None
+        assert ended.status == "failed"
+        assert "the slow step gave up" in (ended.error or "")
 
 
 def test_an_unreachable_broker_is_one_line_and_asking_again_sends_it(
@@ -178,7 +184,8 @@ def test_an_unreachable_broker_is_one_line_and_asking_again_sends_it(
                 db, project, options=options, settings=backend.settings, jobs=CeleryJobQueue(UNREACHABLE)
             )
     latest = backend.client.get(f"/api/projects/{backend.project_id}/comparison").json()
-    assert latest["status"] == "failed" and "broker" in latest["error"]
+    assert latest["status"] == "failed"
+    assert "broker" in latest["error"]
 
     # the CLI: one line on stderr and exit 2, no traceback
     monkeypatch.setenv("NER_DATABASE_URL", backend.settings.database_url)
@@ -191,11 +198,13 @@ def test_an_unreachable_broker_is_one_line_and_asking_again_sends_it(
     finally:
         get_settings.cache_clear()
     assert shown.exit_code == 2, shown.output
-    assert "error: comparison" in shown.output and "Traceback" not in shown.output
+    assert "error: comparison" in shown.output
+    assert "Traceback" not in shown.output
 
     # the broker is back: asking again sends it
     answer = backend.client.post(f"/api/projects/{backend.project_id}/comparison", json=OPTIONS)
-    assert answer.status_code == 202 and answer.json()["created"], answer.text
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["created"], answer.text
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -6,6 +6,7 @@ import json
 import math
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,12 @@ def _versions(backend: Backend, model: TrainedModel, person_curve: list[tuple[in
         project = db.get(Project, backend.project_id)
         assert project is not None
         for index, (n, f1) in enumerate(person_curve):
-            metrics = dict(model.meta["metrics"])
-            metrics["per_type"] = {**metrics["per_type"], "person": {**metrics["per_type"]["person"], "f1": f1}}
-            metrics["train_labels"] = {"person": n, "location": 10 * (index + 1), "organisation": 5, "misc": 5}
+            assert model.meta.metrics is not None
+            per_type = model.meta.metrics.per_type
+            metrics = model.meta.metrics.replace(
+                per_type={**per_type, "person": replace(per_type["person"], f1=f1)},
+                train_labels={"person": n, "location": 10 * (index + 1), "organisation": 5, "misc": 5},
+            )
             name = f"{model.version}-{index}"
             record_model_version(
                 db, project, version=name, path=str(model.path), architecture="cnn", metrics=metrics, promote=True
@@ -71,17 +75,23 @@ def test_progress_and_dashboard_from_events_and_versions(
     # every annotation took 3.5 s (lead_time): about 12 tasks' time over the person labels, in hours
     assert 3.5 * 11 / expected["person"] <= person["seconds_per_label"] <= 3.5 * 12 / expected["person"]
     hours = person["forecast"]["more_labels"] * person["seconds_per_label"] / 3600
-    assert person["forecast"]["hours"] == pytest.approx(hours) and person["forecast"]["band"] is not None
+    assert person["forecast"]["hours"] == pytest.approx(hours)
+    assert person["forecast"]["band"] is not None
     misc = by_type["misc"]["forecast"]  # both versions saw 5 misc labels: no slope to extrapolate
-    assert misc["more_labels"] is None and misc["reason"].startswith("not enough data: needs versions trained on two")
-    assert [v["version"] for v in data["versions"]] == names and data["serving"] == names[-1]
-    assert data["versions"][-1]["f1"]["person"] == 0.6 and data["versions"][-1]["meets_target"]["person"] is False
+    assert misc["more_labels"] is None
+    assert misc["reason"].startswith("not enough data: needs versions trained on two")
+    assert [v["version"] for v in data["versions"]] == names
+    assert data["serving"] == names[-1]
+    assert data["versions"][-1]["f1"]["person"] == 0.6
+    assert data["versions"][-1]["meets_target"]["person"] is False
     assert data["throughput"]["last_24h"] == len(docs)  # created labels only: not the update, not the skip
     assert data["throughput"]["per_day"][-1]["annotations"] == len(docs)
-    assert data["llm_costs"]["calls"] == 0 and data["llm_costs"]["per_1000_docs"] is None
+    assert data["llm_costs"]["calls"] == 0
+    assert data["llm_costs"]["per_1000_docs"] is None
 
     page = backend.client.get(f"/dashboard/{backend.project_id}")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
     html = page.text
     for label in conll_guide.labels:  # the types table: each type's labels
         n = expected.get(label, 0)
@@ -89,9 +99,11 @@ def test_progress_and_dashboard_from_events_and_versions(
     charts = json.loads(re.search(r'<script type="application/json" id="charts">(.*?)</script>', html, re.S)[1])
     assert {f"curve-{i}" for i in range(len(conll_guide.labels))} <= set(charts)  # a learning curve per type
     assert charts["labels"]["data"][0]["x"] == [expected.get(label, 0) for label in conll_guide.labels]
-    assert f'<code id="serving">{names[-1]}</code>' in html and f"{person['forecast']['more_labels']:,}" in html
+    assert f'<code id="serving">{names[-1]}</code>' in html
+    assert f"{person['forecast']['more_labels']:,}" in html
     low, high = data["versions"][-1]["f1_interval"]["location"]  # each serving F1 with its interval and support
-    assert f"[{low:.2f}, {high:.2f}]" in html and "annotator hours" in html
+    assert f"[{low:.2f}, {high:.2f}]" in html
+    assert "annotator hours" in html
     # the counts are remembered per label watermark: a new label shows at the next read, never a stale count
     more = annotation_event(task_id=500, annotation_id=500, text="Anna Smith visited Rome .", spans=[(0, 10, "person")])
     assert backend.client.post("/webhook", json=more).status_code == 200
@@ -104,17 +116,20 @@ def test_progress_and_dashboard_from_events_and_versions(
         "person": expected["person"] + 1,
     }
     index = backend.client.get("/dashboard")
-    assert index.status_code == 200 and f'href="/dashboard/{backend.project_id}"' in index.text
+    assert index.status_code == 200
+    assert f'href="/dashboard/{backend.project_id}"' in index.text
     overview = backend.client.get("/api/overview").json()
     assert [(p["project_id"], p["labels"], p["serving"]) for p in overview] == [
         (backend.project_id, sum(again.values()), names[-1])
     ]
     serving = data["versions"][-1]
     met = [label for label, ok in serving["meets_target"].items() if ok and serving["measurable"][label]]
-    assert overview[0]["types_at_target"] == len(met) and overview[0]["latest_run"] is None
+    assert overview[0]["types_at_target"] == len(met)
+    assert overview[0]["latest_run"] is None
     assert [r["label"] for r in data["routing"]] == conll_guide.labels  # the routing table, with the figures
     script = backend.client.get("/dashboard/static/plotly.min.js")  # served from the plotly package: no network
-    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
     assert backend.client.get("/dashboard/static/..%2Fapi%2Fdashboard.py").status_code == 404
     assert backend.client.get("/dashboard/4242").status_code == 404
     assert backend.client.get("/api/projects/4242/progress").status_code == 404

@@ -80,12 +80,18 @@ def test_a_run_that_stopped_beating_is_failed_with_a_reason_and_its_leftovers_re
         db.flush()
         expired = expire_stale_runs(db, timeout_s=180)
         assert sorted(expired) == sorted([dead.id, never_beat.id, pointing_at_a_version.id])
-        assert dead.status == "failed" and dead.finished_at is not None
-        assert dead.error is not None and dead.error.startswith("no heartbeat for 212 s: the worker was lost")
+        assert dead.status == "failed"
+        assert dead.finished_at is not None
+        assert dead.error is not None
+        assert dead.error.startswith("no heartbeat for 212 s: the worker was lost")
         assert "during 'evaluate'; retrain to try again" in dead.error
-        assert not leftover.exists() and not orphan.exists()
-        assert alive.status == "running" and queued.status == "queued"  # a long training that beats lives on
-        assert small_model.path.is_dir() and (small_model.path.parent).is_dir()
+        assert not leftover.exists()
+        assert not orphan.exists()
+        # a long training that beats lives on
+        assert alive.status == "running"
+        assert queued.status == "queued"
+        assert small_model.path.is_dir()
+        assert (small_model.path.parent).is_dir()
         assert remove_leftovers(db, pointing_at_a_version) == []
 
 
@@ -126,23 +132,31 @@ def test_a_failed_run_does_not_block_retraining_but_the_sweep_does_not_retry_it(
         jobs = CeleryJobQueue(redis_url)
         # the labels crossed the threshold but the event's job was lost: the sweep starts the run and sends it
         started = start_due_retrains(sessions, jobs)
-        assert len(started) == 1 and start_due_retrains(sessions, jobs) == []
+        assert len(started) == 1
+        assert start_due_retrains(sessions, jobs) == []
         assert redis.Redis.from_url(redis_url).llen("train") == 1
         with open_db(database_url) as db:
             run = db.get(TrainingRun, started[0])
-            assert run is not None and run.annotation_watermark == THRESHOLD
+            assert run is not None
+            assert run.annotation_watermark == THRESHOLD
             run.status, run.error = "failed", "no heartbeat for 200 s: ..."
         assert start_due_retrains(sessions, jobs) == []  # a run that always dies is not retried by the sweep
         with open_db(database_url) as db:  # a label event (or a request) asks for it again
             again = retrain_if_due(db, db.get(Project, project_id))  # type: ignore[arg-type]
-            assert again is not None and again.id == started[0] and again.status == "queued"
-            assert again.error is None and again.output_dir is None and again.resends == 0
+            assert again is not None
+            assert again.id == started[0]
+            assert again.status == "queued"
+            assert again.error is None
+            assert again.output_dir is None
+            assert again.resends == 0
             # a run that failed on each of its automatic attempts waits for a person
             again.status, again.attempt = "failed", AUTOMATIC_ATTEMPTS
         with open_db(database_url) as db:
             assert retrain_if_due(db, db.get(Project, project_id)) is None  # type: ignore[arg-type]
             run, created = manual_run(db, db.get(Project, project_id), trigger="cli")  # type: ignore[arg-type]
-            assert created and run.id == started[0] and run.status == "queued"
+            assert created
+            assert run.id == started[0]
+            assert run.status == "queued"
 
 
 def test_queued_runs_are_resent_with_backoff(database_url: str, redis_url: str, conll_guide: Guide) -> None:
@@ -156,7 +170,8 @@ def test_queued_runs_are_resent_with_backoff(database_url: str, redis_url: str, 
     with sessions_for(database_url) as sessions:
         jobs = CeleryJobQueue(redis_url)
         resend = lambda: resend_queued_runs(sessions, jobs, first_after_s=180, max_interval_s=3600)  # noqa: E731
-        assert resend() == [old_id] and queue.llen("train") == 1
+        assert resend() == [old_id]
+        assert queue.llen("train") == 1
         assert resend() == []
         for waited, expected in ((200, []), (400, [old_id]), (400, []), (800, [old_id])):  # 180 s, 360 s, 720 s
             with open_db(database_url) as db:
@@ -239,14 +254,18 @@ def test_a_killed_training_is_failed_within_the_heartbeat_timeout_and_the_next_e
 
         wait_until(training, 90, lambda: f"no run reached training: {_runs(database_url)}\n{log.read_text()}")
         run = training()
-        assert run is not None and run.pid is not None and run.output_dir is not None
+        assert run is not None
+        assert run.pid is not None
+        assert run.output_dir is not None
         assert client.get(f"/api/runs/{run.id}").json()["worker"] == f"{run.host}:{run.pid}"
         os.kill(run.pid, signal.SIGKILL)  # as the out-of-memory killer does: no except, no finally
         # failed within the heartbeat timeout (5 s here) plus a sweep period, not hours; 60 s of slack for a busy CI
         wait_until(lambda: _runs(database_url)[0].status == "failed", 60, lambda: f"not expired: {_runs(database_url)}")
         failed = _runs(database_url)[0]
-        assert failed.error is not None and failed.error.startswith("no heartbeat for ")
-        assert "the worker was lost" in failed.error and "during 'train'; retrain to try again" in failed.error
+        assert failed.error is not None
+        assert failed.error.startswith("no heartbeat for ")
+        assert "the worker was lost" in failed.error
+        assert "during 'train'; retrain to try again" in failed.error
         assert not Path(run.output_dir).exists()  # the half-written version is gone
         assert list((tmp_path / "models").glob("project-*/2*")) == []
 
@@ -258,11 +277,15 @@ def test_a_killed_training_is_failed_within_the_heartbeat_timeout_and_the_next_e
             lambda: f"no retrain after the kill: {_runs(database_url)}\n{log.read_text()}",
         )
     again = _runs(database_url)
-    assert len(again) == 1 and again[0].status == "succeeded" and again[0].attempt == 2, again[0].error
-    assert again[0].pid != run.pid and again[0].error is None
+    assert len(again) == 1, again
+    assert again[0].status == "succeeded", again[0].error
+    assert again[0].attempt == 2, again[0].error
+    assert again[0].pid != run.pid
+    assert again[0].error is None
     with open_db(database_url) as db:
         version = db.scalars(select(ModelVersion)).one()
-    assert Path(version.path).is_dir() and Path(version.path).parent == Path(run.output_dir).parent
+    assert Path(version.path).is_dir()
+    assert Path(version.path).parent == Path(run.output_dir).parent
     assert [p.name for p in Path(version.path).parent.iterdir() if p.name.startswith(".run-")] == []
 
 

@@ -56,7 +56,8 @@ def _run(settings: Settings, project_id: int) -> TrainingRun:
         Trainer(sessions, settings, StoredLabelsSource).run(run_id)
     with open_db(settings.database_url) as db:
         run = db.get(TrainingRun, run_id)
-        assert run is not None and run.status in ("succeeded", "rejected"), run.error
+        assert run is not None
+        assert run.status in ("succeeded", "rejected"), run.error
         db.expunge(run)
         return run
 
@@ -74,7 +75,8 @@ def test_runs_report_the_test_split_and_the_gate_per_type(
     roles = [held_out_role(str(LS_PROJECT), e["task"]["id"], fraction=0.5) for e in events]  # type: ignore[index]
 
     first = _run(settings, project_id)
-    assert first.status == "succeeded" and first.details["decision"] == "no model serves yet"
+    assert first.status == "succeeded"
+    assert first.details["decision"] == "no model serves yet"
     counts = {role: roles.count(role) for role in ("train", "dev", "test")}
     assert (first.details["train_docs"], first.details["dev_docs"], first.details["test_docs"]) == (
         counts["train"],
@@ -104,15 +106,19 @@ def test_runs_report_the_test_split_and_the_gate_per_type(
         versions = list(db.scalars(select(ModelVersion).order_by(ModelVersion.id)))
         data = project_progress(db, db.get(Project, project_id))  # type: ignore[arg-type]
     assert all(v.metrics["evaluated_on"] == "test" and v.metrics["n_docs"] == counts["test"] for v in versions)
-    assert all(read_meta(Path(v.path))["dev_metrics"]["n_docs"] == counts["dev"] for v in versions)
-    assert [r["id"] for r in data["runs"]] == [second.id, first.id] and data["runs"][0]["details"]["gate"] == gate
+    assert all(read_meta(Path(v.path)).dev_metrics.n_docs == counts["dev"] for v in versions)
+    assert [r["id"] for r in data["runs"]] == [second.id, first.id]
+    assert data["runs"][0]["details"]["gate"] == gate
     page = render(data)  # the dashboard shows the runs, their decisions and the gate of the newest
-    assert f"Promotion gate of run {second.id}" in page and all(f"<td>{label}</td>" in page for label in gate)
+    assert f"Promotion gate of run {second.id}" in page
+    assert all(f"<td>{label}</td>" in page for label in gate)
     listed = _nerloop(postgres_url, "runs", "--project", str(project_id))
     assert f"gate: {second.details['decision']}" in listed
-    assert all(f"{label:<16}" in listed for label in gate) and ("BLOCKS" in listed) == (second.status == "rejected")
+    assert all(f"{label:<16}" in listed for label in gate)
+    assert ("BLOCKS" in listed) == (second.status == "rejected")
     versions_listed = _nerloop(postgres_url, "model", "list", "--project", str(project_id))
-    assert versions_listed.count("test micro F1") == 2 and f"({counts['test']} docs)" in versions_listed
+    assert versions_listed.count("test micro F1") == 2
+    assert f"({counts['test']} docs)" in versions_listed
     shown = {v["version"]: v for v in data["versions"]}
     for v in versions:
         assert shown[v.version]["evaluated_on"] == "test"
@@ -134,13 +140,15 @@ def test_a_project_without_held_out_labels_trains_serves_and_says_not_yet_measur
         for body in events:
             ingest(db, body)
     run = _run(settings, project_id)
-    assert run.status == "succeeded" and (run.details["dev_docs"], run.details["test_docs"]) == (0, 0)
+    assert run.status == "succeeded"
+    assert (run.details["dev_docs"], run.details["test_docs"]) == (0, 0)
     with open_db(postgres_url) as db:
         project = db.get(Project, project_id)
-        assert project is not None and project.current_version == run.model_version
+        assert project is not None
+        assert project.current_version == run.model_version
         version = db.scalars(select(ModelVersion)).one()
         data = project_progress(db, project)
-    assert read_meta(Path(version.path))["calibration"]["method"].startswith("prior")  # no dev span to fit on
+    assert read_meta(Path(version.path)).calibration.method.startswith("prior")  # no dev span to fit on
     assert all(not score["measurable"] for score in version.metrics["per_type"].values())
     assert all(t["forecast"]["reason"].startswith("not yet measurable") for t in data["types"])
 
@@ -154,7 +162,7 @@ def test_a_project_without_held_out_labels_trains_serves_and_says_not_yet_measur
         for body in dev:
             ingest(db, body)
     second = _run(settings, project_id)
-    assert second.details["gate_on"] == "dev" and second.details["decision"].endswith(
-        "(on the dev half: no test span yet)"
-    )
-    assert set(second.details["gate"]) == set(conll_guide.labels) and second.details["dev_docs"] == len(dev)
+    assert second.details["gate_on"] == "dev"
+    assert second.details["decision"].endswith("(on the dev half: no test span yet)")
+    assert set(second.details["gate"]) == set(conll_guide.labels)
+    assert second.details["dev_docs"] == len(dev)

@@ -375,7 +375,8 @@ def test_annotations_that_would_poison_are_refused_and_never_stored(
     _assert_refused(backend.client.post("/webhook", json=event), 422, *names)
     with open_db(backend.settings.database_url) as db:
         project = db.scalars(select(Project)).one()
-        assert annotated_tasks(db, project) == [] and labeled_examples(db, project) == []
+        assert annotated_tasks(db, project) == []
+        assert labeled_examples(db, project) == []
     assert _event_count(backend) == 0
 
 
@@ -441,7 +442,8 @@ def test_offsets_past_the_text_never_reach_prompts_or_training(backend: Backend)
     assert backend.client.post("/webhook", json=event).status_code == 200
     _, examples, converted = _read_back(backend)
     assert [(i.task_id, i.kind) for i in converted.issues] == [("2", "out_of_range")]
-    assert examples == [] and converted.docs == []
+    assert examples == []
+    assert converted.docs == []
 
 
 # --- body size -------------------------------------------------------------------------------------------------------
@@ -483,7 +485,9 @@ def test_a_declared_large_body_is_413_before_it_is_sent_or_authenticated(small_l
             b"Content-Length: 52428800\r\n\r\n"  # 50 MB announced, none of it sent
         )
         status, body = _answer(sock)
-    assert status == 413 and "1000 bytes" in body["error"] and "NER_MAX_BODY_BYTES" in body["error"]
+    assert status == 413
+    assert "1000 bytes" in body["error"]
+    assert "NER_MAX_BODY_BYTES" in body["error"]
 
 
 def test_a_streamed_body_is_413_once_past_the_limit(small_limit: int) -> None:
@@ -496,7 +500,8 @@ def test_a_streamed_body_is_413_once_past_the_limit(small_limit: int) -> None:
         for _ in range(3):
             sock.sendall(b"258\r\n" + b" " * 600 + b"\r\n")  # 1,800 bytes; the terminating chunk never comes
         status, body = _answer(sock)
-    assert status == 413 and "NER_MAX_BODY_BYTES" in body["error"]
+    assert status == 413
+    assert "NER_MAX_BODY_BYTES" in body["error"]
 
 
 def test_a_body_within_the_limit_is_served(small_limit: int) -> None:
@@ -508,7 +513,8 @@ def test_a_body_within_the_limit_is_served(small_limit: int) -> None:
             + payload
         )
         status, body = _answer(sock)
-    assert status == 200 and body["model_version"]
+    assert status == 200
+    assert body["model_version"]
 
 
 def test_the_default_limit_refuses_50_mb(backend: Backend) -> None:

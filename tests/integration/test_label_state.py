@@ -106,7 +106,8 @@ def watermark(backend: Backend) -> int:
 def test_relations_text_areas_and_choices_are_counted_never_fatal(backend: Backend) -> None:
     other_control = region(28, 33, "city", from_name="places")  # a second <Labels> control, not the guide's
     reply = post(backend, event(1, [region(*ANNA), region(*BOB), RELATION, TEXTAREA, CHOICES, other_control]))
-    assert reply["status"] == "stored" and reply["label_change"] is True
+    assert reply["status"] == "stored"
+    assert reply["label_change"] is True
     assert examples(backend) == [(TEXT, [ANNA, BOB])]
     with open_db(backend.settings.database_url) as db:
         project = db.scalars(select(Project)).one()
@@ -123,7 +124,8 @@ def test_deleting_one_of_two_annotations_keeps_the_other(backend: Backend) -> No
     assert counts(backend) == {"person": 1}  # 1001 is still live in Label Studio
     assert examples(backend) == [(TEXT, [ANNA])]
     assert post(backend, deleted(1001))["label_change"] is True
-    assert counts(backend) == {} and examples(backend) == []
+    assert counts(backend) == {}
+    assert examples(backend) == []
     assert post(backend, deleted(1001))["status"] == "duplicate"
     assert post(backend, deleted(7777))["label_change"] is False  # never seen: nothing changes
     assert watermark(backend) == 4
@@ -134,26 +136,32 @@ def test_skips_are_not_label_changes(backend: Backend) -> None:
         db.scalars(select(Project)).one().retrain_threshold = 2
     for annotation_id in (1, 2):
         reply = post(backend, event(annotation_id, [], task_id=annotation_id, was_cancelled=True))
-        assert reply["status"] == "stored" and reply["label_change"] is False and "queued" not in reply
+        assert reply["status"] == "stored"
+        assert reply["label_change"] is False
+        assert "queued" not in reply
     assert post(backend, deleted(2))["label_change"] is False  # deleting a skip changes no label either
-    assert watermark(backend) == 0 and counts(backend) == {}
+    assert watermark(backend) == 0
+    assert counts(backend) == {}
     with open_db(backend.settings.database_url) as db:
         project = db.scalars(select(Project)).one()
         assert retrain_if_due(db, project) is None
     refused = backend.client.post(f"/api/projects/{backend.project_id}/retrain")
-    assert refused.status_code == 422 and "no labels yet" in refused.json()["error"]
+    assert refused.status_code == 422
+    assert "no labels yet" in refused.json()["error"]
     # a skipped task labelled later by someone else counts once; a skip turned into labels counts too
     assert post(backend, event(3, [region(*ANNA)], task_id=1))["label_change"] is True
     unskipped = event(1, [region(*BOB)], action="ANNOTATION_UPDATED", updated_at="2026-11-29T11:00:00Z")
     assert post(backend, unskipped)["label_change"] is True
-    assert watermark(backend) == 2 and examples(backend) == [(TEXT, [BOB])]
+    assert watermark(backend) == 2
+    assert examples(backend) == [(TEXT, [BOB])]
 
 
 def test_start_training_is_a_new_request_each_click(backend: Backend) -> None:
     post(backend, event(1, [region(*ANNA)]))
     body = {"action": "START_TRAINING", "project": {"id": LS_PROJECT, "title": "p", "label_config": "<View/>"}}
     first, second = post(backend, body), post(backend, body)  # Label Studio sends the same body for both clicks
-    assert first["status"] == second["status"] == "stored" and first["event_id"] != second["event_id"]
+    assert first["status"] == second["status"] == "stored"
+    assert first["event_id"] != second["event_id"]
     assert first["queued"] is second["queued"] is True
     queued = redis.Redis.from_url(backend.settings.redis_url).lrange("score", 0, -1)
     assert sum(b"workers.start_training" in message for message in queued) == 2
@@ -164,7 +172,10 @@ def test_start_training_is_a_new_request_each_click(backend: Backend) -> None:
         run.status, run.error = "failed", "boom"
         db.flush()
         again, created_again = manual_run(db, project, trigger="button")
-        assert created and created_again and again.id == run.id and again.status == "queued"
+        assert created
+        assert created_again
+        assert again.id == run.id
+        assert again.status == "queued"
         assert manual_run(db, project, trigger="button") == (again, False)
 
 
@@ -186,7 +197,8 @@ def test_malformed_annotation_events_are_refused_and_nothing_is_stored(
     backend: Backend, body: dict[str, Any], where: str
 ) -> None:
     reply = post(backend, body, status=422)
-    assert reply["error"].startswith("webhook body: ") and where in reply["error"]
+    assert reply["error"].startswith("webhook body: ")
+    assert where in reply["error"]
     with open_db(backend.settings.database_url) as db:
         assert db.scalar(select(func.count()).select_from(AnnotationEvent)) == 0
         assert db.scalar(select(func.count()).select_from(Annotation)) == 0
@@ -222,13 +234,15 @@ def test_deleting_tasks_removes_all_their_annotations(backend: Backend, with_pro
     if with_project:
         body["project"] = {"id": LS_PROJECT}
     assert post(backend, body)["label_change"] is True
-    assert examples(backend) == [(TEXT, [PARIS])] and watermark(backend) == 4
+    assert examples(backend) == [(TEXT, [PARIS])]
+    assert watermark(backend) == 4
     # a save of task 1 (or of task 99, which nerloop never saw) that arrives after the deletion changes nothing
     assert (
         post(backend, event(5, [region(*BOB)], task_id=1, updated_at="2026-11-29T10:05:00Z"))["label_change"] is False
     )
     assert post(backend, event(6, [region(*ANNA)], task_id=99))["label_change"] is False
-    assert examples(backend) == [(TEXT, [PARIS])] and watermark(backend) == 4
+    assert examples(backend) == [(TEXT, [PARIS])]
+    assert watermark(backend) == 4
     # without a project, a deletion of tasks nerloop holds nothing of cannot be placed: ignored
     assert post(backend, {"action": "TASKS_DELETED", "tasks": [{"id": 4242}]})["status"] == "ignored"
 
@@ -289,12 +303,15 @@ def test_a_project_with_every_kind_of_bad_annotation_still_trains(
         assert outcome.status in ("succeeded", "rejected"), run.error
         by_kind = run.details["conversion_issues_by_kind"]
         held = {t["id"] for t in annotated_tasks(db, db.scalars(select(Project)).one())}
-    assert by_kind["unsupported_result (ignored)"] == 8 and by_kind["malformed (dropped)"] == 2
+    assert by_kind["unsupported_result (ignored)"] == 8
+    assert by_kind["malformed (dropped)"] == 2
     assert by_kind["whitespace (trimmed)"] == 4, by_kind
     # neither the skipped task nor the malformed ones are trained on; the missed one is, and is now held
     assert run.details["train_docs"] + run.details["dev_docs"] + run.details["test_docs"] == 5
-    assert run.details["reconciled_label_changes"] == 1 and run.details["reconciled_malformed"] == 1
-    assert 400 in held and 401 not in held
+    assert run.details["reconciled_label_changes"] == 1
+    assert run.details["reconciled_malformed"] == 1
+    assert 400 in held
+    assert 401 not in held
 
 
 def test_a_project_with_its_own_tag_names_is_read_and_answered_in_them(backend: Backend, conll_guide: Guide) -> None:
@@ -316,15 +333,19 @@ def test_a_project_with_its_own_tag_names_is_read_and_answered_in_them(backend: 
     reply = backend.client.post("/predict", json={"project": "8.1", "tasks": [{"id": 3, "data": {"body": TEXT}}]})
     assert reply.status_code == 200, reply.text
     regions = reply.json()["results"][0]["result"]
-    assert regions and {(r["from_name"], r["to_name"]) for r in regions} == {("ner", "sentence")}
+    assert regions
+    assert {(r["from_name"], r["to_name"]) for r in regions} == {("ner", "sentence")}
     missing = backend.client.post("/predict", json={"project": "8.1", "tasks": [{"id": 3, "data": {"text": TEXT}}]})
-    assert missing.status_code == 422 and "tasks.0.data.body" in missing.json()["error"]
+    assert missing.status_code == 422
+    assert "tasks.0.data.body" in missing.json()["error"]
     # one odd task among others gets an empty prediction; the others are not held back
     mixed = [{"id": 3, "data": {"body": TEXT}}, {"id": 4, "data": {"text": TEXT}}]
     reply = backend.client.post("/predict", json={"project": "8.1", "tasks": mixed})
     assert reply.status_code == 200, reply.text
     results = reply.json()["results"]
-    assert len(results) == 2 and results[0]["result"] and results[1]["result"] == []
+    assert len(results) == 2
+    assert results[0]["result"]
+    assert results[1]["result"] == []
 
 
 def test_events_that_never_arrived_are_caught_up_from_the_export(backend: Backend) -> None:
@@ -416,7 +437,8 @@ def test_a_session_that_read_the_rows_before_sees_them_as_they_are_when_it_write
     assert synced.label_changes == 0
     with open_db(database_url) as db:
         row = db.scalars(select(Annotation)).one()
-        assert row.deleted and annotated_tasks(db, db.scalars(select(Project)).one()) == []
+        assert row.deleted
+        assert annotated_tasks(db, db.scalars(select(Project)).one()) == []
 
 
 def _recomputed(db: Any, project: Project) -> tuple[list[tuple[str, list[tuple[int, int, str]]]], dict[str, int]]:
@@ -453,7 +475,8 @@ def test_materialised_labels_equal_the_label_state_after_every_kind_of_event(bac
             db.rollback()  # a new snapshot
             assert _materialised(db, project) == _recomputed(db, project), body["action"]
         found, totals = _materialised(db, project)
-        assert totals == {"person": 2, "location": 1} and len(found) == 3
+        assert totals == {"person": 2, "location": 1}
+        assert len(found) == 3
         project.labels_indexed = False  # as migration 0006 leaves an existing project
         db.commit()
         assert _materialised(db, project) == (found, totals)  # rebuilt on first read

@@ -72,8 +72,12 @@ def test_after_the_first_call_a_project_evaluates_only_what_follows_the_guide(
             client, log, build_messages("EU rejects German call to boycott lamb .", conll_guide, [])
         )
         second_total, second = _evaluated(client, log, build_messages("Peter Blackburn", conll_guide, []))
-    assert first_total > 1000 and first >= first_total - 20  # the whole guide was evaluated once
-    assert second_total > 1000 and second < 40  # then only the text and the turn markers
+    # the whole guide was evaluated once
+    assert first_total > 1000
+    assert first >= first_total - 20
+    # then only the text and the turn markers
+    assert second_total > 1000
+    assert second < 40
     assert first > 25 * second
 
 
@@ -125,7 +129,8 @@ def test_cached_prompt_tokens_are_read_where_the_server_reports_them(
     script.update(shape)
     with closing(OpenAIChatClient(LLMSettings(base_url=url, max_retries=0, timeout_s=10))) as client:
         completion = client.complete([{"role": "user", "content": "Peter"}], schema={})
-    assert completion.prompt_tokens == 2300 and completion.cached_prompt_tokens == expected
+    assert completion.prompt_tokens == 2300
+    assert completion.cached_prompt_tokens == expected
 
 
 @pytest.mark.parametrize(("response_format", "sent"), [("json_object", True), ("json_schema", False), ("none", False)])
@@ -137,4 +142,5 @@ def test_cache_prompt_is_asked_for_in_llama_cpp_dialect_only(
     with closing(OpenAIChatClient(settings)) as client:
         client.complete([{"role": "user", "content": "Peter"}], schema={})
     # llama-server keeps a prompt's cache only with cache_prompt; OpenAI refuses parameters it does not know
-    assert ("cache_prompt" in requests[0]) is sent and requests[0].get("cache_prompt", True) is True
+    assert ("cache_prompt" in requests[0]) is sent
+    assert requests[0].get("cache_prompt", True) is True

@@ -51,9 +51,12 @@ def test_real_llm_spans_are_in_the_text_costed_and_cached(
         calls = db.scalars(select(LLMCall)).all()
         again = annotator.annotate(project, texts, watermark=0)
         n_calls = db.scalar(select(func.count()).select_from(LLMCall))
-    assert len(first) == len(texts) and n_calls == len(texts) == len(calls)
+    assert len(first) == len(texts)
+    assert n_calls == len(texts) == len(calls)
     for text, annotation in zip(texts, first, strict=True):
         for span in annotation.spans:
-            assert text[span.start : span.end] == span.text and span.label in conll_guide.labels
+            assert text[span.start : span.end] == span.text
+            assert span.label in conll_guide.labels
     assert all(c.prompt_tokens > 500 and c.completion_tokens > 0 and c.cost_usd > 0 for c in calls)
-    assert all(a.cached for a in again) and [a.spans for a in again] == [a.spans for a in first]
+    assert all(a.cached for a in again)
+    assert [a.spans for a in again] == [a.spans for a in first]

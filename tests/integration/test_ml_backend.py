@@ -52,8 +52,11 @@ def _check_results(texts: list[str], results: list[dict[str, object]]) -> None:
         assert 0.0 <= float(item["score"]) <= 1.0  # type: ignore[arg-type]
         for region in item["result"]:  # type: ignore[attr-defined]
             value = region["value"]
-            assert text[value["start"] : value["end"]] == value["text"] and 0.0 <= region["score"] <= 1.0
-            assert region["from_name"] == "label" and region["to_name"] == "text" and region["type"] == "labels"
+            assert text[value["start"] : value["end"]] == value["text"]
+            assert 0.0 <= region["score"] <= 1.0
+            assert region["from_name"] == "label"
+            assert region["to_name"] == "text"
+            assert region["type"] == "labels"
 
 
 def test_health_setup_versions(backend: Backend) -> None:
@@ -61,10 +64,12 @@ def test_health_setup_versions(backend: Backend) -> None:
     assert client.get("/health").json()["status"] == "UP"
     started = time.monotonic()
     setup = client.post("/setup", json={"project": f"{LS_PROJECT}.1700000000", "schema": "<View/>"})
-    assert setup.status_code == 200 and time.monotonic() - started < 3
+    assert setup.status_code == 200
+    assert time.monotonic() - started < 3
     assert setup.json()["model_version"].startswith("llm-only+")
     unknown = client.post("/setup", json={"project": "999.1"})
-    assert unknown.status_code == 404 and "nerloop project create" in unknown.json()["error"]
+    assert unknown.status_code == 404
+    assert "nerloop project create" in unknown.json()["error"]
     assert client.get("/versions").json() == {"versions": []}
 
 
@@ -74,7 +79,8 @@ def test_llm_only_predictions_are_found_in_the_text_cached_and_costed(backend: B
     first = results[0]  # type: ignore[index]
     # the scripted LLM upper-cases what it returns; the platform finds the real casing and drops what is absent
     assert [r["value"]["text"] for r in first["result"]] == ["Peter", "Blackburn", "Brussels"]
-    assert results[2]["result"] == [] and results[2]["score"] == 1.0  # type: ignore[index]
+    assert results[2]["result"] == []  # type: ignore[index]
+    assert results[2]["score"] == 1.0  # type: ignore[index]
     assert len({r["model_version"] for r in results}) == 1  # type: ignore[union-attr]
     asked = len(backend.script.requests)
     assert asked == 2  # the empty text is never sent
@@ -119,20 +125,27 @@ def test_webhook_enqueues_one_retrain_check_per_threshold_crossed(backend: Backe
     def label(i: int) -> dict[str, object]:
         body = annotation_event(task_id=i, annotation_id=i, text="Peter Blackburn", spans=[(0, 15, "person")])
         reply = backend.client.post("/webhook", json=body).json()
-        assert reply["status"] == "stored" and reply["label_change"] is True
+        assert reply["status"] == "stored"
+        assert reply["label_change"] is True
         return reply  # type: ignore[no-any-return]
 
     replies = [label(i) for i in range(1, 5)]
-    assert score.llen("score") == 0 and all("queued" not in r for r in replies)
-    assert label(5)["queued"] is True and score.llen("score") == 1
+    assert score.llen("score") == 0
+    assert all("queued" not in r for r in replies)
+    assert label(5)["queued"] is True
+    assert score.llen("score") == 1
     # due until a worker creates the run, and covered by the check already pending (coalesced per project)
-    assert label(6)["coalesced"] is True and score.llen("score") == 1
+    assert label(6)["coalesced"] is True
+    assert score.llen("score") == 1
     CeleryJobQueue(backend.settings.redis_url).started(TaskName.RETRAIN_IF_DUE, backend.project_id)
     with open_db(backend.settings.database_url) as db:
         run = retrain_if_due(db, db.scalars(select(Project)).one())  # what the worker's check does
-        assert run is not None and run.annotation_watermark == 5
-    assert all("queued" not in label(i) for i in range(7, 10)) and score.llen("score") == 1
-    assert label(10)["queued"] is True and score.llen("score") == 2
+        assert run is not None
+        assert run.annotation_watermark == 5
+    assert all("queued" not in label(i) for i in range(7, 10))
+    assert score.llen("score") == 1
+    assert label(10)["queued"] is True
+    assert score.llen("score") == 2
     with open_db(backend.settings.database_url) as db:
         assert not db.scalars(select(AnnotationEvent).where(AnnotationEvent.enqueued.is_(False))).all()
 
@@ -141,9 +154,12 @@ def test_webhook_persists_once_and_enqueues_by_id(backend: Backend) -> None:
     _threshold(backend, 1)
     event = annotation_event(task_id=3, annotation_id=9, text="Peter Blackburn", spans=[(0, 15, "person")])
     first = backend.client.post("/webhook", json=event)
-    assert first.status_code == 200 and first.json()["status"] == "stored" and first.json()["queued"] is True
+    assert first.status_code == 200
+    assert first.json()["status"] == "stored"
+    assert first.json()["queued"] is True
     again = backend.client.post("/webhook", json=event).json()
-    assert again["status"] == "duplicate" and again["event_id"] == first.json()["event_id"]
+    assert again["status"] == "duplicate"
+    assert again["event_id"] == first.json()["event_id"]
     with open_db(backend.settings.database_url) as db:
         assert db.scalar(select(func.count()).select_from(AnnotationEvent)) == 1
         assert db.scalars(select(AnnotationEvent)).one().enqueued
@@ -161,12 +177,14 @@ def test_webhook_other_events(backend: Backend) -> None:
     )
     assert deleted.json()["status"] == "stored"
     training = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": LS_PROJECT}})
-    assert training.status_code == 200 and training.json()["job"]
+    assert training.status_code == 200
+    assert training.json()["job"]
     assert (
         client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 1}}).json()["status"] == "ignored"
     )
     bad = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": LS_PROJECT}})
-    assert bad.status_code == 422 and "needs 'annotation' and 'task'" in bad.json()["error"]
+    assert bad.status_code == 422
+    assert "needs 'annotation' and 'task'" in bad.json()["error"]
     assert (
         client.post("/webhook", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
     )
@@ -181,7 +199,9 @@ def test_webhook_keeps_the_event_when_the_broker_is_down(database_url: str, conl
         db.scalars(select(Project)).one().retrain_threshold = 1  # this label event makes a retrain due
     with TestClient(create_app(settings, jobs=CeleryJobQueue("redis://127.0.0.1:1/0"))) as client:
         reply = client.post("/webhook", json=annotation_event(task_id=1, annotation_id=1, text="Bob", spans=[]))
-    assert reply.status_code == 200 and reply.json()["status"] == "stored" and reply.json()["queued"] is False
+    assert reply.status_code == 200
+    assert reply.json()["status"] == "stored"
+    assert reply.json()["queued"] is False
     with open_db(database_url) as db:
         assert db.scalars(select(AnnotationEvent)).one().enqueued is False
     # when a worker starts, the sweep sends it
@@ -208,7 +228,8 @@ def test_webhook_keeps_the_event_when_the_broker_is_down(database_url: str, conl
 def test_bad_predict_requests(backend: Backend, body: dict[str, object], status: int, message: str) -> None:
     response = backend.client.post("/predict", json=body)
     assert response.status_code == status
-    assert message in response.json()["error"] and "Traceback" not in response.text
+    assert message in response.json()["error"]
+    assert "Traceback" not in response.text
 
 
 def test_empty_batch(backend: Backend) -> None:
@@ -234,7 +255,8 @@ def test_llm_timeout_is_a_clear_502_and_keeps_what_succeeded(backend: Backend) -
         },
     )
     assert response.status_code == 502
-    assert "timed out" in response.json()["error"] and "1 of 2" in response.json()["error"]
+    assert "timed out" in response.json()["error"]
+    assert "1 of 2" in response.json()["error"]
     with open_db(backend.settings.database_url) as db:
         assert db.scalar(select(func.count()).select_from(LLMCall)) == 1  # the answer that came back is kept
 
@@ -247,7 +269,8 @@ def test_llm_retries_429_with_backoff(database_url: str, redis_url: str, conll_g
         register_ls_project(settings, conll_guide)
         with TestClient(create_app(settings)) as client:
             results = _predict(client, ["Peter went home ."])["results"]
-    assert len(script.requests) == 3 and results[0]["result"]  # type: ignore[index]
+    assert len(script.requests) == 3
+    assert results[0]["result"]  # type: ignore[index]
 
 
 def test_model_route_serves_the_fine_tuned_model(
@@ -271,7 +294,8 @@ def test_model_route_serves_the_fine_tuned_model(
     assert script.requests == []  # every type on the model: the LLM is never asked
     assert results[0]["model_version"].startswith(small_model.version)  # type: ignore[index]
     assert any(r["result"] for r in results)  # type: ignore[index]
-    assert bad.status_code == 422 and "not in the guide" in bad.json()["error"]
+    assert bad.status_code == 422
+    assert "not in the guide" in bad.json()["error"]
 
 
 def test_interactive_context_propagates_the_drawn_region(backend: Backend) -> None:
@@ -301,7 +325,8 @@ def test_basic_auth_and_bearer(database_url: str, redis_url: str, conll_guide: G
         body = {"project": "7.1", "schema": "<View/>"}
         assert client.get("/health").status_code == 200
         denied = client.post("/setup", json=body)
-        assert denied.status_code == 401 and "authentication" in denied.json()["error"]
+        assert denied.status_code == 401
+        assert "authentication" in denied.json()["error"]
         assert client.post("/setup", json=body, auth=("ls", "wrong")).status_code == 401
         assert client.post("/setup", json=body, auth=("ls", "pw")).status_code == 200
         assert client.post("/setup", json=body, headers={"Authorization": "Bearer tok"}).status_code == 200

@@ -42,16 +42,19 @@ def test_registry_swaps_in_the_background(small_model: TrainedModel, tmp_path: P
 
     registry = ModelRegistry(loader=slow_loader)
     in_flight = registry.get(1, version="v-old", path=str(old))
-    assert in_flight is not None and in_flight.version == "v-old"
+    assert in_flight is not None
+    assert in_flight.version == "v-old"
     during = registry.get(1, version="v-new", path=str(new))  # the new one loads aside: the old one serves
     text = "Peter Blackburn went to Paris on Monday ."
     expected = load_model(old).predict([load_model(old).make_doc(text)])
     assert expected[0], "the small model finds no entity here: the checks below would compare nothing"
-    assert during is in_flight and during.predict([during.make_doc(text)]) == expected
+    assert during is in_flight
+    assert during.predict([during.make_doc(text)]) == expected
     gate.set()
     registry.wait()
     swapped = registry.get(1, version="v-new", path=str(new))
-    assert swapped is not None and swapped.version == "v-new"
+    assert swapped is not None
+    assert swapped.version == "v-new"
     assert in_flight.predict([in_flight.make_doc(text)]) == expected  # a held reference keeps working
 
 
@@ -68,7 +71,7 @@ def test_rollback_through_the_api(
                 version=version,
                 path=str(path),
                 architecture="cnn",
-                metrics=small_model.meta["metrics"],
+                metrics=small_model.meta.metrics,
                 promote=True,
             )
         project_id = project.id
@@ -81,9 +84,11 @@ def test_rollback_through_the_api(
         body = {"project": "5.1", "tasks": [{"id": 1, "data": {"text": "Peter went to Paris ."}}]}
         assert client.post("/predict", json=body).json()["results"][0]["model_version"].startswith("v2")
         rolled = client.post(f"/api/projects/{project_id}/rollback", json={"version": "v1"})
-        assert rolled.status_code == 200 and rolled.json()["current_version"] == "v1"
+        assert rolled.status_code == 200
+        assert rolled.json()["current_version"] == "v1"
         client.app.state.predictor.registry.get(project_id, version="v1", path=str(first))  # type: ignore[attr-defined]
         client.app.state.predictor.registry.wait()  # type: ignore[attr-defined]
         assert client.post("/predict", json=body).json()["results"][0]["model_version"].startswith("v1")
         missing = client.post(f"/api/projects/{project_id}/rollback", json={"version": "v9"})
-        assert missing.status_code == 404 and "has no model version 'v9'" in missing.json()["error"]
+        assert missing.status_code == 404
+        assert "has no model version 'v9'" in missing.json()["error"]

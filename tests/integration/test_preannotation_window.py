@@ -106,7 +106,9 @@ def test_the_window_follows_the_queue_and_completes_pending_answers_in_place(
         _label(db, 11)
         _label(db, 12)  # the annotators move on: two tasks to top up, never a labelled one
         job = preannotation.follow_queue(db, project, jobs, window=3)
-        assert job is not None and preannotation.follow_queue(db, project, jobs, window=3) is None  # coalesced
+        # coalesced
+        assert job is not None
+        assert preannotation.follow_queue(db, project, jobs, window=3) is None
         assert redis.Redis.from_url(redis_url).llen("llm") == 1
         jobs.started(TaskName.LLM_PREANNOTATE, project.id)
         assert llm_pass(db, project, store, annotator, limit=3) == 2
@@ -120,11 +122,11 @@ def test_the_window_follows_the_queue_and_completes_pending_answers_in_place(
         assert llm_pass(db, project, store, annotator, limit=3) == 1
         (completed,) = store.on(17)
         assert completed is store.predictions[pending_id]  # updated in place: one prediction
-        assert completed["model_version"] == tag and {r["value"]["labels"][0] for r in completed["result"]} == {
-            "person"
-        }
+        assert completed["model_version"] == tag
+        assert {r["value"]["labels"][0] for r in completed["result"]} == {"person"}
         rows = {r.ls_task_id: r for r in db.scalars(select(Prediction))}
-        assert rows[17].complete and rows[17].ls_prediction_id == pending_id
+        assert rows[17].complete
+        assert rows[17].ls_prediction_id == pending_id
         assert store.on(16) == []  # not needed: three complete tasks are still ahead (13, 14, 15)
 
         # a task deleted in Label Studio after /predict answered it: its row goes, nothing is pushed, no error
@@ -134,5 +136,6 @@ def test_the_window_follows_the_queue_and_completes_pending_answers_in_place(
             assert llm_pass(db, project, store, annotator, limit=3) == 0
         finally:
             TEXTS[16] = "Boris Becker coached Novak Djokovic ."
-        assert 16 not in {r.ls_task_id for r in db.scalars(select(Prediction))} and store.on(16) == []
+        assert 16 not in {r.ls_task_id for r in db.scalars(select(Prediction))}
+        assert store.on(16) == []
         annotator.close()

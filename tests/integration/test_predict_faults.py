@@ -24,6 +24,8 @@ from backend.db.models import LLMCall, Prediction
 from backend.services.projects import record_model_version, register_project
 from backend.services.routing import set_override
 from backend.settings import LabelStudioSettings, LLMSettings, Settings
+from ml.evaluation import PRF, TypeScore
+from ml.model_meta import ModelMetrics
 from ml.training import TrainedModel
 from tests.conftest import open_db, promote, serve_in_thread
 from tests.integration.conftest import annotation_event
@@ -149,7 +151,9 @@ def test_an_answer_that_comes_after_the_wait_serves_the_next_request(
             second = _predict(url, LLM_PROJECT, [TEXTS[1]])
     assert first.json()["results"][0]["model_version"].endswith("~llm-missing")
     assert "~" not in second.json()["results"][0]["model_version"]
-    assert "person" in _labels(second) and len(script.requests) == 1  # served from the cache
+    # served from the cache
+    assert "person" in _labels(second)
+    assert len(script.requests) == 1
 
 
 def test_an_answer_without_the_llm_part_is_queued_for_the_llm_pass(
@@ -170,10 +174,14 @@ def test_an_answer_without_the_llm_part_is_queued_for_the_llm_pass(
             took, answered_then = time.monotonic() - started, script.slept
             second = _predict(url, LLM_PROJECT, TEXTS[2:3], first_id=200)
     assert first.status_code == second.status_code == 200, (first.text, second.text)
-    assert took < script.delay_s and answered_then == 0  # never waited for the LLM
+    # never waited for the LLM
+    assert took < script.delay_s
+    assert answered_then == 0
     answered = first.json()["results"] + second.json()["results"]
     assert {r["model_version"].rsplit("~", 1)[1] for r in answered} == {"llm-pending"}
-    assert "person" not in _labels(first) and _labels(first)  # the model's types
+    # the model's types
+    assert "person" not in _labels(first)
+    assert _labels(first)
     tag = answered[0]["model_version"].rsplit("~", 1)[0]
     with open_db(settings.database_url) as db:
         rows = db.scalars(select(Prediction).where(Prediction.project_id == project_id)).all()
@@ -234,11 +242,18 @@ def _broken_version(settings: Settings, project_id: int, tmp_path: Path) -> None
             version="v-broken",
             path=str(broken),
             architecture="cnn",
-            metrics={
-                "per_type": {
-                    label: {"f1": 0.9, "support": 10} for label in ("location", "organisation", "misc", "person")
-                }
-            },
+            metrics=ModelMetrics(
+                per_type={
+                    label: TypeScore(label, 0.9, 0.9, 0.9, 0.9, 10, 10, True)
+                    for label in ("location", "organisation", "misc", "person")
+                },
+                micro=PRF(0.9, 0.9, 0.9),
+                macro=PRF(0.9, 0.9, 0.9),
+                partial_micro_f1=0.9,
+                ece=None,
+                n_docs=10,
+                target_f1=0.85,
+            ),
             promote=True,
         )
 
@@ -260,7 +275,8 @@ def test_a_model_that_cannot_be_loaded_is_said_never_answered_empty(
     assert result["model_version"].endswith("~model-missing")
     assert {item["value"]["labels"][0] for item in result["result"]} == {"person"}  # the LLM's type still answered
     assert refused.status_code == 503
-    assert "v-broken" in refused.json()["error"] and "cannot be loaded" in refused.json()["error"]
+    assert "v-broken" in refused.json()["error"]
+    assert "cannot be loaded" in refused.json()["error"]
 
 
 def test_no_free_database_connection_is_a_503_not_a_500(database_url: str, redis_url: str) -> None:
@@ -276,6 +292,7 @@ def test_no_free_database_connection_is_a_503_not_a_500(database_url: str, redis
         deadline = time.monotonic() + 30  # the warm-up thread may hold it a moment too
         while (free := http.get("/api/projects")).status_code == 503 and time.monotonic() < deadline:
             time.sleep(0.1)
-    assert busy.status_code == 503 and "database is busy" in busy.json()["error"]
+    assert busy.status_code == 503
+    assert "database is busy" in busy.json()["error"]
     assert busy.headers["retry-after"] == "5"
     assert free.status_code == 200

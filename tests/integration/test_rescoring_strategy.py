@@ -192,4 +192,5 @@ def test_rescoring_with_diversity_pushes_a_batch_without_near_duplicates(
         target=0.85,
     )
     plain_texts = [text_of[pool_ids[i]] for i in plain.batch]
-    assert len(set(plain_texts)) < BATCH and set(plain_texts) & duplicated
+    assert len(set(plain_texts)) < BATCH
+    assert set(plain_texts) & duplicated

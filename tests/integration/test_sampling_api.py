@@ -55,7 +55,8 @@ def test_get_and_partial_put(backend: Backend) -> None:
     assert body["strategy"] == changed  # the measure set before is kept
     assert body["described"] == "margin + diversity (alpha 0.3, minilm vectors) + type weights"
     status, body = _put(backend, {"diversity_weight": None})  # null: modAL's trade-off
-    assert status == 200 and body["strategy"] == changed | {"diversity_weight": None}
+    assert status == 200
+    assert body["strategy"] == changed | {"diversity_weight": None}
     assert _strategy(backend) == changed | {"diversity_weight": None}  # stored, not only answered
     missing = backend.client.get("/api/projects/999999/sampling")
     assert missing.status_code == 404, missing.text
@@ -87,11 +88,14 @@ def test_a_bad_change_is_a_422_naming_the_field_and_changes_nothing(
 
 def test_weights_only_for_the_guide_s_types_and_replaced_as_a_whole(backend: Backend) -> None:
     status, body = _put(backend, {"weights": {"person": 2.0, "misc": 1.5}})
-    assert status == 200 and body["strategy"]["weights"] == {"person": 2.0, "misc": 1.5}
+    assert status == 200
+    assert body["strategy"]["weights"] == {"person": 2.0, "misc": 1.5}
     status, body = _put(backend, {"weights": {"location": 3}})
-    assert status == 200 and body["strategy"]["weights"] == {"location": 3.0}
+    assert status == 200
+    assert body["strategy"]["weights"] == {"location": 3.0}
     status, body = _put(backend, {"weights": {}})
-    assert status == 200 and body["strategy"]["weights"] == {}
+    assert status == 200
+    assert body["strategy"]["weights"] == {}
 
 
 def test_rescorings_newest_first_and_the_last_one_with_the_strategy(backend: Backend) -> None:
@@ -169,7 +173,9 @@ def test_nerloop_project_strategy_changes_and_shows(backend: Backend) -> None:
     assert _strategy(backend) == DEFAULT | {"measure": "entropy", "diversity": True, "type_weights": False}
 
     refused = _cli(backend, "--diversity", "maybe", "--weight", "planet=2")
-    assert refused.returncode != 0 and "--diversity" in refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "--diversity" in refused.stdout + refused.stderr
     unknown = _cli(backend, "--weight", "planet=2")
-    assert unknown.returncode != 0 and "planet" in unknown.stdout + unknown.stderr
+    assert unknown.returncode != 0
+    assert "planet" in unknown.stdout + unknown.stderr
     assert _strategy(backend)["weights"] == {}  # nothing changed by the refusals

@@ -97,23 +97,31 @@ def test_rescore_once_per_version_then_llm_pass_on_the_next_tasks(
         done = rescore(db, project, store, predictor, batch_size=5, dev_fraction=0.2)
         assert (done.tasks, done.awaiting_llm) == (30, 30)
         assert script.requests == []  # scoring never waits on the LLM
-        assert store.calls["create"] == 30 and len({p["task"] for p in store.predictions.values()}) == 30
+        assert store.calls["create"] == 30
+        assert len({p["task"] for p in store.predictions.values()}) == 30
         assert all("person" not in _labels(p) for p in store.predictions.values())
         model_labels = set().union(*(_labels(p) for p in store.predictions.values()))
-        assert model_labels and model_labels <= {"location", "organisation", "misc"}
+        assert model_labels
+        assert model_labels <= {"location", "organisation", "misc"}
 
         again = rescore(db, project, store, predictor, batch_size=5, dev_fraction=0.2)  # a retried job
-        assert again.tag == done.tag and store.calls["create"] == 30 and store.calls["update"] == 30
+        assert again.tag == done.tag
+        assert store.calls["create"] == 30
+        assert store.calls["update"] == 30
         assert len(store.predictions) == 30
 
         assert llm_pass(db, project, store, annotator, limit=8) == 8
-        assert len(script.requests) == 8 and store.calls["update"] == 38 and len(store.predictions) == 30
+        assert len(script.requests) == 8
+        assert store.calls["update"] == 38
+        assert len(store.predictions) == 30
         rows = db.scalars(select(Prediction).where(Prediction.model_version == done.tag)).all()
         first = sorted(rows, key=lambda r: (r.score, r.id))[:8]
-        assert all(r.complete for r in first) and sum(r.complete for r in rows) == 8
+        assert all(r.complete for r in first)
+        assert sum(r.complete for r in rows) == 8
         for row in first:  # the scripted LLM tags capitalised words as person: they show next to the model's
             pushed = store.predictions[row.ls_prediction_id or 0]
-            assert "person" in _labels(pushed) and pushed["score"] == row.score
+            assert "person" in _labels(pushed)
+            assert pushed["score"] == row.score
             text = texts[row.ls_task_id]
             assert all(r["value"]["text"] == text[r["value"]["start"] : r["value"]["end"]] for r in pushed["result"])
         assert db.scalar(select(LLMCall.id).limit(1)) is not None
@@ -125,7 +133,8 @@ def test_rescore_once_per_version_then_llm_pass_on_the_next_tasks(
         # every fifth place of the queue is a held-out task, in an order no model score touches (issue #12)
         held = {task for task in texts if in_dev_split("9", task, fraction=0.2)}
         queue = [r.ls_task_id for r in sorted(rows, key=lambda r: r.score)]
-        assert held and [task in held for task in queue[: 5 * len(held)]] == [i % 5 == 4 for i in range(5 * len(held))]
+        assert held
+        assert [task in held for task in queue[: 5 * len(held)]] == [i % 5 == 4 for i in range(5 * len(held))]
         held_order = [task for task in queue if task in held]
 
         # the annotators label the whole batch: the next rescore picks another one and pushes the new scores

@@ -60,7 +60,8 @@ def test_workers_get_sigterm_on_the_main_process_then_sigquit_after_the_timeout(
     for log in logs:
         assert log.read_text().splitlines() == ["ready", "main SIGTERM", "main SIGQUIT"]  # never the child
     assert all(s.process.poll() == 0 for s in cfg.services)
-    assert said[-1] == "stopped" and any("cancelling the jobs of worker-a, worker-b" in m for m in said), said
+    assert said[-1] == "stopped", said
+    assert any("cancelling the jobs of worker-a, worker-b" in m for m in said), said
 
 
 def test_a_second_ctrl_c_cancels_the_jobs_at_once(tmp_path: Path) -> None:

@@ -48,18 +48,23 @@ def test_a_retrain_warm_starts_from_the_serving_version_unless_told_not_to(
         outcome = Trainer(sessions, settings, lambda db, p: StoredLabelsSource(db, p)).run(run_id)
     with open_db(database_url) as db:
         run = db.get(TrainingRun, run_id)
-        assert run is not None and run.status in ("succeeded", "rejected"), run.error
-        assert outcome.decision is not None and run.details["decision"].startswith(outcome.decision.reason)
+        assert run is not None
+        assert run.status in ("succeeded", "rejected"), run.error
+        assert outcome.decision is not None
+        assert run.details["decision"].startswith(outcome.decision.reason)
         serving = db.scalars(select(Project)).one().current_version
         path = db.scalars(select(ModelVersion.path).where(ModelVersion.version == outcome.model_version)).one()
     init = run.details["initialisation"]
-    assert init == read_meta(path)["initialisation"]
-    assert init["mode"] == mode and init["max_steps"] == 40
+    assert init == read_meta(path).initialisation.to_dict()
+    assert init["mode"] == mode
+    assert init["max_steps"] == 40
     assert serving == (outcome.model_version if outcome.status == "succeeded" else small_model.version)
     assert f"run {run_id}: {mode} start" in caplog.text
     if not warm:
-        assert init["reason"] == "warm starts are off (warm_start=False)" and init["source_version"] is None
+        assert init["reason"] == "warm starts are off (warm_start=False)"
+        assert init["source_version"] is None
         return
-    assert init["source_version"] == small_model.version and init["warm_chain"] == 1
+    assert init["source_version"] == small_model.version
+    assert init["warm_chain"] == 1
     # sentences after the serving version's 400 (CoNLL repeats a few short ones, which are not new)
     assert run.details["train_docs"] - 3 <= init["new_docs"] <= run.details["train_docs"]

@@ -99,13 +99,16 @@ def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_d
     wait_until(lambda: _finished(loop.settings.database_url, 1), 240, f"no finished run; see {loop.log}")
     time.sleep(3)  # let any duplicate decision land before counting
     runs = _runs(loop.settings.database_url)
-    assert len(runs) == 1 and runs[0].status == "succeeded", (runs[0].status, runs[0].error)
-    assert runs[0].annotation_watermark == THRESHOLD and runs[0].progress == 1.0
+    assert len(runs) == 1, runs
+    assert runs[0].status == "succeeded", (runs[0].status, runs[0].error)
+    assert runs[0].annotation_watermark == THRESHOLD
+    assert runs[0].progress == 1.0
     with open_db(loop.settings.database_url) as db:
         serving = db.get(Project, loop.project_id).current_version  # type: ignore[union-attr]
     assert serving == runs[0].model_version
     progress = loop.client.get(f"/api/runs/{runs[0].id}").json()
-    assert progress["status"] == "succeeded" and "decision" in progress["details"]
+    assert progress["status"] == "succeeded"
+    assert "decision" in progress["details"]
     # the dashboard's learning curve: the version's dev F1 against the labels per type it was trained on
     trained_on = Counter(
         r["value"]["labels"][0]
@@ -117,8 +120,11 @@ def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_d
     assert [v["version"] for v in board["versions"]] == [serving]
     # issue #12: the figures come from the held-out test half, with intervals, and the run keeps the gate's record
     version, run_shown = board["versions"][0], board["runs"][0]
-    assert version["evaluated_on"] == "test" and set(version["f1_interval"]) == set(conll_guide.labels)
-    assert run_shown["details"]["test_docs"] >= 1 and run_shown["details"]["gate"] == {}  # nothing served before
+    assert version["evaluated_on"] == "test"
+    assert set(version["f1_interval"]) == set(conll_guide.labels)
+    # nothing served before
+    assert run_shown["details"]["test_docs"] >= 1
+    assert run_shown["details"]["gate"] == {}
     assert {t["label"]: [p["labels"] for p in t["curve"]] for t in board["types"]} == {
         label: [trained_on.get(label, 0)] for label in conll_guide.labels
     }
@@ -140,7 +146,8 @@ def test_duplicate_burst_trains_once_then_crash_is_recorded(loop: Loop, shared_d
         )
     wait_until(lambda: _finished(loop.settings.database_url, 2), 120, f"second run did not end; see {loop.log}")
     failed = _runs(loop.settings.database_url)[1]
-    assert failed.status == "failed" and "label more tasks" in (failed.error or "")
+    assert failed.status == "failed"
+    assert "label more tasks" in (failed.error or "")
     with open_db(loop.settings.database_url) as db:
         assert db.get(Project, loop.project_id).current_version == serving  # type: ignore[union-attr]
     for label in conll_guide.labels:
@@ -173,12 +180,16 @@ def test_promotion_refuses_a_version_that_regresses(
         trainer = Trainer(sessions, settings, lambda db, p: StoredLabelsSource(db, p))
         outcome = trainer.run(run_id)  # 40 sentences, 20 steps: worse than the serving model on every type
         again = trainer.run(run_id)
-    assert outcome.status == "rejected" and outcome.decision is not None and outcome.decision.regressed
+    assert outcome.status == "rejected"
+    assert outcome.decision is not None
+    assert outcome.decision.regressed
     with open_db(database_url) as db:
         assert db.scalars(select(Project)).one().current_version == small_model.version
         versions = {v.version: v.status for v in db.scalars(select(ModelVersion))}
     assert versions[outcome.model_version] == "rejected"  # type: ignore[index]
-    assert again.status == "rejected" and again.model_version == outcome.model_version  # not trained again
+    # not trained again
+    assert again.status == "rejected"
+    assert again.model_version == outcome.model_version
 
 
 def test_runs_whose_worker_died_are_expired(database_url: str, conll_guide: Guide) -> None:
@@ -195,7 +206,9 @@ def test_runs_whose_worker_died_are_expired(database_url: str, conll_guide: Guid
         old.status, old.started_at = "running", utcnow() - timedelta(hours=5)
         db.flush()
         assert expire_stale_runs(db, timeout_s=180, project=project) == [old.id]
-        assert old.status == "failed" and "worker was lost" in (old.error or "") and fresh.status == "queued"
+        assert old.status == "failed"
+        assert "worker was lost" in (old.error or "")
+        assert fresh.status == "queued"
 
 
 def test_snapshot_failure_is_recorded_and_the_run_can_be_retried(
@@ -219,6 +232,11 @@ def test_snapshot_failure_is_recorded_and_the_run_can_be_retried(
     assert outcome.status == "failed"
     with open_db(database_url) as db:
         run = db.get(TrainingRun, run_id)
-        assert run is not None and run.status == "failed" and "cannot reach Label Studio" in (run.error or "")
+        assert run is not None
+        assert run.status == "failed"
+        assert "cannot reach Label Studio" in (run.error or "")
         retried, created = manual_run(db, db.scalars(select(Project)).one(), trigger="cli")
-        assert created and retried.id == run_id and retried.status == "queued" and retried.error is None
+        assert created
+        assert retried.id == run_id
+        assert retried.status == "queued"
+        assert retried.error is None

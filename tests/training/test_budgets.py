@@ -79,7 +79,7 @@ def test_a_tiny_set_trains_the_floor_number_of_steps(
     trained = train(
         train_docs[:8], dev_docs[:20], conll_guide, settings=settings, output_root=tmp_path, on_progress=seen.append
     )
-    assert trained.meta["initialisation"]["max_steps"] == 12
+    assert trained.initialisation.max_steps == 12
     # evaluated every 12 // 5 steps
     assert [p.step for p in seen if p.stage == "train" and p.dev_f1 is not None] == [2, 4, 6, 8, 10, 12]
 
@@ -109,7 +109,8 @@ def test_a_model_that_predicts_nothing_is_flagged_in_meta_and_cli(
     sparse = _sparse(train_docs)
     settings = TrainSettings(max_steps=60, eval_frequency=20)
     trained = train(sparse, dev_docs, conll_guide, settings=settings, output_root=tmp_path / "models")
-    assert trained.warnings and trained.meta["warnings"] == list(trained.warnings)
+    assert trained.warnings
+    assert trained.meta.warnings == trained.warnings
     assert "predicts almost nothing on dev" in trained.warnings[0]
 
     conll_file = tmp_path / "sparse.conll"

@@ -66,7 +66,9 @@ def test_compare_reports_figures_recomputable_from_its_predictions_and_resumes(
     for name in ("report.md", "report.html"):
         assert (out / name).stat().st_size > 0
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "<script" in html and 'src="http' not in html  # plotly.js inlined: no network
+    # plotly.js inlined: no network
+    assert "<script" in html
+    assert 'src="http' not in html
     assert "seconds_per_label" in (out / "report.md").read_text(encoding="utf-8")  # the rates are printed
 
     # recompute every row's scores from the saved predictions and the test file (the rows share --limit-llm's
@@ -92,7 +94,8 @@ def test_compare_reports_figures_recomputable_from_its_predictions_and_resumes(
     for row in first["rows"]:
         full = out / "predictions" / f"{row['slug']}.full.jsonl"
         if row["kind"] != "fine-tuned":
-            assert row["full_test"] is None and not full.exists()
+            assert row["full_test"] is None
+            assert not full.exists()
             continue
         saved = [json.loads(line) for line in full.read_text(encoding="utf-8").splitlines()]
         assert [s["text"] for s in saved] == [d.text for d in everything]
@@ -116,7 +119,8 @@ def test_compare_reports_figures_recomputable_from_its_predictions_and_resumes(
         per_type = Counter(e.label_ for d in train_docs[:size] for e in d.ents)
         assert row["labels"] == sum(per_type.values())
         assert row["labelling_cost"] == pytest.approx(labelling_cost(row["labels"], costs))
-        assert row["train_seconds"] > 0 and row["docs_per_second"] > 0
+        assert row["train_seconds"] > 0
+        assert row["docs_per_second"] > 0
     for row in first["rows"][:2]:  # LLM: token prices of the measured tokens
         tokens = row["prompt_tokens_per_doc"] * 0.003 + row["completion_tokens_per_doc"] * 0.006
         assert row["cost_per_1k_docs"] == pytest.approx(tokens)

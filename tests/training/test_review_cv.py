@@ -26,7 +26,8 @@ def test_wrong_types_of_frequent_entities_rank_first(shared_data: Path, conll_gu
         wrong |= {(i, e.start_char, e.end_char) for e in doc.ents if e.text == name}
     settings = ReviewSettings(folds=2, max_steps=300, min_confidence=0.0, max_suspects=10_000)
     result = cross_validate(docs, list(range(len(docs))), settings=settings, work_dir=tmp_path, key="t")
-    assert result.docs == 300 and result.folds == 2
+    assert result.docs == 300
+    assert result.folds == 2
     assert all(s.kind in KINDS for s in result.suspects)
     confidences = [s.confidence for s in result.suspects]
     assert confidences == sorted(confidences, reverse=True)

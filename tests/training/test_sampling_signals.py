@@ -36,7 +36,8 @@ def test_spacy_pool_signals_and_vectors(small_model: TrainedModel, pool_docs: li
     docs = [model.make_doc(d.text) for d in pool_docs[:40]]
     signals = read_pool(model, docs, vectors="model")
     assert signals.representation == "tok2vec-mean"
-    assert signals.vectors is not None and signals.vectors.shape[0] == 40
+    assert signals.vectors is not None
+    assert signals.vectors.shape[0] == 40
     assert signals.spans == model.predict(docs)
     assert all(
         u.token_best == () and u.span_scores == tuple(s.score for s in spans)
@@ -60,7 +61,8 @@ def test_token_classifier_fills_token_signals_and_vectors(conll_guide: Guide, po
     tagger = HFTagger(encoder, AutoTokenizer.from_pretrained(path), version="untrained-head")
     docs = [tagger.make_doc(d.text) for d in pool_docs[:6]]
     signals = read_pool(tagger, docs, vectors="model")
-    assert signals.representation == "encoder-mean" and signals.vectors is not None
+    assert signals.representation == "encoder-mean"
+    assert signals.vectors is not None
     assert signals.vectors.shape == (6, 384)
     for doc, uncertainty in zip(docs, signals.uncertainty, strict=True):
         assert len(uncertainty.token_best) == len([t for t in doc if not t.is_space])
@@ -75,7 +77,8 @@ def test_minilm_vectors() -> None:
     vectors = minilm_vectors(["The bank raised rates.", "The bank raised rates.", "Goals in the second half."])
     assert vectors.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    assert _cosine(vectors[0], vectors[1]) == pytest.approx(1.0) and _cosine(vectors[0], vectors[2]) < 0.9
+    assert _cosine(vectors[0], vectors[1]) == pytest.approx(1.0)
+    assert _cosine(vectors[0], vectors[2]) < 0.9
 
 
 def test_strategy_and_diversity_change_the_batch_on_a_real_pool(

@@ -42,28 +42,32 @@ def trained(
 def test_the_pipeline_is_minilm_through_spacy_transformers(trained: tuple[TrainedModel, list[Progress]]) -> None:
     model, seen = trained
     meta = read_meta(model.path)
-    assert meta["architecture"] == "spacy-transformer" and "-spacy-transformer-" in model.version
+    assert meta.architecture == "spacy-transformer"
+    assert "-spacy-transformer-" in model.version
     nlp = spacy.load(model.path / "model")
     assert nlp.pipe_names == ["transformer", "ner"]
     config = nlp.config.interpolate()
     assert config["components"]["transformer"]["model"]["name"] == default_encoder()  # local: nothing downloaded
-    assert config["training"]["max_steps"] == 40 == meta["initialisation"]["max_steps"]
+    assert config["training"]["max_steps"] == 40 == meta.initialisation.max_steps
     assert [p.step for p in seen if p.stage == "train" and p.dev_f1 is not None] == [0, 8, 16, 24, 32, 40]  # 40 // 5
-    assert seen[-1].stage == "evaluate" and seen[-1].fraction == 1.0
+    assert seen[-1].stage == "evaluate"
+    assert seen[-1].fraction == 1.0
 
 
 def test_confidences_are_probabilities_and_calibrated_at_save(
     trained: tuple[TrainedModel, list[Progress]], conll: tuple[list[Doc], list[Doc]]
 ) -> None:
     model, _ = trained
-    assert read_meta(model.path)["calibration"]["method"] == "platt"
+    assert read_meta(model.path).calibration.method == "platt"
     assert model.dev_report.micro.f1 > 0.2, model.dev_report.micro  # it learnt something in 40 steps
     assert model.dev_report.ece is not None
     docs = conll[1]
     raw = load_model(model.path, calibrated=False).predict(docs)
     calibrated = load_model(model.path).predict(docs)
     scores = [s.score for spans in calibrated for s in spans]
-    assert scores and all(0.0 <= s <= 1.0 for s in scores) and len(set(scores)) > 10
+    assert scores
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert len(set(scores)) > 10
     assert [[(s.start, s.end, s.label) for s in d] for d in raw] == [
         [(s.start, s.end, s.label) for s in d] for d in calibrated
     ]
@@ -78,4 +82,5 @@ def test_a_reload_predicts_the_same(
     docs = conll[1][:50]
     first = load_model(trained[0].path).predict(docs)
     again = load_model(trained[0].path).predict(docs)
-    assert first == again and any(first)
+    assert first == again
+    assert any(first)

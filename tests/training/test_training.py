@@ -55,7 +55,8 @@ def _check_predictions(model: NERModel, docs: list[Doc]) -> list[float]:
     scores = []
     for doc, spans in zip(docs, predictions, strict=True):
         for span in spans:
-            assert doc.text[span.start : span.end] == span.text and span.text.strip() == span.text
+            assert doc.text[span.start : span.end] == span.text
+            assert span.text.strip() == span.text
             assert span.label in model.labels
             assert 0.0 <= span.score <= 1.0
             scores.append(span.score)
@@ -65,14 +66,17 @@ def _check_predictions(model: NERModel, docs: list[Doc]) -> list[float]:
 def test_cnn_version_directory_and_meta(cnn: tuple[TrainedModel, list[Progress]], conll_guide: Guide) -> None:
     trained, _ = cnn
     meta = read_meta(trained.path)
-    assert trained.path.name == trained.version == meta["version"]
+    assert trained.path.name == trained.version == meta.version
     assert list_versions(trained.path.parent) == [trained.version]
-    assert meta["labels"] == conll_guide.labels
-    assert meta["guide"]["sha256"] == conll_guide.sha256
-    assert len(meta["data"]["train_fingerprint"]) == 64 and meta["data"]["train_docs"] == 300
-    assert meta["settings"]["max_steps"] == 300 and meta["calibration"]["method"] == "platt"
-    assert meta["started_at"] < meta["finished_at"] and meta["training_seconds"] > 0
-    assert set(meta["metrics"]["per_type"]) == set(conll_guide.labels)
+    assert list(meta.labels) == conll_guide.labels
+    assert meta.guide.sha256 == conll_guide.sha256
+    assert len(meta.data.train_fingerprint) == 64
+    assert meta.data.train_docs == 300
+    assert meta.settings["max_steps"] == 300
+    assert meta.calibration.method == "platt"
+    assert meta.started_at < meta.finished_at
+    assert meta.training_seconds > 0
+    assert set(meta.metrics.per_type) == set(conll_guide.labels)
     assert not [p for p in trained.path.parent.iterdir() if p.name.startswith(".training-")]
 
 
@@ -90,11 +94,16 @@ def test_cnn_learns_and_reports_progress(
     assert [p.step for p in train_steps] == [0, 60, 120, 180, 240, 300]  # every max_steps // 5
     paced = [p.step for p in seen if p.stage == "train" and p.dev_f1 is None]
     assert paced == [20, 40, 80, 100, 140, 160, 200, 220, 260, 280]  # every 20 steps between evaluations
-    assert train_steps[1].eta_s is not None and train_steps[1].eta_s > 0
+    assert train_steps[1].eta_s is not None
+    assert train_steps[1].eta_s > 0
     # one fraction and ETA over the whole job: the last training step still has calibration and evaluation ahead
-    assert train_steps[-1].fraction < 1.0 and train_steps[-1].eta_s is not None and train_steps[-1].eta_s > 0
-    assert [p.stage for p in seen if p.stage != "train"][:1] == ["calibrate"] and seen[-1].stage == "evaluate"
-    assert seen[-1].fraction == 1.0 and seen[-1].eta_s == 0.0
+    assert train_steps[-1].fraction < 1.0
+    assert train_steps[-1].eta_s is not None
+    assert train_steps[-1].eta_s > 0
+    assert [p.stage for p in seen if p.stage != "train"][:1] == ["calibrate"]
+    assert seen[-1].stage == "evaluate"
+    assert seen[-1].fraction == 1.0
+    assert seen[-1].eta_s == 0.0
     fractions = [p.fraction for p in seen]
     assert fractions == sorted(fractions)
     assert trained.dev_report.micro.f1 > 0.2, trained.dev_report.micro  # 300 sentences, 300 steps: above chance
@@ -137,8 +146,9 @@ def test_hf_transformer_trains_and_predicts(
         output_root=tmp_path,
         on_progress=seen.append,
     )
-    assert read_meta(trained.path)["architecture"] == "hf-transformer" and "-hf-transformer-" in trained.version
-    assert trained.meta["initialisation"]["max_steps"] == 10  # one pass of 160 docs, 16 a step
+    assert read_meta(trained.path).architecture == "hf-transformer"
+    assert "-hf-transformer-" in trained.version
+    assert trained.initialisation.max_steps == 10  # one pass of 160 docs, 16 a step
     assert [p.step for p in seen if p.stage == "train" and p.dev_f1 is not None] == [2, 4, 6, 8, 10]
     model = load_model(trained.path)
     assert sorted(model.labels) == sorted(conll_guide.labels)
@@ -216,8 +226,10 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    assert "[train]" in run.stderr and "ETA" in run.stderr
-    assert "test scores (200 documents touched by nothing else)" in run.stdout and "95% interval" in run.stdout
+    assert "[train]" in run.stderr
+    assert "ETA" in run.stderr
+    assert "test scores (200 documents touched by nothing else)" in run.stdout
+    assert "95% interval" in run.stdout
     model_dir = run.stdout.strip().splitlines()[-1].removeprefix("model: ")
     evaluated = subprocess.run(
         [NERLOOP, "evaluate", "--model", model_dir, "--data", str(data / "dev.txt"), "--json"],
@@ -229,10 +241,13 @@ def test_cli_train_then_evaluate_json(shared_data: Path, tmp_path: Path) -> None
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
     assert set(report["per_type"]) == {"person", "location", "organisation", "misc"}
-    assert report["n_docs"] == 3250 and report["per_type"]["person"]["support"] == 1842
-    assert 0.0 <= report["micro"]["f1"] <= 1.0 and "ece" in report
+    assert report["n_docs"] == 3250
+    assert report["per_type"]["person"]["support"] == 1842
+    assert 0.0 <= report["micro"]["f1"] <= 1.0
+    assert "ece" in report
     low, high = report["per_type"]["person"]["f1_interval"]
-    assert low <= report["per_type"]["person"]["f1"] <= high and report["micro_f1_interval"] is not None
+    assert low <= report["per_type"]["person"]["f1"] <= high
+    assert report["micro_f1_interval"] is not None
 
 
 @pytest.mark.parametrize(
@@ -261,7 +276,8 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, content: str, options: list[s
         check=False,
     )
     assert run.returncode == 2
-    assert message in run.stderr and "Traceback" not in run.stderr
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1
 
 
@@ -286,7 +302,7 @@ def test_cnn_tok2vec_shape_is_a_setting(
     assert (tok2vec["embed"]["width"], tok2vec["encode"]["width"], tok2vec["encode"]["depth"]) == (48, 48, 2)
     assert tok2vec["embed"]["rows"] == [3000, 500, 1000, 500]
     assert config["components"]["ner"]["model"]["tok2vec"]["width"] == 48
-    assert read_meta(trained.path)["settings"]["width"] == 48
+    assert read_meta(trained.path).settings["width"] == 48
     _check_predictions(load_model(trained.path), conll_slices[1][:30])
 
 
@@ -298,5 +314,6 @@ def test_tok2vec_shape_conflicts_with_a_sourced_tok2vec() -> None:
 def test_cnn_default_hash_tables_are_the_measured_ones(tmp_path: Path) -> None:
     config = build_config(TrainSettings(), train_path=tmp_path / "t.spacy", dev_path=tmp_path / "d.spacy")
     embed = config.interpolate()["components"]["tok2vec"]["model"]["embed"]
-    assert embed["rows"] == [10000, 2500, 5000, 2500] and embed["width"] == 96
+    assert embed["rows"] == [10000, 2500, 5000, 2500]
+    assert embed["width"] == 96
     assert embed["attrs"] == ["NORM", "PREFIX", "SUFFIX", "SHAPE"]

@@ -53,16 +53,20 @@ def test_warm_candidate_starts_from_the_serving_weights_with_the_smaller_budget(
         on_progress=seen.append,
         warm_from=small_model.path,
     )
-    init = trained.meta["initialisation"]
-    assert init["mode"] == "warm" and init["source_version"] == small_model.version
-    assert init["new_docs"] == new and init["max_steps"] == warm_budget(settings, new) < 400
+    init = trained.initialisation
+    assert init.mode == "warm"
+    assert init.source_version == small_model.version
+    assert init.new_docs == new
+    assert init.max_steps == warm_budget(settings, new) < 400
     assert warm_budget(settings, new) - 5 < new / 4 <= warm_budget(settings, new)  # a multiple of 5: evaluated
-    assert init["warm_chain"] == 1 and init["added_labels"] == []
-    assert [p.step for p in seen if p.stage == "train"][-1] == init["max_steps"]
+    assert init.warm_chain == 1
+    assert init.added_labels == ()
+    assert [p.step for p in seen if p.stage == "train"][-1] == init.max_steps
     serving_f1 = small_model.dev_report.micro.f1
     assert serving_f1 > 0.3, serving_f1
     # spaCy evaluates after its first update: from the serving weights, not from scratch (a cold start scores ~0)
-    assert _first_eval(seen).dev_f1 is not None and _first_eval(seen).dev_f1 > serving_f1 - 0.1
+    assert _first_eval(seen).dev_f1 is not None
+    assert _first_eval(seen).dev_f1 > serving_f1 - 0.1
     assert trained.dev_report.micro.f1 >= serving_f1 - 0.05
     # the new version stores its own digests: the next warm start counts from here
     assert len((trained.path / TRAIN_DOCS_FILE).read_text().split()) == len(train_docs)
@@ -98,12 +102,16 @@ def test_a_serving_version_with_other_types_gives_a_cold_start_and_says_why(
             on_progress=seen.append,
             warm_from=other,
         )
-    init = trained.meta["initialisation"]
-    assert init["mode"] == "cold" and init["max_steps"] == 20 and init["warm_chain"] == 0
-    assert init["reason"] == "the guide no longer has the serving version's types product"
+    init = trained.initialisation
+    assert init.mode == "cold"
+    assert init.max_steps == 20
+    assert init.warm_chain == 0
+    assert init.reason == "the guide no longer has the serving version's types product"
     assert any("cold start: the guide no longer has" in r.getMessage() for r in caplog.records)
     first = _first_eval(seen).dev_f1
-    assert first is not None and first < 0.1  # fresh weights
+    # fresh weights
+    assert first is not None
+    assert first < 0.1
 
 
 @pytest.mark.parametrize(
@@ -137,7 +145,9 @@ def test_incompatible_or_due_serving_versions_are_not_resumed(
         meta["settings"]["architecture"] = "transformer"
         (changed / META_FILE).write_text(json.dumps(meta))
     plan = plan_initialisation(settings, source=changed, train_docs=conll[0], labels=conll_guide.labels)
-    assert plan.mode == "cold" and reason in plan.reason and plan.max_steps == settings.max_steps
+    assert plan.mode == "cold"
+    assert reason in plan.reason
+    assert plan.max_steps == settings.max_steps
 
 
 def test_a_type_the_serving_head_lacks_resizes_the_head(
@@ -151,8 +161,10 @@ def test_a_type_the_serving_head_lacks_resizes_the_head(
     trained = train(
         train_docs[:150], dev_docs[:60], conll_guide, settings=settings, output_root=tmp_path, warm_from=serving.path
     )
-    init = trained.meta["initialisation"]
-    assert init["mode"] == "warm" and init["added_labels"] == ["misc"] and "NER head resized" in init["reason"]
+    init = trained.initialisation
+    assert init.mode == "warm"
+    assert init.added_labels == ("misc",)
+    assert "NER head resized" in init.reason
     assert set(_ner_labels(trained.path)) == set(conll_guide.labels)
     assert "misc" in load_model(trained.path).labels
 
@@ -174,7 +186,7 @@ def test_a_transformer_resumes_its_serving_version_for_the_warm_budget(
     train_docs, dev_docs = conll
     settings = TrainSettings(architecture="hf-transformer", epochs=2, batch_size=16, min_steps=1, warm_min_steps=2)
     serving = train(train_docs[:48], dev_docs[:30], conll_guide, settings=settings, output_root=tmp_path)
-    assert serving.meta["initialisation"]["mode"] == "cold"
+    assert serving.initialisation.mode == "cold"
     seen: list[Progress] = []
     trained = train(
         train_docs[:96],
@@ -185,7 +197,9 @@ def test_a_transformer_resumes_its_serving_version_for_the_warm_budget(
         on_progress=seen.append,
         warm_from=serving.path,
     )
-    init = trained.meta["initialisation"]
-    assert init["mode"] == "warm" and init["max_steps"] == 5  # 48 new docs x 0.05, rounded up to 5; cold: 12
+    init = trained.initialisation
+    # 48 new docs x 0.05, rounded up to 5; cold: 12
+    assert init.mode == "warm"
+    assert init.max_steps == 5
     assert [p.step for p in seen if p.stage == "train" and p.dev_f1 is not None] == [1, 2, 3, 4, 5]
     assert sorted(load_model(trained.path).labels) == sorted(conll_guide.labels)

@@ -40,10 +40,14 @@ def test_identical_annotators_agree_fully_and_unseen_types_have_no_figure(nlp: L
     a = [AnnotatedDoc(1, "ann", _doc(nlp, 1, ("Anna Meyer", "person"), ("Acme Corp", "organisation")))]
     b = [AnnotatedDoc(1, "bob", _doc(nlp, 1, ("Anna Meyer", "person"), ("Acme Corp", "organisation")))]
     report = agreement(a + b, labels=LABELS, bootstrap=0)
-    assert report.tasks == 1 and report.annotators == ["ann", "bob"]
-    assert report.per_type["person"].f1 == 1.0 and report.per_type["organisation"].f1 == 1.0
-    assert report.per_type["location"].f1 is None and report.per_type["location"].spans == 0
-    assert report.micro.f1 == 1.0 and report.micro.spans == 4
+    assert report.tasks == 1
+    assert report.annotators == ["ann", "bob"]
+    assert report.per_type["person"].f1 == 1.0
+    assert report.per_type["organisation"].f1 == 1.0
+    assert report.per_type["location"].f1 is None
+    assert report.per_type["location"].spans == 0
+    assert report.micro.f1 == 1.0
+    assert report.micro.spans == 4
 
 
 def test_a_type_swap_costs_both_types_and_half_the_micro_f1(nlp: Language) -> None:
@@ -53,8 +57,10 @@ def test_a_type_swap_costs_both_types_and_half_the_micro_f1(nlp: Language) -> No
     ]
     report = agreement(items, labels=LABELS, bootstrap=0)
     assert report.per_type["person"].f1 == 1.0
-    assert report.per_type["organisation"].f1 == 0.0 and report.per_type["organisation"].spans == 1
-    assert report.per_type["location"].f1 == 0.0 and report.per_type["location"].spans == 1
+    assert report.per_type["organisation"].f1 == 0.0
+    assert report.per_type["organisation"].spans == 1
+    assert report.per_type["location"].f1 == 0.0
+    assert report.per_type["location"].spans == 1
     assert report.micro.f1 == pytest.approx(0.5)  # 1 match of 2 spans each
 
 
@@ -64,7 +70,8 @@ def test_a_boundary_difference_is_half_credit_partially_and_none_exactly(nlp: La
         AnnotatedDoc(1, "bob", _doc(nlp, 1, ("York", "location"))),
     ]
     row = agreement(items, labels=LABELS, bootstrap=0).per_type["location"]
-    assert row.f1 == 0.0 and row.partial_f1 == pytest.approx(0.5)
+    assert row.f1 == 0.0
+    assert row.partial_f1 == pytest.approx(0.5)
 
 
 def test_agreement_is_symmetric_in_the_two_annotators(nlp: Language) -> None:
@@ -99,9 +106,12 @@ def test_the_interval_brackets_the_estimate_and_support_decides_measurability(nl
         items += [AnnotatedDoc(task, "a", _doc(nlp, task, doc)), AnnotatedDoc(task, "b", _doc(nlp, task, other))]
     report = agreement(items, labels=LABELS, bootstrap=200, min_support=4)
     person = report.per_type["person"]
-    assert person.f1 == pytest.approx(0.5) and person.f1_interval is not None
+    assert person.f1 == pytest.approx(0.5)
+    assert person.f1_interval is not None
     assert person.f1_interval[0] <= person.f1 <= person.f1_interval[1]
-    assert person.measurable and not report.per_type["location"].measurable  # 4 person spans, 2 location
+    # 4 person spans, 2 location
+    assert person.measurable
+    assert not report.per_type["location"].measurable
     assert report.bootstrap_samples == 200
 
 
@@ -113,7 +123,9 @@ def test_one_annotator_twice_on_a_task_is_refused(nlp: Language) -> None:
 
 def test_no_overlapping_task_gives_an_empty_report(nlp: Language) -> None:
     report = agreement([AnnotatedDoc(4, "a", _doc(nlp, 4))], labels=LABELS)
-    assert report.tasks == 0 and report.pairs == [] and report.micro.f1 is None
+    assert report.tasks == 0
+    assert report.pairs == []
+    assert report.micro.f1 is None
 
 
 def test_partial_f1_has_its_own_interval_from_the_same_resamples(nlp: Language) -> None:
@@ -124,13 +136,17 @@ def test_partial_f1_has_its_own_interval_from_the_same_resamples(nlp: Language) 
         items += [AnnotatedDoc(task, "a", _doc(nlp, task, span)), AnnotatedDoc(task, "b", _doc(nlp, task, other))]
     report = agreement(items, labels=LABELS, bootstrap=300, min_support=2)
     person = report.per_type["person"]
-    assert person.f1 == 0.0 and person.partial_f1 == pytest.approx(0.5) and person.spans == 4
+    assert person.f1 == 0.0
+    assert person.partial_f1 == pytest.approx(0.5)
+    assert person.spans == 4
     # a resample's person spans differ only in boundaries: exact F1 is 0 in every one, partial 0.5 (0 when a
     # resample draws no person task)
-    assert person.f1_interval == (0.0, 0.0) and person.partial_f1_interval is not None
+    assert person.f1_interval == (0.0, 0.0)
+    assert person.partial_f1_interval is not None
     assert person.partial_f1_interval[1] == pytest.approx(0.5)
     micro = report.micro.partial_f1_interval
-    assert micro is not None and micro[0] <= report.micro.partial_f1 <= micro[1]  # type: ignore[operator]
+    assert micro is not None
+    assert micro[0] <= report.micro.partial_f1 <= micro[1]  # type: ignore[operator]
 
 
 def _row(f1: float | None, interval: tuple[float, float] | None, *, measurable: bool = True) -> dict[str, object]:

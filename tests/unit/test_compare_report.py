@@ -62,19 +62,25 @@ def test_a_limited_comparison_scores_a_seeded_random_sample_and_says_so(tmp_path
     inputs = {"guide": "g", "train": "t", "test": "t", "dev": "2 of the project's dev tasks"}
     data = write_report(result, tmp_path, inputs=inputs)
     index = llm_sample(40, 10, 3)
-    assert index != list(range(10)) and data["test_sample"] == {"seed": 3, "indices": index}
+    assert index != list(range(10))
+    assert data["test_sample"] == {"seed": 3, "indices": index}
     saved = [json.loads(line) for line in (tmp_path / "predictions" / "cnn-8-docs.jsonl").read_text().splitlines()]
-    assert [s["doc"] for s in saved] == index and [s["text"] for s in saved] == [tests[i].text for i in index]
+    assert [s["doc"] for s in saved] == index
+    assert [s["text"] for s in saved] == [tests[i].text for i in index]
     for name in ("report.md", "report.html"):
         text = (tmp_path / name).read_text(encoding="utf-8")
-        assert "at random" in text and "default_rng(3)" in text and "the first 10" not in text
+        assert "at random" in text
+        assert "default_rng(3)" in text
+        assert "the first 10" not in text
         assert "2 of the project&#39;s dev tasks" in text or "2 of the project's dev tasks" in text
         assert "end of the training file" not in text
 
 
 def test_the_sample_is_seeded_sorted_distinct_and_whole_without_a_limit() -> None:
     first = llm_sample(1000, 200, 0)
-    assert first == llm_sample(1000, 200, 0) and first == sorted(set(first)) and len(first) == 200
+    assert first == llm_sample(1000, 200, 0)
+    assert first == sorted(set(first))
+    assert len(first) == 200
     assert first != llm_sample(1000, 200, 1)
     assert max(first) > 500  # not the file's first documents
     assert llm_sample(5, 0, 0) == llm_sample(5, 9, 0) == [0, 1, 2, 3, 4]

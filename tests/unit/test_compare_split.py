@@ -20,14 +20,16 @@ def _docs(n: int, prefix: str) -> list[Doc]:
 def test_without_a_dev_split_the_last_fifth_of_the_training_docs_is_held_out() -> None:
     train, test = _docs(10, "train"), _docs(4, "test")
     pool, dev, tests = split(train, test, CompareOptions(limit_llm=2), None)
-    assert [d.text for d in dev] == [d.text for d in train[-2:]] and pool == train[:8]
+    assert [d.text for d in dev] == [d.text for d in train[-2:]]
+    assert pool == train[:8]
     assert tests == test  # the whole test set: the rows' sample is cut from it, the fine-tuned rows see all of it
 
 
 def test_a_callers_dev_split_is_used_as_given_and_the_whole_pool_trains() -> None:
     train, dev_docs, test = _docs(3, "train"), _docs(2, "dev"), _docs(1, "test")
     pool, dev, _ = split(train, test, CompareOptions(), dev_docs)
-    assert pool == train and dev == dev_docs
+    assert pool == train
+    assert dev == dev_docs
 
 
 @pytest.mark.parametrize(("train", "test"), [(4, 1), (10, 0)])

@@ -114,7 +114,8 @@ def test_refused_unknown_labels_advise_mapping_or_dropping_not_the_policy(tmp_pa
 
     message = str(info.value)
     assert [(i.kind, i.label) for i in info.value.issues] == [("unknown_label", "PER"), ("unknown_label", "LOC")]
-    assert "--map-label OLD=NEW" in message and "--unknown-labels drop" in message
+    assert "--map-label OLD=NEW" in message
+    assert "--unknown-labels drop" in message
     assert "policy" not in message
 
 

@@ -42,7 +42,8 @@ def test_wide_conll_without_columns_fails_naming_the_options(tmp_path: Path, gui
 
     assert result.exit_code == 2
     assert f"error: {source}:3: 4 columns" in result.stderr
-    assert "--token-column" in result.stderr and "--tag-column" in result.stderr
+    assert "--token-column" in result.stderr
+    assert "--tag-column" in result.stderr
 
 
 def test_wide_conll_with_columns_mapping_and_dropping(tmp_path: Path, guide: Path) -> None:
@@ -72,7 +73,8 @@ def test_unknown_labels_are_refused_by_default_with_advice(tmp_path: Path, guide
 
     assert result.exit_code == 2
     assert "has a label that is not in the guide" in result.stderr
-    assert "--map-label OLD=NEW" in result.stderr and "--unknown-labels drop" in result.stderr
+    assert "--map-label OLD=NEW" in result.stderr
+    assert "--unknown-labels drop" in result.stderr
     assert "--policy" not in result.stderr
 
 

@@ -441,15 +441,18 @@ def test_no_span_disappears_or_moves_silently(case: tuple[str, list[CharSpan]], 
     for ent in ents:
         moves = [i for i in issues if (i.new_start, i.new_end, i.label) == (ent.start, ent.end, ent.label)]
         assert ent in spans or moves, f"{ent} is neither an input span nor a reported move"
-        assert not text[ent.start].isspace() and not text[ent.end - 1].isspace()
+        assert not text[ent.start].isspace()
+        assert not text[ent.end - 1].isspace()
         for move in moves:
             original = text[move.start : move.end]
             core_start = move.start + len(original) - len(original.lstrip())
             core_end = move.end - (len(original) - len(original.rstrip()))
             if policy == "expand":  # covers the span, less any whitespace at its edges
-                assert ent.start <= core_start and core_end <= ent.end
+                assert ent.start <= core_start
+                assert core_end <= ent.end
             else:
-                assert move.start <= ent.start and ent.end <= move.end
+                assert move.start <= ent.start
+                assert ent.end <= move.end
 
 
 @SETTINGS
@@ -459,12 +462,14 @@ def test_strict_keeps_spans_as_given_or_raises(case: tuple[str, list[CharSpan]])
     try:
         doc, issues = convert_one(text, spans, "strict")
     except ConversionError as error:
-        assert error.issues
-        assert all(i.action == "rejected" and i.task_id == "7" for i in error.issues)
-        assert {CharSpan(i.start, i.end, i.label) for i in error.issues} <= set(spans)
+        rejected = error.issues
     else:
         assert issues == []
         assert entities(doc) == sorted(spans)
+        return
+    assert rejected
+    assert all(i.action == "rejected" and i.task_id == "7" for i in rejected)
+    assert {CharSpan(i.start, i.end, i.label) for i in rejected} <= set(spans)
 
 
 # --------------------------------------------------------------------------------------------
@@ -549,7 +554,8 @@ def test_unknown_label_is_rejected_under_strict(case: tuple[str, list[CharSpan],
     assert [(i.task_id, i.kind, i.action, CharSpan(i.start, i.end, i.label)) for i in error.issues] == [
         ("3", "unknown_label", "rejected", bogus)
     ]
-    assert UNKNOWN in str(error) and "task 3" in str(error)
+    assert UNKNOWN in str(error)
+    assert "task 3" in str(error)
 
 
 @SETTINGS

@@ -123,7 +123,8 @@ def test_every_chart_is_a_valid_plotly_figure() -> None:
     assert set(charts) == {"labels", "throughput", "versions", "curve-0"}  # misc has no served version: no curve
     for figure in charts.values():
         go.Figure(figure)  # plotly's own schema: raises on any unknown property or bad value
-        assert figure["data"] and all(trace.get("x") is not None for trace in figure["data"])
+        assert figure["data"]
+        assert all(trace.get("x") is not None for trace in figure["data"])
 
 
 def _agree(label: str, f1: float | None, *, model_f1: float | None = None, below: bool = False) -> dict[str, Any]:
@@ -229,16 +230,21 @@ def test_panels_of_other_services_render_and_chart() -> None:
     html = render(data)
     for section in ("comparison-section", "agreement-section", "review-section", "chart-comparison"):
         assert f'id="{section}"' in html
-    assert EVIL not in html and "1,234" in html and "below the target" in html and "wrong type" in html
+    assert EVIL not in html
+    assert "1,234" in html
+    assert "below the target" in html
+    assert "wrong type" in html
     # the API answers the panels whole: the fields the page does not read pass through, "pass" keeps its name
     dumped = data.model_dump(mode="json", by_alias=True)
-    assert dumped["review"]["pass"]["folds"] == 3 and dumped["comparison"]["result"]["wall_s"] == 10.0
+    assert dumped["review"]["pass"]["folds"] == 3
+    assert dumped["comparison"]["result"]["wall_s"] == 10.0
     assert dumped["agreement"]["annotators"] == ["1", "2"]
     # before any pass or comparison finished
     review = {**_panels("person")["review"], "pass": None, "by_type": {}, "by_kind": {}, "top": []}
     empty = {"comparison": {"id": 1, "status": "queued", "result": None}, "review": review}
     html = render(ProjectProgress.model_validate({**_progress(), **empty}))
-    assert "No comparison has finished yet" in html and "No review pass has finished yet" in html
+    assert "No comparison has finished yet" in html
+    assert "No review pass has finished yet" in html
 
 
 def test_learning_curve_shows_the_fit_and_the_band_up_to_the_forecast() -> None:
@@ -248,21 +254,26 @@ def test_learning_curve_shows_the_fit_and_the_band_up_to_the_forecast() -> None:
     names = [trace["name"] for trace in figure["data"]]
     assert names == ["versions", "fit", "forecast", "hours"]
     hours = figure["layout"]["xaxis2"]  # the top axis: annotator hours at the type's 6 s per label
-    assert hours["matches"] == "x" and hours["ticktext"] == ["0.25 h", "0.5 h", "1 h", "2 h", "5 h", "10 h"]
+    assert hours["matches"] == "x"
+    assert hours["ticktext"] == ["0.25 h", "0.5 h", "1 h", "2 h", "5 h", "10 h"]
     assert hours["tickvals"][hours["ticktext"].index("1 h")] == 600
     fit = figure["data"][1]
     # the fitted line reaches the target where the forecast says: 300 + 1,500 labels
     assert fit["y"][0] == pytest.approx(-0.26 + 0.144 * 4.60517, abs=1e-3)
-    assert figure["data"][2]["x"] == [1800] and figure["data"][2]["y"] == [0.85]
+    assert figure["data"][2]["x"] == [1800]
+    assert figure["data"][2]["y"] == [0.85]
     band = next(s for s in figure["layout"]["shapes"] if s["type"] == "rect")
-    assert band["x0"] == 1200 and band["x1"] > 1800  # 300 + 900 to "more": open to the right
+    # 300 + 900 to "more": open to the right
+    assert band["x0"] == 1200
+    assert band["x1"] > 1800
     assert "1,500 more labels (900 to more), about 2.5 annotator hours" in figure["layout"]["title"]["text"]
 
 
 def test_project_page_escapes_and_embeds_the_figures() -> None:
     data = ProjectProgress.model_validate(_progress(label=EVIL, run_error=EVIL))
     html = render(data)
-    assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert EVIL not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     embedded = re.search(r'<script type="application/json" id="charts">(.*?)</script>', html, re.S)
     assert embedded is not None
     charts = json.loads(embedded.group(1))
@@ -274,7 +285,8 @@ def test_project_page_escapes_and_embeds_the_figures() -> None:
     assert 'data-version="v1">serve again' in html.replace('class="rollback" data-project="1" ', "")
     assert html.count('class="rollback"') == 1
     assert html.count('class="route-apply"') == 2
-    assert 'src="/dashboard/static/plotly.min.js"' in html and "https://" not in html
+    assert 'src="/dashboard/static/plotly.min.js"' in html
+    assert "https://" not in html
 
 
 def test_overview_page_lists_projects() -> None:
@@ -290,7 +302,10 @@ def test_overview_page_lists_projects() -> None:
         latest_run=None,
     )
     html = render_overview([item])
-    assert EVIL not in html and 'href="/dashboard/4"' in html and "3,456" in html and "1 / 4" in html
+    assert EVIL not in html
+    assert 'href="/dashboard/4"' in html
+    assert "3,456" in html
+    assert "1 / 4" in html
     assert "no project yet" in render_overview([])
 
 

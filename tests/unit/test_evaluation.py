@@ -43,27 +43,35 @@ def test_exact_partial_micro_macro_by_hand(blank_nlp: Language) -> None:
     per = report.per_type["PER"]
     assert (per.precision, per.recall, per.f1) == (0.5, 0.5, 0.5)  # "Alice" is only a partial match
     # partial (SemEval-2013): the exact "Bob" counts 1, the overlapping "Alice" 0.5, out of 2 predicted and 2 gold
-    assert per.partial_f1 == 0.75 and per.support == 2 and per.predicted == 2 and per.meets_target
+    assert per.partial_f1 == 0.75
+    assert per.support == 2
+    assert per.predicted == 2
+    assert per.meets_target
     loc, org = report.per_type["LOC"], report.per_type["ORG"]
     assert (loc.recall, loc.support, loc.predicted) == (0.0, 1, 0)
     assert (org.precision, org.support, org.predicted) == (0.0, 0, 1)
-    assert report.micro.precision == pytest.approx(1 / 3) and report.micro.recall == pytest.approx(1 / 3)
+    assert report.micro.precision == pytest.approx(1 / 3)
+    assert report.micro.recall == pytest.approx(1 / 3)
     assert report.macro.f1 == pytest.approx(0.25)  # types with support only: PER 0.5, LOC 0.0
     assert report.types_meeting_target == ["PER"]
-    assert "PER" in format_report(report) and "ECE" in format_report(report)
+    assert "PER" in format_report(report)
+    assert "ECE" in format_report(report)
 
 
 def test_perfect_predictions(blank_nlp: Language) -> None:
     doc = _gold(blank_nlp, "Bob lives in Rome", [(0, 3, "PER"), (13, 17, "LOC")])
     report = score_spans([doc], [[_pred(doc, 0, 3, "PER", 1.0), _pred(doc, 13, 17, "LOC", 1.0)]])
-    assert report.micro.f1 == 1.0 and report.macro.f1 == 1.0 and report.partial_micro_f1 == 1.0
+    assert report.micro.f1 == 1.0
+    assert report.macro.f1 == 1.0
+    assert report.partial_micro_f1 == 1.0
     assert report.ece == 0.0
 
 
 def test_no_predictions_has_no_calibration(blank_nlp: Language) -> None:
     doc = _gold(blank_nlp, "Bob lives in Rome", [(0, 3, "PER")])
     report = score_spans([doc], [[]])
-    assert report.micro.f1 == 0.0 and report.ece is None
+    assert report.micro.f1 == 0.0
+    assert report.ece is None
     assert "n/a" in format_report(report)
 
 
@@ -82,8 +90,10 @@ def test_platt_scaling_repairs_overconfidence() -> None:
     calibrator = fit_platt(list(raw), list(correct))
     before, _ = expected_calibration_error(list(raw), list(correct))
     after, _ = expected_calibration_error([calibrator(float(s)) for s in raw], list(correct))
-    assert before is not None and after is not None
-    assert before > 0.15 and after < 0.05
+    assert before is not None
+    assert after is not None
+    assert before > 0.15
+    assert after < 0.05
     assert calibrator(0.99) > calibrator(0.9) > calibrator(0.5)  # ranking kept
 
 
@@ -162,11 +172,16 @@ def test_intervals_hold_the_estimate_are_reproducible_and_flag_small_support(bla
     report = score_spans(docs, predicted, labels=["PER", "LOC"], min_support=40)
     again = score_spans(docs, predicted, labels=["PER", "LOC"], min_support=40)
     per, loc = report.per_type["PER"], report.per_type["LOC"]
-    assert per.f1_interval is not None and per.f1_interval[0] <= per.f1 <= per.f1_interval[1]
+    assert per.f1_interval is not None
+    assert per.f1_interval[0] <= per.f1 <= per.f1_interval[1]
     assert per.f1_interval == again.per_type["PER"].f1_interval  # a fixed seed
-    assert loc.f1_interval is not None and loc.f1_interval[0] < loc.f1 < loc.f1_interval[1]
-    assert per.measurable and not loc.measurable  # 60 PER and 30 LOC gold spans, 40 needed
-    assert report.micro_f1_interval is not None and report.bootstrap_samples == 1000
+    assert loc.f1_interval is not None
+    assert loc.f1_interval[0] < loc.f1 < loc.f1_interval[1]
+    # 60 PER and 30 LOC gold spans, 40 needed
+    assert per.measurable
+    assert not loc.measurable
+    assert report.micro_f1_interval is not None
+    assert report.bootstrap_samples == 1000
     assert "not yet measurable (< 40 gold spans)" in format_report(report)
     assert "95% interval" in format_report(report)
     assert "doc_counts" not in report.to_dict()

@@ -18,7 +18,8 @@ def test_shipped_guides_are_complete(name: str) -> None:
     assert (guide.targets.usable_labels, guide.targets.good_labels) == (200, 500)
     for entity_type in guide.entity_types:
         assert 5 <= len(entity_type.examples) <= 10
-        assert entity_type.edge_cases and entity_type.non_entities
+        assert entity_type.edge_cases
+        assert entity_type.non_entities
         assert all(mention in example.text for example in entity_type.examples for mention in example.mentions)
 
 
@@ -37,10 +38,13 @@ def test_label_studio_config_has_exactly_the_guide_labels(name: str) -> None:
     guide = load_guide(GUIDES / name)
     root = ET.fromstring(label_studio_config(guide))
     labels = root.find("Labels")
-    assert labels is not None and labels.get("name") == "label" and labels.get("toName") == "text"
+    assert labels is not None
+    assert labels.get("name") == "label"
+    assert labels.get("toName") == "text"
     assert [label.get("value") for label in labels.findall("Label")] == guide.labels
     text = root.find("Text")
-    assert text is not None and text.get("value") == "$text"
+    assert text is not None
+    assert text.get("value") == "$text"
     assert list(label_definitions(guide)) == guide.labels
 
 

@@ -58,7 +58,8 @@ def test_a_language_spacy_cannot_build_is_refused_at_once(tmp_path: Path, code: 
     (problem,) = problems_of(write(tmp_path, guide(language=code)))
 
     assert problem.startswith(expected) or expected in problem
-    assert "E048" not in problem and "Value error" not in problem
+    assert "E048" not in problem
+    assert "Value error" not in problem
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sudachipy") is not None, reason="Japanese support is installed here")
@@ -66,7 +67,8 @@ def test_a_language_whose_tokenizer_needs_a_missing_package_says_what_to_install
     (problem,) = problems_of(write(tmp_path, guide(language="ja")))
 
     assert problem.startswith("line 2, language: spaCy's 'ja' tokenizer needs a package that is not installed")
-    assert "SudachiPy" in problem and "or use 'xx'" in problem
+    assert "SudachiPy" in problem
+    assert "or use 'xx'" in problem
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +165,8 @@ def test_a_guide_with_a_part_word_entity_says_where_in_plain_words(tmp_path: Pat
     (problem,) = problems_of(write(tmp_path, guide(types=types)))
 
     assert problem.startswith("line 11, entity type 'algorithm', example 5: 'Rank' occurs in the text only inside")
-    assert "'PageRank'" in problem and "whole word" in problem
+    assert "'PageRank'" in problem
+    assert "whole word" in problem
 
 
 def test_the_boundary_rule_matches_the_llm_parsers_examples() -> None:

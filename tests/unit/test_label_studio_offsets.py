@@ -54,7 +54,8 @@ def test_offsets_that_cover_the_selection_are_kept_without_an_issue() -> None:
     text = "💩 Report by Acme Corp ."
     acme = text.index("Acme Corp")
     exact = from_label_studio([task(text, [(acme, acme + 9, "Acme Corp", "org")])], NLP, labels=LABELS)
-    assert [e.text for e in exact.docs[0].ents] == ["Acme Corp"] and exact.issues == []
+    assert [e.text for e in exact.docs[0].ents] == ["Acme Corp"]
+    assert exact.issues == []
     # Label Studio may store the selection without the whitespace its offsets took in: not an offsets issue
     padded = from_label_studio(
         [task(text, [(acme, acme + 10, "Acme Corp", "org")])], NLP, labels=LABELS, policy="expand"

@@ -88,7 +88,8 @@ def test_from_name_keeps_only_its_control_and_counts_the_others() -> None:
 
     assert ents(only_ner) == [[CharSpan(0, 3, "PER")]]
     assert [(i.kind, i.action) for i in only_ner.issues] == [("unsupported_result", "ignored")]
-    assert "'label'" in str(only_ner.issues[0]) and "'ner'" in str(only_ner.issues[0])
+    assert "'label'" in str(only_ner.issues[0])
+    assert "'ner'" in str(only_ner.issues[0])
     assert ents(every) == [[CharSpan(0, 3, "PER"), CharSpan(8, 11, "PER")]]
     assert every.issues == []
 
@@ -168,7 +169,8 @@ def test_malformed_task_is_counted_and_the_others_convert(raw: Any, place: str) 
     assert ents(result) == [[CharSpan(0, 3, "PER")]]
     assert [(i.kind, i.action) for i in result.issues] == [("malformed", "dropped")]
     assert place in str(result.issues[0])
-    assert "instance of" not in str(result.issues[0]) and "LSAnnotation" not in str(result.issues[0])
+    assert "instance of" not in str(result.issues[0])
+    assert "LSAnnotation" not in str(result.issues[0])
 
 
 UNREADABLE_ANNOTATIONS: dict[str, Any] = {
@@ -236,7 +238,8 @@ def test_any_result_items_are_converted_or_counted_never_fatal(junk: list[Any]) 
     result = from_label_studio(tasks, NLP, labels=LABELS, policy="expand")
 
     ids = [doc.user_data["task_id"] for doc in result.docs]
-    assert ids[0] == "1" and ids[-1] == "3"
+    assert ids[0] == "1"
+    assert ids[-1] == "3"
     assert ents(result)[0] == [CharSpan(0, 3, "PER")]
     assert ents(result)[-1] == [CharSpan(15, 19, "ORG")]
     if "2" not in ids:  # left out only when something in it was malformed, and then said so
@@ -269,10 +272,12 @@ def annotation(aid: Any, updated: str | None, *, cancelled: bool = False) -> LSA
 )
 def test_latest_annotation_is_chosen_deterministically(annotations: list[LSAnnotation], expected: object) -> None:
     chosen = _latest(annotations)
-    assert chosen is not None and chosen.id == expected
+    assert chosen is not None
+    assert chosen.id == expected
     reversed_choice = _latest(annotations[::-1])
     if len({(a.updated_at, a.id) for a in annotations}) == len(annotations) and isinstance(expected, int):
-        assert reversed_choice is not None and reversed_choice.id == expected
+        assert reversed_choice is not None
+        assert reversed_choice.id == expected
 
 
 def test_all_cancelled_means_no_doc() -> None:
@@ -280,7 +285,8 @@ def test_all_cancelled_means_no_doc() -> None:
 
     result = from_label_studio([raw], NLP, labels=LABELS)
 
-    assert result.docs == [] and result.issues == []
+    assert result.docs == []
+    assert result.issues == []
 
 
 def test_issue_fields_default_for_record_kinds() -> None:
@@ -306,5 +312,6 @@ def test_writers_take_the_projects_names_and_the_reader_reads_them_back() -> Non
         assert (item["from_name"], item["to_name"]) == ("ner", "doc")
     assert [(s.start, s.end, s.label) for s in results_to_spans(predicted)] == [(0, 3, "PER")]
     back = from_label_studio([exported], NLP, labels=LABELS, from_name="ner", text_field="body")
-    assert ents(back) == [[CharSpan(0, 3, "PER")]] and back.issues == []
+    assert ents(back) == [[CharSpan(0, 3, "PER")]]
+    assert back.issues == []
     assert to_results(doc)[0]["from_name"] == "label"  # the defaults are nerloop's own names

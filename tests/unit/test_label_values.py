@@ -33,8 +33,10 @@ def test_the_guide_renders_and_checks_label_studio_values(conll_guide: Guide) ->
     assert '<Label value="Company Name"' in label_studio_config(guide)
     assert check_label_config(CONFIG, guide) == []
     problems = check_label_config(CONFIG, conll_guide)
-    assert any("'organisation'" in p for p in problems) and any("label_studio.labels" in p for p in problems)
-    assert guide.label_value("organisation") == "Company Name" and guide.label_names == {"Company Name": "organisation"}
+    assert any("'organisation'" in p for p in problems)
+    assert any("label_studio.labels" in p for p in problems)
+    assert guide.label_value("organisation") == "Company Name"
+    assert guide.label_names == {"Company Name": "organisation"}
 
 
 @pytest.mark.parametrize(
@@ -68,8 +70,10 @@ def test_reading_and_writing_use_the_values(conll_guide: Guide) -> None:
 
 
 def test_the_skeleton_names_a_label_its_way_and_keeps_label_studios(tmp_path: object) -> None:
-    assert guide_name("Company Name") == "Company_Name" and guide_name("person") == "person"
-    assert guide_name("2nd place") == "L_2nd_place" and guide_name("人名") == "L_"
+    assert guide_name("Company Name") == "Company_Name"
+    assert guide_name("person") == "person"
+    assert guide_name("2nd place") == "L_2nd_place"
+    assert guide_name("人名") == "L_"
     skeleton = yaml.safe_load(guide_skeleton(CONFIG, "team"))
     assert [t["name"] for t in skeleton["entity_types"]] == ["person", "location", "Company_Name", "misc"]
     assert skeleton["label_studio"]["labels"] == {"Company_Name": "Company Name"}

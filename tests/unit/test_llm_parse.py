@@ -271,7 +271,8 @@ def test_find_mention_takes_whole_words_only() -> None:
         "LEICESTERSHIRE won .",
         labels=["location"],
     )
-    assert [(s.start, s.end) for s in parsed.spans] == [(0, 14)] and parsed.reasons == ["not in text: 'Leicester'"]
+    assert [(s.start, s.end) for s in parsed.spans] == [(0, 14)]
+    assert parsed.reasons == ["not in text: 'Leicester'"]
 
 
 def test_find_mention_prefers_after_then_anywhere_and_skips_taken() -> None:

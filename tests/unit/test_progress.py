@@ -26,7 +26,8 @@ def test_label_marks_follow_the_guide() -> None:
 def test_forecast_recovers_an_exact_log_curve() -> None:
     points = [(n, 0.2 + 0.1 * math.log(n)) for n in (50, 100, 200)]
     result = forecast(points, labels=300, target=0.85)
-    assert result.slope == pytest.approx(0.1) and result.intercept == pytest.approx(0.2)
+    assert result.slope == pytest.approx(0.1)
+    assert result.intercept == pytest.approx(0.2)
     assert result.more_labels == math.ceil(math.exp(6.5)) - 300  # 0.2 + 0.1 ln(n) = 0.85 at n = e^6.5
 
 
@@ -53,14 +54,16 @@ def test_no_forecast_without_a_rising_curve_of_two_points() -> None:
     assert forecast([], labels=0, target=0.85).more_labels is None
     assert forecast([(100, 0.5)], labels=100, target=0.85).reason.startswith("not enough data")
     falling = forecast([(100, 0.6), (200, 0.5)], labels=200, target=0.85)
-    assert falling.more_labels is None and falling.reason == "F1 is not rising with more labels"
+    assert falling.more_labels is None
+    assert falling.reason == "F1 is not rising with more labels"
     assert forecast([(100, 0.6), (200, 0.9)], labels=200, target=0.85).more_labels == 0
 
 
 def test_a_version_too_small_to_measure_gives_no_forecast_and_no_target_met() -> None:
     """The issue's demo: F1 1.000 on three test entities is not "target met, 0 more labels"."""
     tiny = forecast([CurvePoint(20, 0.5), CurvePoint(30, 1.0, (0.0, 1.0), measurable=False)], labels=30, target=0.85)
-    assert tiny.more_labels is None and tiny.reason.startswith("not yet measurable")
+    assert tiny.more_labels is None
+    assert tiny.reason.startswith("not yet measurable")
 
 
 def test_the_forecast_band_and_hours() -> None:
@@ -69,9 +72,11 @@ def test_the_forecast_band_and_hours() -> None:
         for n in (50, 100, 200)
     ]
     result = forecast(points, labels=300, target=0.85, seconds_per_label=36)
-    assert result.more_labels == math.ceil(math.exp(6.5)) - 300 and result.band is not None
+    assert result.more_labels == math.ceil(math.exp(6.5)) - 300
+    assert result.band is not None
     low, high = result.band
-    assert high is not None and low < result.more_labels < high
+    assert high is not None
+    assert low < result.more_labels < high
     assert result.hours == pytest.approx(result.more_labels * 36 / 3600)
     assert result.hours_band == (pytest.approx(low / 100), pytest.approx(high / 100))
     assert forecast([*points[:2], CurvePoint(200, 0.9)], labels=200, target=0.85, seconds_per_label=36).hours == 0.0

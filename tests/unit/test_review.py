@@ -46,12 +46,18 @@ def test_each_kind_with_its_confidence() -> None:
     boundary = by_kind["wrong_boundary"]
     assert (boundary.start, boundary.end, boundary.label) == (0, 4, "person")
     assert (boundary.predicted_start, boundary.predicted_end, boundary.confidence) == (0, 10, 0.8)
-    assert by_kind["missed"].confidence == pytest.approx(0.9) and by_kind["missed"].text == "works"
-    assert by_kind["missed"].predicted_label is None and by_kind["missed"].label == "misc"
+    assert by_kind["missed"].confidence == pytest.approx(0.9)
+    assert by_kind["missed"].text == "works"
+    assert by_kind["missed"].predicted_label is None
+    assert by_kind["missed"].label == "misc"
     assert (by_kind["wrong_type"].label, by_kind["wrong_type"].predicted_label) == ("organisation", "location")
     spurious = by_kind["spurious"]
-    assert spurious.label is None and spurious.text == "Paris" and spurious.entity_type == "location"
-    assert spurious.confidence == 0.95 and {s.task_id for s in found} == {7} and {s.fold for s in found} == {2}
+    assert spurious.label is None
+    assert spurious.text == "Paris"
+    assert spurious.entity_type == "location"
+    assert spurious.confidence == 0.95
+    assert {s.task_id for s in found} == {7}
+    assert {s.fold for s in found} == {2}
 
 
 def test_a_missed_label_without_any_beam_mass_is_certain() -> None:
@@ -67,7 +73,9 @@ def test_a_missed_label_is_discounted_by_the_model_recall() -> None:
 def test_a_boundary_takes_the_most_confident_overlapping_prediction() -> None:
     gold = [CharSpan(0, 29, "organisation")]  # one span over two predicted ones
     found = contradictions(1, TEXT, gold, [_p(0, 10, "person", 0.6), _p(20, 29, "organisation", 0.9)])
-    assert len(found) == 1 and found[0].kind == "wrong_boundary" and found[0].predicted_label == "organisation"
+    assert len(found) == 1
+    assert found[0].kind == "wrong_boundary"
+    assert found[0].predicted_label == "organisation"
 
 
 def test_ranking_is_by_confidence_with_a_floor_and_a_limit() -> None:
@@ -100,7 +108,9 @@ def test_folds_are_stable_in_range_and_balanced() -> None:
     folds = [fold_of(task, folds=5, key="7") for task in range(2000)]
     assert folds == [fold_of(task, folds=5, key="7") for task in range(2000)]
     counts = Counter(folds)
-    assert set(counts) == set(range(5)) and min(counts.values()) > 330  # ~400 each
+    # ~400 each
+    assert set(counts) == set(range(5))
+    assert min(counts.values()) > 330
     assert folds != [fold_of(task, folds=5, key="8") for task in range(2000)]  # another project, another split
 
 

@@ -26,9 +26,13 @@ def test_types_at_or_above_target_go_to_the_model_and_overrides_win() -> None:
         target_f1=0.85,
         overrides={"misc": "model", "person": "llm"},
     )
-    assert table["person"].route == "llm" and table["person"].source == "override" and table["person"].f1 == 0.85
-    assert table["location"].route == "llm" and table["location"].source == "auto"
-    assert table["misc"].route == "model" and table["misc"].f1 is None
+    assert table["person"].route == "llm"
+    assert table["person"].source == "override"
+    assert table["person"].f1 == 0.85
+    assert table["location"].route == "llm"
+    assert table["location"].source == "auto"
+    assert table["misc"].route == "model"
+    assert table["misc"].f1 is None
     assert compute_routes(["person"], per_type_f1={"person": 0.85}, target_f1=0.85)["person"].route == "model"
 
 

@@ -164,7 +164,8 @@ def test_diversity_picks_from_both_clusters() -> None:
     assert set(greedy) <= set(cluster_a)
     diverse = select_batch(scores, n=4, rng=np.random.default_rng(1), embeddings=embeddings, diversity=0.5)
     assert diverse[0] == 9  # the most uncertain doc comes first
-    assert set(diverse) & set(cluster_a) and set(diverse) & set(cluster_b)
+    assert set(diverse) & set(cluster_a)
+    assert set(diverse) & set(cluster_b)
 
 
 @pytest.mark.parametrize("diversity", [None, 0.5])
@@ -232,7 +233,8 @@ def test_random_baseline() -> None:
     first = select_random(pool, n=10, rng=np.random.default_rng(1))
     assert first == select_random(pool[::-1], n=10, rng=np.random.default_rng(1))  # input order does not matter
     assert first != select_random(pool, n=10, rng=np.random.default_rng(2))
-    assert len(set(first)) == 10 and set(first) <= set(pool)
+    assert len(set(first)) == 10
+    assert set(first) <= set(pool)
     assert sorted(select_random(pool, n=500, rng=np.random.default_rng(1))) == pool
     with pytest.raises(EmptyPoolError):
         select_random([], n=1, rng=np.random.default_rng(1))
@@ -263,7 +265,8 @@ def test_held_out_places_do_not_depend_on_the_models_scores(pool: int, held: int
     both = min(held, pool // max(1, every - 1)) if every > 1 else held
     assert sorted(places[0].values())[:both] == [every * (i + 1) - 1 for i in range(both)]
     assert sorted(held_ids, key=places[0].__getitem__) == sorted(held_ids, key=shuffle.__getitem__)
-    assert all(0.0 <= v <= 1.0 for v in keys[0].values()) and len(keys[0]) == pool + held
+    assert all(0.0 <= v <= 1.0 for v in keys[0].values())
+    assert len(keys[0]) == pool + held
 
 
 def test_queue_keys_refuse_a_share_outside_0_1() -> None:
