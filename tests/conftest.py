@@ -75,8 +75,10 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 60) -> Non
 def serve_in_thread(
     app: Any, *, port: int | None = None, log_level: str = "warning", start_timeout_s: float = 60
 ) -> Iterator[int]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port unless given) in a daemon thread; yield the port;
-    stop on exit."""
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port unless given) in a daemon thread.
+
+    Yield the port; stop on exit.
+    """
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
     thread = threading.Thread(target=server.run, daemon=True)

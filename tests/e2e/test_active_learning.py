@@ -1,5 +1,8 @@
-"""The whole loop with a real Label Studio: labels made through the SDK cross the threshold, a real Celery worker
-retrains from Label Studio's export, promotes, and the new version's scored predictions order the tasks."""
+"""The whole loop with a real Label Studio.
+
+Labels made through the SDK cross the threshold, a real Celery worker retrains from Label Studio's export, promotes, and
+the new version's scored predictions order the tasks.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The leads' dashboard in real headless Chromium (Debian's ``chromium``, driven by Playwright): the backend serves
-it under uvicorn on 127.0.0.1 from a real PostgreSQL database holding real label events, versions of a really
-trained model and training runs, with basic auth on, as a lead's browser sees it.
+"""The leads' dashboard in real headless Chromium (Debian's ``chromium``, driven by Playwright).
+
+The backend serves it under uvicorn on 127.0.0.1 from a real PostgreSQL database holding real label events, versions of
+a really trained model and training runs, with basic auth on, as a lead's browser sees it.
 
 Checked: the overview and the project page load without a console error or a failed request, every chart is drawn
 by plotly.js (an SVG with traces), tables sort, the routing override and the rollback change the database, a live
@@ -78,8 +79,10 @@ class Dashboard:
 
 
 def _record_history(database_url: str, project_id: int, model: TrainedModel) -> list[str]:
-    """Three versions of the real model (served, served and serving, rejected) with their learning-curve labels,
-    and a finished run with its gate comparison."""
+    """Three versions of the real model (served, served and serving, rejected) and a finished run.
+
+    The versions carry their learning-curve labels; the run carries its gate comparison.
+    """
     names = []
     with open_db(database_url) as db:
         project = db.get(Project, project_id)
@@ -121,8 +124,10 @@ def _record_history(database_url: str, project_id: int, model: TrainedModel) -> 
 
 
 def _record_quality(db: Session, project_id: int, *, serving: str) -> None:
-    """A finished prompting-vs-fine-tuning comparison and a review pass with two suspects, as their jobs store
-    them (the figures are constructed: the jobs themselves are tested by their own suites)."""
+    """A finished prompting-vs-fine-tuning comparison and a review pass with two suspects.
+
+    Stored as their jobs store them (the figures are constructed: the jobs themselves are tested by their own suites).
+    """
     row = {"micro_f1_interval": [0.3, 0.5], "partial_micro_f1": 0.5, "per_type": {}, "cost_per_1k_docs": 0.01}
     result = {
         "rows": [
@@ -194,9 +199,11 @@ def _second_annotator(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def dashboard(conll_guide: Guide, small_model: TrainedModel, shared_data: Path) -> Iterator[Dashboard]:
-    """The backend under uvicorn on 127.0.0.1, on a fresh PostgreSQL database, with basic auth: 30 CoNLL sentences
-    labelled through the webhook (12 of them by a second annotator too), a history of versions and runs, a finished
-    comparison and a review pass. The server stops and the database is dropped after the module."""
+    """The backend under uvicorn on 127.0.0.1, on a fresh PostgreSQL database, with basic auth.
+
+    30 CoNLL sentences labelled through the webhook (12 of them by a second annotator too), a history of versions and
+    runs, a finished comparison and a review pass. The server stops and the database is dropped after the module.
+    """
     urls = services._postgres_database()
     database_url = next(urls)
     try:
@@ -288,8 +295,11 @@ def _screenshot(page: Page, name: str) -> Path:
 
 
 def test_browser_without_the_credentials_is_refused(browser: Browser, dashboard: Dashboard) -> None:
-    """No credentials: headless Chromium has no prompt to show for the basic-auth challenge and gives up on the page;
-    wrong ones: the page is the 401."""
+    """Without credentials, or with wrong ones, the browser is refused.
+
+    With no credentials, headless Chromium has no prompt to show for the basic-auth challenge and gives up on the page;
+    with wrong ones, the page is the 401.
+    """
     page_url = f"{dashboard.url}/dashboard/{dashboard.project_id}"
     context = browser.new_context()
     try:

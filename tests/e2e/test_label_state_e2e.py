@@ -1,5 +1,7 @@
-"""nerloop's labels equal the real Label Studio's export after every kind of event, on a project a team already
-had (attached, with its own tag names, relations, a text area and choices)."""
+"""nerloop's labels equal the real Label Studio's export after every kind of event.
+
+The project is one a team already had (attached, with its own tag names, relations, a text area and choices).
+"""
 
 from __future__ import annotations
 

@@ -197,9 +197,11 @@ def _results(payload: object) -> list[dict[str, object]]:
 def test_a_backend_slow_to_answer_labelstudios_check_is_connected_on_a_later_try(
     label_studio: LabelStudioServer, conll_guide: Guide
 ) -> None:
-    """Label Studio gives the backend's ``/setup`` 3 s when it connects it: a backend that misses that once (a
-    loaded machine) is connected on the next try, not refused. A real Label Studio calls a real HTTP server whose
-    first ``/setup`` takes 5 s."""
+    """Label Studio gives the backend's ``/setup`` 3 s when it connects it.
+
+    A backend that misses that once (a loaded machine) is connected on the next try, not refused. A real Label Studio
+    calls a real HTTP server whose first ``/setup`` takes 5 s.
+    """
     setups: list[float] = []
 
     slow = FastAPI()

@@ -1,8 +1,10 @@
-"""No starvation (issue #11): with the worker pools ``nerloop up`` runs (one Celery worker per queue group), a long
-LLM pass on the ``llm`` pool does not delay a threshold crossing's retrain check (``score`` pool) or its training
-(``train`` pool). Then ``nerloop up``'s stop cancels the pass mid-way and its message goes back to the ``llm``
-queue, where a restart resumes it. Real Label Studio, real workers, and a scripted LLM server that answers slowly
-(the only way to make the LLM slow on demand)."""
+"""No starvation (issue #11).
+
+With the worker pools ``nerloop up`` runs (one Celery worker per queue group), a long LLM pass on the ``llm`` pool does
+not delay a threshold crossing's retrain check (``score`` pool) or its training (``train`` pool). Then ``nerloop up``'s
+stop cancels the pass mid-way and its message goes back to the ``llm`` queue, where a restart resumes it. Real Label
+Studio, real workers, and a scripted LLM server that answers slowly (the only way to make the LLM slow on demand).
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""Pre-annotation ahead of the annotators, on a real Label Studio with a real Celery worker and a scripted LLM
-server (the only way to make the LLM slow for one chosen task): from the project's creation the first tasks in
-queue order are pre-annotated, the window follows the annotators and skips what they labelled meanwhile, and a
-``/predict`` that could not wait for the LLM gets its LLM part later, in place."""
+"""Pre-annotation ahead of the annotators, on a real Label Studio with a real Celery worker.
+
+A scripted LLM server is the only way to make the LLM slow for one chosen task. From the project's creation the first
+tasks in queue order are pre-annotated, the window follows the annotators and skips what they labelled meanwhile, and a
+``/predict`` that could not wait for the LLM gets its LLM part later, in place.
+"""
 
 from __future__ import annotations
 

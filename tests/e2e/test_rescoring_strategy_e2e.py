@@ -1,7 +1,10 @@
-"""Issue #14's integration test against the real parts: a rescoring with diversity, run by a real Celery worker on
-PostgreSQL, pushes its predictions into a real Label Studio (1.23, tests/e2e/conftest.py), and the batch it stores
-with its strategy holds no near-duplicates although the pool was built with copies of the texts the model is least
-sure of. tests/integration/test_rescoring_strategy.py is the same path against a recording Label Studio (fast)."""
+"""Issue #14's integration test against the real parts.
+
+A rescoring with diversity, run by a real Celery worker on PostgreSQL, pushes its predictions into a real Label Studio
+(1.23, tests/e2e/conftest.py), and the batch it stores with its strategy holds no near-duplicates although the pool was
+built with copies of the texts the model is least sure of. tests/integration/test_rescoring_strategy.py is the same path
+against a recording Label Studio (fast).
+"""
 
 from __future__ import annotations
 

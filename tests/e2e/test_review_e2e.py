@@ -1,7 +1,9 @@
-"""From a promoted version to the review view in a real Label Studio: labels made through the SDK (some of them
-wrong), a real Celery worker on the ``train`` queue trains and promotes a version from Label Studio's export on
-PostgreSQL, runs the cross-validated review pass it triggers, and pushes the suspects; the reviewer's tab lists
-exactly the suspect tasks, read back through Label Studio's API with its filter."""
+"""From a promoted version to the review view in a real Label Studio.
+
+Labels made through the SDK (some of them wrong), a real Celery worker on the ``train`` queue trains and promotes a
+version from Label Studio's export on PostgreSQL, runs the cross-validated review pass it triggers, and pushes the
+suspects; the reviewer's tab lists exactly the suspect tasks, read back through Label Studio's API with its filter.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""The review push against a real Label Studio when a reviewer deletes things between two pushes (issue #15 review):
-a deleted review prediction is created anew, a deleted task loses its row, a prediction created by a worker that died
-before recording its id is adopted rather than pushed twice, a 'missed' label keeps its region with the note, and
-the pass ends pushed instead of failing at the stale rows. The suspects are stored directly (the cross-validation
-that finds them is tests/integration/test_quality.py's and tests/e2e/test_review_e2e.py's business)."""
+"""The review push against a real Label Studio when a reviewer deletes things between two pushes (issue #15 review).
+
+A deleted review prediction is created anew, a deleted task loses its row, a prediction created by a worker that died
+before recording its id is adopted rather than pushed twice, a 'missed' label keeps its region with the note, and the
+pass ends pushed instead of failing at the stale rows. The suspects are stored directly (the cross-validation that finds
+them is tests/integration/test_quality.py's and tests/e2e/test_review_e2e.py's business).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""``nerloop up``: the whole loop starts on embedded defaults, creates its project, prints the API token, and stops
-cleanly on SIGTERM (workers first, warm; nothing stranded in the broker)."""
+"""``nerloop up`` end to end: start, create the project, print the token, stop.
+
+The whole loop starts on embedded defaults, creates its project, prints the API token, and stops cleanly on SIGTERM
+(workers first, warm; nothing stranded in the broker).
+"""
 
 from __future__ import annotations
 

@@ -158,8 +158,10 @@ def annotation_event(
 def conll_events(
     shared_data: Path, guide: Guide, n: int, *, first: int = 0, ls_project: int = LS_PROJECT
 ) -> list[dict[str, Any]]:
-    """``n`` webhook bodies labelling CoNLL training sentences (those with entities, from the ``first``) with their
-    gold entities: tasks ``1000 + i``, annotations ``5000 + i``."""
+    """``n`` webhook bodies labelling CoNLL training sentences with their gold entities.
+
+    The sentences are those with entities, from the ``first``; tasks are ``1000 + i``, annotations ``5000 + i``.
+    """
     docs = [
         d
         for d in load_docs(shared_data / "conll2003" / "train.txt", spacy.blank("en"), labels=guide.labels).docs

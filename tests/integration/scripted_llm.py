@@ -1,5 +1,8 @@
-"""A scripted OpenAI-compatible server on 127.0.0.1 for the LLM failure modes a real model cannot be made to
-show on demand (garbage, timeouts, 429/5xx). The happy path is also tested against the real llama.cpp server."""
+"""A scripted OpenAI-compatible server on 127.0.0.1 for the LLM failure modes.
+
+It shows on demand what a real model cannot be made to show (garbage, timeouts, 429/5xx). The happy path is also tested
+against the real llama.cpp server.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +23,11 @@ from tests.conftest import serve_in_thread
 
 @dataclass
 class Script:
-    """How the server answers: ``mode`` is capitalised-words | garbage | slow | error, or one of the broken
-    answers of :data:`BROKEN` (an HTTP 200 nerloop cannot use); ``fail_first`` answers that many requests with
-    ``fail_status`` first."""
+    """How the server answers.
+
+    ``mode`` is capitalised-words | garbage | slow | error, or one of the broken answers of :data:`BROKEN` (an HTTP 200
+    nerloop cannot use); ``fail_first`` answers that many requests with ``fail_status`` first.
+    """
 
     mode: str = "capitalised"
     fail_first: int = 0

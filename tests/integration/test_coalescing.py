@@ -1,6 +1,8 @@
-"""Coalesced jobs on the machine's Redis: a burst of label events leaves one pending retrain check per project,
-a check that has started lets the next event send a new one (the last check is never lost), and a job that
-could not be sent leaves nothing pending."""
+"""Coalesced jobs on the machine's Redis.
+
+A burst of label events leaves one pending retrain check per project, a check that has started lets the next event send
+a new one (the last check is never lost), and a job that could not be sent leaves nothing pending.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""A project's prompting-vs-fine-tuning comparison (issue #13) as a job: real PostgreSQL, Redis, a real Celery worker
-process on the ``train`` queue, real CNN trainings and the tiny SmolLM2 GGUF behind a real llama.cpp server, on the
-project's own labels (CoNLL sentences labelled through the webhook path); its result reaches the dashboard's JSON."""
+"""A project's prompting-vs-fine-tuning comparison (issue #13) as a job.
+
+Real PostgreSQL, Redis, a real Celery worker process on the ``train`` queue, real CNN trainings and the tiny SmolLM2
+GGUF behind a real llama.cpp server, on the project's own labels (CoNLL sentences labelled through the webhook path);
+its result reaches the dashboard's JSON.
+"""
 
 from __future__ import annotations
 

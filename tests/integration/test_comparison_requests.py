@@ -1,8 +1,11 @@
-"""Asking for a project's comparison (issue #13 review): bounded options refused with a 422 naming the field, other
-options while one is live refused with a 409 naming them, a running comparison kept alive by its heartbeat thread
-through a long silent step, a queued one left alone while it may wait behind a training, an unreachable broker
-answered in one line (API and CLI) and retried by asking again, and the answers described in OpenAPI. Real
-database (SQLite and PostgreSQL), real Redis, the real Celery client; no worker (the jobs only wait in Redis)."""
+"""Asking for a project's comparison (issue #13 review).
+
+Bounded options refused with a 422 naming the field, other options while one is live refused with a 409 naming them, a
+running comparison kept alive by its heartbeat thread through a long silent step, a queued one left alone while it may
+wait behind a training, an unreachable broker answered in one line (API and CLI) and retried by asking again, and the
+answers described in OpenAPI. Real database (SQLite and PostgreSQL), real Redis, the real Celery client; no worker (the
+jobs only wait in Redis).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The demonstration index is built once per label watermark, in the background: a request of a big project
-never waits for a rebuild once one index exists, a small project's next prompt shows its new labels, and a huge
-labelled text never becomes a demonstration."""
+"""The demonstration index is built once per label watermark, in the background.
+
+A request of a big project never waits for a rebuild once one index exists, a small project's next prompt shows its new
+labels, and a huge labelled text never becomes a demonstration.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""Issue #12 on a real database with real trainings: the figures of a run come from held-out test documents that
-neither selected its checkpoint nor fitted its calibration; the gate's decision is recorded per type; a project
-with too few held-out labels trains and serves, its figures marked not yet measurable."""
+"""Issue #12 on a real database with real trainings.
+
+The figures of a run come from held-out test documents that neither selected its checkpoint nor fitted its calibration;
+the gate's decision is recorded per type; a project with too few held-out labels trains and serves, its figures marked
+not yet measurable.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Bad input never gets a 5xx (issue #10): each kind schemathesis found, as named regression cases, over HTTP on
-SQLite and PostgreSQL. Every refusal is a 4xx whose JSON ``error`` names the field."""
+"""Bad input never gets a 5xx (issue #10).
+
+Each kind schemathesis found, as named regression cases, over HTTP on SQLite and PostgreSQL. Every refusal is a 4xx
+whose JSON ``error`` names the field.
+"""
 
 from __future__ import annotations
 
@@ -35,8 +38,11 @@ TEXT = "Peter Blackburn visited Brussels ."
 
 
 def _raw(body: object, *replacements: tuple[str, str]) -> bytes:
-    """JSON as a hostile client writes it: ``json.dumps`` escapes a lone surrogate as ``\\ud800``, and each
-    replacement puts in what Python's encoder refuses to write (``NaN``, ``Infinity``)."""
+    r"""JSON as a hostile client writes it.
+
+    ``json.dumps`` escapes a lone surrogate as ``\ud800``, and each replacement puts in what Python's encoder refuses
+    to write (``NaN``, ``Infinity``).
+    """
     text = json.dumps(body)
     for old, new in replacements:
         assert old in text
@@ -406,8 +412,10 @@ def _task(task_id: int, spans: list[tuple[int, int, str]]) -> dict[str, Any]:
 def _read_back(
     backend: Backend, export: list[dict[str, Any]] | None = None
 ) -> tuple[int, list[tuple[str, list[CharSpan]]], Any]:
-    """Reconcile with ``export`` when given (as attach and training runs do); return how many annotations it
-    refused, the LLM's demonstrations and the training conversion (docs and issues)."""
+    """Reconcile with ``export`` when given (as attach and training runs do).
+
+    Return how many annotations it refused, the LLM's demonstrations and the training conversion (docs and issues).
+    """
     with open_db(backend.settings.database_url) as db:
         project = db.scalars(select(Project)).one()
         malformed = reconcile(db, project, export).malformed if export is not None else 0
@@ -416,9 +424,11 @@ def _read_back(
 
 
 def test_unknown_labels_and_overlaps_never_reach_prompts_or_training(backend: Backend) -> None:
-    """Through the export (``project attach``, every training run) as over the webhook: an unknown label is
-    refused (counted as malformed); of overlapping regions the converter keeps the longer first one and reports
-    the other."""
+    """Through the export (``project attach``, every training run) as over the webhook.
+
+    An unknown label is refused (counted as malformed); of overlapping regions the converter keeps the longer first one
+    and reports the other.
+    """
     tasks = [
         _task(1, [(0, 15, "person"), (24, 32, "weapon")]),
         _task(3, [(0, 15, "person"), (6, 32, "location")]),  # overlapping

@@ -1,7 +1,9 @@
-"""nerloop's label state equals Label Studio's whatever events arrive: several annotations per task, deletions
-singly and by task, skips, relations and other non-label results, repeated training requests, events out of
-order, malformed bodies. On SQLite and PostgreSQL; the same sequences against a real Label Studio are in
-tests/e2e/test_label_state_e2e.py."""
+"""nerloop's label state equals Label Studio's whatever events arrive.
+
+Several annotations per task, deletions singly and by task, skips, relations and other non-label results, repeated
+training requests, events out of order, malformed bodies. On SQLite and PostgreSQL; the same sequences against a real
+Label Studio are in tests/e2e/test_label_state_e2e.py.
+"""
 
 from __future__ import annotations
 
@@ -284,8 +286,11 @@ def test_a_project_with_every_kind_of_bad_annotation_still_trains(
         run_id = manual_run(db, project, trigger="cli")[0].id
 
     class Export:
-        """Label Studio's export: the stored labels, one annotation whose webhook never came, and one that
-        Label Studio holds but the webhook would refuse (its result is not a list)."""
+        """Label Studio's export.
+
+        The stored labels, one annotation whose webhook never came, and one that Label Studio holds but the webhook
+        would refuse (its result is not a list).
+        """
 
         def __init__(self, db: Any, p: Project) -> None:
             self.tasks = StoredLabelsSource(db, p).export_tasks(LS_PROJECT)
@@ -400,8 +405,10 @@ def test_edits_that_touch_no_label_region_are_not_label_changes(backend: Backend
 def test_a_session_that_read_the_rows_before_sees_them_as_they_are_when_it_writes(
     database_url: str, conll_guide: Guide
 ) -> None:
-    """A reconcile loads every row first; a webhook that deletes an annotation meanwhile must not be undone by
-    the reconcile's stale copy of that row."""
+    """A reconcile loads every row first.
+
+    A webhook that deletes an annotation meanwhile must not be undone by the reconcile's stale copy of that row.
+    """
     from backend.services.annotations import ingest, reconcile
 
     with open_db(database_url) as db:
@@ -454,8 +461,11 @@ def _materialised(db: Any, project: Project) -> tuple[list[tuple[str, list[tuple
 
 
 def test_materialised_labels_equal_the_label_state_after_every_kind_of_event(backend: Backend) -> None:
-    """Each event re-converts only the task it touches; after each step the rows equal a full conversion of the
-    label state, and a rebuild from scratch (``index_labels``, for projects that predate them) gives the same."""
+    """Each event re-converts only the task it touches.
+
+    After each step the rows equal a full conversion of the label state, and a rebuild from scratch (``index_labels``,
+    for projects that predate them) gives the same.
+    """
     other = "Bob Jones lives in Rome ."
     steps: list[dict[str, Any]] = [
         event(1, [region(*ANNA)]),
@@ -509,3 +519,34 @@ def test_two_annotators_saving_one_task_at_once_leave_its_latest_annotation(back
         project = db.scalars(select(Project)).one()
         assert _materialised(db, project) == _recomputed(db, project)
         assert _materialised(db, project)[1] == {"person": 1}  # 107 (Anna) is the latest by updated_at
+
+
+@pytest.mark.parametrize("job_only_when_due", [True, False])
+def test_the_label_count_is_the_transactions_last_statement(backend: Backend, job_only_when_due: bool) -> None:
+    """The label watermark's increment locks the project row until the commit, so webhooks of one project wait
+    for each other there (issue #10, part 6): on PostgreSQL the increment and the event's mark are one
+    statement, so nothing but the commit runs under the lock; on SQLite (no UPDATE in WITH) the mark follows it.
+    Both ways the count and the mark agree with the events (``watermark``)."""
+    from sqlalchemy import event as sa_event
+
+    from backend.services.annotations import ingest
+
+    with open_db(backend.settings.database_url) as db:
+        before = labels_count(db, db.scalars(select(Project)).one())
+        statements: list[str] = []
+        sa_event.listen(db.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+        body = annotation_event(task_id=7, annotation_id=70, text=TEXT, spans=[ANNA])
+        ingested = ingest(db, body, job_only_when_due=job_only_when_due)
+    counts = [i for i, sql in enumerate(statements) if sql.lstrip().upper().startswith(("UPDATE PROJECT", "WITH"))]
+    assert ingested.label_change
+    assert ingested.enqueued is job_only_when_due  # a fresh project's first label makes no retrain due
+    assert len(counts) == 1, statements
+    last = statements[counts[0] :]
+    if backend.settings.database_url.startswith("postgresql"):
+        assert len(last) == 1
+        assert "UPDATE project" in last[0]
+        assert "UPDATE annotation_event" in last[0]
+    else:
+        assert len(last) == 2
+        assert last[1].startswith("UPDATE annotation_event")
+    assert watermark(backend) == before + 1

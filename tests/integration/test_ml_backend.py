@@ -117,8 +117,11 @@ def _threshold(backend: Backend, n: int) -> None:
 
 
 def test_webhook_enqueues_one_retrain_check_per_threshold_crossed(backend: Backend) -> None:
-    """A label event sends a job only when a retrain can start (the labels crossed a multiple of the threshold
-    above the last run): 10,000 events make a handful of jobs, not 10,000."""
+    """A label event sends a job only when a retrain can start: 10,000 events make a handful of jobs.
+
+    A retrain can start when the labels crossed a multiple of the threshold above the last run, so 10,000 events do not
+    make 10,000 jobs.
+    """
     _threshold(backend, 5)
     score = redis.Redis.from_url(backend.settings.redis_url)
 

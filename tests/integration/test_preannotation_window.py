@@ -1,7 +1,9 @@
-"""The LLM pass's window, on real databases with a scripted LLM server: before any model it takes the next
-unlabelled tasks by id, tops the window up as tasks get labelled, and completes what ``/predict`` left
-``~llm-pending`` in place. Label Studio is an in-memory store here (what is pushed is what this test counts); the
-same path on a real Label Studio and worker, with a task labelled while the LLM works: tests/e2e/test_preannotation.py.
+"""The LLM pass's window, on real databases with a scripted LLM server.
+
+Before any model it takes the next unlabelled tasks by id, tops the window up as tasks get labelled, and completes what
+``/predict`` left ``~llm-pending`` in place. Label Studio is an in-memory store here (what is pushed is what this test
+counts); the same path on a real Label Studio and worker, with a task labelled while the LLM works:
+tests/e2e/test_preannotation.py.
 """
 
 from __future__ import annotations

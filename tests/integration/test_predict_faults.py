@@ -1,6 +1,8 @@
-"""A slow LLM or a model that cannot be loaded costs only its own types, never a database connection and never
-another route: a real backend (uvicorn on 127.0.0.1) with a scripted LLM that hangs, on SQLite and PostgreSQL,
-with a database pool of one connection."""
+"""A slow LLM or a model that cannot be loaded costs only its own types.
+
+It never costs a database connection and never another route: a real backend (uvicorn on 127.0.0.1) with a scripted LLM
+that hangs, on SQLite and PostgreSQL, with a database pool of one connection.
+"""
 
 from __future__ import annotations
 
@@ -159,9 +161,11 @@ def test_an_answer_that_comes_after_the_wait_serves_the_next_request(
 def test_an_answer_without_the_llm_part_is_queued_for_the_llm_pass(
     database_url: str, redis_url: str, conll_guide: Guide, small_model: TrainedModel
 ) -> None:
-    """The model's types at once, tagged ``~llm-pending``; the tasks are stored for the ``llm`` queue with what
-    was answered, and one LLM pass is pending however many answers missed the LLM (the pass itself, on a real
-    worker and Label Studio: tests/e2e/test_preannotation.py)."""
+    """The model's types at once, tagged ``~llm-pending``.
+
+    The tasks are stored for the ``llm`` queue with what was answered, and one LLM pass is pending however many answers
+    missed the LLM (the pass itself, on a real worker and Label Studio: tests/e2e/test_preannotation.py).
+    """
     script = Script(mode="slow", delay_s=5.0)
     with scripted_llm(script) as llm_url:
         settings = _settings(database_url, redis_url, llm_url, predict_wait_s=0.5, demonstrations=0).model_copy(

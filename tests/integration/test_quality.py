@@ -1,7 +1,9 @@
-"""Agreement per type and the review pass on the real database (SQLite and PostgreSQL): annotations arrive as
-webhooks, the figures come back from the API and the CLI; a review pass trains its fold models for real, stores
-its ranked suspects once per version and skips a version that no longer serves. The push to a real Label Studio
-is tests/e2e/test_review_e2e.py."""
+"""Agreement per type and the review pass on the real database (SQLite and PostgreSQL).
+
+Annotations arrive as webhooks, the figures come back from the API and the CLI; a review pass trains its fold models for
+real, stores its ranked suspects once per version and skips a version that no longer serves. The push to a real Label
+Studio is tests/e2e/test_review_e2e.py.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""A project's sampling strategy through the API and the CLI on the real database (SQLite and PostgreSQL):
-partial changes, refusals that name the field, weights only for the guide's types, the rescorings read back, and
-the answers described in OpenAPI. The rescoring itself (a real worker choosing a diverse batch) is
-tests/integration/test_rescoring_strategy.py."""
+"""A project's sampling strategy through the API and the CLI on the real database (SQLite and PostgreSQL).
+
+Partial changes, refusals that name the field, weights only for the guide's types, the rescorings read back, and the
+answers described in OpenAPI. The rescoring itself (a real worker choosing a diverse batch) is
+tests/integration/test_rescoring_strategy.py.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""No generated request, valid or not, gets a 5xx (issue #10): schemathesis over the backend's OpenAPI schema, and
-Label-Studio-shaped bodies (the registered project, webhook events, regions) that reach past the schema into the
-routes, which a schema whose webhook body is "any JSON" never does.
+"""No generated request, valid or not, gets a 5xx (issue #10).
+
+Schemathesis over the backend's OpenAPI schema, and Label-Studio-shaped bodies (the registered project, webhook events,
+regions) that reach past the schema into the routes, which a schema whose webhook body is "any JSON" never does.
 
 The real app runs under uvicorn on a loopback port, with its database (SQLite and PostgreSQL), Redis, a scripted
 LLM and a bearer token that every generated request carries, so authenticated cases reach the routes. The number

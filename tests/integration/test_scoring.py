@@ -1,7 +1,8 @@
 """Rescoring the pool and the LLM pass, on real databases with a real spaCy model and a scripted LLM server.
 
 Label Studio is replaced here by an in-memory store that records every call (what this test counts); the same
-path against a real Label Studio and a real worker is tests/e2e/test_active_learning.py."""
+path against a real Label Studio and a real worker is tests/e2e/test_active_learning.py.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""An unexpected error answers 500 and closes the connection openly, so a keep-alive client never sends its next
-request on a connection the server is closing (bench/RESULTS.md, "Connections closed without a reply")."""
+"""An unexpected error answers 500 and closes the connection openly.
+
+Then a keep-alive client never sends its next request on a connection the server is closing (bench/RESULTS.md,
+"Connections closed without a reply").
+"""
 
 from __future__ import annotations
 

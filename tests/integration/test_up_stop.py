@@ -1,6 +1,8 @@
-"""``nerloop up``'s stop, on real processes that handle signals as a Celery worker's main process does: SIGTERM
-first (warm), SIGQUIT after the stop timeout or at a second Ctrl-C (cold), never a signal to the worker's children,
-and a kill only for what is still there at the end."""
+"""``nerloop up``'s stop, on real processes that handle signals as a Celery worker's main process does.
+
+SIGTERM first (warm), SIGQUIT after the stop timeout or at a second Ctrl-C (cold), never a signal to the worker's
+children, and a kill only for what is still there at the end.
+"""
 
 from __future__ import annotations
 

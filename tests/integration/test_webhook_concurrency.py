@@ -1,7 +1,10 @@
-"""A burst of webhooks waits its turn (issue #10, part 6): at most ``NER_WEBHOOK_CONCURRENCY`` are applied at
-once, the others wait on the event loop without a thread, so the platform API answers during the burst and every
-event is stored once. A real uvicorn server, on both databases; the ingestion is the real one, wrapped to count
-how many run at once and to take 0.1 s longer (so the burst lasts long enough to be observed)."""
+"""A burst of webhooks waits its turn (issue #10, part 6).
+
+At most ``NER_WEBHOOK_CONCURRENCY`` are applied at once, the others wait on the event loop without a thread, so the
+platform API answers during the burst and every event is stored once. A real uvicorn server, on both databases; the
+ingestion is the real one, wrapped to count how many run at once and to take 0.1 s longer (so the burst lasts long
+enough to be observed).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""A training yields the CPU to the backend (issue #10, part 6): a real ``nerloop worker`` serving only ``train``
-runs, with its pool's processes, at ``workers.cli.TRAIN_NICE``; a worker of the other queues at the niceness it was
-started with; ``--nice`` sets it explicitly."""
+"""A training yields the CPU to the backend (issue #10, part 6).
+
+A real ``nerloop worker`` serving only ``train`` runs, with its pool's processes, at ``workers.cli.TRAIN_NICE``; a
+worker of the other queues at the niceness it was started with; ``--nice`` sets it explicitly.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""``nerloop compare`` end to end on a tiny CoNLL slice: a real llama.cpp server with the tiny SmolLM2 GGUF, real
-CNN trainings; the report's figures are recomputed here from the predictions the run saved (the fine-tuned rows'
-on the whole test set too, beside the LLM's --limit-llm sample), and a rerun reuses the cached answers and the
-trained sizes."""
+"""``nerloop compare`` end to end on a tiny CoNLL slice.
+
+A real llama.cpp server with the tiny SmolLM2 GGUF, real CNN trainings; the report's figures are recomputed here from
+the predictions the run saved (the fine-tuned rows' on the whole test set too, beside the LLM's --limit-llm sample), and
+a rerun reuses the cached answers and the trained sizes.
+"""
 
 from __future__ import annotations
 

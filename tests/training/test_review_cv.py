@@ -1,5 +1,8 @@
-"""The review pass with real fold models on CoNLL-2003: labels made wrong on purpose, where the other folds hold the
-right reading many times over, come out at the top of the ranking."""
+"""The review pass with real fold models on CoNLL-2003.
+
+Labels made wrong on purpose, where the other folds hold the right reading many times over, come out at the top of the
+ranking.
+"""
 
 from __future__ import annotations
 

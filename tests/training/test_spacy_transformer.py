@@ -1,5 +1,7 @@
-"""The spaCy transformer pipeline (spacy-transformers' MiniLM component + spaCy's NER), trained for real on a small
-slice of CoNLL-2003: beam confidences in [0, 1], calibrated when saved, the same predictions after a reload."""
+"""The spaCy transformer pipeline (spacy-transformers' MiniLM + spaCy's NER), trained on a CoNLL-2003 slice.
+
+Trained for real: beam confidences in [0, 1], calibrated when saved, the same predictions after a reload.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""``nerloop project compare`` prints a finished comparison's rows; a figure stored as null (PostgreSQL's JSON has
-no NaN: an F1 or interval with nothing to score, a cost of a row that served nothing) prints as n/a."""
+"""``nerloop project compare`` prints a finished comparison's rows.
+
+A figure stored as null (PostgreSQL's JSON has no NaN: an F1 or interval with nothing to score, a cost of a row that
+served nothing) prints as n/a.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""A project comparison is bounded (issue #13 review): the worker's time limits come from
-NER_COMPARE_TIME_LIMIT_S, so a hung LLM cannot hold the train queue (and every retrain) for ever."""
+"""A project comparison is bounded (issue #13 review).
+
+The worker's time limits come from NER_COMPARE_TIME_LIMIT_S, so a hung LLM cannot hold the train queue (and every
+retrain) for ever.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The comparison's report (``ml.compare_report``) and its test sample (``ml.compare_rows.llm_sample``): the HTML page
-escapes what users name (labels, the project), the Markdown and HTML say where the sample and the dev docs came
-from, and each saved prediction names its document's index in the test file."""
+"""The comparison's report (``ml.compare_report``) and its test sample (``ml.compare_rows.llm_sample``).
+
+The HTML page escapes what users name (labels, the project), the Markdown and HTML say where the sample and the dev docs
+came from, and each saved prediction names its document's index in the test file.
+"""
 
 from __future__ import annotations
 

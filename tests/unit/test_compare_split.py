@@ -1,5 +1,8 @@
-"""The comparison's data split and progress (``ml.compare``): a caller's dev split is used as given, the test set is
-never cut for the fine-tuned rows, and progress rises to 1 over the parts."""
+"""The comparison's data split and progress (``ml.compare``).
+
+A caller's dev split is used as given, the test set is never cut for the fine-tuned rows, and progress rises to 1 over
+the parts.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""CoNLL files as public NER datasets ship them: comment lines (MultiCoNER, CoNLL-U), BIOES / BILUO tags and
-lower-case prefixes; the token ``#`` still reads."""
+"""CoNLL files as public NER datasets ship them.
+
+Comment lines (MultiCoNER, CoNLL-U), BIOES / BILUO tags and lower-case prefixes; the token ``#`` still reads.
+"""
 
 from __future__ import annotations
 

@@ -182,8 +182,11 @@ def test_task_without_data_names_the_task(tmp_path: Path) -> None:
     ids=["no data", "other field", "only skipped", "data null"],
 )
 def test_unlabelled_task_without_text_does_not_fail_a_strict_conversion(unlabelled: dict[str, Any]) -> None:
-    """An unlabelled task is not training data: its data is not required (a project's unlabelled tasks may come
-    from anywhere), while the labelled tasks still convert."""
+    """An unlabelled task is not training data.
+
+    Its data is not required (a project's unlabelled tasks may come from anywhere), while the labelled tasks still
+    convert.
+    """
     result = from_label_studio([task(task_id=5), unlabelled], NLP, labels=LABELS, policy="strict")
 
     assert [doc.user_data["task_id"] for doc in result.docs] == ["5"]

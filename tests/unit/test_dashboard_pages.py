@@ -1,5 +1,8 @@
-"""The dashboard's pages and charts from constructed progress data: every figure is a valid plotly figure, the
-pages escape what the guide and the runs hold, and the forecast's band lies where the numbers say."""
+"""The dashboard's pages and charts from constructed progress data.
+
+Every figure is a valid plotly figure, the pages escape what the guide and the runs hold, and the forecast's band lies
+where the numbers say.
+"""
 
 from __future__ import annotations
 

@@ -107,8 +107,10 @@ def test_platt_identity_when_one_outcome_or_too_few_spans() -> None:
 
 
 def _perturbed(docs: list[Doc]) -> list[list[ScoredSpan]]:
-    """Predictions that differ from the gold in every way a model errs: a span missed, a boundary shifted, a type
-    swapped, a span invented (deterministic, by position)."""
+    """Predictions that differ from the gold in every way a model errs.
+
+    A span missed, a boundary shifted, a type swapped, a span invented (deterministic, by position).
+    """
     labels = sorted({e.label_ for doc in docs for e in doc.ents})
     out = []
     for d, doc in enumerate(docs):
@@ -132,9 +134,11 @@ def _perturbed(docs: list[Doc]) -> list[list[ScoredSpan]]:
 def test_exact_scores_match_spacy_and_partial_matches_nervaluate_on_real_data(
     shared_data: Path, blank_nlp: Language, conll_guide: Guide
 ) -> None:
-    """On 500 CoNLL-2003 dev sentences with errors of every kind: exact P/R/F1 per type equal spaCy's scorer's
-    (an independent implementation), and the per-document counts summed give what nervaluate gives for the
-    whole corpus at once (the partial schema included)."""
+    """On 500 CoNLL-2003 dev sentences with errors of every kind.
+
+    Exact P/R/F1 per type equal spaCy's scorer's (an independent implementation), and the per-document counts summed
+    give what nervaluate gives for the whole corpus at once (the partial schema included).
+    """
     docs = load_docs(shared_data / "conll2003" / "dev.txt", blank_nlp, labels=conll_guide.labels).docs[:500]
     predicted = _perturbed(docs)
     labels = sorted({e.label_ for doc in docs for e in doc.ents})
@@ -188,8 +192,11 @@ def test_intervals_hold_the_estimate_are_reproducible_and_flag_small_support(bla
 
 
 def test_the_bootstrap_interval_covers_the_population_f1_about_95_percent_of_the_time() -> None:
-    """Coverage by simulation: documents drawn from a population whose F1 is known; the 95% interval of a sample
-    of 80 documents holds it in about 95% of 200 samples (a percentile bootstrap is a little narrow at this size)."""
+    """Coverage by simulation: documents drawn from a population whose F1 is known.
+
+    The 95% interval of a sample of 80 documents holds it in about 95% of 200 samples (a percentile bootstrap is a
+    little narrow at this size).
+    """
     rng = np.random.default_rng(1)
     population = 20_000
     gold = rng.poisson(2.0, population).astype(float)

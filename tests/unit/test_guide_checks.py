@@ -1,5 +1,8 @@
-"""Guide checks that used to pass a guide which failed later: the language, duplicate names beside other
-problems, and example entities that cannot be labelled where they are written."""
+"""Guide checks that used to pass a guide which failed later.
+
+The language, duplicate names beside other problems, and example entities that cannot be labelled where they are
+written.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""JSON lines as other tools write them: doccano's exports load with their entities, and a record whose spans
-cannot be read as given is reported (``malformed`` or ``offsets``), never loaded as a text without entities."""
+"""JSON lines as other tools write them.
+
+doccano's exports load with their entities, and a record whose spans cannot be read as given is reported (``malformed``
+or ``offsets``), never loaded as a text without entities.
+"""
 
 from __future__ import annotations
 

@@ -217,8 +217,11 @@ def test_skeleton_refuses_a_config_without_text_labels(xml: str) -> None:
     ],
 )
 def test_skeleton_names_every_label_so_the_filled_guide_matches_its_config(value: str, xml_value: str) -> None:
-    """A label the guide can take keeps its name; any other gets a guide name and a label_studio.labels entry,
-    and the filled skeleton validates and matches the config it came from."""
+    """A label the guide can take keeps its name.
+
+    Any other gets a guide name and a label_studio.labels entry, and the filled skeleton validates and matches the
+    config it came from.
+    """
     xml = (
         f'<View><Labels name="l" toName="t"><Label value="{xml_value}"/></Labels><Text name="t" value="$text"/></View>'
     )

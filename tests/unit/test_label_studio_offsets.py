@@ -1,5 +1,8 @@
-"""Label Studio regions whose offsets do not cover their ``value.text``: UTF-16 offsets (an emoji counted as two,
-as JavaScript counts) are realigned and reported, anything else is never guessed."""
+"""Label Studio regions whose offsets do not cover their ``value.text``.
+
+UTF-16 offsets (an emoji counted as two, as JavaScript counts) are realigned and reported, anything else is never
+guessed.
+"""
 
 from __future__ import annotations
 
@@ -77,8 +80,11 @@ def test_offsets_past_the_end_that_are_not_utf16_stay_out_of_range() -> None:
 
 
 def test_a_region_that_fits_both_units_is_read_as_code_points() -> None:
-    """Label Studio >= 1.0 stores code points: a region whose offsets cover its text as code points is taken so,
-    even when the same offsets read as UTF-16 would cover the same text further on."""
+    """Label Studio >= 1.0 stores code points.
+
+    A region whose offsets cover its text as code points is taken so, even when the same offsets read as UTF-16 would
+    cover the same text further on.
+    """
     text = "👍🏽 ß ß"
     second = (5, 6)  # the second "ß" as code points; the first "ß" as UTF-16 (the thumb counts four)
     assert utf16(text, 3) == 5
@@ -145,8 +151,10 @@ WORDS = ["Acme", "Corp", "Bob", "Lee", "and", "met", "😀", "👍🏽", "🎉�
 
 @st.composite
 def labelled_text(draw: st.DrawFn) -> tuple[str, list[int], list[int], list[int]]:
-    """A text of distinct words (so a word's offsets in one unit never cover it in the other), the code-point
-    start of each word, and the words picked as regions."""
+    """A text of distinct words, the code-point start of each word, and the words picked as regions.
+
+    The words are distinct so that a word's offsets in one unit never cover it in the other.
+    """
     words = draw(st.lists(st.sampled_from(WORDS), min_size=2, max_size=10, unique=True))
     text = " ".join(words)
     starts = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]

@@ -184,8 +184,10 @@ UNREADABLE_ANNOTATIONS: dict[str, Any] = {
 @pytest.mark.parametrize("bad", UNREADABLE_ANNOTATIONS.values(), ids=UNREADABLE_ANNOTATIONS.keys())
 @pytest.mark.parametrize("first", [True, False], ids=["bad first", "bad second"])
 def test_an_unreadable_annotation_leaves_its_whole_task_out(bad: Any, first: bool) -> None:
-    """The unreadable annotation may be the latest one: building the task from the others could train on labels
-    the annotator has replaced."""
+    """The unreadable annotation may be the latest one.
+
+    Building the task from the others could train on labels the annotator has replaced.
+    """
     good = {"id": 1001, "updated_at": "2024-05-01T10:00:00Z", "result": [region(0, 3, "PER")]}
     raw = {"id": 2, "data": {"text": TEXT}, "annotations": [bad, good] if first else [good, bad]}
 

@@ -1,5 +1,8 @@
-"""Label Studio labels a guide name cannot hold ("Product Name"): the guide maps them under label_studio.labels,
-and every path that talks to Label Studio speaks its values while nerloop keeps the guide's names."""
+"""Label Studio labels a guide name cannot hold ("Product Name").
+
+The guide maps them under label_studio.labels, and every path that talks to Label Studio speaks its values while nerloop
+keeps the guide's names.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Seconds per label from Label Studio's ``lead_time`` (``backend.services.lead_time``), the one formula the
-dashboard's forecast and a comparison's labelling cost share."""
+"""Seconds per label from Label Studio's ``lead_time`` (``backend.services.lead_time``).
+
+The one formula the dashboard's forecast and a comparison's labelling cost share.
+"""
 
 from __future__ import annotations
 

@@ -113,8 +113,10 @@ def _assert_answer_order_decides_labels(text: str, parsed: ParsedEntities, items
 
 
 def _assert_longer_answers_win(text: str, parsed: ParsedEntities, items: list[dict[str, str]]) -> None:
-    """An occurrence of a surface is left unlabelled, when an item with that surface was dropped or labels a later
-    occurrence, only because a span at least as long as the surface already covers part of it."""
+    """An occurrence of a surface is left unlabelled only when a span at least as long covers part of it.
+
+    This holds when an item with that surface was dropped or labels a later occurrence.
+    """
     placeable: dict[str, int] = {}
     for item in items:
         if _label_status(item["label"])[0] == "ok" and _whole_words(text, item["text"]):

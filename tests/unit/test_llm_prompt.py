@@ -46,7 +46,9 @@ def render_golden() -> dict[str, Any]:
 
 
 def write_golden() -> None:
-    """Rewrite the golden file after reviewing the new prompt. Run from the repository root:
+    """Rewrite the golden file after reviewing the new prompt.
+
+    Run from the repository root:
 
         .venv/bin/python -c "from tests.unit.test_llm_prompt import write_golden; write_golden()"
 

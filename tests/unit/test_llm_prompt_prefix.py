@@ -1,5 +1,6 @@
-"""The prompt's guide is a prefix of the token sequence the server evaluates, identical on every call of a project,
-so llama.cpp's (and any server's) prefix cache serves it; demonstrations and the text come after it.
+"""The prompt's guide is a prefix of the tokens the server evaluates, the same on every call of a project.
+
+So llama.cpp's (and any server's) prefix cache serves it; demonstrations and the text come after it.
 
 Rendered as llama-cpp-python's server renders a chat (``ml.llm.rendering``), with the tiny SmolLM2 GGUF's template and
 tokenizer; ``bench/llm_prompt_cache.py`` checks the same with the 1.5B Qwen GGUF.

@@ -38,8 +38,10 @@ class DocDistributions:
 
 
 def _token_pool(rng: np.random.Generator, size: int) -> tuple[list[DocUncertainty], Rows, Rows, Rows]:
-    """Docs of 1-6 tokens, each a Dirichlet distribution over 5 tags; per doc its least confident and its
-    smallest-margin token's distribution; and a vector per doc."""
+    """Docs of 1-6 tokens, each a Dirichlet distribution over 5 tags.
+
+    Per doc its least confident and its smallest-margin token's distribution; and a vector per doc.
+    """
     docs, least, smallest = [], [], []
     for doc_id in range(size):
         tokens = -np.sort(-rng.dirichlet(np.full(5, 0.6), size=int(rng.integers(1, 7))), axis=1)
@@ -140,8 +142,11 @@ def test_the_counted_steps_are_modal_s_when_the_counts_are_the_arrays(seed: int,
 
 
 def test_alpha_follows_the_true_counts_not_the_sample() -> None:
-    """Ranking 30 candidates of a larger pool against 5 of many labelled docs: alpha is |U| / (|U| + |D|) of the
-    project, so a huge labelled set ranks by uncertainty and a huge pool by distance, whatever the sample's sizes."""
+    """Ranking 30 candidates of a larger pool against 5 of many labelled docs.
+
+    Alpha is |U| / (|U| + |D|) of the project, so a huge labelled set ranks by uncertainty and a huge pool by distance,
+    whatever the sample's sizes.
+    """
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(30, 8))
     uncertainty = rng.uniform(size=30)

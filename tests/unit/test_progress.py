@@ -83,9 +83,11 @@ def test_the_forecast_band_and_hours() -> None:
 
 
 def test_the_band_covers_the_true_need_about_80_percent_of_the_time() -> None:
-    """Coverage by simulation: a true curve 0.1 + 0.11 ln(n), three versions whose F1 is measured with noise of a
-    known sd and reported with its 95% interval; the 10th-90th percentile band holds the true need in about 80% of
-    200 repetitions."""
+    """Coverage by simulation.
+
+    A true curve 0.1 + 0.11 ln(n), three versions whose F1 is measured with noise of a known sd and reported with its
+    95% interval; the 10th-90th percentile band holds the true need in about 80% of 200 repetitions.
+    """
     rng = np.random.default_rng(3)
     intercept, slope, sd, target = 0.1, 0.11, 0.02, 0.85
     truth = math.ceil(math.exp((target - intercept) / slope))

@@ -29,8 +29,11 @@ def _found(doc: Doc, which: set[str]) -> list[ScoredSpan]:
 
 
 def test_a_real_regression_blocks_and_the_record_says_why(blank_nlp: Language) -> None:
-    """On 200 documents the serving model finds every person, the candidate half of them: the drop (1.0 -> 0.67)
-    is far beyond the tolerance with any resample, so person blocks; location, unchanged, does not."""
+    """On 200 documents the serving model finds every person, the candidate half of them.
+
+    The drop (1.0 -> 0.67) is far beyond the tolerance with any resample, so person blocks; location, unchanged, does
+    not.
+    """
     docs = _docs(blank_nlp, 200)
     serving = score_spans(docs, [_found(d, {"Ann", "Bob", "Rome"}) for d in docs], labels=["PER", "LOC"])
     candidate = score_spans(docs, [_found(d, {"Ann", "Rome"}) for d in docs], labels=["PER", "LOC"])
@@ -51,8 +54,11 @@ def test_a_real_regression_blocks_and_the_record_says_why(blank_nlp: Language) -
 
 
 def test_a_drop_inside_the_noise_does_not_block(blank_nlp: Language) -> None:
-    """The issue's case: person 1.0 -> 0.8 on a handful of documents. The candidate misses one person in five
-    documents: a drop of 0.2 whose interval reaches 0, so it is reported and does not block."""
+    """The issue's case: person 1.0 -> 0.8 on a handful of documents.
+
+    The candidate misses one person in five documents: a drop of 0.2 whose interval reaches 0, so it is reported and
+    does not block.
+    """
     docs = _docs(blank_nlp, 5)
     serving = score_spans(docs, [_found(d, {"Ann", "Bob", "Rome"}) for d in docs], labels=["PER", "LOC"])
     missed = [_found(d, {"Ann", "Rome"} if i == 0 else {"Ann", "Bob", "Rome"}) for i, d in enumerate(docs)]

@@ -1,5 +1,7 @@
-"""Likely-mislabelled spans on constructed cases with known answers (``ml.review``): the kinds, their
-confidences, the ranking, the fold split and the reading shown to a reviewer."""
+"""Likely-mislabelled spans on constructed cases with known answers (``ml.review``).
+
+The kinds, their confidences, the ranking, the fold split and the reading shown to a reviewer.
+"""
 
 from __future__ import annotations
 

@@ -250,8 +250,11 @@ def test_random_baseline() -> None:
     seed=st.integers(0, 2**32 - 1),
 )
 def test_held_out_places_do_not_depend_on_the_models_scores(pool: int, held: int, share: float, seed: int) -> None:
-    """Issue #12: whatever the model thinks of the tasks (two unrelated uncertainty orders of the pool), every
-    held-out task gets the same place in the queue, every round(1/share)-th place while both lists last."""
+    """Issue #12: a held-out task's place in the queue does not depend on the model's scores.
+
+    Whatever the model thinks of the tasks (two unrelated uncertainty orders of the pool), every held-out task gets the
+    same place in the queue, every round(1/share)-th place while both lists last.
+    """
     rng = np.random.default_rng(seed)
     pool_ids, held_ids = list(range(pool)), list(range(1000, 1000 + held))
     shuffle = {t: float(rng.uniform()) for t in held_ids}
@@ -292,8 +295,10 @@ def test_the_default_trade_off_is_the_published_fixed_alpha() -> None:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_a_fixed_alpha_weighs_the_distance_as_modal_does(seed: int) -> None:
-    """Fixed or adaptive, the distance term is modAL's ``1 - 1 / (1 + d)``: a fixed alpha equal to modAL's
-    ``|U| / (|U| + |D|)`` makes the same first pick as modAL's ranked batch."""
+    """Fixed or adaptive, the distance term is modAL's ``1 - 1 / (1 + d)``.
+
+    A fixed alpha equal to modAL's ``|U| / (|U| + |D|)`` makes the same first pick as modAL's ranked batch.
+    """
     rng = np.random.default_rng(seed)
     embeddings = {i: rng.normal(size=5) for i in range(20)}
     scores = {i: float(rng.uniform()) for i in range(20)}
@@ -327,7 +332,8 @@ def test_type_weighted_uncertainty_stays_in_0_1_against_the_distance(diversity: 
     Doc 1 is a copy of a labelled doc (d = 0) with a weak type (uncertainty 0.9); doc 2 is far (d = 2, term 2/3)
     with uncertainty 0.8 and an unweighted type. At alpha 0.5, weight 2: normalised 0.45 against 0.533 (doc 2),
     unnormalised 0.9 against 0.733 (doc 1). At modAL's alpha 2/3, weight 4: normalised 0.3 against 0.511,
-    unnormalised 1.2 against 0.711."""
+    unnormalised 1.2 against 0.711.
+    """
     chosen = select_batch(
         {1: 0.9, 2: 0.8},
         n=1,

@@ -78,8 +78,11 @@ def test_describe() -> None:
 
 
 def test_modal_s_trade_off_counts_the_whole_pool_and_every_labelled_doc() -> None:
-    """With diversity on, only the most uncertain ``candidates`` are ranked and only some labelled docs embedded,
-    but modAL's alpha is the project's |U| / (|U| + |D|): 100 unlabelled docs and ``labelled_count``."""
+    """With diversity on, modAL's alpha is the project's |U| / (|U| + |D|), not the ranked sample's.
+
+    Only the most uncertain ``candidates`` are ranked and only some labelled docs embedded, but alpha counts 100
+    unlabelled docs and ``labelled_count``.
+    """
     rng = np.random.default_rng(5)
     pool = [DocUncertainty(i, (float(rng.uniform(0.05, 0.95)),), ("PER",)) for i in range(100)]
     vectors = {i: rng.normal(size=6) for i in range(100)}

@@ -1,5 +1,7 @@
-"""A mistyped ``NER_*`` variable is reported, not ignored (issue #16, item 8): pydantic-settings drops unknown
-variables, so a typo would leave the default in force without a word."""
+"""A mistyped ``NER_*`` variable is reported, not ignored (issue #16, item 8).
+
+pydantic-settings drops unknown variables, so a typo would leave the default in force without a word.
+"""
 
 from __future__ import annotations
 

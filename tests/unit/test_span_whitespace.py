@@ -1,8 +1,8 @@
-"""Whitespace at span edges, and what editors put in files, in every reader.
+r"""Whitespace at span edges, and what editors put in files, in every reader.
 
 A span that starts or ends with whitespace (any ``str.isspace`` character) is trimmed and reported under
 ``expand`` / ``contract``, rejected under ``strict``; a span that is only whitespace is dropped or rejected. No
-offset changes silently. Byte order marks, ``\\r\\n`` line endings and whitespace-only lines are accepted.
+offset changes silently. Byte order marks, ``\r\n`` line endings and whitespace-only lines are accepted.
 """
 
 from __future__ import annotations
