@@ -208,9 +208,11 @@ def _todo(what: str) -> str:
 
 
 def guide_name(label: str) -> str:
-    """A guide entity type name for a Label Studio label value: the value itself when it is one, else the
-    value with every run of other characters as ``_`` (``Product Name`` -> ``Product_Name``), starting with a
-    letter and cut to the longest name allowed."""
+    """A guide entity type name for a Label Studio label value.
+
+    The value itself when it is one, else the value with every run of other characters as ``_`` (``Product Name`` ->
+    ``Product_Name``), starting with a letter and cut to the longest name allowed.
+    """
     if _LABEL_NAME.fullmatch(label) and len(label) <= LABEL_NAME_MAX_LENGTH:
         return label
     name = re.sub(r"[^A-Za-z0-9_\-]+", "_", label).strip("_-")

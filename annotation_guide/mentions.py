@@ -25,8 +25,11 @@ _UNSPACED_STARTS = tuple(start for start, _ in _UNSPACED)
 
 
 def is_spaced_word(char: str) -> bool:
-    """Whether a character belongs to a word that spaces delimit: a letter, digit, ``_`` or mark outside the
-    scripts written without spaces (Chinese, Japanese, Korean, Thai, Lao, Khmer, Myanmar, Tibetan)."""
+    """Whether a character belongs to a word that spaces delimit.
+
+    A letter, digit, ``_`` or mark outside the scripts written without spaces (Chinese, Japanese, Korean, Thai, Lao,
+    Khmer, Myanmar, Tibetan).
+    """
     if not (char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")):
         return False
     at = bisect_right(_UNSPACED_STARTS, ord(char)) - 1

@@ -80,9 +80,12 @@ LanguageCode = Annotated[str, AfterValidator(_spacy_language)]
 
 
 def label_key(name: str) -> str:
-    """A label name as people and LLMs read it: lower case, any run of ``-``, ``_`` or whitespace one ``-``,
-    none at the ends (``Work_of art`` and ``WORK-OF-ART`` are ``work-of-art``). The one rule for labels that
-    differ only in spelling: the guide refuses two such names, and ml.llm.parse matches answers' labels by it."""
+    """A label name as people and LLMs read it.
+
+    Lower case, any run of ``-``, ``_`` or whitespace one ``-``, none at the ends (``Work_of art`` and ``WORK-OF-ART``
+    are ``work-of-art``). The one rule for labels that differ only in spelling: the guide refuses two such names, and
+    ml.llm.parse matches answers' labels by it.
+    """
     return "-".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
@@ -189,8 +192,10 @@ class Guide(_Strict):
     @model_validator(mode="wrap")
     @classmethod
     def _unique_names(cls, data: Any, handler: ModelWrapValidatorHandler[Guide]) -> Guide:
-        """Refuse names that are one name to people and the LLM, with every other problem of the guide: the raw
-        names are compared, so an entity type that is invalid for another reason does not hide a duplicate."""
+        """Refuse names that are one name to people and the LLM, with every other problem of the guide.
+
+        The raw names are compared, so an entity type that is invalid for another reason does not hide a duplicate.
+        """
         duplicates = _duplicate_names(data)
         try:
             guide = handler(data)
@@ -217,8 +222,10 @@ class Guide(_Strict):
         return self
 
     def label_value(self, name: str) -> str:
-        """The ``<Label value>`` Label Studio shows for an entity type (its name unless ``label_studio.labels``
-        maps it)."""
+        """The ``<Label value>`` Label Studio shows for an entity type.
+
+        Its name, unless ``label_studio.labels`` maps it.
+        """
         return self.label_studio.labels.get(name, name)
 
     @property
@@ -259,7 +266,7 @@ class Guide(_Strict):
 
 
 def _details(error: ValidationError) -> list[InitErrorDetails]:
-    """pydantic's errors in the form that builds a ``ValidationError`` again (to add more to them)."""
+    """Pydantic's errors in the form that builds a ``ValidationError`` again (to add more to them)."""
     details: list[InitErrorDetails] = []
     for item in error.errors():
         detail = InitErrorDetails(type=item["type"], loc=item["loc"], input=item["input"])

@@ -56,8 +56,10 @@ def extract(ref: str, into: Path) -> Path:
 
 
 def run(tree: Path, args: list[str], env: dict[str, str], *, importtime: bool = False) -> tuple[float, str] | None:
-    """Wall seconds of one command from ``tree``, and its stderr; None when the command fails (or does not exist
-    in that tree)."""
+    """Wall seconds of one command from ``tree``, and its stderr.
+
+    None when the command fails (or does not exist in that tree).
+    """
     command = [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", LAUNCH, *args]
     started = time.perf_counter()
     # cwd: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
@@ -89,6 +91,7 @@ def _seconds(value: float | None) -> str:
 
 
 def main() -> None:
+    """Time each light command's start with the baseline's sources and the working tree; print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-ref", default=BASELINE_REF)
     parser.add_argument("--runs", type=int, default=3)

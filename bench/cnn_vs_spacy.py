@@ -71,7 +71,7 @@ def nerloop_cnn(corpus: Corpus, args: argparse.Namespace, work: Path) -> Path:
 
 
 def plain_spacy(corpus: Corpus, args: argparse.Namespace, work: Path) -> Path:
-    """spaCy's own recipe through its command line: init config, convert -n 10, train."""
+    """Train with spaCy's own recipe through its command line: init config, convert -n 10, train."""
     python = sys.executable
     work.mkdir(parents=True, exist_ok=True)
     config = work / "config.cfg"
@@ -132,6 +132,7 @@ def bench(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Train and score both recipes on each chosen corpus; print the rows (and write them with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", action="append", help=f"one of {', '.join(FILES)} or all (repeatable)")
     parser.add_argument("--max-steps", type=int, default=2000, help="steps of both trainings")

@@ -373,6 +373,7 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    """Start the llama.cpp server, pre-annotate the dev sentences per strategy and print the scores."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a GGUF file (default {DEFAULT_MODEL})")

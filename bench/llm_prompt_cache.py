@@ -220,6 +220,7 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    """Ask the llama.cpp server with the prefix reused and not, and print the tokens it evaluated per call."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"a GGUF file (default {DEFAULT_MODEL})")

@@ -41,6 +41,7 @@ GUIDE = ROOT / "annotation_guide" / "guides" / "conll2003.yaml"
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free when asked."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -54,10 +55,12 @@ def gold_by_text(limit: int) -> dict[str, list[tuple[int, int, str]]]:
 
 
 def parse_time(value: str | None) -> float | None:
+    """Seconds since the epoch of an ISO 8601 timestamp, or None for None."""
     return None if value is None else datetime.fromisoformat(value).timestamp()
 
 
 def main() -> None:
+    """Run the demo's loop with the oracle annotator and print threshold-to-serving per retrain."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", type=int, default=25, help="tasks the oracle labels")
     parser.add_argument("--threshold", type=int, default=20, help="the demo's retrain threshold")

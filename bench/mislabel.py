@@ -134,6 +134,7 @@ def score(suspects: list[Suspect], corruptions: list[Corruption], ks: list[int])
 
 
 def main() -> None:
+    """Corrupt the labels, run the review pass and print how many corruptions its top k finds."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=300)
     parser.add_argument("--share", type=float, default=0.1, help="share of the entities corrupted")

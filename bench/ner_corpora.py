@@ -57,8 +57,9 @@ def labels_in(paths: Sequence[Path]) -> list[str]:
 
 
 def guide_from_docs(train_docs: Sequence[Doc], name: str, labels: Sequence[str]) -> Guide:
-    """A valid guide for a corpus without one: per type a generic definition and five real examples (a rare
-    type repeats its few mentions).
+    """A valid guide for a corpus without one.
+
+    Per type a generic definition and five real examples (a rare type repeats its few mentions).
 
     Raises:
         ValueError: A type has no mention in ``train_docs``.

@@ -55,6 +55,7 @@ def _serve(settings: Settings, port: int) -> uvicorn.Server:
 
 
 def main() -> None:
+    """Serve one model, post the batches to ``/predict`` and print words/second beside in-process inference."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
     parser.add_argument("--model", help="a model version directory (default: train one on 2,000 sentences)")

@@ -1,5 +1,6 @@
-"""Benchmark: how ``/predict``, ``/dashboard/{id}`` and ``/api/projects/{id}/progress`` scale with a project's
-stored annotations (issue #10, part 2).
+"""Benchmark: how the read endpoints scale with a project's stored annotations (issue #10, part 2).
+
+The endpoints are ``/predict``, ``/dashboard/{id}`` and ``/api/projects/{id}/progress``.
 
 For each size N: a PostgreSQL database ``bench_size_<N>`` (created, migrated, dropped at the end unless
 ``--keep``), the CoNLL-2003 project registered, the first ``--ingest`` (10,000) annotations seeded through the
@@ -66,6 +67,7 @@ Example = tuple[str, list[tuple[int, int, str]]]
 
 
 def database_exists(name: str) -> bool:
+    """Whether PostgreSQL holds a database called ``name``."""
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
@@ -81,6 +83,7 @@ def create_database(name: str) -> str:
 
 
 def drop_database(name: str) -> None:
+    """Drop the database ``name`` if it exists, closing its connections."""
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -162,6 +165,7 @@ def fake_llm() -> Iterator[str]:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free when asked."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -169,8 +173,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def nerloop_server(env: dict[str, str], *, log: Path, startup_s: float = 120) -> Iterator[str]:
-    """``nerloop serve`` as a subprocess with these ``NER_*`` variables (the caller's are dropped); yields its URL
-    once ``/health`` answers, and stops it (SIGTERM, then SIGKILL) afterwards."""
+    """``nerloop serve`` as a subprocess with these ``NER_*`` variables (the caller's are dropped).
+
+    Yields its URL once ``/health`` answers, and stops it (SIGTERM, then SIGKILL) afterwards.
+    """
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("NER_")}
     nerloop = Path(sys.executable).with_name("nerloop")
@@ -205,6 +211,7 @@ def nerloop_server(env: dict[str, str], *, log: Path, startup_s: float = 120) ->
 
 
 def server_env(database_url: str, llm_url: str, model_root: str) -> dict[str, str]:
+    """The ``NER_*`` variables of a server on ``database_url`` whose LLM is the fake server at ``llm_url``."""
     return {
         "NER_DATABASE_URL": database_url,
         "NER_REDIS_URL": REDIS_URL,
@@ -240,9 +247,11 @@ def seed_examples(examples: list[Example], n: int) -> Iterator[Example]:
 def prepare(
     name: str, size: int, *, guide: Guide, examples: list[Example], reuse: bool, llm_type: str, ingested: int
 ) -> tuple[str, int]:
-    """The database for one size, seeded (or reused), with ``llm_type`` routed to the LLM; its URL and the
-    project's id. The first ``ingested`` annotations go through ``ingest``, the rest are copies of them
-    (:func:`_copy`)."""
+    """The database for one size, seeded (or reused), with ``llm_type`` routed to the LLM.
+
+    Its URL and the project's id. The first ``ingested`` annotations go through ``ingest``, the rest are copies of them
+    (:func:`_copy`).
+    """
     url = f"{PG_BASE}/{name}"
     engine = make_engine(url)
     held = -1
@@ -294,11 +303,13 @@ def _seed(engine: Any, size: int, *, guide: Guide, examples: list[Example], star
 
 
 def _copy(url: str, base: int, size: int, *, text_field: str) -> None:
-    """Annotations ``base + 1`` to ``size`` as copies of the first ``base`` ones, made in SQL: every row that
-    ingesting an annotation writes (its event, the annotation, the task's label and its spans) again with new task,
-    annotation and event ids, the text given a suffix (`` #k``, after every span, so the spans stay where they
+    """Annotations ``base + 1`` to ``size`` as copies of the first ``base`` ones, made in SQL.
+
+    Every row that ingesting an annotation writes (its event, the annotation, the task's label and its spans) again with
+    new task, annotation and event ids, the text given a suffix (`` #k``, after every span, so the spans stay where they
     are and every text is distinct), and the label watermark counted on. Seconds instead of the 25 minutes that
-    ingesting 90,000 more takes here; what the endpoints read is the state ingestion would have left."""
+    ingesting 90,000 more takes here; what the endpoints read is the state ingestion would have left.
+    """
     started = time.perf_counter()
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=False) as conn:
         (events,) = conn.execute("SELECT max(id) FROM annotation_event").fetchone() or (0,)
@@ -378,8 +389,11 @@ def time_endpoint(client: httpx.Client, call: Any, repeats: int) -> dict[str, An
 
 
 def measure(url: str, project_id: int, texts: list[str], *, repeats: int, timeout: float) -> dict[str, Any]:
-    """Each endpoint timed (:func:`time_endpoint`); ``/predict``'s answers also by their model version tag, which
-    says whether the LLM part came within the request (no ``~llm-pending``) or was left to the ``llm`` queue."""
+    """Each endpoint timed (:func:`time_endpoint`).
+
+    ``/predict``'s answers also by their model version tag, which says whether the LLM part came within the request (no
+    ``~llm-pending``) or was left to the ``llm`` queue.
+    """
     fresh = iter(texts)
     tags: collections.Counter[str] = collections.Counter()
 
@@ -410,6 +424,7 @@ def _s(value: float | None) -> str:
 
 
 def report(results: dict[int, dict[str, Any]]) -> None:
+    """Print the seconds per size and endpoint, then each size's p50 as a ratio to the smallest size's."""
     sizes = sorted(results)
     print("\nseconds: first call / p50 / p95 of the next calls")
     print(f"{'annotations':>12} | " + " | ".join(f"{ENDPOINTS[e]:<28}" for e in ENDPOINTS))
@@ -437,6 +452,7 @@ def report(results: dict[int, dict[str, Any]]) -> None:
 
 
 def main() -> None:
+    """Seed (or reuse) a database per size, time the endpoints on each and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="the CoNLL-2003 directory")
     parser.add_argument("--sizes", default="100,1000,10000", help="annotations per project, comma-separated")

@@ -63,6 +63,7 @@ def _event(i: int, doc: spacy.tokens.Doc) -> dict[str, object]:
 
 
 def main() -> None:
+    """Send the label events, wait for the new version to serve ``/predict`` and print the latency."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
     parser.add_argument("--labels", type=int, default=1000)

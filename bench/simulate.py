@@ -1,4 +1,4 @@
-"""Benchmark: active learning with an oracle annotator on four real corpora, the product's strategy against random.
+r"""Benchmark: active learning with an oracle annotator on four real corpora, the product's strategy against random.
 
 For each corpus x strategy x seed, a seed set is drawn from the pool (the same one for every strategy of that
 seed). Each round trains a spaCy CNN from scratch on the labelled set, measures micro F1 on the evaluation set,
@@ -31,7 +31,7 @@ labels on at least three of the four corpora.
 
     nice .venv/bin/python bench/simulate.py --corpus ai --seed 0          # one corpus, one seed
     .venv/bin/python bench/simulate.py --report                          # the tables from what finished
-    .venv/bin/python bench/simulate.py --corpus ai --rounds 1 --seed-size 30 --batch 20 --max-steps 60 \\
+    .venv/bin/python bench/simulate.py --corpus ai --rounds 1 --seed-size 30 --batch 20 --max-steps 60 \
         --eval-limit 100 --results /tmp/smoke.jsonl                       # smoke test, a couple of minutes
 """
 
@@ -480,6 +480,7 @@ def _arguments() -> argparse.Namespace:
 
 
 def main() -> None:
+    """Run the curves not yet in ``--results``, then print the report (only the report with ``--report``)."""
     args = _arguments()
     corpora = [c.strip() for c in args.corpus.split(",") if c.strip()]
     specs = [s.strip() for s in args.strategies.split(",") if s.strip()]

@@ -32,12 +32,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def words_per_second(run: object, texts: list[str], n_words: int) -> float:
+    """Words per second of one call of ``run`` on ``texts`` (``n_words`` words in all)."""
     started = time.perf_counter()
     run(texts)  # type: ignore[operator]
     return n_words / (time.perf_counter() - started)
 
 
 def settings_for(name: str, args: argparse.Namespace) -> TrainSettings:
+    """The training settings of pipeline ``name`` from the command line's options.
+
+    Raises:
+        SystemExit: ``name`` is not a pipeline of this benchmark.
+    """
     if name == "cnn":
         rows = tuple(int(r) for r in args.embed_rows.split(",")) if args.embed_rows else None
         return TrainSettings(
@@ -70,6 +76,7 @@ def settings_for(name: str, args: argparse.Namespace) -> TrainSettings:
 
 
 def main() -> None:
+    """Train each chosen pipeline, score it on test and print F1, ECE, training time and speed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
     parser.add_argument("--corpus", help="a corpus of bench/ner_corpora.py instead of --data (e.g. crossner-ai)")

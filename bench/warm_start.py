@@ -69,6 +69,7 @@ def _train(
 
 
 def main() -> None:
+    """Train cold and warm at each size and seed; print time and F1 (and write every row with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])

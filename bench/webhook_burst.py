@@ -78,8 +78,10 @@ class Outcome:
 
 
 class Burst:
-    """``clients`` threads, one keep-alive connection each, taking the next event until all are sent or the
-    deadline passes."""
+    """``clients`` threads, one keep-alive connection each, taking the next event until all are sent.
+
+    Each stops early when the deadline passes.
+    """
 
     def __init__(self, url: str, bodies: list[bytes], *, clients: int, timeout: float, deadline: float) -> None:
         self.url, self.bodies, self.clients, self.timeout, self.deadline = url, bodies, clients, timeout, deadline
@@ -146,6 +148,7 @@ class Burst:
             self.outcomes.extend(mine)
 
     def run(self) -> float:
+        """Send every event from the client threads; return the wall seconds the burst took."""
         threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
         started = time.perf_counter()
         for thread in threads:
@@ -156,6 +159,7 @@ class Burst:
 
 
 def stored(database_url: str) -> dict[str, int]:
+    """What the database holds: event rows, distinct annotation ids, annotations, and the ids themselves."""
     conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo) as conn:
         rows, distinct = conn.execute(
@@ -167,9 +171,11 @@ def stored(database_url: str) -> dict[str, int]:
 
 
 def start_training(log: Path, models: Path, data: Path, *, nice: int) -> subprocess.Popen[bytes]:
-    """A real CNN training on CoNLL (bench/train_conll.py), long enough to outlast the burst, at CPU niceness
-    ``nice`` (a ``nerloop worker --queues train`` runs at ``workers.cli.TRAIN_NICE``); returns once it has taken
-    its first steps."""
+    """A real CNN training on CoNLL (bench/train_conll.py) at CPU niceness ``nice``, long enough to outlast the burst.
+
+    A ``nerloop worker --queues train`` runs at ``workers.cli.TRAIN_NICE``. Returns once the training has taken its
+    first steps.
+    """
     command = [
         "nice",
         "-n",
@@ -199,6 +205,7 @@ def start_training(log: Path, models: Path, data: Path, *, nice: int) -> subproc
 
 
 def report(outcomes: list[Outcome], elapsed: float, *, expected: int, store: dict[str, Any], log: str) -> None:
+    """Print the burst's rate, latencies, replies and what was stored against what was sent."""
     ok = [o for o in outcomes if o.kind.isdigit()]
     lat = [o.latency for o in outcomes]
     print(f"\nsent {len(outcomes):,} of {expected:,} events in {elapsed:.1f} s: {len(outcomes) / elapsed:.0f} events/s")
@@ -237,6 +244,7 @@ def report(outcomes: list[Outcome], elapsed: float, *, expected: int, store: dic
 
 
 def main() -> None:
+    """Start the server (and the training load), send the burst, print the report and clean up."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="the CoNLL-2003 directory")
     parser.add_argument("--events", type=int, default=10_000)

@@ -65,6 +65,7 @@ def worker(
         ),
     ] = None,
 ) -> None:
+    """Run a Celery worker on ``queues`` at CPU niceness ``nice`` (the command's help says how to deploy them)."""
     import os
 
     from backend.db.session import upgrade
@@ -205,8 +206,10 @@ def runs(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> N
 
 @model_app.command("list")
 def model_list(project: Annotated[int, typer.Option(help="nerloop project id.")]) -> None:
-    """A project's model versions with their micro F1, its 95% interval and the documents it was measured on
-    (the held-out test half); the serving one is marked."""
+    """A project's model versions with their micro F1, its 95% interval and the documents it was measured on.
+
+    The documents are the held-out test half; the serving version is marked.
+    """
     from backend.db.models import ModelVersion
     from backend.db.session import make_engine, session_factory, session_scope
     from backend.services.projects import project_by_id
@@ -275,7 +278,8 @@ def up(
 ) -> None:
     """Run the whole loop here: Label Studio, LLM server, backend, workers and a demo project.
 
-    One worker per queue group. Ctrl-C or SIGTERM stops everything (the workers first, after their current jobs)."""
+    One worker per queue group. Ctrl-C or SIGTERM stops everything (the workers first, after their current jobs).
+    """
     default_tasks = up_module.ROOT.parent / "shared" / "data" / "conll2003" / "train.txt"
     cfg = up_module.UpConfig(
         home=home.resolve(),
@@ -331,7 +335,8 @@ def token(home: HomeOpt = Path(".nerloop")) -> None:
     """Print the Label Studio API token of the `nerloop up` deployment in --home.
 
     The Label Studio SDK's api_key; REST: `Authorization: Token <token>`. With docker-compose.yml it is
-    LABEL_STUDIO_TOKEN."""
+    LABEL_STUDIO_TOKEN.
+    """
     path = home / "label-studio-token"
     if not path.is_file():
         raise ml_cli.fail(f"{path} does not exist: `nerloop up --home {home}` makes it on its first start")

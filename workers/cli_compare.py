@@ -1,5 +1,7 @@
-"""``nerloop project compare --project P``: a project's prompting-vs-fine-tuning comparison on its own labels, run by
-the ``train`` queue's worker (``workers.compare_project``), followed until it ends (registered in ``workers.cli``).
+"""``nerloop project compare --project P``.
+
+A project's prompting-vs-fine-tuning comparison on its own labels, run by the ``train`` queue's worker
+(``workers.compare_project``), followed until it ends (registered in ``workers.cli``).
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ def project_compare(
     ] = 200,
     max_steps: Annotated[int | None, typer.Option(min=1, help="CNN steps per size (NER_RETRAIN_MAX_STEPS).")] = None,
 ) -> None:
-    """Compare prompting the project's LLM with fine-tuning on the project's labels: its labelled training tasks
-    train, its held-out test tasks score every row. The worker on the train queue runs it; the dashboard shows the
-    latest result. Asking again at the same labels and options is a no-op; other options while one of these labels
-    is queued or running are refused (the message names that one's options)."""
+    """Compare prompting the project's LLM with fine-tuning on the project's labels.
+
+    Its labelled training tasks train, its held-out test tasks score every row. The worker on the train queue runs it;
+    the dashboard shows the latest result. Asking again at the same labels and options is a no-op; other options while
+    one of these labels is queued or running are refused (the message names that one's options).
+    """
     from pydantic import ValidationError
 
     from backend.adapters.jobs import CeleryJobQueue
@@ -102,8 +106,10 @@ def _follow(sessions: sessionmaker[Session], comparison_id: int) -> None:
 
 
 def _print(result: dict[str, Any]) -> None:
-    """The rows of a finished comparison; a figure stored as null (NaN or infinite, e.g. F1 with nothing to score)
-    prints as n/a."""
+    """The rows of a finished comparison.
+
+    A figure stored as null (NaN or infinite, e.g. F1 with nothing to score) prints as n/a.
+    """
     for row in result["rows"]:
         interval = row["micro_f1_interval"]
         band = "" if interval is None else f" [{_num(interval[0])}, {_num(interval[1])}]"

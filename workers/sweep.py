@@ -1,5 +1,7 @@
-"""The sweep moved to ``backend.services.sweep`` (the backend runs it periodically, workers when they start);
-this name stays for the callers of the event re-send alone."""
+"""The sweep moved to ``backend.services.sweep`` (the backend runs it periodically, workers when they start).
+
+This name stays for the callers of the event re-send alone.
+"""
 
 from __future__ import annotations
 

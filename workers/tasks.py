@@ -70,7 +70,9 @@ def _source(settings: Settings) -> Any:
 )
 def retrain_if_due(self: Task, project_id: int, event_id: int | None = None) -> int | None:
     """Start a training run when enough new labels arrived. Safe to redeliver: the run is unique per watermark.
-    Coalesced per project (``JobQueue.enqueue_once``): the pending marker goes before the labels are read."""
+
+    Coalesced per project (``JobQueue.enqueue_once``): the pending marker goes before the labels are read.
+    """
     settings = _settings(self)
     CeleryJobQueue(settings.redis_url).started(TaskName.RETRAIN_IF_DUE, project_id)
     with session_scope(_sessions(settings.database_url)) as db:
@@ -154,8 +156,11 @@ def train_run(self: Task, run_id: int) -> str:
     time_limit=41 * 60,
 )
 def review_labels(self: Task, project_id: int, model_version_id: int) -> str:
-    """The cross-validated review pass of a promoted version: store its likely-mislabelled spans and push them to
-    Label Studio's review tab. Once per version; a redelivery finds it done."""
+    """The cross-validated review pass of a promoted version.
+
+    Store its likely-mislabelled spans and push them to Label Studio's review tab. Once per version; a redelivery finds
+    it done.
+    """
     settings = _settings(self)
     sink = LabelStudioGateway(settings.label_studio) if settings.label_studio.api_key is not None else None
     try:
@@ -186,8 +191,10 @@ def review_labels(self: Task, project_id: int, model_version_id: int) -> str:
     soft_time_limit=30 * 60,
 )
 def score_pool(self: Task, project_id: int) -> int:
-    """Rescore the unlabelled pool with the serving version and push the predictions. Safe to re-run: each task
-    keeps one prediction per version. Hands the LLM-routed types to the ``llm`` queue."""
+    """Rescore the unlabelled pool with the serving version and push the predictions.
+
+    Safe to re-run: each task keeps one prediction per version. Hands the LLM-routed types to the ``llm`` queue.
+    """
     settings = _settings(self)
     with LabelStudioGateway(settings.label_studio) as gateway, session_scope(_sessions(settings.database_url)) as db:
         project: Project = project_by_id(db, project_id)
@@ -214,9 +221,11 @@ def score_pool(self: Task, project_id: int) -> int:
     soft_time_limit=LONGEST_ACKS_LATE_TASK_S,
 )
 def llm_preannotate(self: Task, project_id: int) -> int:
-    """Keep NER_LLM_PREANNOTATE_MAX tasks ahead of the annotators complete, LLM-routed types included, and complete
-    the tasks ``/predict`` answered ``~llm-pending`` (``scoring.llm_pass``). Each task is committed when done: a
-    retry or a redelivery continues where the last attempt stopped. Coalesced per project."""
+    """Keep NER_LLM_PREANNOTATE_MAX tasks ahead of the annotators complete, LLM-routed types included.
+
+    Also complete the tasks ``/predict`` answered ``~llm-pending`` (``scoring.llm_pass``). Each task is committed when
+    done: a retry or a redelivery continues where the last attempt stopped. Coalesced per project.
+    """
     settings = _settings(self)
     CeleryJobQueue(settings.redis_url).started(TaskName.LLM_PREANNOTATE, project_id)
     with LabelStudioGateway(settings.label_studio) as gateway, session_scope(_sessions(settings.database_url)) as db:
@@ -237,8 +246,10 @@ def llm_preannotate(self: Task, project_id: int) -> int:
     max_retries=0,
 )
 def compare_project(self: Task, comparison_id: int) -> str:
-    """Prompting vs fine-tuning on a project's own labels with its LLM (``backend.services.comparison``). A
-    comparison that ended or that another process runs is left alone on redelivery."""
+    """Prompting vs fine-tuning on a project's own labels with its LLM (``backend.services.comparison``).
+
+    A comparison that ended or that another process runs is left alone on redelivery.
+    """
     settings = _settings(self)
     status = comparison.run_comparison(
         _sessions(settings.database_url),
@@ -255,8 +266,10 @@ _annotators: dict[str, LLMAnnotator] = {}
 
 
 def _annotator(settings: Settings) -> LLMAnnotator:
-    """One annotator per worker process (made after the fork): its threads and demonstration indexes are kept
-    from one task to the next."""
+    """One annotator per worker process (made after the fork).
+
+    Its threads and demonstration indexes are kept from one task to the next.
+    """
     key = settings.database_url + settings.llm.model_dump_json()
     if key not in _annotators:
         _annotators[key] = LLMAnnotator(OpenAIChatClient(settings.llm), settings.llm, _sessions(settings.database_url))

@@ -73,8 +73,10 @@ def _secret(path: Path, length: int = 24) -> str:
 
 
 def api_token(home: Path) -> str:
-    """The Label Studio API token of the deployment in ``home`` (made on its first ``nerloop up``): what the
-    Label Studio SDK takes as ``api_key`` and the REST API as ``Authorization: Token <token>``."""
+    """The Label Studio API token of the deployment in ``home`` (made on its first ``nerloop up``).
+
+    What the Label Studio SDK takes as ``api_key`` and the REST API as ``Authorization: Token <token>``.
+    """
     return _secret(home / "label-studio-token")
 
 
@@ -96,8 +98,11 @@ def nerloop_env(cfg: UpConfig) -> dict[str, str]:
 def label_studio_env(
     *, data_dir: Path, port: int, username: str, password: str, token: str, secret: str
 ) -> dict[str, str]:
-    """The environment of a headless, offline Label Studio on 127.0.0.1 that accepts a local ML backend
-    (../shared/docs/label-studio.md); stray HOST/PORT/USERNAME/PASSWORD variables are left out (it reads them)."""
+    """The environment of a headless, offline Label Studio on 127.0.0.1 that accepts a local ML backend.
+
+    See ../shared/docs/label-studio.md. Stray HOST/PORT/USERNAME/PASSWORD variables are left out (Label Studio reads
+    them).
+    """
     keep = {k: v for k, v in os.environ.items() if k not in {"HOST", "PORT", "USERNAME", "PASSWORD"}}
     return {
         **keep,
@@ -130,8 +135,11 @@ def _label_studio_env(cfg: UpConfig) -> dict[str, str]:
 
 
 def worker_commands(nerloop: str) -> list[tuple[str, list[str]]]:
-    """``(name, argv)`` of the Celery workers: one per queue group of ``POOLS``, each its own process with its own
-    concurrency and node name, so that a long LLM pass or a training never holds up another queue's jobs."""
+    """``(name, argv)`` of the Celery workers.
+
+    One per queue group of ``POOLS``, each its own process with its own concurrency and node name, so that a long LLM
+    pass or a training never holds up another queue's jobs.
+    """
     return [
         (
             f"worker-{queue}",
@@ -157,8 +165,10 @@ def check_running(cfg: UpConfig) -> None:
 
 
 class _Waiting:
-    """Says what is awaited, every ``every_s`` seconds, while ``nerloop up`` polls for it, with the seconds since
-    ``nerloop up`` started its processes."""
+    """Says what is awaited, every ``every_s`` seconds, while ``nerloop up`` polls for it.
+
+    Each line gives the seconds since ``nerloop up`` started its processes.
+    """
 
     def __init__(self, what: str, cfg: UpConfig, say: Callable[[str], None], every_s: float = 15.0) -> None:
         self.what, self.cfg, self.say, self.every_s = what, cfg, say, every_s
@@ -197,8 +207,10 @@ def _wait_http(url: str, what: str, cfg: UpConfig, timeout: float, say: Callable
 
 
 def warm_llm(base_url: str, *, timeout: float, say: Callable[[str], None]) -> float:
-    """Ask the OpenAI-compatible server at ``base_url`` (``.../v1``) for one real completion, so that the first
-    annotator's request does not pay for loading the model into memory (80 s on the 1.5B model, issue #11).
+    """Ask the OpenAI-compatible server at ``base_url`` (``.../v1``) for one real completion.
+
+    Then the first annotator's request does not pay for loading the model into memory (80 s on the 1.5B model, issue
+    #11).
 
     Returns:
         Seconds the completion took.
@@ -251,8 +263,9 @@ def wait_workers(cfg: UpConfig, timeout: float, say: Callable[[str], None]) -> N
 
 
 def start_all(cfg: UpConfig, say: Callable[[str], None]) -> None:
-    """Start Label Studio, the LLM server, the backend and the workers; return when all answer and the LLM has
-    given one completion.
+    """Start Label Studio, the LLM server, the backend and the workers.
+
+    Return when all answer and the LLM has given one completion.
 
     Raises:
         UpstreamError: Redis is unreachable, Label Studio is not installed, or a process stopped or did not
@@ -321,8 +334,10 @@ def _signal(service: Service, signum: int, *, group: bool) -> None:
 
 
 class _Hurry:
-    """While the stop runs, Ctrl-C (SIGINT) and SIGTERM cut the current wait short instead of raising: the stop
-    goes on to its next step, never leaving processes behind (outside the main thread, no handler is set)."""
+    """While the stop runs, Ctrl-C (SIGINT) and SIGTERM cut the current wait short instead of raising.
+
+    The stop goes on to its next step, never leaving processes behind (outside the main thread, no handler is set).
+    """
 
     def __init__(self) -> None:
         self.asked = False
@@ -342,8 +357,10 @@ class _Hurry:
         self.asked = True
 
     def wait_exit(self, services: Sequence[Service], timeout: float) -> list[Service]:
-        """Poll until each of ``services`` has exited, ``timeout`` seconds passed or a signal asked to hurry;
-        return those still running."""
+        """Poll until each of ``services`` has exited, ``timeout`` seconds passed or a signal asked to hurry.
+
+        Return those still running.
+        """
         deadline = time.monotonic() + timeout
         self.asked = False
         while time.monotonic() < deadline and not self.asked and any(s.process.poll() is None for s in services):

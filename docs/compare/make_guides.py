@@ -47,8 +47,10 @@ def sentences(path: Path) -> list[tuple[list[str], list[tuple[int, int, str]]]]:
 
 
 def examples(train: list[tuple[list[str], list[tuple[int, int, str]]]], label: str) -> list[dict[str, object]]:
-    """The shortest training sentences holding ``label``, each with its mentions of it (checked like the guide);
-    for a type too rare for five sentences (ai's person), one example per mention."""
+    """The shortest training sentences holding ``label``, each with its mentions of it (checked like the guide).
+
+    For a type too rare for five sentences (ai's person), one example per mention.
+    """
     chosen: list[dict[str, object]] = []
     singles: list[dict[str, object]] = []
     for tokens, spans in sorted(train, key=lambda s: (not 6 <= len(s[0]) <= 40, len(s[0]))):
@@ -68,6 +70,7 @@ def examples(train: list[tuple[list[str], list[tuple[int, int, str]]]], label: s
 
 
 def main() -> None:
+    """Write one guide per CrossNER domain of ``DOMAINS`` into annotation_guide/guides/."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()

@@ -1,7 +1,8 @@
-"""Write ``docs/compare/SUMMARY.md`` from the finished reports ``docs/compare/<corpus>/report.json`` (run by
-``run.sh``): per corpus, the zero-shot row beside GLiNER-L's published zero-shot F1, the best LLM row, the fine-tuned
-learning curve, the types the LLM serves at least as well as fine-tuning, the labels fine-tuning needed to pass it,
-and the break-even volume; corpora without a report are listed as pending.
+"""Write ``docs/compare/SUMMARY.md`` from the finished reports ``docs/compare/<corpus>/report.json``.
+
+Run by ``run.sh``. Per corpus: the zero-shot row beside GLiNER-L's published zero-shot F1, the best LLM row, the
+fine-tuned learning curve, the types the LLM serves at least as well as fine-tuning, the labels fine-tuning needed to
+pass it, and the break-even volume; corpora without a report are listed as pending.
 
     .venv/bin/python docs/compare/summarise.py
 """
@@ -84,6 +85,7 @@ def _corpus(name: str, data: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
+    """Read the finished reports and write SUMMARY.md beside them."""
     reports = {
         c: json.loads((HERE / c / "report.json").read_text()) for c in CORPORA if (HERE / c / "report.json").is_file()
     }
