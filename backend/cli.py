@@ -19,7 +19,7 @@ from annotation_guide import load_guide
 from backend import cli_quality
 from backend.adapters.compare_llm import open_endpoint
 from backend.cli_sampling import project_strategy
-from backend.services.errors import ServiceError
+from backend.errors import ServiceError
 from backend.settings import get_settings
 from ml import cli as ml_cli
 
@@ -122,9 +122,10 @@ def project_attach(
     """Take over an existing Label Studio project: check its labeling config against the guide, import its
     annotations, connect this backend (and its webhook), order by uncertainty, and retrain at once when the
     imported labels reach the threshold. Safe to run again."""
-    from backend.adapters.jobs import CeleryJobQueue, TaskName
+    from backend.adapters.jobs import CeleryJobQueue
     from backend.adapters.label_studio import LabelStudioGateway
     from backend.db.session import make_engine, session_factory, session_scope, upgrade
+    from backend.ports import TaskName
     from backend.services.bootstrap import attach_project
 
     settings = get_settings()

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from backend.services.errors import ServiceError
+from backend.errors import ServiceError
 from backend.settings import get_settings
 from ml import cli as ml_cli
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from backend.services.errors import ServiceError
+from backend.errors import ServiceError
 from backend.settings import get_settings
 from ml import cli as ml_cli
 
@@ -81,8 +81,7 @@ def project_strategy(
     try:
         with ml_cli.errors(ServiceError), database_errors(url), session_scope(session_factory(engine)) as db:
             row = project_by_id(db, project)
-            strategy = sampling.set_strategy(db, row, changes) if changes else sampling.strategy_of(row)
-            db.commit()
+            strategy = sampling.change_strategy(db, row, changes) if changes else sampling.strategy_of(row)
             typer.echo(f"project {project}: {strategy.describe()}")
             for done in sampling.rescorings(db, row, limit=5):
                 typer.echo(

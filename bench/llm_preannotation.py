@@ -41,7 +41,7 @@ from spacy.tokens import Doc
 
 from annotation_guide import Guide, load_guide
 from backend.adapters.llm import OpenAIChatClient
-from backend.services.errors import UpstreamError
+from backend.errors import UpstreamError
 from backend.settings import LLMSettings
 from ml.converters import load_docs
 from ml.evaluation import EvaluationReport, score_spans

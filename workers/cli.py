@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from backend.cli import app, database_errors, project_app
-from backend.services.errors import ServiceError
+from backend.errors import ServiceError
 from backend.settings import SettingsError, get_settings
 from ml import cli as ml_cli
 from workers import up as up_module
@@ -128,8 +128,9 @@ def retrain(
     wait: Annotated[bool, typer.Option(help="Follow the run's progress until it ends.")] = True,
 ) -> None:
     """Start a training run now (a no-op if one exists for the current label watermark)."""
-    from backend.adapters.jobs import CeleryJobQueue, TaskName
+    from backend.adapters.jobs import CeleryJobQueue
     from backend.db.session import make_engine, session_factory, session_scope
+    from backend.ports import TaskName
     from backend.services import training
     from backend.services.projects import project_by_id
 
@@ -239,8 +240,9 @@ def model_rollback(
     version: Annotated[str, typer.Option(help="The version to serve again.")],
 ) -> None:
     """Serve an earlier model version again; the backend swaps to it on its next request."""
-    from backend.adapters.jobs import CeleryJobQueue, TaskName
+    from backend.adapters.jobs import CeleryJobQueue
     from backend.db.session import make_engine, session_factory, session_scope
+    from backend.ports import TaskName
     from backend.services import training
     from backend.services.projects import project_by_id
 

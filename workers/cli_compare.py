@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from backend.services.errors import ServiceError
+from backend.errors import ServiceError
 from backend.settings import get_settings
 from ml import cli as ml_cli
 

@@ -10,14 +10,15 @@ from celery import Task, shared_task
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.adapters.compare_llm import endpoint_from_settings
-from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.adapters.jobs import CeleryJobQueue
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.adapters.llm import OpenAIChatClient
 from backend.adapters.models import ModelRegistry
 from backend.db.models import Project
 from backend.db.session import make_engine, session_factory, session_scope
+from backend.errors import UpstreamError, UpstreamRefusedError
+from backend.ports import TaskName
 from backend.services import comparison, review, scoring, training
-from backend.services.errors import UpstreamError, UpstreamRefusedError
 from backend.services.label_state import StoredLabelsSource
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.services.errors import UpstreamError
+from backend.errors import UpstreamError
 from workers.celery_app import POOLS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -59,7 +59,7 @@ def endpoint_from_settings(settings: LLMSettings) -> LLMEndpoint:
     """A project's LLM (``NER_LLM__*``: URL, model, key, response format, retries) as a comparison's endpoint; its
     slots are the server's (``/props``; 1 when it does not say)."""
     from backend.adapters.llm import OpenAIChatClient
-    from backend.services.errors import UpstreamError
+    from backend.errors import UpstreamError
     from ml.compare import LLMCallError, LLMEndpoint, LLMReply
 
     client = OpenAIChatClient(settings)

@@ -1,4 +1,5 @@
-"""The job queue port: the backend enqueues Celery tasks by name, never importing ``workers``.
+"""The job queue (``backend.ports.JobQueue``) on Celery: the backend enqueues tasks by name, never importing
+``workers``.
 
 Per-project jobs that only re-read the state (the retrain check, the LLM pass) are coalesced: at most one of each
 is pending per project. The marker is a Redis key next to the queue (``SET NX EX``), set when a job is sent and
@@ -10,24 +11,10 @@ restart with them; its expiry bounds how long a message lost with a broker that 
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Protocol
-
 import redis
 from celery import Celery
 
-
-class TaskName(StrEnum):
-    """Names of the Celery tasks (defined in ``workers``)."""
-
-    RETRAIN_IF_DUE = "workers.retrain_if_due"
-    START_TRAINING = "workers.start_training"
-    TRAIN_RUN = "workers.train_run"
-    SCORE_POOL = "workers.score_pool"
-    LLM_PREANNOTATE = "workers.llm_preannotate"
-    COMPARE_PROJECT = "workers.compare_project"
-    REVIEW_LABELS = "workers.review_labels"
-
+from backend.ports import TaskName
 
 # Deciding is cheap and must not wait behind a training: only the training itself goes to `train`.
 QUEUE_OF = {
@@ -54,26 +41,6 @@ PENDING_TTL_S = {
 def pending_key(name: TaskName, project_id: int) -> str:
     """The Redis key that says a coalesced job of ``name`` is pending for a project."""
     return f"nerloop:pending:{name}:{project_id}"
-
-
-class JobQueue(Protocol):
-    """Enqueue a task with ids as its only payload; return the job id."""
-
-    def enqueue(self, name: TaskName, *ids: int) -> str:
-        """Send one job."""
-        ...
-
-    def enqueue_once(self, name: TaskName, project_id: int, *ids: int) -> str | None:
-        """Send ``name(project_id, *ids)`` unless one is pending for the project; return the job id, or None."""
-        ...
-
-    def started(self, name: TaskName, project_id: int) -> None:
-        """A coalesced job began: the next trigger sends a new one."""
-        ...
-
-    def pending(self, name: TaskName, project_id: int) -> bool:
-        """Whether a coalesced job of ``name`` is pending for the project."""
-        ...
 
 
 class CeleryJobQueue:

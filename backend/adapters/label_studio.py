@@ -11,7 +11,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-from backend.services.errors import UpstreamError, UpstreamRefusedError
+from backend.errors import UpstreamError, UpstreamRefusedError
 from backend.settings import LabelStudioSettings
 
 IMPORT_CHUNK = 500

@@ -1,53 +1,18 @@
-"""The LLM port and its OpenAI-compatible client (OpenAI, vLLM, Ollama, llama.cpp's server)."""
+"""The LLM port's (``backend.ports.LLMClient``) OpenAI-compatible client (OpenAI, vLLM, Ollama, llama.cpp's server)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletion
 
-from backend.db.ids import MAX_ID
-from backend.services.errors import UpstreamError
+from backend.errors import UpstreamError
+from backend.ids import MAX_ID
+from backend.ports import Completion
 from backend.settings import LLMSettings
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The text an LLM returned and what it cost in tokens and time.
-
-    Attributes:
-        content: The answer's text.
-        prompt_tokens: Tokens of the whole prompt (the usage's ``prompt_tokens``), cached or not.
-        completion_tokens: Tokens generated.
-        latency_ms: Wall time of the request, retries included.
-        cached_prompt_tokens: Prompt tokens the server took from its prefix cache instead of evaluating them, when
-            it says: ``usage.prompt_tokens_details.cached_tokens`` (OpenAI, vLLM, recent llama-server) or
-            ``timings.cache_n`` (llama-server). ``None`` when the server does not report it (llama-cpp-python's
-            server, which reuses the previous request's prefix all the same).
-    """
-
-    content: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: int
-    cached_prompt_tokens: int | None = None
-
-
-class LLMClient(Protocol):
-    """One chat completion; the only I/O of LLM pre-annotation."""
-
-    @property
-    def model(self) -> str:
-        """The model name (part of the cache key)."""
-        ...
-
-    def complete(self, messages: Sequence[dict[str, str]], *, schema: dict[str, Any]) -> Completion:
-        """Complete a chat; raise ``UpstreamError`` when the endpoint fails after its retries."""
-        ...
 
 
 class OpenAIChatClient:

@@ -12,12 +12,13 @@ import anyio
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from backend.adapters.jobs import CeleryJobQueue, JobQueue
-from backend.adapters.llm import LLMClient, OpenAIChatClient
+from backend.adapters.jobs import CeleryJobQueue
+from backend.adapters.llm import OpenAIChatClient
 from backend.adapters.models import ModelRegistry
 from backend.api import comparison, dashboard, errors, limits, ml_backend, platform, quality, sampling
 from backend.db.models import ModelVersion, Project
 from backend.db.session import make_engine, session_factory
+from backend.ports import JobQueue, LLMClient
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor
 from backend.services.sweep import sweep

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, Field
 
 from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
-from backend.db.ids import DbId
+from backend.ids import DbId
 from backend.services import comparison
 from backend.services.projects import project_by_id
 from backend.settings import Settings

@@ -20,8 +20,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from backend.api.charts import project_charts
 from backend.api.deps import DbSession, require_auth
 from backend.api.schemas import ProjectOverview, ProjectProgress
-from backend.db.ids import DbId
-from backend.services.errors import NotFoundError
+from backend.errors import NotFoundError
+from backend.ids import DbId
 from backend.services.progress import project_progress, projects_overview
 from backend.services.projects import project_by_id
 

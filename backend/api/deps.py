@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.http import HTTPBase
 from sqlalchemy.orm import Session
 
-from backend.adapters.jobs import JobQueue
+from backend.ports import JobQueue
 from backend.services.predictions import Predictor
 from backend.settings import Settings
 

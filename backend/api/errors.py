@@ -1,4 +1,8 @@
-"""One place that maps errors to HTTP answers: JSON with a clear message, never a traceback."""
+"""The one place that maps errors to HTTP answers: JSON ``{"error": message}``, never a traceback.
+
+``STATUS_OF`` gives each kind of ``backend.errors.ServiceError`` its status; routes raise those errors and never
+choose a status for one themselves.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,34 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
-from backend.services.errors import ServiceError
+from backend.errors import (
+    ComparisonConflictError,
+    InvalidInputError,
+    ModelUnavailableError,
+    NotFoundError,
+    ServiceError,
+    UpstreamError,
+)
 from ml.errors import MLError
 
 log = logging.getLogger("nerloop.api")
+
+STATUS_OF: dict[type[ServiceError], int] = {
+    NotFoundError: 404,
+    ComparisonConflictError: 409,
+    InvalidInputError: 422,
+    UpstreamError: 502,  # UpstreamRefusedError too: the upstream service's refusal is a bad gateway to our client
+    ModelUnavailableError: 503,
+}
+"""HTTP status per kind of service error (a subclass gets its nearest listed base's); any other: 500."""
+
+
+def status_of(exc: ServiceError) -> int:
+    """The HTTP status of a service error (``STATUS_OF``; 500 for a kind it does not list)."""
+    for kind in type(exc).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 500
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -29,7 +57,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status_code)
+        return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
 
     @app.exception_handler(MLError)
     async def ml_error(request: Request, exc: MLError) -> JSONResponse:

@@ -15,13 +15,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from backend.adapters.jobs import JobQueue, TaskName
 from backend.api.deps import DbSession, JobsDep, PredictorDep, get_app_settings, require_auth
-from backend.api.schemas import PredictRequest, SetupRequest, ls_project_id
+from backend.api.schemas import (
+    Health,
+    PredictReply,
+    PredictRequest,
+    SetupReply,
+    SetupRequest,
+    Versions,
+    WebhookReply,
+    ls_project_id,
+)
 from backend.db.models import ModelVersion, Project
-from backend.services import annotations as events
-from backend.services import preannotation
-from backend.services.errors import InvalidInputError
+from backend.errors import InvalidInputError
+from backend.ports import JobQueue, TaskName
+from backend.services import ingestion, preannotation
 from backend.services.predictions import ModelPart, Plan, Predictor, TaskInput, version_tag
 from backend.services.projects import guide_of, project_by_id, project_by_ls_id
 from backend.services.routing import routing_table
@@ -32,20 +40,20 @@ router = APIRouter()
 protected = APIRouter(dependencies=[Depends(require_auth)])
 
 
-@router.get("/health")
-async def health() -> dict[str, str]:
+@router.get("/health", response_model=Health)
+async def health() -> Health:
     """Liveness (Label Studio gives it 1 s): answered on the event loop, never queued behind busy threads."""
-    return {"status": "UP", "model_class": "nerloop"}
+    return Health(status="UP", model_class="nerloop")
 
 
-@protected.post("/setup")
+@protected.post("/setup", response_model=SetupReply)
 def setup(
     body: SetupRequest,
     db: DbSession,
     jobs: JobsDep,
     predictor: PredictorDep,
     settings: Annotated[Settings, Depends(get_app_settings)],
-) -> dict[str, str]:
+) -> SetupReply:
     """Answer with the model version; reads a few rows, never loads a model (3 s limit).
 
     Label Studio calls it when the backend is connected (a project created or attached) and at each refresh:
@@ -54,7 +62,7 @@ def setup(
     project = project_by_ls_id(db, _project_id(body.project))
     tag = version_tag(project, routing_table(db, project))
     _follow_queue(db, project, jobs, predictor, settings)
-    return {"model_version": tag}
+    return SetupReply(model_version=tag)
 
 
 def _preannotates(predictor: Predictor, settings: Settings) -> bool:
@@ -64,22 +72,18 @@ def _preannotates(predictor: Predictor, settings: Settings) -> bool:
 
 def _follow_queue(db: Session, project: Project, jobs: JobQueue, predictor: Predictor, settings: Settings) -> None:
     """Enqueue the project's LLM pass when it is due; never fails the request (the next trigger tries again)."""
-    if not _preannotates(predictor, settings):
-        return
-    try:
-        preannotation.follow_queue(db, project, jobs, window=settings.llm_preannotate_max)
-    except Exception as exc:  # the broker is away: the next label event or /setup tries again
-        log.warning("project %s: the LLM pass could not be enqueued: %s", project.id, exc)
+    if _preannotates(predictor, settings):
+        preannotation.nudge_queue(db, project, jobs, window=settings.llm_preannotate_max)
 
 
-@protected.post("/predict")
+@protected.post("/predict", response_model=PredictReply)
 async def predict(
     body: PredictRequest,
     db: DbSession,
     predictor: PredictorDep,
     jobs: JobsDep,
     settings: Annotated[Settings, Depends(get_app_settings)],
-) -> dict[str, list[dict[str, Any]]]:
+) -> PredictReply:
     """All tasks in one batch; exactly one prediction per task, in order. A task without text (``data`` lacks
     the guide's ``label_studio.text_field``) gets an empty prediction, so one odd task does not cost the others
     theirs; when no task has it, the project is set up wrong: 422 naming the field.
@@ -106,9 +110,9 @@ async def predict(
             if _defers(plan, model, predictor, settings):
                 _, results = predictor.assemble(plan, model, None, llm_pending=True)
                 if await run_in_threadpool(_defer_llm_part, db, plan, results, jobs):
-                    return {"results": results}
+                    return PredictReply.model_validate({"results": results})
     _, results = predictor.assemble(plan, model, llm)
-    return {"results": results}
+    return PredictReply.model_validate({"results": results})
 
 
 def _defers(plan: Plan, model: ModelPart, predictor: Predictor, settings: Settings) -> bool:
@@ -167,7 +171,7 @@ def _plan(db: Session, body: PredictRequest, predictor: Predictor) -> Plan:
         db.close()  # the connection goes back to the pool before any model or LLM work
 
 
-@protected.post("/webhook")
+@protected.post("/webhook", response_model=WebhookReply, response_model_exclude_unset=True)
 async def webhook(
     request: Request,
     db: DbSession,
@@ -175,7 +179,7 @@ async def webhook(
     predictor: PredictorDep,
     settings: Annotated[Settings, Depends(get_app_settings)],
     body: Any = Body(...),  # noqa: B008
-) -> dict[str, Any]:
+) -> WebhookReply:
     """Persist the event once and enqueue its job by id; reply at once (Label Studio waits 1 s).
 
     Retrain checks are coalesced: while one is pending for the project, the event is covered by it
@@ -191,52 +195,35 @@ async def webhook(
     )
 
 
-def _webhook(db: Session, body: Any, *, jobs: JobQueue, predictor: Predictor, settings: Settings) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidInputError("webhook body must be a JSON object")
-    ingested = events.ingest(db, body, max_text_chars=settings.max_text_chars)
-    db.commit()
-    reply: dict[str, Any] = {
-        "action": ingested.action,
-        "event_id": ingested.event_id,
-        "status": "stored" if ingested.created else ("duplicate" if ingested.event_id else "ignored"),
-        "label_change": ingested.label_change,
-    }
-    # a label, or a skip, moves the annotators along the queue: the pre-annotated window follows
-    moved = ingested.label_change or (ingested.created and ingested.action in events.SAVED_ACTIONS)
-    if moved and ingested.project_id is not None and _preannotates(predictor, settings):
-        _follow_queue(db, project_by_id(db, ingested.project_id), jobs, predictor, settings)
-        db.commit()  # no transaction stays open across the broker calls below
-    if ingested.event_id is None or ingested.project_id is None or ingested.enqueued:
-        return reply  # not ours, no job (no label changed), or a redelivery whose job is already queued
-    job: str | None
-    try:
-        if ingested.action == "START_TRAINING":
-            job = jobs.enqueue(TaskName.START_TRAINING, ingested.project_id, ingested.event_id)
-        else:  # one pending check per project covers every event stored before it starts
-            job = jobs.enqueue_once(TaskName.RETRAIN_IF_DUE, ingested.project_id, ingested.event_id)
-    except Exception as exc:  # the event is stored; the sweep re-sends it (backend.services.sweep)
-        log.warning("event %s stored but not enqueued: %s", ingested.event_id, exc)
-        reply["queued"] = False
-        return reply
-    events.mark_enqueued(db, ingested.event_id)
-    db.commit()
-    reply["queued"] = True
-    if job is None:
-        reply["coalesced"] = True
-    if ingested.action == "START_TRAINING":
-        reply["job"] = job
-    return reply
+def _webhook(db: Session, body: Any, *, jobs: JobQueue, predictor: Predictor, settings: Settings) -> WebhookReply:
+    window = settings.llm_preannotate_max if _preannotates(predictor, settings) else None
+    receipt = ingestion.receive_event(
+        db, body, jobs=jobs, max_text_chars=settings.max_text_chars, preannotate_window=window
+    )
+    applies: dict[str, Any] = {}  # the optional keys appear only when they apply (unset fields are left out)
+    if receipt.queued is not None:
+        applies["queued"] = receipt.queued
+    if receipt.coalesced:
+        applies["coalesced"] = True
+    if receipt.queued and receipt.action == "START_TRAINING":
+        applies["job"] = receipt.job
+    return WebhookReply(
+        action=receipt.action,
+        event_id=receipt.event_id,
+        status=receipt.status,
+        label_change=receipt.label_change,
+        **applies,
+    )
 
 
-@protected.get("/versions")
-def versions(db: DbSession, project: str | None = None) -> dict[str, list[str]]:
+@protected.get("/versions", response_model=Versions)
+def versions(db: DbSession, project: str | None = None) -> Versions:
     """Model versions (of one project when ``project`` is given), oldest first."""
     query = select(ModelVersion.version).order_by(ModelVersion.id)
     pid = ls_project_id(project)
     if pid is not None:
         query = query.join(Project, Project.id == ModelVersion.project_id).where(Project.ls_project_id == pid)
-    return {"versions": list(db.scalars(query))}
+    return Versions(versions=list(db.scalars(query)))
 
 
 def _project_id(value: str | int | None) -> int:

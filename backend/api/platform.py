@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
-from backend.adapters.jobs import TaskName
 from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
 from backend.api.schemas import (
     LLMCosts,
@@ -22,12 +21,11 @@ from backend.api.schemas import (
     RoutingTable,
     RunSummary,
 )
-from backend.db.ids import DbId
 from backend.db.models import Project, TrainingRun
-from backend.services import progress, training
-from backend.services.errors import UpstreamError
+from backend.ids import DbId
+from backend.services import operations, progress, training
 from backend.services.projects import guide_of, project_by_id
-from backend.services.routing import routing_table, set_override
+from backend.services.routing import change_route, routing_table
 from backend.settings import Settings
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
@@ -73,8 +71,7 @@ def get_routing(project_id: DbId, db: DbSession) -> RoutingTable:
 def put_routing(project_id: DbId, label: str, body: RouteOverride, db: DbSession) -> RoutingTable:
     """Route one type by hand (``model`` / ``llm``) or back to the computed route (``auto``)."""
     project = project_by_id(db, project_id)
-    set_override(db, project, label=label, route=body.route)
-    db.commit()
+    change_route(db, project, label=label, route=body.route)
     return get_routing(project_id, db)
 
 
@@ -93,15 +90,7 @@ def get_progress(project_id: DbId, db: DbSession) -> ProjectProgress:
 @router.post("/projects/{project_id}/retrain", status_code=202)
 def post_retrain(project_id: DbId, db: DbSession, jobs: JobsDep) -> RetrainReply:
     """Start a training run at the current label watermark (a no-op if it exists); poll ``/api/runs/{id}``."""
-    run, created = training.manual_run(db, project_by_id(db, project_id), trigger="api")
-    db.commit()
-    if created:
-        try:
-            jobs.enqueue(TaskName.TRAIN_RUN, run.id)
-        except Exception as exc:  # stored; the sweep re-sends queued runs (backend.services.sweep)
-            raise UpstreamError(
-                f"run {run.id} is stored but the broker is unreachable ({exc}); it is sent once the broker is back"
-            ) from None
+    run, created = operations.retrain_now(db, project_by_id(db, project_id), jobs=jobs, trigger="api")
     return RetrainReply.model_validate({"created": created, "run": training.run_summary(run)})
 
 
@@ -129,14 +118,6 @@ def post_rollback(
 ) -> RollbackReply:
     """Serve an earlier version again."""
     project = project_by_id(db, project_id)
-    training.rollback(db, project, version=body.version)
-    db.commit()
-    if settings.label_studio.api_key is not None:  # rescoring pushes to Label Studio
-        try:
-            jobs.enqueue(TaskName.SCORE_POOL, project_id)
-        except Exception as exc:  # the rollback is done; only the rescoring of the pool could not be asked for
-            raise UpstreamError(
-                f"project {project_id} now serves {project.current_version}, but the broker is unreachable ({exc}): "
-                "the pool is not rescored; roll back again once the broker is back"
-            ) from None
+    rescore = settings.label_studio.api_key is not None  # rescoring pushes to Label Studio
+    operations.roll_back(db, project, version=body.version, jobs=jobs, rescore=rescore)
     return RollbackReply(project_id=project_id, current_version=project.current_version)

@@ -7,12 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.adapters.jobs import TaskName
 from backend.api.deps import DbSession, JobsDep, get_app_settings, require_auth
-from backend.db.ids import DbId
+from backend.ids import DbId
 from backend.services import agreement, review
-from backend.services.errors import InvalidInputError, UpstreamError
-from backend.services.projects import current_model, project_by_id
+from backend.services.projects import project_by_id
 from backend.settings import Settings
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["quality"])
@@ -180,18 +178,7 @@ def post_review(
 ) -> ReviewQueued:
     """Ask for the review pass of the serving version: queued unless it is done or a live pass exists (queued
     recently, or running with a heartbeat); passes also follow promotions. ``queued`` says whether a job was sent."""
-    project = project_by_id(db, project_id)
-    serving = current_model(db, project)
-    if serving is None:
-        raise InvalidInputError(f"project {project_id} serves no model yet; a review pass follows the first promotion")
-    version, version_id = serving.version, serving.id
-    wanted = review.review_wanted(db, serving, heartbeat_timeout_s=settings.run_heartbeat_timeout_s)
-    db.commit()  # no transaction stays open across the broker call
-    if wanted:
-        try:
-            jobs.enqueue(TaskName.REVIEW_LABELS, project_id, version_id)
-        except Exception as exc:
-            raise UpstreamError(f"the broker is unreachable ({exc}); ask again once it is back") from None
-        review.mark_queued(db, serving)
-        db.commit()
+    version, wanted = review.request_review(
+        db, project_by_id(db, project_id), jobs=jobs, heartbeat_timeout_s=settings.run_heartbeat_timeout_s
+    )
     return ReviewQueued(project_id=project_id, model_version=version, queued=wanted)

@@ -6,9 +6,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import DbSession, require_auth
-from backend.db.ids import DbId
+from backend.ids import DbId
 from backend.services import sampling
-from backend.services.errors import InvalidInputError
 from backend.services.projects import project_by_id
 from ml.sampling_strategy import MEASURES, Measure, Representation, SamplingStrategy
 
@@ -80,13 +79,7 @@ def get_sampling(project_id: DbId, db: DbSession) -> SamplingOut:
 )
 def put_sampling(project_id: DbId, body: StrategyChange, db: DbSession) -> SamplingOut:
     """Change the strategy; the next rescoring (after the next promotion) uses it."""
-    project = project_by_id(db, project_id)
-    changes = body.model_dump(exclude_unset=True)
-    null = sorted(k for k, v in changes.items() if v is None and k != "diversity_weight")
-    if null:
-        raise InvalidInputError(f"sampling strategy: {', '.join(null)} cannot be null; leave it out to keep it")
-    sampling.set_strategy(db, project, changes)
-    db.commit()
+    sampling.change_strategy(db, project_by_id(db, project_id), body.model_dump(exclude_unset=True))
     return _answer(project_id, db)
 
 

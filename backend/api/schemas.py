@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 from backend.api.quality import AgreementOut, ReviewOut
-from backend.db.ids import MAX_ID, is_db_id
-from backend.services.errors import InvalidInputError
+from backend.errors import InvalidInputError
+from backend.ids import MAX_ID, is_db_id
 from ml.progress import Forecast
 
 
@@ -68,6 +68,76 @@ class SetupRequest(_Loose):
 
     project: str | int
     schema_: str | None = Field(default=None, alias="schema")
+
+
+# ---- responses of the Label Studio ML backend protocol: Label Studio reads these names and shapes ----
+
+
+class Health(BaseModel):
+    """``/health``: the backend is up."""
+
+    status: Literal["UP"]
+    model_class: str
+
+
+class SetupReply(BaseModel):
+    """``/setup``: the project's model version (the serving version and its routes, ``version_tag``)."""
+
+    model_version: str
+
+
+class SpanValue(BaseModel):
+    """A predicted span: character offsets (end exclusive), its text and its Label Studio label value."""
+
+    start: int
+    end: int
+    text: str
+    labels: list[str]
+
+
+class Region(BaseModel):
+    """One predicted ``labels`` region, with the span's confidence (0..1)."""
+
+    from_name: str
+    to_name: str
+    type: Literal["labels"]
+    value: SpanValue
+    score: float
+
+
+class TaskPrediction(BaseModel):
+    """One task's prediction: its regions, the task's score (``ml.routing.task_score``) and the version tag that
+    made it (``~llm-pending`` and the like when a part is missing)."""
+
+    result: list[Region]
+    score: float
+    model_version: str
+
+
+class PredictReply(BaseModel):
+    """``/predict``: exactly one prediction per task, in the request's order."""
+
+    results: list[TaskPrediction]
+
+
+class WebhookReply(BaseModel):
+    """``/webhook``: what became of the event (``backend.services.ingestion.Receipt``). ``queued`` appears when the
+    event needs a job (False: the broker is away; the sweep re-sends it), ``coalesced`` when a pending retrain check
+    covers it, ``job`` for a ``START_TRAINING`` event whose job was sent."""
+
+    action: str
+    event_id: int | None
+    status: Literal["stored", "duplicate", "ignored"]
+    label_change: bool
+    queued: bool | None = None
+    coalesced: bool | None = None
+    job: str | None = None
+
+
+class Versions(BaseModel):
+    """``/versions``: model versions, oldest first."""
+
+    versions: list[str]
 
 
 class RouteOverride(BaseModel):

@@ -13,11 +13,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from annotation_guide import Guide
-from backend.db.ids import StrictDbId, is_db_id
 from backend.db.models import Annotation, AnnotationEvent, Project
 from backend.db.upsert import upsert
+from backend.errors import InvalidInputError
+from backend.ids import StrictDbId, is_db_id
 from backend.services import label_state
-from backend.services.errors import InvalidInputError
 from backend.services.projects import guide_of, project_by_ls_id
 from backend.services.watermark import count_label_change, retrain_due
 from backend.settings import Settings

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from annotation_guide import Guide, check_label_config, label_studio_config
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import AnnotationEvent, Project
+from backend.errors import InvalidInputError, UpstreamError
 from backend.services.annotations import reconcile
-from backend.services.errors import InvalidInputError, UpstreamError
 from backend.services.predictions import version_tag
 from backend.services.projects import register_project
 from backend.services.routing import routing_table

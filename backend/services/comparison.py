@@ -27,16 +27,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.adapters.jobs import JobQueue, TaskName
 from backend.db.models import Comparison, Project, utcnow
 from backend.db.session import session_scope
 from backend.db.upsert import upsert
-from backend.services.errors import InvalidInputError, NotFoundError, ServiceError, UpstreamError
+from backend.errors import ComparisonConflictError, InvalidInputError, NotFoundError, UpstreamError
+from backend.ports import JobQueue, TaskName, TaskSource
 from backend.services.label_state import label_counts
 from backend.services.lead_time import lead_time, seconds_per_label
 from backend.services.projects import guide_of, project_by_id
 from backend.services.run_liveness import Heartbeat, aware, heartbeat_interval
-from backend.services.training import Snapshot, TaskSource, split_snapshot
+from backend.services.training import Snapshot, split_snapshot
 from backend.services.watermark import labels_count
 from backend.settings import Settings
 from ml.compare import CompareOptions, CompareProgress, LLMEndpoint, compare
@@ -54,12 +54,6 @@ MAX_POINTS = 8  # entries of `shots` and of `sizes` (each is a row: LLM requests
 MAX_STEPS = 20_000  # CNN steps per size (NER_RETRAIN_MAX_STEPS is 2,000)
 log = logging.getLogger(__name__)
 _DEFAULT_COSTS = CostSettings()
-
-
-class ComparisonConflictError(ServiceError):
-    """A comparison of the same labels with other options is queued or running (HTTP 409)."""
-
-    status_code = 409
 
 
 class ComparisonOptions(BaseModel):

@@ -23,11 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from annotation_guide import Guide
-from backend.adapters.llm import Completion, LLMClient
 from backend.db.models import LLMCall, Project
 from backend.db.session import session_scope
 from backend.db.upsert import upsert
-from backend.services.errors import UpstreamError
+from backend.errors import UpstreamError
+from backend.ports import Completion, LLMClient
 from backend.services.label_state import labeled_examples
 from backend.services.projects import guide_of, project_by_id
 from backend.settings import LLMSettings

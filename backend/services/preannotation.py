@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.adapters.jobs import JobQueue, TaskName
 from backend.db.models import Annotation, Prediction, Project
 from backend.db.upsert import upsert
+from backend.ports import JobQueue, TaskName
 from backend.services.predictions import version_tag
 from backend.services.projects import current_model
 from backend.services.routing import routing_table
@@ -222,3 +222,12 @@ def follow_queue(db: Session, project: Project, jobs: JobQueue, *, window: int) 
     if job is not None:
         log.info("project %s: LLM pass %s enqueued (fewer than %s pre-annotated tasks ahead)", project_id, job, window)
     return job
+
+
+def nudge_queue(db: Session, project: Project, jobs: JobQueue, *, window: int) -> None:
+    """:func:`follow_queue` that never fails its caller (a webhook, ``/setup``): a broker that is away is logged,
+    and the next label event or ``/setup`` tries again. Commits, as ``follow_queue`` does."""
+    try:
+        follow_queue(db, project, jobs, window=window)
+    except Exception as exc:  # the broker is away: the next label event or /setup tries again
+        log.warning("project %s: the LLM pass could not be enqueued: %s", project.id, exc)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.adapters.models import ModelRegistry
 from backend.db.models import Project
 from backend.db.session import session_scope
-from backend.services.errors import InvalidInputError, ModelUnavailableError
+from backend.errors import InvalidInputError, ModelUnavailableError
 from backend.services.label_state import convert_labels, index_labels
 from backend.services.llm_annotation import LLMAnnotation, LLMAnnotator
 from backend.services.projects import current_model, guide_of, project_by_id

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from annotation_guide import Guide
 from backend.db.models import ModelVersion, Project
-from backend.services.errors import NotFoundError
+from backend.errors import NotFoundError
 
 
 def register_project(db: Session, *, ls_project_id: int, guide: Guide, retrain_threshold: int = 20) -> Project:

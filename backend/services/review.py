@@ -30,11 +30,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.models import ModelVersion, Project, ReviewPass, ReviewSuspect, TrainingRun, utcnow
 from backend.db.session import session_scope
 from backend.db.upsert import upsert
-from backend.services.errors import NotFoundError, UpstreamError, UpstreamRefusedError
+from backend.errors import InvalidInputError, NotFoundError, UpstreamError, UpstreamRefusedError
+from backend.ports import JobQueue, ReviewSink, TaskName
 from backend.services.label_state import annotated_tasks
-from backend.services.projects import project_by_id
+from backend.services.projects import current_model, project_by_id
 from backend.services.review_liveness import Claim, expire_stale_passes, heartbeat, owned
-from backend.services.review_push import REVIEW_TAG, VIEW_TITLE, ReviewSink, push_pass, review_result
+from backend.services.review_push import REVIEW_TAG, VIEW_TITLE, push_pass, review_result
 from backend.services.review_summary import format_review, latest_pass, review_summary
 from backend.services.run_liveness import aware, heartbeat_interval
 from backend.services.training import split_snapshot
@@ -46,12 +47,12 @@ __all__ = [
     "REVIEW_TAG",
     "VIEW_TITLE",
     "ReviewOutcome",
-    "ReviewSink",
     "expire_stale_passes",
     "format_review",
     "latest_pass",
     "mark_queued",
     "pass_done",
+    "request_review",
     "review_due",
     "review_result",
     "review_summary",
@@ -144,6 +145,33 @@ def mark_queued(db: Session, version: ModelVersion) -> None:
         .where(ReviewPass.model_version_id == version.id, ReviewPass.status.in_(("failed", "queued")))
         .values(status="queued", created_at=utcnow(), heartbeat_at=None)
     )
+
+
+def request_review(db: Session, project: Project, *, jobs: JobQueue, heartbeat_timeout_s: float) -> tuple[str, bool]:
+    """Ask for the review pass of the serving version: sent unless it is done or a live pass exists
+    (:func:`review_wanted`), then recorded queued (:func:`mark_queued`). Commits before the broker call.
+
+    Returns:
+        The serving version, and whether a job was sent.
+
+    Raises:
+        InvalidInputError: the project serves no model yet.
+        UpstreamError: the broker cannot be reached; asking again once it is back sends the job.
+    """
+    serving = current_model(db, project)
+    if serving is None:
+        raise InvalidInputError(f"project {project.id} serves no model yet; a review pass follows the first promotion")
+    version = serving.version
+    wanted = review_wanted(db, serving, heartbeat_timeout_s=heartbeat_timeout_s)
+    db.commit()  # no transaction stays open across the broker call
+    if wanted:
+        try:
+            jobs.enqueue(TaskName.REVIEW_LABELS, project.id, serving.id)
+        except Exception as exc:
+            raise UpstreamError(f"the broker is unreachable ({exc}); ask again once it is back") from None
+        mark_queued(db, serving)
+        db.commit()
+    return version, wanted
 
 
 def run_review(

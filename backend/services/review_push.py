@@ -17,16 +17,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.models import Project, ReviewPrediction, ReviewSuspect, TaskLabel, utcnow
 from backend.db.session import session_scope
-from backend.services.errors import UpstreamRefusedError
+from backend.errors import UpstreamRefusedError
+from backend.ports import ReviewSink
 from backend.services.projects import guide_of, project_by_id
-from backend.services.scoring import PredictionSink
 from ml.converters import CharSpan
 from ml.converters.label_studio import spans_to_results
 from ml.prediction import ScoredSpan
@@ -34,14 +34,6 @@ from ml.review import Suspect, corrected
 
 REVIEW_TAG = "nerloop-review"
 VIEW_TITLE = "nerloop review"
-
-
-class ReviewSink(PredictionSink, Protocol):
-    """Where review predictions go (Label Studio): the scoring port, and the Data Manager tab."""
-
-    def ensure_prediction_view(self, project_id: int, *, title: str, model_version: str) -> int:
-        """A Data Manager tab of the project showing the tasks with a prediction of ``model_version``; its id."""
-        ...
 
 
 def as_suspect(row: ReviewSuspect) -> Suspect:

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import Project, RoutingOverride, utcnow
 from backend.db.upsert import upsert
-from backend.services.errors import InvalidInputError
+from backend.errors import InvalidInputError
 from backend.services.projects import current_model, guide_of
 from ml.routing import ROUTES, Route, RouteEntry, compute_routes
 
@@ -46,3 +46,13 @@ def set_override(db: Session, project: Project, *, label: str, route: str) -> No
             )
         )
     db.flush()
+
+
+def change_route(db: Session, project: Project, *, label: str, route: str) -> None:
+    """Route ``label`` by hand, or back to ``auto`` (:func:`set_override`), and commit.
+
+    Raises:
+        InvalidInputError: the label is not in the guide, or the route is not ``model``, ``llm`` or ``auto``.
+    """
+    set_override(db, project, label=label, route=route)
+    db.commit()

@@ -25,10 +25,6 @@ from backend.db.session import session_scope
 log = logging.getLogger(__name__)
 
 
-class RunLostError(Exception):
-    """This process no longer owns the run (it was expired, and maybe asked for again): stop working on it."""
-
-
 def owned(run_id: int, attempt: int) -> ColumnElement[bool]:
     """The condition of every write a training process makes: the run is still running its attempt."""
     return (TrainingRun.id == run_id) & (TrainingRun.status == "running") & (TrainingRun.attempt == attempt)

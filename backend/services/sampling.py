@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Project, Rescoring
-from backend.services.errors import InvalidInputError
+from backend.errors import InvalidInputError
 from backend.services.projects import guide_of
 from ml.sampling_strategy import SamplingStrategy
 
@@ -24,7 +24,7 @@ def set_strategy(db: Session, project: Project, changes: Mapping[str, Any]) -> S
     """Change some fields of the project's strategy; the others keep their values. Flushes, does not commit.
 
     Args:
-        db: The session (the caller commits).
+        db: The session (flushed; :func:`change_strategy` commits).
         project: The project.
         changes: Field name -> new value (``measure``, ``diversity``, ``diversity_weight``, ``representation``,
             ``type_weights``, ``weights``); ``weights`` replaces the hand-set weights as a whole.
@@ -51,6 +51,29 @@ def set_strategy(db: Session, project: Project, changes: Mapping[str, Any]) -> S
         raise InvalidInputError(f"sampling strategy: weights must be positive, got {bad}")
     project.sampling = strategy.model_dump()
     db.flush()
+    return strategy
+
+
+def change_strategy(db: Session, project: Project, changes: Mapping[str, Any]) -> SamplingStrategy:
+    """Change some fields of the project's strategy (:func:`set_strategy`) and commit; the next rescoring uses it.
+
+    Args:
+        db: The session; committed here.
+        project: The project.
+        changes: Field name -> new value; only ``diversity_weight`` may be None (modAL's trade-off).
+
+    Returns:
+        The new strategy.
+
+    Raises:
+        InvalidInputError: A field other than ``diversity_weight`` set to None, an unknown field, a bad value, or a
+            weight for a type the guide does not have.
+    """
+    null = sorted(k for k, v in changes.items() if v is None and k != "diversity_weight")
+    if null:
+        raise InvalidInputError(f"sampling strategy: {', '.join(null)} cannot be null; leave it out to keep it")
+    strategy = set_strategy(db, project, changes)
+    db.commit()
     return strategy
 
 

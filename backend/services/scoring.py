@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import Prediction, Project
 from backend.db.upsert import upsert
+from backend.errors import NotFoundError
+from backend.ports import PredictionSink
 from backend.services import preannotation, sampling
-from backend.services.errors import NotFoundError
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor, TaskInput, version_tag
 from backend.services.projects import current_model, guide_of
@@ -36,40 +37,6 @@ LABELLED_REFERENCE_MAX = 2000
 # the most promised predictions (``/predict`` answered ``~llm-pending``) one LLM pass completes; the next pass
 # takes the rest
 PROMISED_MAX = 1000
-
-
-class PredictionSink(Protocol):
-    """Where scored predictions go (Label Studio)."""
-
-    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
-        """Every task with its annotations."""
-        ...
-
-    def task_text(self, task_id: int, *, field: str = "text") -> str | None:
-        """One task's text (``data[field]``)."""
-        ...
-
-    def push_prediction(self, task_id: int, *, result: list[dict[str, Any]], score: float, model_version: str) -> int:
-        """Store one prediction on a task; return its id."""
-        ...
-
-    def update_prediction(
-        self, prediction_id: int, *, result: list[dict[str, Any]], score: float, model_version: str
-    ) -> None:
-        """Replace a stored prediction."""
-        ...
-
-    def set_model_version(self, project_id: int, model_version: str) -> None:
-        """Make the version the project's."""
-        ...
-
-    def task_predictions(self, task_id: int) -> dict[int, str]:
-        """A task's predictions: id -> model version."""
-        ...
-
-    def delete_prediction(self, prediction_id: int) -> None:
-        """Remove a prediction."""
-        ...
 
 
 @dataclass(frozen=True)

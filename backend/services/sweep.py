@@ -14,9 +14,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.adapters.jobs import JobQueue, TaskName
 from backend.db.models import AnnotationEvent, Project, TrainingRun, utcnow
 from backend.db.session import session_scope
+from backend.ports import JobQueue, TaskName
 from backend.services.annotations import unqueued_events
 from backend.services.review_liveness import expire_stale_passes
 from backend.services.run_liveness import aware, expire_stale_runs

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from spacy.tokens import Doc
 from sqlalchemy import func, select, update
@@ -19,18 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.db.models import AnnotationEvent, ModelVersion, Project, TrainingRun, utcnow
 from backend.db.session import session_scope
 from backend.db.upsert import upsert
+from backend.errors import InvalidInputError, NotFoundError, RunLostError
+from backend.ports import TaskSource
 from backend.services.annotations import Reconciled, reconcile
-from backend.services.errors import InvalidInputError, NotFoundError
 from backend.services.label_state import convert_labels
 from backend.services.projects import current_model, demote_serving, guide_of, project_by_id, record_model_version
-from backend.services.run_liveness import (
-    RunLostError,
-    heartbeat_interval,
-    owned,
-    remove_leftovers,
-    run_heartbeat,
-    worker_identity,
-)
+from backend.services.run_liveness import heartbeat_interval, owned, remove_leftovers, run_heartbeat, worker_identity
 from backend.services.watermark import due_watermark, labels_count
 from backend.settings import Settings
 from ml.converters import to_jsonl
@@ -41,14 +35,6 @@ from ml.training import Progress, TrainSettings, train
 
 FINAL = ("succeeded", "rejected", "failed")
 log = logging.getLogger(__name__)
-
-
-class TaskSource(Protocol):
-    """Where a run's annotations come from (Label Studio, or the stored webhook events)."""
-
-    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
-        """Every task with its annotations, in Label Studio's export shape."""
-        ...
 
 
 def request_run(db: Session, project: Project, *, trigger: str, watermark: int) -> tuple[TrainingRun, bool]:
@@ -403,7 +389,7 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
 
 
 def rollback(db: Session, project: Project, *, version: str) -> ModelVersion:
-    """Serve an earlier version again (every version is kept); the caller commits."""
+    """Serve an earlier version again (every version is kept); no commit (``operations.roll_back`` commits)."""
     row = db.scalar(select(ModelVersion).where(ModelVersion.project_id == project.id, ModelVersion.version == version))
     if row is None:
         known = ", ".join(db.scalars(select(ModelVersion.version).where(ModelVersion.project_id == project.id)))

@@ -23,10 +23,11 @@ from label_studio_sdk import LabelStudio
 from sqlalchemy import select
 
 from annotation_guide import Guide
-from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.adapters.jobs import CeleryJobQueue
 from backend.api.app import create_app
 from backend.db.models import Project, TrainingRun
 from backend.db.session import upgrade
+from backend.ports import TaskName
 from backend.settings import LabelStudioSettings, LLMSettings, Settings
 from ml.converters import load_docs
 from tests.conftest import GUIDES, free_port, open_db, serve_in_thread

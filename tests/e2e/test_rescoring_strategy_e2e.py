@@ -23,10 +23,11 @@ from label_studio_sdk import LabelStudio
 from sqlalchemy import func, select
 
 from annotation_guide import Guide, label_studio_config
-from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.adapters.jobs import CeleryJobQueue
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import Prediction, Rescoring
 from backend.db.session import upgrade
+from backend.ports import TaskName
 from backend.services.projects import register_project
 from backend.services.sampling import set_strategy
 from backend.settings import LabelStudioSettings

@@ -19,7 +19,7 @@ from annotation_guide import Guide, label_studio_config
 from backend.adapters.label_studio import LabelStudioGateway
 from backend.db.models import ReviewPass, ReviewPrediction, ReviewSuspect, TaskLabel
 from backend.db.session import upgrade
-from backend.services.errors import UpstreamRefusedError
+from backend.errors import UpstreamRefusedError
 from backend.services.projects import project_by_id, record_model_version, register_project
 from backend.services.review import REVIEW_TAG, run_review
 from backend.settings import LabelStudioSettings, Settings

@@ -13,8 +13,9 @@ import redis
 from kombu.exceptions import OperationalError
 from sqlalchemy import func, select
 
-from backend.adapters.jobs import CeleryJobQueue, TaskName, pending_key
+from backend.adapters.jobs import CeleryJobQueue, pending_key
 from backend.db.models import AnnotationEvent, Project
+from backend.ports import TaskName
 from tests.conftest import open_db
 from tests.integration.conftest import Backend, annotation_event
 

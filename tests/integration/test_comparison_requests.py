@@ -22,9 +22,9 @@ from annotation_guide import Guide
 from backend.adapters.jobs import CeleryJobQueue
 from backend.db.models import Comparison, utcnow
 from backend.db.session import make_engine, session_factory
+from backend.errors import UpstreamError
 from backend.services import comparison
 from backend.services.annotations import ingest
-from backend.services.errors import UpstreamError
 from backend.services.projects import project_by_id
 from backend.settings import get_settings
 from tests.conftest import open_db

@@ -23,8 +23,8 @@ from annotation_guide import Guide
 from backend.adapters.llm import OpenAIChatClient
 from backend.api.app import create_app
 from backend.db.models import Annotation, AnnotationEvent, Project
+from backend.errors import InvalidInputError, UpstreamError
 from backend.services.annotations import ingest, reconcile
-from backend.services.errors import InvalidInputError, UpstreamError
 from backend.services.label_state import annotated_tasks, convert_labels, labeled_examples
 from backend.settings import LLMSettings, Settings
 from ml.converters.spans import CharSpan, task_id_of

@@ -13,9 +13,10 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from annotation_guide import Guide
-from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.adapters.jobs import CeleryJobQueue
 from backend.api.app import create_app
 from backend.db.models import AnnotationEvent, LLMCall, Project
+from backend.ports import TaskName
 from backend.services.training import retrain_if_due
 from ml.training import TrainedModel
 from tests.conftest import open_db, sessions_for

@@ -16,10 +16,11 @@ import redis
 from sqlalchemy import select
 
 from annotation_guide import Guide
-from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.adapters.jobs import CeleryJobQueue
 from backend.adapters.llm import OpenAIChatClient
 from backend.db.models import Prediction
 from backend.db.session import session_scope
+from backend.ports import TaskName
 from backend.services import preannotation
 from backend.services.annotations import ingest
 from backend.services.llm_annotation import LLMAnnotator

@@ -20,9 +20,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from annotation_guide import Guide
-from backend.adapters.llm import Completion, OpenAIChatClient
+from backend.adapters.llm import OpenAIChatClient
 from backend.api.app import create_app
 from backend.db.models import LLMCall, Prediction
+from backend.ports import Completion
 from backend.services.projects import record_model_version, register_project
 from backend.services.routing import set_override
 from backend.settings import LabelStudioSettings, LLMSettings, Settings

@@ -26,8 +26,9 @@ from spacy.language import Language
 from sqlalchemy import select
 
 from annotation_guide import Guide
-from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.adapters.jobs import CeleryJobQueue
 from backend.db.models import Prediction, Rescoring
+from backend.ports import TaskName
 from backend.services.projects import register_project
 from backend.services.sampling import set_strategy
 from ml.converters import load_docs

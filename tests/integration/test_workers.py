@@ -17,9 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from annotation_guide import Guide
-from backend.adapters.jobs import CeleryJobQueue, TaskName
+from backend.adapters.jobs import CeleryJobQueue
 from backend.api.app import create_app
 from backend.db.models import ModelVersion, Project, TrainingRun
+from backend.ports import TaskName
 from backend.services.label_state import StoredLabelsSource
 from backend.services.projects import register_project
 from backend.services.training import Trainer, manual_run
@@ -214,8 +215,8 @@ def test_runs_whose_worker_died_are_expired(database_url: str, conll_guide: Guid
 def test_snapshot_failure_is_recorded_and_the_run_can_be_retried(
     database_url: str, conll_guide: Guide, shared_data: Path, tmp_path: Path
 ) -> None:
+    from backend.errors import UpstreamError
     from backend.services.annotations import ingest
-    from backend.services.errors import UpstreamError
 
     class Unreachable:
         def export_tasks(self, project_id: int) -> list[dict[str, object]]:

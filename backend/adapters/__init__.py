@@ -1,0 +1,1 @@
+"""Adapters: the ports' implementations (Label Studio, LLM, job queue) and the loaded models."""
