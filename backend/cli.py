@@ -80,7 +80,10 @@ def project_create(
     tasks: Annotated[Path, typer.Option(help="Texts: JSONL ({'text'}), Label Studio JSON, or CoNLL.")],
     title: Annotated[str | None, typer.Option(help="Project title (the guide's project by default).")] = None,
     limit: Annotated[int, typer.Option(help="Import only the first N texts (0: all).")] = 0,
-    retrain_every: Annotated[int | None, typer.Option(help="New labels that trigger a retrain.")] = None,
+    retrain_every: Annotated[
+        int | None,
+        typer.Option(min=1, help="Label changes between retrains (default: NER_RETRAIN_EVERY_N_LABEL_CHANGES)."),
+    ] = None,
 ) -> None:
     """Create a Label Studio project from a guide, import tasks, connect this backend, order by uncertainty."""
     from backend.adapters.label_studio import LabelStudioGateway
@@ -101,7 +104,7 @@ def project_create(
                 texts,
                 backend_url=settings.backend_url,
                 title=title,
-                retrain_threshold=retrain_every or settings.retrain_every_n_annotations,
+                retrain_threshold=retrain_every or settings.retrain_every_n_label_changes,
                 basic_auth=_basic_auth(),
             )
     typer.echo(
@@ -116,7 +119,11 @@ def project_attach(
     guide: Annotated[Path, typer.Option("--guide", "-g", help="Annotation guide (YAML) the project must match.")],
     retrain_every: Annotated[
         int | None,
-        typer.Option(help="New labels that trigger a retrain (default: kept on a re-attach, else the setting)."),
+        typer.Option(
+            min=1,
+            help="Label changes between retrains (default: kept on a re-attach, else "
+            "NER_RETRAIN_EVERY_N_LABEL_CHANGES).",
+        ),
     ] = None,
 ) -> None:
     """Take over an existing Label Studio project: check its labeling config against the guide, import its
@@ -141,7 +148,7 @@ def project_attach(
                 ls_project_id=ls_project,
                 backend_url=settings.backend_url,
                 retrain_threshold=retrain_every,
-                default_threshold=settings.retrain_every_n_annotations,
+                default_threshold=settings.retrain_every_n_label_changes,
                 basic_auth=_basic_auth(),
             )
         CeleryJobQueue(settings.redis_url).enqueue(TaskName.RETRAIN_IF_DUE, attached.project_id)
@@ -151,7 +158,7 @@ def project_attach(
         + (f", {attached.malformed} malformed left out" if attached.malformed else "")
         + "; "
         f"ML backend {attached.ml_backend_id}, model version {attached.model_version}; "
-        "a retrain starts if the labels reach the threshold"
+        f"a retrain starts at every {attached.retrain_threshold} label changes (now, if they reach it)"
     )
 
 

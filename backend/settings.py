@@ -9,7 +9,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ml.review_settings import ReviewSettings
@@ -64,7 +73,10 @@ class LLMSettings(BaseModel):
 class Settings(BaseSettings):
     """All settings; nested ones use ``__`` (``NER_LLM__BASE_URL``)."""
 
-    model_config = SettingsConfigDict(env_prefix="NER_", env_nested_delimiter="__", extra="ignore")
+    # validate_by_name: a field with a validation alias (an older variable name) is still set by its name in code
+    model_config = SettingsConfigDict(
+        env_prefix="NER_", env_nested_delimiter="__", extra="ignore", validate_by_name=True
+    )
 
     database_url: str = "sqlite:///nerloop.db"
     db_pool_size: PositiveInt = Field(default=5, description="database connections kept open per process")
@@ -86,7 +98,15 @@ class Settings(BaseSettings):
     auth_username: str | None = None
     auth_password: SecretStr | None = None
     auth_token: SecretStr | None = None
-    retrain_every_n_annotations: PositiveInt = 20
+    retrain_every_n_label_changes: PositiveInt = Field(
+        default=20,
+        # the name it had first, which said "annotations" for what are label-change events; still read
+        validation_alias=AliasChoices("NER_RETRAIN_EVERY_N_LABEL_CHANGES", "NER_RETRAIN_EVERY_N_ANNOTATIONS"),
+        description="the retrain threshold a project gets when it is registered without one: a retrain is due at "
+        "each multiple of it in the project's label-change events (an annotation created, updated or deleted; "
+        "backend.services.watermark). The one default of the retrain policy: a project keeps its own threshold "
+        "(projects.retrain_threshold), which a re-registration changes only when given one",
+    )
     retrain_max_steps: PositiveInt = Field(
         default=2000, description="most optimizer steps of a cold automatic retrain (the CNN's budget)"
     )
@@ -170,6 +190,8 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     known: set[str] = set()
     for name, field in Settings.model_fields.items():
         known.add(f"NER_{name.upper()}")
+        if isinstance(field.validation_alias, AliasChoices):
+            known.update(str(choice).upper() for choice in field.validation_alias.choices)
         nested = field.annotation
         if isinstance(nested, type) and issubclass(nested, BaseModel):
             known.update(f"NER_{name.upper()}__{sub.upper()}" for sub in nested.model_fields)
@@ -196,5 +218,20 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = [f"NER_{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        problems = [f"{_variable(e['loc'], os.environ)}: {e['msg']}" for e in exc.errors()]
         raise SettingsError("invalid nerloop setting(s): " + "; ".join(problems)) from None
+
+
+def _variable(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str:
+    """The environment variable a validation error's location came from: ``NER_`` and the field path, or, for a
+    field that also reads an older name (its alias choices), the name that ``environ`` sets."""
+    name = "__".join(map(str, loc)).upper()
+    if not name.startswith("NER_"):
+        return f"NER_{name}"
+    given = {key.upper() for key in environ}
+    for field in Settings.model_fields.values():
+        choices = field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+        names = [str(choice).upper() for choice in choices]
+        if name in names:
+            return next((choice for choice in names if choice in given), name)
+    return name

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--seconds-per-task", type=float, default=3.0, help="the oracle's pace")
     parser.add_argument("--serve-timeout", type=float, default=900, help="give up waiting for a version after this")
     args = parser.parse_args()
-    os.environ["NER_RETRAIN_EVERY_N_ANNOTATIONS"] = str(args.threshold)
+    os.environ["NER_RETRAIN_EVERY_N_LABEL_CHANGES"] = str(args.threshold)
     home = Path(tempfile.mkdtemp(prefix="nerloop-loop-bench-"))
     cfg = up.UpConfig(
         home=home,

@@ -327,8 +327,19 @@ def _ready_banner(cfg: up_module.UpConfig) -> str:
         f"Client(base_url='{ls_url}', api_key=<token>); also `nerloop token --home {cfg.home}`)\n"
         f"backend:      http://127.0.0.1:{cfg.backend_port}  (GET /api/projects)\n"
         f"dashboard:    http://127.0.0.1:{cfg.backend_port}/dashboard\n"
-        f"logs:         {cfg.home / 'logs'}\nlabel tasks; every {get_settings().retrain_every_n_annotations} "
-        "labels retrain the model. Ctrl-C stops everything."
+        f"logs:         {cfg.home / 'logs'}\nlabel tasks; {_retrain_policy(cfg.home)}. Ctrl-C stops everything."
+    )
+
+
+def _retrain_policy(home: Path) -> str:
+    """When the projects retrain, from their own thresholds (a project keeps the one it was created with)."""
+    projects = up_module.retrain_thresholds(home)
+    if not projects:
+        return "no project yet (`nerloop project create`)"
+    if len(projects) == 1:
+        return f"every {projects[0][1]} label changes retrain the model"
+    return "each project retrains at its own threshold: " + ", ".join(
+        f"{name} every {n} label changes" for name, n in projects
     )
 
 

@@ -80,12 +80,39 @@ def api_token(home: Path) -> str:
     return _secret(home / "label-studio-token")
 
 
+def database_url(home: Path) -> str:
+    """The deployment's database: a SQLite file in the state folder."""
+    return f"sqlite:///{home / 'nerloop.db'}"
+
+
+def retrain_thresholds(home: Path) -> list[tuple[str, int]]:
+    """Each project of the deployment in ``home``, oldest first.
+
+    Its name and its own retrain threshold (label changes between retrains), which the
+    ``NER_RETRAIN_EVERY_N_LABEL_CHANGES`` of a later start does not change.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: the database cannot be read (``nerloop up`` has not made it yet).
+    """
+    from sqlalchemy import select
+
+    from backend.db.models import Project
+    from backend.db.session import make_engine, session_factory
+
+    engine = make_engine(database_url(home))
+    try:
+        with session_factory(engine)() as db:
+            return [(p.name, p.retrain_threshold) for p in db.scalars(select(Project).order_by(Project.id))]
+    finally:
+        engine.dispose()
+
+
 def nerloop_env(cfg: UpConfig) -> dict[str, str]:
     """The ``NER_*`` settings every nerloop process of this deployment gets."""
     token = api_token(cfg.home)
     return {
         **os.environ,
-        "NER_DATABASE_URL": f"sqlite:///{cfg.home / 'nerloop.db'}",
+        "NER_DATABASE_URL": database_url(cfg.home),
         "NER_MODEL_ROOT": str(cfg.home / "models"),
         "NER_REDIS_URL": cfg.redis_url,
         "NER_BACKEND_URL": f"http://127.0.0.1:{cfg.backend_port}",

@@ -34,7 +34,8 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     guide_yaml: Mapped[str] = mapped_column(Text)
     guide_sha256: Mapped[str] = mapped_column(String(64))
-    retrain_threshold: Mapped[int] = mapped_column(default=20)
+    # label-change events between retrains: the project's own (backend.services.projects.register_project)
+    retrain_threshold: Mapped[int]
     current_version: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # False until task_label / labeled_span hold every labelled task (projects that predate migration 0006)

@@ -15,7 +15,7 @@ from backend.db.models import AnnotationEvent, Project
 from backend.errors import InvalidInputError, UpstreamError
 from backend.services.annotations import reconcile
 from backend.services.predictions import version_tag
-from backend.services.projects import register_project
+from backend.services.projects import DEFAULT_RETRAIN_THRESHOLD, register_project
 from backend.services.routing import routing_table
 from ml.converters import detect_format, load_docs, read_tasks
 from ml.errors import DataError
@@ -57,7 +57,7 @@ def create_project(
     *,
     backend_url: str,
     title: str | None = None,
-    retrain_threshold: int = 20,
+    retrain_threshold: int = DEFAULT_RETRAIN_THRESHOLD,
     basic_auth: tuple[str, str] | None = None,
 ) -> CreatedProject:
     """Create and wire a project end to end.
@@ -72,7 +72,7 @@ def create_project(
         texts: Task texts.
         backend_url: Where Label Studio reaches the backend.
         title: Project title (the guide's project name by default).
-        retrain_threshold: New labels that trigger a retrain.
+        retrain_threshold: Label-change events between retrains (the entrypoint passes the setting).
         basic_auth: Credentials Label Studio must send to the backend, if it requires them.
 
     Returns:
@@ -116,6 +116,7 @@ class AttachedProject:
     label_changes: int
     ml_backend_id: int
     model_version: str
+    retrain_threshold: int
     malformed: int = 0
 
 
@@ -127,7 +128,7 @@ def attach_project(
     ls_project_id: int,
     backend_url: str,
     retrain_threshold: int | None = None,
-    default_threshold: int = 20,
+    default_threshold: int = DEFAULT_RETRAIN_THRESHOLD,
     basic_auth: tuple[str, str] | None = None,
 ) -> AttachedProject:
     """Take over a Label Studio project a team already has: check its labeling config against the guide,
@@ -141,8 +142,9 @@ def attach_project(
         guide: The guide the project must match.
         ls_project_id: Label Studio's id of the project.
         backend_url: Where Label Studio reaches the backend.
-        retrain_threshold: New labels that trigger a retrain (None: keep the project's, on a re-attach).
-        default_threshold: The threshold of a project attached for the first time without one.
+        retrain_threshold: Label-change events between retrains (None: keep the project's, on a re-attach).
+        default_threshold: The threshold of a project attached for the first time without one (the entrypoint
+            passes the setting).
         basic_auth: Credentials Label Studio must send to the backend, if it requires them.
 
     Returns:
@@ -159,9 +161,13 @@ def attach_project(
             f"Label Studio project {ls_project_id} does not match the guide {guide.project!r}:\n  - "
             + "\n  - ".join(problems)
         )
-    known = db.scalar(select(Project).where(Project.ls_project_id == ls_project_id))
-    threshold = retrain_threshold or (known.retrain_threshold if known is not None else default_threshold)
-    project = register_project(db, ls_project_id=ls_project_id, guide=guide, retrain_threshold=threshold)
+    project = register_project(
+        db,
+        ls_project_id=ls_project_id,
+        guide=guide,
+        retrain_threshold=retrain_threshold,
+        default_threshold=default_threshold,
+    )
     db.commit()  # webhooks of a re-attach may come in while the export is read
     as_of = db.scalar(select(func.max(AnnotationEvent.id)))
     db.commit()  # no connection held while Label Studio exports or is configured
@@ -174,5 +180,13 @@ def attach_project(
         ml_id = gateway.connect_backend(ls_project_id, url=backend_url, title=tag, basic_auth=basic_auth)
     gateway.use_uncertainty_sampling(ls_project_id)
     return AttachedProject(
-        project.id, ls_project_id, synced.annotations, synced.events, synced.label_changes, ml_id, tag, synced.malformed
+        project.id,
+        ls_project_id,
+        synced.annotations,
+        synced.events,
+        synced.label_changes,
+        ml_id,
+        tag,
+        project.retrain_threshold,
+        synced.malformed,
     )

@@ -11,16 +11,34 @@ from sqlalchemy.orm import Session
 from annotation_guide import Guide
 from backend.db.models import ModelVersion, Project
 from backend.errors import NotFoundError
+from backend.settings import Settings
+
+# The retrain threshold of a project registered without one and outside an entrypoint (which passes the setting):
+# the setting's default, its one owner.
+DEFAULT_RETRAIN_THRESHOLD: int = Settings.model_fields["retrain_every_n_label_changes"].default
 
 
-def register_project(db: Session, *, ls_project_id: int, guide: Guide, retrain_threshold: int = 20) -> Project:
+def register_project(
+    db: Session,
+    *,
+    ls_project_id: int,
+    guide: Guide,
+    retrain_threshold: int | None = None,
+    default_threshold: int = DEFAULT_RETRAIN_THRESHOLD,
+) -> Project:
     """Create or update the project row for a Label Studio project (idempotent).
+
+    The retrain threshold is the project's own: registering it again (``project attach`` once more) keeps it unless
+    a new one is given.
 
     Args:
         db: The session (the caller commits).
         ls_project_id: Label Studio's project id.
         guide: The project's guide; stored whole, so the backend needs no file.
-        retrain_threshold: New labels that trigger a retrain.
+        retrain_threshold: Label-change events between retrains (None: the project's own, or ``default_threshold``
+            for a project registered for the first time).
+        default_threshold: The threshold of a new project given none: ``NER_RETRAIN_EVERY_N_LABEL_CHANGES``, which
+            the entrypoints pass (its default when not).
 
     Returns:
         The project row.
@@ -33,12 +51,13 @@ def register_project(db: Session, *, ls_project_id: int, guide: Guide, retrain_t
             name=guide.project,
             guide_yaml=guide_yaml,
             guide_sha256=guide.sha256,
-            retrain_threshold=retrain_threshold,
+            retrain_threshold=default_threshold if retrain_threshold is None else retrain_threshold,
         )
         db.add(project)
     else:
         project.guide_yaml, project.guide_sha256, project.name = guide_yaml, guide.sha256, guide.project
-        project.retrain_threshold = retrain_threshold
+        if retrain_threshold is not None:
+            project.retrain_threshold = retrain_threshold
     db.flush()
     return project
 

@@ -49,7 +49,7 @@ def _worker_env(backend: BackendServer) -> dict[str, str]:
         "NER_LLM__TIMEOUT_S": "300",
         "NER_LABEL_STUDIO__URL": s.label_studio.url,
         "NER_LABEL_STUDIO__API_KEY": s.label_studio.api_key.get_secret_value(),  # type: ignore[union-attr]
-        "NER_RETRAIN_EVERY_N_ANNOTATIONS": str(THRESHOLD),
+        "NER_RETRAIN_EVERY_N_LABEL_CHANGES": str(THRESHOLD),
         "NER_LLM_PREANNOTATE_MAX": str(LLM_MAX),
     }
 
