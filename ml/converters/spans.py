@@ -129,7 +129,11 @@ def _align(doc: Doc, span: CharSpan, policy: Policy) -> tuple[Span | None, list[
 
 
 def _drop_overlaps(spans: list[Span], policy: Policy) -> tuple[list[Span], list[ConversionIssue]]:
-    """Keep the first (then longest) of overlapping spans; report the others."""
+    """Keep the first (then longest) of overlapping spans; report the others.
+
+    Not ``spacy.util.filter_spans``, which keeps the longest wherever it starts: the rule the README documents and
+    ``nerloop convert`` has always applied is the first one.
+    """
     kept: list[Span] = []
     issues: list[ConversionIssue] = []
     for span in sorted(spans, key=lambda s: (s.start, -len(s), s.label_)):
