@@ -71,6 +71,10 @@ def serve(
         port=port,
         log_level="info",
         timeout_keep_alive=75,
+        # the C event loop and HTTP parser (uvicorn's "standard" choice): a webhook burst beside a training is
+        # CPU-bound on this path (issue #10, part 6; bench/RESULTS.md, webhook burst)
+        loop="uvloop",
+        http="httptools",
     )
 
 

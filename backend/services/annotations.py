@@ -19,7 +19,7 @@ from backend.errors import InvalidInputError
 from backend.ids import StrictDbId, is_db_id
 from backend.services import label_state
 from backend.services.projects import guide_of, project_by_ls_id
-from backend.services.watermark import count_label_change, retrain_due
+from backend.services.watermark import mark_label_change
 from backend.settings import Settings
 from ml.converters.label_studio_tasks import parse_timestamp
 
@@ -216,17 +216,16 @@ def ingest(
     # only a training request, or a label change that makes a retrain due, has a job to enqueue (one job per
     # threshold crossed, not one per event); the other events are done once applied. The due check rides in the
     # update that marks the event; the watermark is counted last (it locks the project row until the commit).
-    done: Any = event.action != "START_TRAINING" and not changed
     if changed:
-        labels = count_label_change(db, project)
-        if job_only_when_due and event.action != "START_TRAINING":
-            done = ~retrain_due(project, labels=labels)
-    marked = db.execute(
-        update(AnnotationEvent)
-        .where(AnnotationEvent.id == new_id)
-        .values(label_change=changed, enqueued=done)
-        .returning(AnnotationEvent.enqueued)
-    ).scalar_one()
+        job_needed = not job_only_when_due or event.action == "START_TRAINING"
+        marked = mark_label_change(db, project, event_id=new_id, job_needed=job_needed)
+    else:
+        marked = db.execute(
+            update(AnnotationEvent)
+            .where(AnnotationEvent.id == new_id)
+            .values(label_change=False, enqueued=event.action != "START_TRAINING")
+            .returning(AnnotationEvent.enqueued)
+        ).scalar_one()
     return Ingested(new_id, project.id, event.action, True, bool(marked), changed)
 
 

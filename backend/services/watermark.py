@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from backend.db.models import Project, TrainingRun
+from backend.db.models import AnnotationEvent, Project, TrainingRun
 
 
 def labels_count(db: Session, project: Project) -> int:
@@ -18,15 +18,44 @@ def labels_count(db: Session, project: Project) -> int:
     return int(db.scalar(select(Project.label_watermark).where(Project.id == project.id)) or 0)
 
 
-def count_label_change(db: Session, project: Project) -> int:
-    """Count one label-change event (in the transaction that marks it); return the new watermark. Locks the project
-    row until the commit, so take it last: concurrent events of one project are counted one after the other."""
-    return int(
+def mark_label_change(db: Session, project: Project, *, event_id: int, job_needed: bool) -> bool:
+    """Count one label-change event and mark its stored event, in the event's transaction; return whether the
+    event is done (it needs no job).
+
+    The count locks the project row until the commit (concurrent events of one project are counted one after
+    the other), so it is the transaction's last work: on PostgreSQL the increment and the event's mark are one
+    statement (a data-modifying ``WITH``), leaving only the commit's round trip under the lock; SQLite, which
+    has no ``UPDATE`` in ``WITH`` (and locks the whole file anyway), takes two.
+
+    Args:
+        db: The session (the caller commits).
+        project: The event's project.
+        event_id: The stored event (``annotation_event.id``).
+        job_needed: True: the event needs a job whatever the watermark (a training request, or a reconcile
+            importing thousands of annotations, which skips the check); False: it needs one only when the new
+            watermark makes a retrain due (:func:`retrain_due`), decided inside the same statement.
+
+    Returns:
+        The event's ``enqueued`` flag as stored: True when it needs no job.
+    """
+    count = (
+        update(Project)
+        .where(Project.id == project.id)
+        .values(label_watermark=Project.label_watermark + 1)
+        .returning(Project.label_watermark)
+    )
+    mark = update(AnnotationEvent).where(AnnotationEvent.id == event_id)
+    if db.get_bind().dialect.name == "postgresql":
+        counted = count.cte("counted")
+        mark = mark.add_cte(counted)  # rendered (and run) even when the due check does not read it
+        labels: ColumnElement[int] = select(counted.c.label_watermark).scalar_subquery()
+    else:
+        labels = literal(db.execute(count.execution_options(synchronize_session=False)).scalar_one())
+    done: ColumnElement[bool] = literal(False) if job_needed else ~retrain_due(project, labels=labels)
+    return bool(
         db.execute(
-            update(Project)
-            .where(Project.id == project.id)
-            .values(label_watermark=Project.label_watermark + 1)
-            .returning(Project.label_watermark)
+            mark.values(label_change=True, enqueued=done)
+            .returning(AnnotationEvent.enqueued)
             .execution_options(synchronize_session=False)
         ).scalar_one()
     )
@@ -49,10 +78,11 @@ def due_watermark(db: Session, project: Project) -> int | None:
     return watermark if watermark > 0 and watermark > (last or 0) else None
 
 
-def retrain_due(project: Project, *, labels: int) -> ColumnElement[bool]:
-    """Whether a retrain is due at ``labels`` (the watermark :func:`count_label_change` returned), as one SQL
-    expression that a statement can carry: the webhook decides in the update that marks its event whether a
-    retrain check is needed (one job per threshold crossed, not one per event), without a round trip of its own.
+def retrain_due(project: Project, *, labels: ColumnElement[int]) -> ColumnElement[bool]:
+    """Whether a retrain is due at the watermark ``labels`` (an SQL expression: the new count of
+    :func:`mark_label_change`), as one SQL expression a statement can carry: the webhook decides in the update
+    that marks its event whether a retrain check is needed (one job per threshold crossed, not one per event),
+    without a round trip of its own. The due watermark is ``labels`` rounded down to a multiple of the threshold;
     ``watermark > 0`` follows from ``watermark > last`` with ``last`` never negative."""
-    watermark = labels // project.retrain_threshold * project.retrain_threshold
-    return literal(watermark) > func.coalesce(_last_run(project).scalar_subquery(), 0)
+    watermark = labels - labels % project.retrain_threshold
+    return watermark > func.coalesce(_last_run(project).scalar_subquery(), 0)
