@@ -75,10 +75,10 @@ def main() -> None:
             record_model_version(
                 db,
                 project,
-                version=meta["version"],
+                version=meta.version,
                 path=str(model_dir),
                 architecture="cnn",
-                metrics=meta["metrics"],
+                metrics=meta.metrics,
                 promote=True,
             )
             for label in guide.labels:

@@ -137,7 +137,7 @@ def _serve_first(
     )
     with session_scope(sessions) as db:
         project = db.scalars(select(Project)).one()
-        metrics = trained.meta["metrics"]
+        metrics = trained.meta.metrics
         record_model_version(
             db,
             project,

@@ -25,7 +25,8 @@ from annotation_guide import load_guide
 from ml.calibration import fit_on_gold
 from ml.converters import load_docs
 from ml.evaluation import evaluate, format_report
-from ml.model_store import load_model, read_meta
+from ml.model_meta import CalibrationMeta
+from ml.model_store import load_model, read_meta, write_meta
 from ml.training import Progress, TrainedModel, TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +149,7 @@ def main() -> None:
                 "pipeline": name,
                 "train_sentences": len(split["train"]),
                 "train_s": round(train_s),
-                "steps": trained.meta["initialisation"]["max_steps"],
+                "steps": trained.initialisation.max_steps,
                 "micro_f1": report.micro.f1,
                 "warnings": list(trained.warnings),
                 "ece": report.ece,
@@ -166,10 +167,10 @@ def main() -> None:
 
 def _recalibrated(path: Path, dev_docs: list[Doc]) -> TrainedModel:
     meta = read_meta(path)
-    meta["calibration"] = fit_on_gold(load_model(path, calibrated=False), dev_docs).to_dict()
-    (path / "meta.json").write_text(json.dumps(meta, indent=2))
-    report = evaluate(load_model(path), dev_docs, labels=meta["labels"])
-    return TrainedModel(path, meta["version"], meta, report)
+    meta = meta.replace(calibration=CalibrationMeta.of(fit_on_gold(load_model(path, calibrated=False), dev_docs)))
+    write_meta(path, meta)
+    report = evaluate(load_model(path), dev_docs, labels=list(meta.labels))
+    return TrainedModel(path, meta.version, meta, report)
 
 
 def _raw_pipe_speed(path: Path, texts: list[str], n_words: int) -> float | None:

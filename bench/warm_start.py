@@ -110,13 +110,13 @@ def main() -> None:
                         continue
                     trained, seconds, load = _train(docs, guide, settings, Path(scratch) / mode, source)
                     counts[mode] = _counts(trained.path, test)
-                    init = trained.meta["initialisation"]
+                    init = trained.initialisation
                     row = {
                         "seed": seed,
                         "labels": size,
                         "mode": mode,
-                        "steps": init["max_steps"],
-                        "new_docs": init["new_docs"],
+                        "steps": init.max_steps,
+                        "new_docs": init.new_docs,
                         "seconds": round(seconds, 1),
                         "load": [round(x, 2) for x in load],
                         "dev_f1": trained.dev_report.micro.f1,

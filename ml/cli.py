@@ -319,10 +319,10 @@ def evaluate_command(
 
     with errors():
         meta = read_meta(model)
-        labels = list(meta.get("labels") or [])
+        labels = list(meta.labels)
         if not labels:
             raise ModelError(f"{model}: its meta.json lists no labels; it is not a complete nerloop model")
-        target = float(meta.get("guide", {}).get("target_f1", 0.85))
+        target = meta.guide.target_f1 if meta.guide is not None else 0.85
         ner = load_model(model)
         options = ReadOptions(
             label_map=parse_label_map(map_label or [], labels=labels),
@@ -334,7 +334,7 @@ def evaluate_command(
         _report_issues(result, data)
         report = evaluate(ner, result.docs, labels=labels, target_f1=target)
     if as_json:
-        typer.echo(json.dumps({"model": meta["version"], "data": str(data), **report.to_dict()}, indent=2))
+        typer.echo(json.dumps({"model": meta.version, "data": str(data), **report.to_dict()}, indent=2))
     else:
         typer.echo(format_report(report))
 

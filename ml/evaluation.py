@@ -12,41 +12,10 @@ from nervaluate import Evaluator
 from spacy.tokens import Doc
 
 from ml.prediction import NERModel, ScoredSpan
+from ml.scores import PRF as PRF  # re-exported: ``ml.evaluation`` is where callers find the report's parts
+from ml.scores import TypeScore as TypeScore
 
 FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class PRF:
-    """Precision, recall and F1."""
-
-    precision: float
-    recall: float
-    f1: float
-
-    @classmethod
-    def of(cls, tp: float, n_pred: float, n_gold: float) -> PRF:
-        """From true positives and the predicted and gold counts (0 when undefined)."""
-        p = tp / n_pred if n_pred else 0.0
-        r = tp / n_gold if n_gold else 0.0
-        return cls(p, r, 2 * p * r / (p + r) if p + r else 0.0)
-
-
-@dataclass(frozen=True)
-class TypeScore:
-    """The scores of one entity type, with the 95% bootstrap interval of its exact F1 (None: not computed)."""
-
-    label: str
-    precision: float
-    recall: float
-    f1: float
-    partial_f1: float
-    support: int
-    predicted: int
-    meets_target: bool
-    f1_interval: tuple[float, float] | None = None
-    # enough gold spans (``min_support``) for the F1 to mean something; below, it is shown as "not yet measurable"
-    measurable: bool = True
 
 
 @dataclass(frozen=True)

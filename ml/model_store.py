@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from ml.calibration import CalibratedModel, PlattCalibrator
+from ml.calibration import CalibratedModel
 from ml.errors import ModelError
+from ml.model_meta import ModelMeta
 from ml.prediction import NERModel
 
 META_FILE = "meta.json"
@@ -16,18 +16,31 @@ MODEL_DIR = "model"
 TRAIN_DOCS_FILE = "train_docs.txt"
 
 
-def read_meta(path: str | Path) -> dict[str, Any]:
-    """Read a model version's meta (labels, guide hash, data fingerprint, settings, metrics, timestamps)."""
+def read_meta(path: str | Path) -> ModelMeta:
+    """Read a model version's meta (labels, guide hash, data fingerprint, settings, metrics, timestamps).
+
+    A meta without ``version`` (none was ever written so) takes the directory's name.
+
+    Raises:
+        ModelError: No ``meta.json``, not JSON, or a field of the wrong type (the message names the file and field).
+    """
     meta_path = Path(path) / META_FILE
     try:
-        meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
     except OSError:
         raise ModelError(
             f"{path}: not a nerloop model directory (no {META_FILE}); give the directory that `nerloop train` printed"
         ) from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"{meta_path}: corrupt ({exc.msg})") from None
-    return meta
+    if isinstance(data, dict):
+        data.setdefault("version", Path(path).name)
+    return ModelMeta.from_dict(data, source=meta_path)
+
+
+def write_meta(path: str | Path, meta: ModelMeta) -> None:
+    """Write a version's ``meta.json`` (``ModelMeta.to_dict``, indented) into the directory ``path``."""
+    (Path(path) / META_FILE).write_text(json.dumps(meta.to_dict(), indent=2), encoding="utf-8")
 
 
 def load_model(path: str | Path, *, calibrated: bool = True) -> NERModel:
@@ -42,24 +55,22 @@ def load_model(path: str | Path, *, calibrated: bool = True) -> NERModel:
     """
     path = Path(path)
     meta = read_meta(path)
-    architecture = meta.get("architecture")
-    version = str(meta.get("version", path.name))
+    architecture = meta.architecture
+    version = meta.version
     model: NERModel
     if architecture in ("cnn", "spacy-transformer"):  # spaCy pipelines: a transition-based NER, beam confidences
         from ml.models.spacy_ner import SpacyNER
 
-        model = SpacyNER.load(
-            path / MODEL_DIR, version=version, beam_width=int(meta.get("settings", {}).get("beam_width", 16))
-        )
+        model = SpacyNER.load(path / MODEL_DIR, version=version, beam_width=meta.beam_width)
     elif architecture in ("hf-transformer", "transformer"):  # "transformer": versions written before issue #14
         from ml.models.hf_tagger import HFTagger
 
         model = HFTagger.load(path / MODEL_DIR, version=version)
     else:
         raise ModelError(f"{path}: unknown architecture {architecture!r} in {META_FILE}")
-    calibration = meta.get("calibration")
-    if calibrated and isinstance(calibration, dict) and calibration.get("method") == "platt":
-        return CalibratedModel(model, PlattCalibrator(float(calibration["slope"]), float(calibration["intercept"])))
+    calibrator = meta.calibration.calibrator() if meta.calibration is not None else None
+    if calibrated and calibrator is not None:
+        return CalibratedModel(model, calibrator)
     return model
 
 

@@ -213,7 +213,7 @@ def model_list(project: Annotated[int, typer.Option(help="nerloop project id.")]
     """
     from backend.db.models import ModelVersion
     from backend.db.session import make_engine, session_factory, session_scope
-    from backend.services.projects import project_by_id
+    from backend.services.projects import metrics_of, project_by_id
 
     url = get_settings().database_url
     with (
@@ -223,13 +223,14 @@ def model_list(project: Annotated[int, typer.Option(help="nerloop project id.")]
     ):
         current = project_by_id(db, project).current_version
         for row in db.query(ModelVersion).filter_by(project_id=project).order_by(ModelVersion.id):
-            micro = row.metrics.get("micro", {}).get("f1", 0.0)
-            interval = row.metrics.get("micro_f1_interval")
+            metrics = metrics_of(row)
+            micro = metrics.micro.f1 if metrics is not None else 0.0
+            interval = metrics.micro_f1_interval if metrics is not None else None
             band = "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
-            docs = row.metrics.get("n_docs")
+            docs = metrics.n_docs if metrics is not None else None
             typer.echo(
                 f"{'*' if row.version == current else ' '} {row.version}  {row.status:<9} "
-                f"{row.metrics.get('evaluated_on', 'dev')} micro F1 {micro:.3f}{band}"
+                f"{metrics.evaluated_on if metrics is not None else 'dev'} micro F1 {micro:.3f}{band}"
                 + ("" if docs is None else f" ({docs} docs)")
             )
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import Annotation, Project
 from backend.services.label_state import convert_labels
-from backend.services.projects import current_model, guide_of
+from backend.services.projects import current_model, guide_of, metrics_of
 from ml.agreement import AnnotatedDoc, agreement
 
 
@@ -78,11 +78,10 @@ def agreement_summary(db: Session, project: Project) -> dict[str, Any]:
     docs, left_out = annotated_docs(db, project)
     report = agreement(docs, labels=guide.labels).to_dict()
     serving = current_model(db, project)
-    model_types = (serving.metrics.get("per_type") or {}) if serving is not None else {}
+    metrics = metrics_of(serving) if serving is not None else None
     target = guide.targets.f1
     for label, row in report["per_type"].items():
-        measured = model_types.get(label) or {}
-        row["model_f1"] = measured.get("f1") if measured.get("measurable", True) else None
+        row["model_f1"] = metrics.measurable_f1(label) if metrics is not None else None
         row["ceiling"] = ceiling_verdict(row, target)
         row["ceiling_below_target"] = row["ceiling"] == "below"
     return {

@@ -19,11 +19,12 @@ from backend.services.agreement import agreement_summary
 from backend.services.comparison import latest_comparison
 from backend.services.label_state import label_counts
 from backend.services.lead_time import lead_time, seconds_per_label
-from backend.services.projects import current_model, guide_of
+from backend.services.projects import current_model, guide_of, metrics_of
 from backend.services.review import review_summary
 from backend.services.routing import routing_table
 from backend.services.training import run_summary
 from backend.services.watermark import labels_count
+from ml.model_meta import ModelMetrics
 from ml.progress import CurvePoint, forecast, label_mark
 
 THROUGHPUT_DAYS = 7
@@ -112,10 +113,10 @@ def project_progress(db: Session, project: Project, *, now: datetime | None = No
     served = [v for v in versions if v.status in SERVED and v.version != project.current_version]
     served += [v for v in versions if v.version == project.current_version]
     pace = _cached.get(db, project, "lead_time", lambda: lead_time(db, project))
+    measured = [m for m in map(metrics_of, served) if m is not None and m.train_labels is not None]
     types = []
     for label in guide.labels:
-        points = [_point(v, label) for v in served if "train_labels" in v.metrics and label in _per_type(v)]
-        curve = [p for p in points if p is not None]
+        curve = [_point(m, label) for m in measured if label in m.per_type]
         labels = counts.get(label, 0)
         seconds = seconds_per_label(pace, labels)
         types.append(
@@ -171,13 +172,11 @@ def projects_overview(db: Session) -> list[dict[str, Any]]:
         counts = _cached.get(db, project, "label_counts", partial(label_counts, db, project))
         tasks = db.scalar(select(func.count()).select_from(TaskLabel).where(TaskLabel.project_id == project.id))
         serving = current_model(db, project)
-        per_type = _per_type(serving) if serving is not None else {}
+        metrics = metrics_of(serving) if serving is not None else None
         at_target = [
             label
             for label in guide.labels
-            if label in per_type
-            and per_type[label].get("measurable", True)
-            and per_type[label]["f1"] >= guide.targets.f1
+            if metrics is not None and _measurable(metrics, label) and metrics.per_type[label].f1 >= guide.targets.f1
         ]
         run = db.scalar(
             select(TrainingRun).where(TrainingRun.project_id == project.id).order_by(TrainingRun.id.desc()).limit(1)
@@ -198,37 +197,33 @@ def projects_overview(db: Session) -> list[dict[str, Any]]:
     return out
 
 
-def _per_type(row: ModelVersion) -> dict[str, Any]:
-    return row.metrics.get("per_type") or {}
+def _measurable(metrics: ModelMetrics, label: str) -> bool:
+    """Whether the type's F1 is shown (a type without support is not measured, never an F1 of 0)."""
+    return metrics.measurable_f1(label) is not None
 
 
-def _point(row: ModelVersion, label: str) -> CurvePoint | None:
-    score = _per_type(row)[label]
-    interval = score.get("f1_interval")
-    return CurvePoint(
-        int(row.metrics["train_labels"].get(label, 0)),
-        float(score["f1"]),
-        None if interval is None else (float(interval[0]), float(interval[1])),
-        bool(score.get("measurable", True)),
-    )
+def _point(metrics: ModelMetrics, label: str) -> CurvePoint:
+    score = metrics.per_type[label]
+    labels = (metrics.train_labels or {}).get(label, 0)
+    return CurvePoint(labels, score.f1, score.f1_interval, _measurable(metrics, label))
 
 
 def _version(row: ModelVersion, labels: list[str], target: float) -> dict[str, Any]:
-    per_type = _per_type(row)
-    micro = row.metrics.get("micro") or {}
+    metrics = metrics_of(row)
+    per_type = {label: metrics.per_type[label] for label in labels if label in metrics.per_type} if metrics else {}
     return {
         "version": row.version,
         "status": row.status,
         "architecture": row.architecture,
         "created_at": row.created_at.isoformat(),
-        "micro_f1": micro.get("f1"),
-        "micro_f1_interval": row.metrics.get("micro_f1_interval"),
-        "f1": {label: per_type[label]["f1"] for label in labels if label in per_type},
-        "f1_interval": {label: per_type[label].get("f1_interval") for label in labels if label in per_type},
-        "support": {label: per_type[label].get("support") for label in labels if label in per_type},
-        "measurable": {label: per_type[label].get("measurable", True) for label in labels if label in per_type},
-        "meets_target": {label: per_type[label]["f1"] >= target for label in labels if label in per_type},
-        "evaluated_on": row.metrics.get("evaluated_on", "dev"),
+        "micro_f1": metrics.micro.f1 if metrics is not None else None,
+        "micro_f1_interval": metrics.micro_f1_interval if metrics is not None else None,
+        "f1": {label: score.f1 for label, score in per_type.items()},
+        "f1_interval": {label: score.f1_interval for label, score in per_type.items()},
+        "support": {label: score.support for label, score in per_type.items()},
+        "measurable": {label: metrics is not None and _measurable(metrics, label) for label in per_type},
+        "meets_target": {label: score.f1 >= target for label, score in per_type.items()},
+        "evaluated_on": metrics.evaluated_on if metrics is not None else "dev",
     }
 
 

@@ -12,6 +12,7 @@ from annotation_guide import Guide
 from backend.db.models import ModelVersion, Project
 from backend.errors import NotFoundError
 from backend.settings import Settings
+from ml.model_meta import ModelMetrics
 
 # The retrain threshold of a project registered without one and outside an entrypoint (which passes the setting):
 # the setting's default, its one owner.
@@ -102,6 +103,17 @@ def current_model(db: Session, project: Project) -> ModelVersion | None:
     )
 
 
+def metrics_of(row: ModelVersion) -> ModelMetrics | None:
+    """A version's stored metrics, validated (None: none were recorded).
+
+    Raises:
+        ModelError: The stored metrics are malformed (the message names the version and the field).
+    """
+    if not row.metrics:
+        return None
+    return ModelMetrics.from_dict(row.metrics, source=f"model version {row.version}")
+
+
 def record_model_version(
     db: Session,
     project: Project,
@@ -109,15 +121,17 @@ def record_model_version(
     version: str,
     path: str,
     architecture: str,
-    metrics: dict[str, object],
+    metrics: ModelMetrics | None,
     promote: bool,
 ) -> ModelVersion:
-    """Add a trained version (idempotent on the version name) and optionally make it the serving one."""
+    """Add a trained version (idempotent on the version name) and optionally make it the serving one.
+
+    ``metrics``: its evaluation (read back with ``metrics_of``); None records none (stored as ``{}``).
+    """
     row = db.scalar(select(ModelVersion).where(ModelVersion.project_id == project.id, ModelVersion.version == version))
     if row is None:
-        row = ModelVersion(
-            project_id=project.id, version=version, path=path, architecture=architecture, metrics=dict(metrics)
-        )
+        stored = metrics.to_dict() if metrics is not None else {}
+        row = ModelVersion(project_id=project.id, version=version, path=path, architecture=architecture, metrics=stored)
         db.add(row)
     if promote:
         demote_serving(db, project)

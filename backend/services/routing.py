@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from backend.db.models import Project, RoutingOverride, utcnow
 from backend.db.upsert import upsert
 from backend.errors import InvalidInputError
-from backend.services.projects import current_model, guide_of
+from backend.services.projects import current_model, guide_of, metrics_of
 from ml.routing import ROUTES, Route, RouteEntry, compute_routes
 
 
@@ -17,8 +17,9 @@ def routing_table(db: Session, project: Project) -> dict[str, RouteEntry]:
     guide = guide_of(project)
     model = current_model(db, project)
     per_type = None
-    if model is not None:
-        per_type = {label: float(score["f1"]) for label, score in model.metrics.get("per_type", {}).items()}
+    if model is not None:  # a type without support is not measured (no F1, never 0): ml.model_meta's rule
+        metrics = metrics_of(model)
+        per_type = metrics.measured_f1() if metrics is not None else {}
     overrides: dict[str, Route] = {
         row.label: row.route  # type: ignore[misc]
         for row in db.scalars(select(RoutingOverride).where(RoutingOverride.project_id == project.id))

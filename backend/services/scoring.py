@@ -17,7 +17,7 @@ from backend.ports import PredictionSink
 from backend.services import preannotation, sampling
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor, TaskInput, version_tag
-from backend.services.projects import current_model, guide_of
+from backend.services.projects import current_model, guide_of, metrics_of
 from backend.services.routing import routing_table
 from backend.services.watermark import labels_count
 from ml.converters.label_studio import results_to_spans, spans_to_results
@@ -133,8 +133,9 @@ def rescore(
     raw = signals.spans
     uncertainty = score_pool(signals.uncertainty, strategy=MEASURE_VERSIONS[strategy.measure])
     guide = guide_of(project)
-    # types absent from the held-out split have no F1 to speak of: they get no extra weight
-    per_type = {k: float(v["f1"]) for k, v in row.metrics.get("per_type", {}).items() if v.get("support", 0) > 0}
+    # types absent from the held-out split have no F1 to speak of (ml.model_meta's rule): they get no extra weight
+    metrics = metrics_of(row)
+    per_type = metrics.measured_f1() if metrics is not None else {}
     batch: list[int] = []
     if pool:
         vectors = signals.vectors

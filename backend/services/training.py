@@ -280,12 +280,7 @@ class Trainer:
         on_test = trained.test_report is not None and any(s.support for s in trained.test_report.per_type.values())
         gate_docs = test_docs if on_test or not dev_docs else dev_docs
         candidate = trained.report if on_test or not dev_docs else trained.dev_report
-        log.info(
-            "run %s: %s start, %s",
-            claim.run_id,
-            trained.meta["initialisation"]["mode"],
-            trained.meta["initialisation"]["reason"],
-        )
+        log.info("run %s: %s start, %s", claim.run_id, trained.initialisation.mode, trained.initialisation.reason)
         # the version's name is recorded before it moves beside the others: if this process dies before the version
         # is recorded, the expiry finds and removes it
         self._stage(claim, "compare", 1.0, model_version=trained.version)
@@ -307,9 +302,9 @@ class Trainer:
                 project,
                 version=trained.version,
                 path=str(path),
-                architecture=str(trained.meta["architecture"]),
-                # the labels per type it was trained on: the x of the leads' learning curves
-                metrics={**trained.meta["metrics"], "train_labels": trained.meta["data"]["train_entities_per_type"]},
+                architecture=trained.meta.architecture,
+                # with the labels per type it was trained on: the x of the leads' learning curves
+                metrics=trained.metrics,
                 promote=decision.promote,
             )
             if not decision.promote:
@@ -335,7 +330,7 @@ class Trainer:
                 "test_micro_f1": candidate.micro.f1,
                 "test_micro_f1_interval": candidate.micro_f1_interval,
                 # warm or cold, why, the step budget and the new training docs (ml.training.warm_start)
-                "initialisation": trained.meta["initialisation"],
+                "initialisation": trained.initialisation.to_dict(),
                 # what looks wrong with the model (ml.training.train.training_warnings): a model that predicts
                 # almost nothing on dev
                 "warnings": list(trained.warnings),

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from spacy import about as spacy_about
 from spacy.tokens import Doc
@@ -21,13 +20,14 @@ from spacy.tokens import Doc
 from annotation_guide import Guide
 from ml.calibration import PlattCalibrator, fit_on_gold
 from ml.converters.export import to_docbin
-from ml.errors import TrainingError
+from ml.errors import ModelError, TrainingError
 from ml.evaluation import EvaluationReport, evaluate
-from ml.model_store import META_FILE, MODEL_DIR, load_model
+from ml.model_meta import CalibrationMeta, DataSummary, GuideRef, Initialisation, ModelMeta, ModelMetrics
+from ml.model_store import MODEL_DIR, load_model, write_meta
 from ml.prediction import NERModel, ScoredSpan
 from ml.training.progress import PREDICT_WORDS_PER_S, JobProgress, ProgressCallback, ignore_progress
 from ml.training.settings import SPACY_ARCHITECTURES, TrainSettings
-from ml.training.warm_start import Initialisation, plan_initialisation, write_digests
+from ml.training.warm_start import plan_initialisation, write_digests
 
 log = logging.getLogger(__name__)
 # a model that predicts fewer spans on dev than this share of the gold ones is flagged (``training_warnings``)
@@ -42,7 +42,7 @@ class TrainedModel:
 
     path: Path
     version: str
-    meta: dict[str, Any]
+    meta: ModelMeta
     dev_report: EvaluationReport
     test_report: EvaluationReport | None = None
     warnings: tuple[str, ...] = ()
@@ -51,6 +51,31 @@ class TrainedModel:
     def report(self) -> EvaluationReport:
         """The figures to show: the test evaluation when there is one (untouched by the training), else dev's."""
         return self.test_report if self.test_report is not None else self.dev_report
+
+    @property
+    def initialisation(self) -> Initialisation:
+        """How its training started (``meta.initialisation``, which ``train`` always records).
+
+        Raises:
+            ModelError: The meta records none (a version not written by ``train``).
+        """
+        if self.meta.initialisation is None:
+            raise ModelError(f"{self.path}: its meta records no initialisation; was it written by `nerloop train`?")
+        return self.meta.initialisation
+
+    @property
+    def metrics(self) -> ModelMetrics:
+        """The reported metrics (``meta.metrics``: test, else dev), with ``train_labels``.
+
+        ``train_labels`` are the gold spans per type trained on; together, what the database stores for the version.
+
+        Raises:
+            ModelError: The meta records no metrics (a version not written by ``train``).
+        """
+        if self.meta.metrics is None:
+            raise ModelError(f"{self.path}: its meta records no metrics; was it written by `nerloop train`?")
+        data = self.meta.data
+        return self.meta.metrics.replace(train_labels=data.train_entities_per_type if data is not None else None)
 
 
 def fingerprint(docs: Sequence[Doc]) -> str:
@@ -92,12 +117,12 @@ def train(
     """Train a model, evaluate it and store it as a new version under ``output_root``.
 
     The dev docs select the checkpoint and fit the calibration; the test docs, touched by neither, give the
-    version's reported metrics (``meta["metrics"]``, ``evaluated_on`` "test"; the dev figures stay in
-    ``meta["dev_metrics"]``). Without test docs the metrics are dev's (``evaluated_on`` "dev"): optimistic.
+    version's reported metrics (``meta.metrics``, ``evaluated_on`` "test"; the dev figures stay in
+    ``meta.dev_metrics``). Without test docs the metrics are dev's (``evaluated_on`` "dev"): optimistic.
 
     The version directory appears only when it is complete (written aside, then renamed). With ``warm_from``, the
     training starts from that version's weights for a budget set by the new docs when it is compatible, and cold
-    otherwise (``ml.training.warm_start``); ``meta["initialisation"]`` says which and why.
+    otherwise (``ml.training.warm_start``); ``meta.initialisation`` says which and why.
 
     Args:
         train_docs: Gold training docs.
@@ -114,7 +139,7 @@ def train(
 
     Every architecture trains for a step budget (``ml.training.settings.step_budget``; a warm start's is set by
     the new docs) that never falls below ``min_steps`` however small the data. A model that predicts almost
-    nothing on dev is flagged (``TrainedModel.warnings``, ``meta["warnings"]``, logged).
+    nothing on dev is flagged (``TrainedModel.warnings``, ``meta.warnings``, logged).
 
     Returns:
         The new version.
@@ -142,32 +167,33 @@ def train(
         staged = work / "version"
         shutil.copytree(best, staged / MODEL_DIR)
         write_digests(staged, train_docs)
-        meta: dict[str, Any] = {
-            "version": version,
-            "architecture": architecture,
-            "labels": guide.labels,
-            "guide": {"project": guide.project, "sha256": guide.sha256, "target_f1": guide.targets.f1},
-            "data": {
-                "train_fingerprint": train_fp,
-                "dev_fingerprint": dev_fp,
-                "train_docs": len(train_docs),
-                "dev_docs": len(dev_docs),
-                "train_entities": sum(len(d.ents) for d in train_docs),
-                "train_entities_per_type": dict(Counter(e.label_ for d in train_docs for e in d.ents)),
-            },
-            "settings": settings.model_dump(mode="json"),
-            "initialisation": init.to_dict(),
-            "spacy_version": spacy_about.__version__,
-            "started_at": started_at.isoformat(),
-        }
-        (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        data = DataSummary(
+            train_fingerprint=train_fp,
+            dev_fingerprint=dev_fp,
+            train_docs=len(train_docs),
+            dev_docs=len(dev_docs),
+            train_entities=sum(len(d.ents) for d in train_docs),
+            train_entities_per_type=dict(Counter(e.label_ for d in train_docs for e in d.ents)),
+        )
+        meta = ModelMeta(
+            version=version,
+            architecture=architecture,
+            labels=tuple(guide.labels),
+            guide=GuideRef(project=guide.project, sha256=guide.sha256, target_f1=guide.targets.f1),
+            data=data,
+            settings=settings.model_dump(mode="json"),
+            initialisation=init,
+            spacy_version=spacy_about.__version__,
+            started_at=started_at,
+        )
+        write_meta(staged, meta)
         if calibrate:
             job.begin("calibrate")
             calibrator = fit_on_gold(_Reporting(load_model(staged, calibrated=False), job), dev_docs)
         else:
             calibrator = PlattCalibrator()
-        meta["calibration"] = calibrator.to_dict()
-        (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        meta = meta.replace(calibration=CalibrationMeta.of(calibrator))
+        write_meta(staged, meta)
         job.begin("evaluate")
         model = _Reporting(load_model(staged), job)
         report = evaluate(model, dev_docs, labels=guide.labels, target_f1=guide.targets.f1)
@@ -178,15 +204,15 @@ def train(
         warnings = training_warnings(report)
         for warning in warnings:
             log.warning("%s: %s", version, warning)
-        meta["data"]["test_docs"] = None if test_docs is None else len(test_docs)
-        meta.update(
-            metrics={**shown.to_dict(), "evaluated_on": "dev" if test is None else "test"},
-            dev_metrics=report.to_dict(),
-            warnings=list(warnings),
-            finished_at=datetime.now(UTC).isoformat(),
+        meta = meta.replace(
+            data=data.replace(test_docs=None if test_docs is None else len(test_docs)),
+            metrics=ModelMetrics.of(shown, evaluated_on="dev" if test is None else "test"),
+            dev_metrics=ModelMetrics.of(report),
+            warnings=tuple(warnings),
+            finished_at=datetime.now(UTC),
             training_seconds=round(time.monotonic() - clock, 1),
         )
-        (staged / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        write_meta(staged, meta)
         staged.rename(root / version)
     return TrainedModel(root / version, version, meta, report, test, tuple(warnings))
 

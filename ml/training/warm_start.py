@@ -28,14 +28,13 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from spacy import about as spacy_about
 from spacy.tokens import Doc
 
 from ml.errors import ModelError
+from ml.model_meta import Initialisation, ModelMeta
 from ml.model_store import TRAIN_DOCS_FILE, read_meta
 from ml.training.settings import TrainSettings, step_budget
 
@@ -43,44 +42,14 @@ log = logging.getLogger(__name__)
 
 # settings that decide the shape of the weights: a version trained with other values cannot be resumed
 SHAPE_SETTINGS = ("init_tok2vec_from", "vectors", "transformer", "width", "depth", "embed_rows")
-# what a version's ``meta["architecture"]`` says, as the pipeline it is: "transformer" in a version written before
+# what a version's ``meta.architecture`` says, as the pipeline it is: "transformer" in a version written before
 # the spaCy transformer pipeline existed meant the Hugging Face token classifier
 STORED_ARCHITECTURES = {"transformer": "hf-transformer"}
 
 
-def stored_architecture(meta: dict[str, Any]) -> str:
+def stored_architecture(meta: ModelMeta) -> str:
     """The concrete architecture of a stored version (its meta's, legacy names resolved)."""
-    name = str(meta.get("architecture"))
-    return STORED_ARCHITECTURES.get(name, name)
-
-
-@dataclass(frozen=True)
-class Initialisation:
-    """How a training starts, why, and for how many steps.
-
-    Attributes:
-        mode: ``"warm"`` (the source version's weights) or ``"cold"`` (fresh weights).
-        reason: Why, in one sentence (logged and stored in the version's meta).
-        max_steps: The step budget of this training, in optimizer steps (cold: ``step_budget``).
-        source_version: The version the weights come from (warm), or the serving version a cold start ignored.
-        new_docs: Training docs the source version was not trained on (``None``: no source).
-        warm_chain: Warm starts in a row up to and including this one (0 for a cold start).
-        added_labels: Types the source's NER head lacks; the head is resized for them (warm CNN only).
-    """
-
-    mode: Literal["cold", "warm"]
-    reason: str
-    max_steps: int
-    source_version: str | None = None
-    new_docs: int | None = None
-    warm_chain: int = 0
-    added_labels: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (stored as ``meta["initialisation"]``)."""
-        out = asdict(self)
-        out["added_labels"] = list(self.added_labels)
-        return out
+    return STORED_ARCHITECTURES.get(meta.architecture, meta.architecture)
 
 
 def doc_digest(doc: Doc) -> str:
@@ -127,24 +96,29 @@ def plan_initialisation(
         meta = read_meta(source)
     except ModelError as exc:
         return Initialisation("cold", f"the serving version cannot be read ({exc})", cold)
-    version = str(meta.get("version", Path(source).name))
+    version = meta.version
     new_docs = _new_docs(Path(source), meta, train_docs)
     refusal = _refusal(settings, meta, labels)
     if refusal is not None:
         return Initialisation("cold", refusal, cold, version, new_docs)
     budget = warm_budget(settings, new_docs)
-    head = set(meta.get("data", {}).get("train_entities_per_type") or meta.get("labels", []))
+    head = set((meta.data.train_entities_per_type if meta.data is not None else None) or meta.labels)
     added = tuple(sorted({e.label_ for d in train_docs for e in d.ents} - head))
-    chain = int(meta.get("initialisation", {}).get("warm_chain", 0)) + 1
+    chain = _warm_chain(meta) + 1
     reason = f"from {version}: {new_docs} new training docs, {budget} steps"
     if added:
         reason += f"; NER head resized for the new types {', '.join(added)}"
     return Initialisation("warm", reason, budget, version, new_docs, chain, added)
 
 
-def _refusal(settings: TrainSettings, meta: dict[str, Any], labels: Sequence[str]) -> str | None:
+def _warm_chain(meta: ModelMeta) -> int:
+    """Warm starts in a row up to the stored version (0: cold, or stored before warm starts)."""
+    return meta.initialisation.warm_chain if meta.initialisation is not None else 0
+
+
+def _refusal(settings: TrainSettings, meta: ModelMeta, labels: Sequence[str]) -> str | None:
     """Why the serving version cannot be resumed (``None``: it can)."""
-    theirs = meta.get("settings", {})
+    theirs = meta.settings
     ours = settings.model_dump(mode="json")
     if stored_architecture(meta) != settings.concrete:
         return (
@@ -153,14 +127,14 @@ def _refusal(settings: TrainSettings, meta: dict[str, Any], labels: Sequence[str
     for name in SHAPE_SETTINGS:
         if theirs.get(name) != ours[name]:
             return f"the serving version has {name}={theirs.get(name)!r}, this training {ours[name]!r}"
-    if _minor(str(meta.get("spacy_version", ""))) != _minor(spacy_about.__version__):
-        return f"the serving version was trained with spaCy {meta.get('spacy_version')}, not {spacy_about.__version__}"
-    dropped = sorted(set(meta.get("labels", [])) - set(labels))
+    if _minor(meta.spacy_version or "") != _minor(spacy_about.__version__):
+        return f"the serving version was trained with spaCy {meta.spacy_version}, not {spacy_about.__version__}"
+    dropped = sorted(set(meta.labels) - set(labels))
     if dropped:
         return f"the guide no longer has the serving version's types {', '.join(dropped)}"
-    if settings.concrete == "hf-transformer" and list(meta.get("labels", [])) != list(labels):
+    if settings.concrete == "hf-transformer" and list(meta.labels) != list(labels):
         return "the guide's types changed and a transformer's head has a fixed label set"
-    chain = int(meta.get("initialisation", {}).get("warm_chain", 0))
+    chain = _warm_chain(meta)
     if settings.cold_every and chain + 1 >= settings.cold_every:
         return f"drift guard: every {settings.cold_every}th retrain is cold ({chain} warm starts in a row)"
     return None
@@ -170,10 +144,10 @@ def _minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
 
-def _new_docs(source: Path, meta: dict[str, Any], train_docs: Sequence[Doc]) -> int:
+def _new_docs(source: Path, meta: ModelMeta, train_docs: Sequence[Doc]) -> int:
     """Training docs the source was not trained on: by digest, or by count for a version stored without them."""
     try:
         seen = set((source / TRAIN_DOCS_FILE).read_text(encoding="ascii").split())
     except OSError:
-        return max(0, len(train_docs) - int(meta.get("data", {}).get("train_docs", 0)))
+        return max(0, len(train_docs) - (meta.data.train_docs if meta.data is not None else 0))
     return sum(doc_digest(d) not in seen for d in train_docs)
