@@ -52,7 +52,8 @@ class TypeAgreement:
     ``f1`` is exact span F1 (None: no span of the type in any compared pair), ``partial_f1`` SemEval's partial,
     ``f1_interval`` and ``partial_f1_interval`` their 95% bootstrap intervals over tasks (the same resamples; None:
     fewer than two tasks), ``spans`` the spans of the type both annotators of each pair drew together (the support of
-    both figures), ``measurable`` whether ``spans`` reaches ``min_support``."""
+    both figures), ``measurable`` whether ``spans`` reaches ``min_support``.
+    """
 
     label: str
     f1: float | None
@@ -76,8 +77,11 @@ class PairAgreement:
 
 @dataclass(frozen=True)
 class AgreementReport:
-    """Agreement per type over every pair of annotators (``overall``: the pairs' counts summed per task), and per
-    pair. ``tasks`` counts the tasks with at least two annotators; ``annotators`` who labelled any of them."""
+    """Agreement per type over every pair of annotators, and per pair.
+
+    ``overall`` sums the pairs' counts per task. ``tasks`` counts the tasks with at least two annotators; ``annotators``
+    who labelled any of them.
+    """
 
     labels: list[str]
     tasks: int

@@ -30,8 +30,10 @@ def _logit(score: float) -> float:
 
 @dataclass(frozen=True)
 class PlattCalibrator:
-    """``calibrated = sigmoid(slope * logit(raw) + intercept)``; ``fitted_on`` dev spans (0: the prior, the
-    identity: the raw scores as they are)."""
+    """``calibrated = sigmoid(slope * logit(raw) + intercept)``.
+
+    ``fitted_on`` dev spans (0: the prior, the identity: the raw scores as they are).
+    """
 
     slope: float = 1.0
     intercept: float = 0.0
@@ -51,8 +53,9 @@ class PlattCalibrator:
 def fit_platt(
     scores: Sequence[float], correct: Sequence[bool], *, min_spans: int = MIN_CALIBRATION_SPANS
 ) -> PlattCalibrator:
-    """Fit Platt scaling (Platt 1999; scikit-learn's logistic regression) on (raw score, was the span exactly
-    right) pairs.
+    """Fit Platt scaling (Platt 1999; scikit-learn's logistic regression) on (raw score, was the span right) pairs.
+
+    A span is right when it matches a gold span exactly.
 
     Args:
         scores: Raw confidences of predicted spans.

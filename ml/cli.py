@@ -236,9 +236,11 @@ def train_command(
     token_column: TokenColumnOpt = None,
     tag_column: TagColumnOpt = None,
 ) -> None:
-    """Train a model version and print its scores per entity type with 95% intervals: on --test when given, else
-    on --dev (optimistic: those documents chose the checkpoint and fitted the calibration). Files are read as
-    `convert` reads them."""
+    """Train a model version and print its scores per entity type with 95% intervals.
+
+    On --test when given, else on --dev (optimistic: those documents chose the checkpoint and fitted the calibration).
+    Files are read as `convert` reads them.
+    """
     from ml.evaluation import format_report
     from ml.training import TrainSettings, train
     from ml.training.settings import ARCHITECTURES
@@ -309,8 +311,10 @@ def evaluate_command(
     token_column: TokenColumnOpt = None,
     tag_column: TagColumnOpt = None,
 ) -> None:
-    """Score a model version per entity type (exact and partial F1, calibration); the data is read as `convert`
-    reads it, against the model's labels."""
+    """Score a model version per entity type (exact and partial F1, calibration).
+
+    The data is read as `convert` reads it, against the model's labels.
+    """
     import spacy
 
     from ml.converters import ReadOptions, load_docs, parse_label_map
@@ -443,10 +447,13 @@ def _compare_command(llm: LLMConnector | None) -> Callable[..., None]:
         map_label: MapLabelOpt = None,
         unknown_labels: UnknownLabelsOpt = "refuse",
     ) -> None:
-        """Prompting vs fine-tuning on your data: the LLM zero-shot and k-shot, each architecture on growing
-        training sizes, and the per-type router, all scored on the same test docs; writes report.md, report.html,
-        report.json and each row's predictions under --out, with costs, break-even volume and, per type, the labels
-        at which fine-tuning overtakes the LLM. Rerunning reuses the cached answers and the trained sizes."""
+        """Prompting vs fine-tuning on your data.
+
+        The LLM zero-shot and k-shot, each architecture on growing training sizes, and the per-type router, all scored
+        on the same test docs; writes report.md, report.html, report.json and each row's predictions under --out, with
+        costs, break-even volume and, per type, the labels at which fine-tuning overtakes the LLM. Rerunning reuses the
+        cached answers and the trained sizes.
+        """
         from ml.compare import compare
         from ml.compare_report import write_report
 
@@ -486,8 +493,10 @@ def _compare_command(llm: LLMConnector | None) -> Callable[..., None]:
 
 
 def register(target: typer.Typer, *, llm: LLMConnector | None = None) -> None:
-    """Add the ml commands (guide, convert, train, evaluate, compare) to a Typer app; ``llm`` opens the LLM of
-    ``compare`` (the backend passes its client, which ml may not import)."""
+    """Add the ml commands (guide, convert, train, evaluate, compare) to a Typer app.
+
+    ``llm`` opens the LLM of ``compare`` (the backend passes its client, which ml may not import).
+    """
     target.add_typer(guide_app, name="guide")
     target.command("convert")(convert)
     target.command("train")(train_command)

@@ -1,5 +1,7 @@
-"""Prompting vs fine-tuning on the same test documents: the rows of ``nerloop compare`` (pure: no web, database or
-Celery; the LLM comes in as a callable, so a CLI, a Celery job or a test each bring their own endpoint).
+"""Prompting vs fine-tuning on the same test documents.
+
+The rows of ``nerloop compare`` (pure: no web, database or Celery; the LLM comes in as a callable, so a CLI, a Celery
+job or a test each bring their own endpoint).
 
 Rows, all scored by :func:`ml.evaluation.score_spans` on the same test documents:
 

@@ -1,6 +1,9 @@
-"""The prompted LLM's rows of ``nerloop compare``: zero-shot (the guide only), then k-shot with ``random`` and
-``similar`` demonstrations (:class:`ml.llm.DemoSelector`) drawn from the training pool; every answer cached in a
-file keyed by the LLM's name and the whole request, so that a rerun sends only the requests it has no answer for."""
+"""The prompted LLM's rows of ``nerloop compare``.
+
+Zero-shot (the guide only), then k-shot with ``random`` and ``similar`` demonstrations (:class:`ml.llm.DemoSelector`)
+drawn from the training pool; every answer cached in a file keyed by the LLM's name and the whole request, so that a
+rerun sends only the requests it has no answer for.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The report of ``nerloop compare``: break-even and overtake figures, then ``report.json``, ``report.md``, a
-self-contained ``report.html`` (plotly's offline bundle inlined: no network) and each row's predictions.
+"""The report of ``nerloop compare``.
+
+Break-even and overtake figures, then ``report.json``, ``report.md``, a self-contained ``report.html`` (plotly's offline
+bundle inlined: no network) and each row's predictions.
 
 Every figure of the report is recomputable from ``predictions/<row>.jsonl`` and the test file: the test
 ``tests/training/test_compare_cli.py`` does it (each line's ``doc`` is the document's index in the test file). Under
@@ -67,8 +69,11 @@ def break_evens(result: CompareResult) -> list[BreakEven]:
 
 
 def overtakes(result: CompareResult) -> dict[str, dict[str, float | None]]:
-    """Per architecture and type, the labels of that type at which the learning curve reaches the best LLM row's
-    F1 for the type (:func:`ml.costs.overtake_labels`); None for a type with no gold span in the test docs."""
+    """Per architecture and type, the labels of that type at which the curve reaches the best LLM row's F1.
+
+    The F1 is the best LLM row's for the type (:func:`ml.costs.overtake_labels`); None for a type with no gold span in
+    the test docs.
+    """
     llm = best_llm(result)
     if llm is None:
         return {}
@@ -203,8 +208,11 @@ def write_report(result: CompareResult, out: Path, *, inputs: dict[str, str]) ->
 
 
 def _environment(*, html: bool) -> Environment:
-    """The templates' environment: the HTML page escapes every value (labels, row and project names come from the
-    user's guide and project; only the plotly charts are inserted ``|safe``); Markdown is written as it is."""
+    """The templates' environment.
+
+    The HTML page escapes every value (labels, row and project names come from the user's guide and project; only the
+    plotly charts are inserted ``|safe``); Markdown is written as it is.
+    """
     env = Environment(loader=PackageLoader("ml", "templates"), autoescape=html)
     env.filters["num"] = _num
     return env

@@ -1,6 +1,9 @@
-"""What ``nerloop compare`` is made of: its options, the LLM it talks to, its rows and its result, and the helpers
-its row builders share (scoring, progress). The rows themselves are built by ``ml.compare_prompted`` (the LLM),
-``ml.compare_tuned`` (the fine-tuned models) and ``ml.compare`` (the router, and the whole run)."""
+"""What ``nerloop compare`` is made of.
+
+Its options, the LLM it talks to, its rows and its result, and the helpers its row builders share (scoring, progress).
+The rows themselves are built by ``ml.compare_prompted`` (the LLM), ``ml.compare_tuned`` (the fine-tuned models) and
+``ml.compare`` (the router, and the whole run).
+"""
 
 from __future__ import annotations
 
@@ -70,8 +73,11 @@ class LLMEndpoint:
 
 
 class LLMConnector(Protocol):
-    """Opens an LLM for a comparison: an OpenAI-compatible ``url``, or a GGUF file served for the comparison's
-    duration (the backend's implementation: ``backend.adapters.compare_llm.open_endpoint``)."""
+    """Opens an LLM for a comparison.
+
+    An OpenAI-compatible ``url``, or a GGUF file served for the comparison's duration (the backend's implementation:
+    ``backend.adapters.compare_llm.open_endpoint``).
+    """
 
     def __call__(
         self, *, url: str | None, gguf: Path | None, model: str, timeout_s: float, max_tokens: int
@@ -128,7 +134,8 @@ class Row:
     """One line of the comparison: its scores on the test docs and what it costs.
 
     ``report`` is on the test docs every row shares (the LLM's sample under ``--limit-llm``); ``full_report`` is a
-    fine-tuned row's score on the whole test set when the sample is smaller (None otherwise)."""
+    fine-tuned row's score on the whole test set when the sample is smaller (None otherwise).
+    """
 
     name: str
     kind: RowKind
@@ -187,7 +194,8 @@ class CompareResult:
     ``test_docs`` are the docs every row is scored on (the ``limit_llm`` sample under a limit: ``all_test_docs[i]``
     for each ``i`` of ``sample_index``); ``all_test_docs`` the whole test set, on which the fine-tuned rows'
     ``full_predictions`` are made. ``dev_given``: the dev docs came from the caller (a project's dev tasks), not
-    from the end of the training docs."""
+    from the end of the training docs.
+    """
 
     rows: list[Row]
     predictions: dict[str, list[list[ScoredSpan]]]
@@ -212,9 +220,11 @@ class CompareResult:
 
 
 def llm_sample(total: int, limit: int, seed: int) -> list[int]:
-    """Which test docs the rows share under ``limit_llm``: a uniform random sample without replacement
-    (``numpy.random.default_rng(seed).choice``), in the test file's order. A test file's first documents are not a
-    sample (CoNLL-2003's first sentences come from a few articles; a project's tasks are in id order).
+    """Which test docs the rows share under ``limit_llm``.
+
+    A uniform random sample without replacement (``numpy.random.default_rng(seed).choice``), in the test file's order. A
+    test file's first documents are not a sample (CoNLL-2003's first sentences come from a few articles; a project's
+    tasks are in id order).
 
     Args:
         total: Test docs.

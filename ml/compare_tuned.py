@@ -1,8 +1,10 @@
-"""The fine-tuned rows of ``nerloop compare``: one architecture (:func:`ml.training.train`) trained on the first N
-training docs, its checkpoint chosen on the dev split, scored on the shared test docs and, under ``--limit-llm``,
-on the whole test set too; its throughput is timed on a loaded model (loading is not serving). Each trained size
-is kept in a directory keyed by its data, the dev split, the guide and the training settings, so that a rerun on
-the same inputs trains nothing."""
+"""The fine-tuned rows of ``nerloop compare``.
+
+One architecture (:func:`ml.training.train`) trained on the first N training docs, its checkpoint chosen on the dev
+split, scored on the shared test docs and, under ``--limit-llm``, on the whole test set too; its throughput is timed on
+a loaded model (loading is not serving). Each trained size is kept in a directory keyed by its data, the dev split, the
+guide and the training settings, so that a rerun on the same inputs trains nothing.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ def fine_tuned_row(
     models: Path,
     tracker: Tracker,
 ) -> None:
-    """Train (or reuse) one size and add its row: scores, throughput of batched inference, latency one document at
-    a time, serving, training and labelling costs."""
+    """Train (or reuse) one size and add its row.
+
+    Scores, throughput of batched inference, latency one document at a time, serving, training and labelling costs.
+    """
     from ml.model_store import load_model
 
     options = result.options

@@ -83,8 +83,10 @@ def serving_cost_per_1k_docs(docs_per_second: float, per_hour: float) -> float:
 def llm_cost_per_1k_docs(
     prompt_tokens: float, completion_tokens: float, *, docs_per_second: float | None, costs: CostSettings
 ) -> float:
-    """The LLM's cost of 1,000 documents (one request each): token prices plus, for a self-hosted model, its
-    machine's time at the measured throughput (``llm_compute_per_hour``; skipped when ``docs_per_second`` is None).
+    """The LLM's cost of 1,000 documents (one request each).
+
+    Token prices plus, for a self-hosted model, its machine's time at the measured throughput (``llm_compute_per_hour``;
+    skipped when ``docs_per_second`` is None).
 
     Args:
         prompt_tokens: Mean prompt tokens per document.

@@ -18,8 +18,11 @@ class DataError(MLError):
 
 
 class ConversionError(MLError):
-    """Spans could not be converted under the ``strict`` policy; ``issues`` lists every one. The converters raise
-    ``ml.converters.issues.RejectedSpansError``, whose message says what to do for each kind of issue."""
+    """Spans could not be converted under the ``strict`` policy; ``issues`` lists every one.
+
+    The converters raise ``ml.converters.issues.RejectedSpansError``, whose message says what to do for each kind of
+    issue.
+    """
 
     def __init__(self, issues: Sequence[ConversionIssue]) -> None:
         self.issues = list(issues)

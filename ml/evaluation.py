@@ -23,7 +23,8 @@ class EvaluationReport:
     """Everything measured on one gold set.
 
     ``doc_counts`` (not serialised) holds, per document and type, the counts the scores are sums of (see
-    :func:`span_counts`): the promotion gate resamples them, paired, for two models on the same documents."""
+    :func:`span_counts`): the promotion gate resamples them, paired, for two models on the same documents.
+    """
 
     per_type: dict[str, TypeScore]
     micro: PRF
@@ -73,8 +74,10 @@ def _as_entities(spans: Iterable[tuple[int, int, str]]) -> list[dict[str, Any]]:
 def span_counts(
     gold_docs: Sequence[Doc], predictions: Sequence[Sequence[ScoredSpan]], labels: Sequence[str]
 ) -> FloatArray:
-    """Per document and type, the counts of :data:`COUNTS`, from nervaluate (Segura-Bedmar et al., SemEval-2013
-    task 9.1 schemas; the library's per-type breakdown, which matches spans of one type with each other).
+    """Per document and type, the counts of :data:`COUNTS`, from nervaluate.
+
+    nervaluate implements the SemEval-2013 task 9.1 schemas (Segura-Bedmar et al.); its per-type breakdown matches spans
+    of one type with each other.
 
     Returns:
         A float array of shape ``(len(gold_docs), len(labels), 4)``; types outside ``labels`` are ignored.
@@ -99,8 +102,10 @@ def span_counts(
 
 
 def prf_of(counts: FloatArray, *, partial: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Precision, recall and F1 of summed counts (last axis :data:`COUNTS`), elementwise over the other axes; 0
-    where undefined."""
+    """Precision, recall and F1 of summed counts (last axis :data:`COUNTS`), elementwise over the other axes.
+
+    0 where undefined.
+    """
     hits = counts[..., 1 if partial else 0]
     predicted, gold = counts[..., 2], counts[..., 3]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -111,16 +116,21 @@ def prf_of(counts: FloatArray, *, partial: bool = False) -> tuple[FloatArray, Fl
 
 
 def bootstrap_weights(n_docs: int, *, samples: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> FloatArray:
-    """How often each document is drawn in each bootstrap resample (Efron & Tibshirani 1993, resampling
-    documents with replacement): shape ``(samples, n_docs)``, each row summing to ``n_docs``. The same weights
-    applied to two models' counts give a paired bootstrap (Koehn 2004; Berg-Kirkpatrick et al. 2012)."""
+    """How often each document is drawn in each bootstrap resample: shape ``(samples, n_docs)``.
+
+    Documents are resampled with replacement (Efron & Tibshirani 1993), each row summing to ``n_docs``. The same weights
+    applied to two models' counts give a paired bootstrap (Koehn 2004; Berg-Kirkpatrick et al. 2012).
+    """
     rng = np.random.default_rng(seed)
     return rng.multinomial(n_docs, np.full(n_docs, 1.0 / n_docs), size=samples).astype(float)
 
 
 def resample(weights: FloatArray, counts: FloatArray) -> FloatArray:
-    """Counts summed over each bootstrap resample: ``weights`` ``(samples, n_docs)`` from
-    :func:`bootstrap_weights`, ``counts`` ``(n_docs, n_labels, 4)`` -> ``(samples, n_labels, 4)``."""
+    """Counts summed over each bootstrap resample.
+
+    ``weights`` ``(samples, n_docs)`` from :func:`bootstrap_weights`, ``counts`` ``(n_docs, n_labels, 4)`` ->
+    ``(samples, n_labels, 4)``.
+    """
     resampled: FloatArray = np.einsum("bd,dlk->blk", weights, counts)
     return resampled
 
@@ -259,8 +269,10 @@ def _interval(interval: tuple[float, float] | None) -> str:
 
 
 def format_report(report: EvaluationReport) -> str:
-    """A readable table of the report: each F1 with its 95% interval and its support (gold spans); a type with
-    fewer than ``min_support`` gold spans is marked not yet measurable."""
+    """A readable table of the report: each F1 with its 95% interval and its support (gold spans).
+
+    A type with fewer than ``min_support`` gold spans is marked not yet measurable.
+    """
     rows = [
         f"{'type':<16}{'P':>7}{'R':>7}{'F1':>7} {'95% interval':<16}{'partF1':>7}{'support':>9}"
         f"  target {report.target_f1:.2f}"

@@ -83,7 +83,7 @@ class _Reference:
 
 
 def dissimilarity(distance: Rows) -> Rows:
-    """modAL's diversity term of a cosine distance ``d`` in [0, 2]: ``1 - 1 / (1 + d)``, in [0, 2/3].
+    """The diversity term of modAL for a cosine distance ``d`` in [0, 2]: ``1 - 1 / (1 + d)``, in [0, 2/3].
 
     ``modAL.batch.select_instance`` scores ``alpha * (1 - similarity) + (1 - alpha) * uncertainty`` with
     ``similarity = 1 / (1 + d)``; every diverse batch in nerloop uses this one scale (fixed alpha or not).

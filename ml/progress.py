@@ -14,8 +14,11 @@ MAX_FORECAST_LABELS = 100_000
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One model version on a type's learning curve: the type's labels it was trained on, its test F1, the F1's
-    95% interval (None: not measured) and whether the test set held enough gold spans to measure it."""
+    """One model version on a type's learning curve.
+
+    The type's labels it was trained on, its test F1, the F1's 95% interval (None: not measured) and whether the test
+    set held enough gold spans to measure it.
+    """
 
     labels: int
     f1: float
@@ -131,10 +134,12 @@ def forecast(
 def _band(
     points: list[CurvePoint], xs: list[float], target: float, labels: int, *, samples: int, seed: int
 ) -> tuple[int, int | None] | None:
-    """10th-90th percentile of the labels still needed over refits with each F1 drawn from its interval (normal,
-    sd = interval width / 3.92, each version drawn independently, though nested test sets make their errors
-    correlated: the band is on the wide side); None when no version has an interval or when 90% of the refits never
-    reach the target within ``MAX_FORECAST_LABELS``."""
+    """10th-90th percentile of the labels still needed over refits with each F1 drawn from its interval.
+
+    Each F1 is drawn from a normal with sd = interval width / 3.92, each version independently, though nested test sets
+    make their errors correlated: the band is on the wide side. None when no version has an interval or when 90% of the
+    refits never reach the target within ``MAX_FORECAST_LABELS``.
+    """
     if not samples or all(p.interval is None for p in points):
         return None
     rng = np.random.default_rng(seed)

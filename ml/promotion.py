@@ -24,7 +24,8 @@ Role = Literal["train", "dev", "test"]
 class TypeComparison:
     """Candidate against serving model on one entity type, on the same test documents.
 
-    ``difference`` is candidate minus serving exact F1; ``interval`` its 95% paired-bootstrap interval."""
+    ``difference`` is candidate minus serving exact F1; ``interval`` its 95% paired-bootstrap interval.
+    """
 
     label: str
     serving_f1: float
@@ -151,10 +152,13 @@ def in_dev_split(project_key: str, task_id: int, *, fraction: float = 0.2) -> bo
 
 
 def held_out_role(project_key: str, task_id: int, *, fraction: float = 0.2) -> Role:
-    """A task's role: ``train``; or, held out (:func:`in_dev_split`), ``dev`` (checkpoint selection and the
-    calibration fit) or ``test`` (every figure shown: F1 with intervals, ECE, the gate, the forecast), half and
-    half by a second hash. The test documents are touched by nothing that shapes the model, so its figures are not
-    optimistic; the split is by hash rather than cross-fitted so that a task's role never changes as labels grow."""
+    """A task's role: ``train``, or, held out, ``dev`` or ``test`` (half and half by a second hash).
+
+    Held out is :func:`in_dev_split`. ``dev`` serves checkpoint selection and the calibration fit; ``test`` every figure
+    shown: F1 with intervals, ECE, the gate, the forecast. The test documents are touched by nothing that shapes the
+    model, so its figures are not optimistic; the split is by hash rather than cross-fitted so that a task's role never
+    changes as labels grow.
+    """
     if not in_dev_split(project_key, task_id, fraction=fraction):
         return "train"
     return "test" if stable_unit(f"{project_key}:{task_id}:test") < 0.5 else "dev"

@@ -60,7 +60,8 @@ class Suspect:
 
     ``start``/``end``/``label``: the annotator's span (None for ``spurious``); ``predicted_*``: the model's (None for
     ``missed``); ``text``: the annotator's span's text, or the model's for ``spurious``; ``confidence`` in [0, 1];
-    ``fold``: the fold whose model checked it."""
+    ``fold``: the fold whose model checked it.
+    """
 
     task_id: int
     kind: Kind
@@ -81,8 +82,10 @@ class Suspect:
 
 
 def fold_of(task_id: int, *, folds: int, key: str = "") -> int:
-    """The fold of a task, from a hash of ``key`` and its id (``ml.promotion.stable_unit``): a task keeps its fold
-    from one pass to the next, so its verdict does not change with a reshuffle."""
+    """The fold of a task, from a hash of ``key`` and its id (``ml.promotion.stable_unit``).
+
+    A task keeps its fold from one pass to the next, so its verdict does not change with a reshuffle.
+    """
     return min(folds - 1, int(stable_unit(f"{key}:review:{task_id}") * folds))
 
 
@@ -109,6 +112,8 @@ def contradictions(
         predicted: The model's spans with their probabilities (non-overlapping).
         span_mass: ``(start, end)`` -> the model's probability of any entity at exactly that span (a ``missed``
             span's confidence is 1 minus it; a span absent counts 0, so an unknown mass makes it certain).
+        recall: The fold model's exact-match recall on the fold's labels, in [0, 1]; a ``missed`` span's confidence
+            is multiplied by it, so a weak model's misses rank low.
         fold: The fold the model was trained without.
 
     Returns:
@@ -156,18 +161,22 @@ def contradictions(
 
 
 def rank(suspects: Sequence[Suspect], *, min_confidence: float = 0.0, limit: int | None = None) -> list[Suspect]:
-    """Suspects at or above ``min_confidence``, most confident first (ties: by task, then place in the text);
-    the first ``limit`` when given."""
+    """Suspects at or above ``min_confidence``, most confident first; the first ``limit`` when given.
+
+    Ties are ordered by task, then place in the text.
+    """
     kept = [s for s in suspects if s.confidence >= min_confidence]
     kept.sort(key=lambda s: (-s.confidence, s.task_id, s.start if s.start is not None else s.predicted_start or 0))
     return kept[:limit] if limit is not None else kept
 
 
 def corrected(gold: Sequence[CharSpan], suspects: Sequence[Suspect]) -> list[CharSpan]:
-    """The labels with each suspect's model reading applied (a ``spurious`` span added, a type or boundary
-    replaced): what a reviewer is shown beside the annotation. A ``missed`` span (the model finds nothing there)
-    stays, so the reviewer sees the span the note is about and decides whether to remove it. Overlapping results
-    keep the first."""
+    """The labels with each suspect's model reading applied: what a reviewer is shown beside the annotation.
+
+    A ``spurious`` span is added, a type or boundary replaced. A ``missed`` span (the model finds nothing there) stays,
+    so the reviewer sees the span the note is about and decides whether to remove it. Overlapping results keep the
+    first.
+    """
     spans = {(g.start, g.end): g for g in gold}
     for s in suspects:
         if s.kind == "missed":

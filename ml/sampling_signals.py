@@ -147,8 +147,11 @@ def spacy_doc_vectors(inner: Any, docs: Sequence[Doc], *, batch_size: int = 64) 
 def _token_classifier_pass(
     inner: Any, docs: Sequence[Doc], *, batch_size: int
 ) -> tuple[list[tuple[tuple[float, ...], tuple[float, ...]]], Vectors]:
-    """One forward pass of the token classifier: per doc, (best, second-best) tag probability per word and the
-    mean of the encoder's last hidden state over its sub-tokens (windows of ``MAX_WORDS`` words, like predict)."""
+    """One forward pass of the token classifier.
+
+    Per doc, (best, second-best) tag probability per word and the mean of the encoder's last hidden state over its
+    sub-tokens (windows of ``MAX_WORDS`` words, like predict).
+    """
     import torch
 
     from ml.models.hf_tagger import MAX_WORDS, encode, first_subtoken_rows

@@ -1,4 +1,4 @@
-"""CoNLL / BIO files (one ``token<TAB>tag`` line per token, blank line between sentences) <-> spaCy ``Doc``.
+r"""CoNLL / BIO files (one ``token<TAB>tag`` line per token, blank line between sentences) <-> spaCy ``Doc``.
 
 The text of a sentence is its tokens joined with single spaces, so every gold span maps to exact character
 offsets. Files with more than two columns (CoNLL-2003: ``token POS chunk tag``; MultiCoNER: ``token _ _ tag``)
@@ -182,8 +182,9 @@ def _orphan(task_id: str, *, start: int, word: str, label: str) -> ConversionIss
 
 
 def bio_to_spans(doc: Doc, tags: tuple[str, ...], task_id: str) -> tuple[list[CharSpan], list[ConversionIssue]]:
-    """Turn a sentence's BIO / BIOES tags into character spans over its doc; report I- and E- tags that open an
-    entity.
+    """Turn a sentence's BIO / BIOES tags into character spans over its doc.
+
+    Report I- and E- tags that open an entity.
 
     This layer reads what files carry (prefixes in any case, BIOES, BILUO's ``L-`` / ``U-``) and repairs an entity
     opened by ``I-`` or ``E-`` (reported); spaCy's ``iob_to_biluo`` and ``biluo_tags_to_offsets`` then read the

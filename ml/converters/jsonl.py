@@ -157,8 +157,9 @@ def from_jsonl(
     label_map: Mapping[str, str] | None = None,
     unknown_labels: UnknownLabels | None = None,
 ) -> ConversionResult:
-    """Read JSON lines of texts and spans (nerloop, doccano, spaCy-style; see the module); ``id`` defaults to
-    ``<file>:<line>``.
+    r"""Read JSON lines of texts and spans (nerloop, doccano, spaCy-style; see the module).
+
+    ``id`` defaults to ``<file>:<line>``.
 
     Args:
         path: The file; blank lines, ``\r\n`` endings and a leading byte order mark are accepted.

@@ -196,8 +196,11 @@ def spans_to_results(
 def results_to_spans(
     results: Sequence[dict[str, Any]], *, label_names: Mapping[str, str] | None = None
 ) -> list[ScoredSpan]:
-    """The inverse of ``spans_to_results``: scored ``labels`` results back to spans (a missing score is 1.0);
-    ``label_names`` maps Label Studio label values back to guide names (``Guide.label_names``)."""
+    """The inverse of ``spans_to_results``.
+
+    Scored ``labels`` results back to spans (a missing score is 1.0); ``label_names`` maps Label Studio label values
+    back to guide names (``Guide.label_names``).
+    """
     names = label_names or {}
     spans = []
     for item in results:

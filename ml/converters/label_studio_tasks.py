@@ -62,9 +62,11 @@ class LSAnnotation(_Loose):
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
-    """Label Studio's ``updated_at`` (ISO 8601) as an aware datetime in UTC, read as UTC without a zone; ``None``
-    when missing, unreadable, or outside years 1-9999 once in UTC (``9999-12-31T23:59:59-14:00``: no database
-    can store it)."""
+    """Label Studio's ``updated_at`` (ISO 8601) as an aware datetime in UTC, read as UTC without a zone.
+
+    ``None`` when missing, unreadable, or outside years 1-9999 once in UTC (``9999-12-31T23:59:59-14:00``: no database
+    can store it).
+    """
     if not value:
         return None
     try:
@@ -170,8 +172,10 @@ class TaskReader:
     def annotation_spans(
         self, annotation: LSAnnotation, *, task_id: str, where: str, text: str
     ) -> list[CharSpan] | None:
-        """Every span of an annotation, its offsets read in one unit (see ``ml.converters.offsets``); ``None``
-        when any part of it is malformed or its offsets cannot be placed (then the task is left out)."""
+        """Every span of an annotation, its offsets read in one unit (see ``ml.converters.offsets``).
+
+        ``None`` when any part of it is malformed or its offsets cannot be placed (then the task is left out).
+        """
         if not isinstance(annotation.result, list):
             self.malformed(task_id, f"{where}.result must be a list of regions, not {short(annotation.result)}")
             return None

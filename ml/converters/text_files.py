@@ -11,7 +11,7 @@ from ml.errors import DataError
 
 
 def read_text(path: Path) -> str:
-    """The whole file as UTF-8 text, without the byte order mark some editors put first.
+    r"""The whole file as UTF-8 text, without the byte order mark some editors put first.
 
     The mark is not part of any text: JSON parsers refuse it, and in CoNLL it would stick to the first token.
     Dropping it moves no offset (offsets count characters inside JSON strings or tokens, never the file's).
@@ -34,7 +34,7 @@ def read_text(path: Path) -> str:
 
 
 def json_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Non-blank lines with their 1-based numbers, split on ``\\n`` only (not on U+2028 and kin)."""
+    r"""Non-blank lines with their 1-based numbers, split on ``\n`` only (not on U+2028 and kin)."""
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             yield number, line

@@ -103,8 +103,11 @@ def _entity_list(value: object) -> list[object] | None:
 
 
 def _label_map(value: dict[object, object]) -> list[object] | None:
-    """The items of a ``{label: [mention, ...]}`` answer (a small model's favourite), or None when ``value`` is
-    not one: every value a list of plain values, at least one of them a string unless all lists are empty."""
+    """The items of a ``{label: [mention, ...]}`` answer (a small model's favourite), or None when not one.
+
+    ``value`` is one when every value is a list of plain values, at least one of them a string unless all lists are
+    empty.
+    """
     groups = {str(label): group for label, group in value.items() if isinstance(group, list)}
     mentions = [mention for group in groups.values() for mention in group]
     if not groups or len(groups) < len(value) or _is_entity(value) or any(isinstance(m, dict | list) for m in mentions):

@@ -142,8 +142,10 @@ class _Text:
         return cls(original=text, folded=text.translate(_FOLD))
 
     def occurrences(self, forms: Sequence[str]) -> list[tuple[int, int]]:
-        """Every whole-word occurrence of the folded forms of one search string, in text order, overlapping ones
-        included (a free one may start inside a taken one)."""
+        """Every whole-word occurrence of the folded forms of one search string, in text order.
+
+        Overlapping ones are included (a free one may start inside a taken one).
+        """
         found: set[tuple[int, int]] = set()
         for form in forms:
             pattern = re.compile(r"\s+".join(re.escape(part) for part in form.split()), re.IGNORECASE)
@@ -278,9 +280,11 @@ def _why_no_room(item: _Item, holders: dict[tuple[int, int], _Item]) -> str:
 
 
 def _search(source: _Text, surface: str) -> tuple[tuple[tuple[int, int], ...], int]:
-    """Whole-word occurrences of each search variant, in the order :func:`find_mention` tries them, and the length
-    of the first variant found (in NFC, whitespace runs counted as one character): the length the item is placed
-    by."""
+    """Whole-word occurrences of each search variant, in the order :func:`find_mention` tries them.
+
+    Also the length of the first variant found (in NFC, whitespace runs counted as one character): the length the item
+    is placed by.
+    """
     found: dict[tuple[int, int], None] = {}
     length = 0
     for forms in _variants(surface):
@@ -292,9 +296,11 @@ def _search(source: _Text, surface: str) -> tuple[tuple[tuple[int, int], ...], i
 
 
 def _variants(surface: str) -> list[tuple[str, ...]]:
-    """What is searched for a surface, folded, in order: quotes stripped, then punctuation stripped too. Each is
-    searched in all its normalisations (as written, NFC, NFD) at once, in text order: the text keeps its own, so
-    offsets stay the text's."""
+    """What is searched for a surface, folded, in order: quotes stripped, then punctuation stripped too.
+
+    Each is searched in all its normalisations (as written, NFC, NFD) at once, in text order: the text keeps its own, so
+    offsets stay the text's.
+    """
     forms = dict.fromkeys(unicodedata.normalize(form, surface) for form in ("NFC", "NFD"))
     variants: list[tuple[str, ...]] = []
     for edge in (_QUOTES, _PUNCTUATION):

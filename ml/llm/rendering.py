@@ -1,5 +1,7 @@
-"""Chat messages rendered into the tokens a llama.cpp server evaluates: checks that a prompt's fixed part is a
-prefix of the token sequence (what the server's prefix cache can reuse), not only of the messages.
+"""Chat messages rendered into the tokens a llama.cpp server evaluates.
+
+Checks that a prompt's fixed part is a prefix of the token sequence (what the server's prefix cache can reuse), not only
+of the messages.
 
 Renders as llama-cpp-python's server does (``Llama.__init__`` chooses the chat format,
 ``chat_formatter_to_chat_completion_handler`` tokenizes): the GGUF's own chat template through ``Jinja2ChatFormatter``

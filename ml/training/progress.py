@@ -9,8 +9,11 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class Progress:
-    """One report: the stage (``train``, then ``calibrate`` and ``evaluate``), how far the job is (0-1), seconds
-    spent and the estimated seconds left, the last step, its loss and the last dev F1 (the training's)."""
+    """One progress report of a training job.
+
+    The stage (``train``, then ``calibrate`` and ``evaluate``), how far the job is (0-1), seconds spent and the
+    estimated seconds left, the last step, its loss and the last dev F1 (the training's).
+    """
 
     stage: str
     fraction: float
@@ -42,8 +45,9 @@ PREDICT_WORDS_PER_S = {"cnn": 2500.0, "spacy-transformer": 1000.0, "hf-transform
 
 
 class JobProgress:
-    """One fraction and ETA over a whole training job: the training steps, then the predictions that calibrate
-    (dev) and evaluate (dev and test) the model.
+    """One fraction and ETA over a whole training job.
+
+    The training steps, then the predictions that calibrate (dev) and evaluate (dev and test) the model.
 
     The training reports its own fraction and ETA (from its pace); what comes after is estimated from the words it
     will predict, at ``words_per_s`` until the first predictions measure the model's own speed. Every report passed

@@ -152,6 +152,9 @@ def step_budget(settings: TrainSettings, n_train_docs: int) -> int:
 
 
 def eval_interval(settings: TrainSettings, budget: int) -> int:
-    """Steps between dev evaluations: ``eval_frequency``, at most a fifth of the budget (so the last stretch is
-    evaluated and a checkpoint is chosen among at least five)."""
+    """Steps between dev evaluations.
+
+    ``eval_frequency``, at most a fifth of the budget (so the last stretch is evaluated and a checkpoint is chosen among
+    at least five).
+    """
     return max(1, min(settings.eval_frequency, budget // 5))

@@ -1,5 +1,8 @@
-"""Train spaCy pipelines with spaCy's own training loop: the CNN (tok2vec + transition-based NER) here, and the
-shared loop, logger and warm resume that ``ml.training.spacy_transformer`` uses too."""
+"""Train spaCy pipelines with spaCy's own training loop.
+
+The CNN (tok2vec + transition-based NER) here, and the shared loop, logger and warm resume that
+``ml.training.spacy_transformer`` uses too.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +43,11 @@ PACE_EVERY = 20  # steps between the progress reports that fall between two eval
 
 @spacy_util.registry.loggers(LOGGER_NAME)  # type: ignore[untyped-decorator]
 def progress_logger() -> Callable[..., tuple[LogStep, Callable[[], None]]]:
-    """A spaCy training logger that forwards each evaluation (with its dev F1) and, between them, every
-    ``PACE_EVERY``-th step (the pace, for the ETA) to the active progress callback."""
+    """A spaCy training logger that forwards its reports to the active progress callback.
+
+    It forwards each evaluation (with its dev F1) and, between them, every ``PACE_EVERY``-th step (the pace, for the
+    ETA).
+    """
 
     def setup(nlp: Language, stdout: Any = None, stderr: Any = None) -> tuple[LogStep, Callable[[], None]]:
         del nlp, stdout, stderr
@@ -89,9 +95,12 @@ def _reporting(callback: ProgressCallback, max_steps: int) -> Iterator[None]:
 
 
 def set_training(config: Config, settings: TrainSettings, *, train_path: Path, dev_path: Path, budget: int) -> None:
-    """nerloop's part of any spaCy training config: the data, the seed, the step budget, early stopping that never
-    ends before ``min_steps``, evaluation often enough that the last stretch counts (spaCy keeps the best
-    *evaluated* step), the dropout, the batch size when set (documents per step) and the progress logger."""
+    """The part of any spaCy training config that nerloop sets.
+
+    The data, the seed, the step budget, early stopping that never ends before ``min_steps``, evaluation often enough
+    that the last stretch counts (spaCy keeps the best *evaluated* step), the dropout, the batch size when set
+    (documents per step) and the progress logger.
+    """
     config["paths"]["train"] = str(train_path)
     config["paths"]["dev"] = str(dev_path)
     config["system"]["seed"] = settings.seed
@@ -135,8 +144,10 @@ def build_config(settings: TrainSettings, *, train_path: Path, dev_path: Path) -
 
 
 def _resume(path: Path, config: Config, labels: Sequence[str]) -> Language:
-    """A trained pipeline set up to train again under ``config``'s data, schedule and logger; a fresh optimizer
-    (spaCy's loop builds it from the config; optimizer state is not saved with a pipeline)."""
+    """A trained pipeline set up to train again under ``config``'s data, schedule and logger.
+
+    A fresh optimizer (spaCy's loop builds it from the config; optimizer state is not saved with a pipeline).
+    """
     try:
         nlp = spacy.load(path)
     except (OSError, ValueError) as exc:
@@ -201,8 +212,10 @@ def train_pipeline(
     warm_from: Path | None = None,
     labels: Sequence[str] = (),
 ) -> Path:
-    """Train a spaCy pipeline with spaCy's own loop (``spacy.training.loop.train``) from ``config`` (fresh weights
-    from ``nlp.initialize``, or ``warm_from``'s); return the directory of the best pipeline (on dev F1).
+    """Train a spaCy pipeline with spaCy's own loop (``spacy.training.loop.train``) from ``config``.
+
+    The weights are fresh from ``nlp.initialize``, or ``warm_from``'s. Returns the directory of the best pipeline (on
+    dev F1).
 
     Raises:
         TrainingError: The warm source cannot be loaded, or spaCy wrote no model.

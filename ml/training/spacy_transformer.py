@@ -1,6 +1,8 @@
-"""Train the spaCy transformer pipeline: spacy-transformers' ``transformer`` component (all-MiniLM-L6-v2 by
-default, from its local directory: nothing is downloaded) and spaCy's transition-based NER listening to it, trained
-by spaCy's own loop (``ml.training.spacy_cnn.train_pipeline``).
+"""Train the spaCy transformer pipeline.
+
+spacy-transformers' ``transformer`` component (all-MiniLM-L6-v2 by default, from its local directory: nothing is
+downloaded) and spaCy's transition-based NER listening to it, trained by spaCy's own loop
+(``ml.training.spacy_cnn.train_pipeline``).
 
 The config is spaCy's own for a transformer NER pipeline (``spacy init config --pipeline ner --optimize accuracy
 --gpu``), with these changes for small data on a CPU:

@@ -218,8 +218,10 @@ def train(
 
 
 def training_warnings(dev_report: EvaluationReport) -> list[str]:
-    """What is wrong with a trained model, read from its dev evaluation: for now, that it predicts almost nothing
-    (fewer spans than ``MIN_PREDICTED_SHARE`` of the gold ones), the sign of too short a training for the data.
+    """What is wrong with a trained model, read from its dev evaluation.
+
+    For now, that it predicts almost nothing (fewer spans than ``MIN_PREDICTED_SHARE`` of the gold ones), the sign of
+    too short a training for the data.
 
     Returns:
         One sentence per problem (empty: none found).
@@ -269,8 +271,10 @@ class _Reporting:
 
 
 def grouped(docs: Sequence[Doc], size: int) -> list[Doc]:
-    """Consecutive docs joined ``size`` at a time into one (``Doc.from_docs``: tokens, spaces and entities; spaCy's
-    ``convert -n``). Docs of different vocabularies are left as they are."""
+    """Consecutive docs joined ``size`` at a time into one (spaCy's ``convert -n``).
+
+    ``Doc.from_docs`` joins tokens, spaces and entities. Docs of different vocabularies are left as they are.
+    """
     if size <= 1 or len({id(d.vocab) for d in docs}) > 1:
         return list(docs)
     return [Doc.from_docs(list(docs[i : i + size])) for i in range(0, len(docs), size)]

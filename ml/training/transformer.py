@@ -1,5 +1,8 @@
-"""The ``hf-transformer`` architecture: fine-tune a Hugging Face encoder as a BIO token classifier (a plain
-PyTorch loop, CPU or GPU; AdamW, linear warm-up over a tenth of the budget then linear decay)."""
+"""The ``hf-transformer`` architecture.
+
+Fine-tune a Hugging Face encoder as a BIO token classifier (a plain PyTorch loop, CPU or GPU; AdamW, linear warm-up over
+a tenth of the budget then linear decay).
+"""
 
 from __future__ import annotations
 
@@ -67,8 +70,9 @@ def train_transformer(
     warm_from: Path | None = None,
     max_steps: int | None = None,
 ) -> Path:
-    """Fine-tune for a step budget, evaluate on dev every ``eval_interval`` steps and at the end, keep the best
-    checkpoint, and save it under ``output_dir/model-best``.
+    """Fine-tune for a step budget and save the best checkpoint under ``output_dir/model-best``.
+
+    It evaluates on dev every ``eval_interval`` steps and at the end, and keeps the best checkpoint.
 
     Args:
         settings: Training settings (``transformer``, ``batch_size``, ``learn_rate``, ``dropout`` is the encoder's).

@@ -65,9 +65,12 @@ def write_digests(path: Path, docs: Iterable[Doc]) -> None:
 
 
 def warm_budget(settings: TrainSettings, new_docs: int) -> int:
-    """The warm step budget: ``warm_steps_per_new_doc`` per new doc, at least ``warm_min_steps``, at most
-    ``max_steps``; rounded up to a multiple of the evaluation interval ``build_config`` sets (``eval_frequency``,
-    or a fifth of a shorter budget), so that the last step is evaluated too."""
+    """The warm step budget.
+
+    ``warm_steps_per_new_doc`` per new doc, at least ``warm_min_steps``, at most ``max_steps``; rounded up to a multiple
+    of the evaluation interval ``build_config`` sets (``eval_frequency``, or a fifth of a shorter budget), so that the
+    last step is evaluated too.
+    """
     wanted = max(settings.warm_min_steps, math.ceil(settings.warm_steps_per_new_doc * new_docs))
     quantum = settings.eval_frequency if wanted >= 5 * settings.eval_frequency else 5
     return min(settings.max_steps, -(-wanted // quantum) * quantum)
