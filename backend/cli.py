@@ -130,9 +130,11 @@ def project_attach(
         ),
     ] = None,
 ) -> None:
-    """Take over an existing Label Studio project: check its labeling config against the guide, import its
-    annotations, connect this backend (and its webhook), order by uncertainty, and retrain at once when the
-    imported labels reach the threshold. Safe to run again."""
+    """Take over an existing Label Studio project.
+
+    Check its labeling config against the guide, import its annotations, connect this backend (and its webhook), order
+    by uncertainty, and retrain at once when the imported labels reach the threshold. Safe to run again.
+    """
     from backend.adapters.jobs import CeleryJobQueue
     from backend.adapters.label_studio import LabelStudioGateway
     from backend.db.session import make_engine, session_factory, session_scope, upgrade
@@ -212,8 +214,10 @@ def guide_init(
     ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a guide skeleton from an existing Label Studio project's labeling config (fill in the TODOs, then
-    `nerloop guide validate` and `nerloop project attach`)."""
+    """Write a guide skeleton from an existing Label Studio project's labeling config.
+
+    Fill in the TODOs, then run `nerloop guide validate` and `nerloop project attach`.
+    """
     from annotation_guide import guide_skeleton
     from backend.adapters.label_studio import LabelStudioGateway
 
@@ -254,7 +258,8 @@ def llm_serve(
 
     The server always reuses the longest prefix shared with the previous request (a project's guide, issue #11);
     with the prompt cache it also keeps earlier prompts' states, so projects that alternate keep their guides
-    cached (measured with the tiny model: 2,249 and 3,301 prefix tokens reused instead of evaluated again)."""
+    cached (measured with the tiny model: 2,249 and 3,301 prefix tokens reused instead of evaluated again).
+    """
     gguf = model or default_gguf()
     command = [
         sys.executable,

@@ -44,9 +44,11 @@ def register(app: typer.Typer) -> None:
         project: Annotated[int, typer.Option(help="nerloop project id.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON the API returns.")] = False,
     ) -> None:
-        """Agreement between annotators per type (pairwise exact and partial span F1 with 95% intervals, per pair
-        and overall) on the tasks several annotators labelled, beside the serving model's F1: the ceiling a type's
-        target must respect."""
+        """Agreement between annotators per type, beside the serving model's F1.
+
+        Pairwise exact and partial span F1 with 95% intervals, per pair and overall, on the tasks several annotators
+        labelled: the ceiling a type's target must respect.
+        """
         from backend.services.agreement import format_agreement
 
         summary = _summary(project, "agreement")
@@ -58,9 +60,11 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(min=0, help="How many suspects to list, most confident first.")] = 20,
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON the API returns.")] = False,
     ) -> None:
-        """The likely-mislabelled spans of the latest review pass (a cross-validated check after each promoted
-        version): counts per type and kind, then the most confident suspects; in Label Studio, the 'nerloop
-        review' tab shows their tasks."""
+        """The likely-mislabelled spans of the latest review pass (a cross-validated check after each promoted version).
+
+        Counts per type and kind, then the most confident suspects; in Label Studio, the 'nerloop review' tab shows
+        their tasks.
+        """
         from backend.services.review import format_review
 
         summary = _summary(project, "review", limit=limit)

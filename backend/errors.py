@@ -1,5 +1,7 @@
-"""The backend's errors, all in one place: the ones a client may see (``ServiceError`` and its kinds, each mapped to
-one HTTP status by ``backend.api.errors``) and the internal ``RunLostError``.
+"""The backend's errors, all in one place.
+
+The ones a client may see (``ServiceError`` and its kinds, each mapped to one HTTP status by ``backend.api.errors``) and
+the internal ``RunLostError``.
 
 Every layer of the backend raises these (adapters too: a Label Studio or LLM failure is an ``UpstreamError``); the
 messages are safe to show to a client and say what to do next.
@@ -33,9 +35,11 @@ class ModelUnavailableError(ServiceError):
 
 
 class UpstreamRefusedError(UpstreamError):
-    """The service understood the request and refused it (an HTTP 4xx other than 408 and 429): the same request
-    will be refused again, so it is not retried. ``upstream_status`` is the service's HTTP status (404: the object
-    is gone)."""
+    """The service understood the request and refused it (an HTTP 4xx other than 408 and 429).
+
+    The same request will be refused again, so it is not retried. ``upstream_status`` is the service's HTTP status (404:
+    the object is gone).
+    """
 
     def __init__(self, message: str, *, upstream_status: int) -> None:
         super().__init__(message)
@@ -45,4 +49,5 @@ class UpstreamRefusedError(UpstreamError):
 class RunLostError(Exception):
     """This process no longer owns the run (it was expired, and maybe asked for again): stop working on it.
 
-    Internal: a training process stops on it; it never reaches a client."""
+    Internal: a training process stops on it; it never reaches a client.
+    """

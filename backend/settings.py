@@ -184,9 +184,11 @@ class SettingsError(ValueError):
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """The ``NER_*`` variables of ``environ`` that name no setting, each with the closest one when there is one
-    (``"NER_RETRAIN_MAX_STEP (did you mean NER_RETRAIN_MAX_STEPS?)"``). pydantic-settings ignores such a variable
-    (``extra="ignore"``), so a typo would silently leave the default in force."""
+    """The ``NER_*`` variables of ``environ`` that name no setting, each with the closest one when there is one.
+
+    E.g. ``"NER_RETRAIN_MAX_STEP (did you mean NER_RETRAIN_MAX_STEPS?)"``. pydantic-settings ignores such a variable
+    (``extra="ignore"``), so a typo would silently leave the default in force.
+    """
     known: set[str] = set()
     for name, field in Settings.model_fields.items():
         known.add(f"NER_{name.upper()}")
@@ -223,8 +225,11 @@ def get_settings() -> Settings:
 
 
 def _variable(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str:
-    """The environment variable a validation error's location came from: ``NER_`` and the field path, or, for a
-    field that also reads an older name (its alias choices), the name that ``environ`` sets."""
+    """The environment variable a validation error's location came from.
+
+    ``NER_`` and the field path, or, for a field that also reads an older name (its alias choices), the name that
+    ``environ`` sets.
+    """
     name = "__".join(map(str, loc)).upper()
     if not name.startswith("NER_"):
         return f"NER_{name}"

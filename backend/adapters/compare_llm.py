@@ -1,5 +1,7 @@
-"""The LLM of ``nerloop compare``: an OpenAI-compatible endpoint, or a GGUF served by ``nerloop llm serve`` for the
-comparison's duration (``ml.compare.LLMConnector``). openai and httpx are imported inside, so the CLI starts fast.
+"""The LLM of ``nerloop compare``.
+
+An OpenAI-compatible endpoint, or a GGUF served by ``nerloop llm serve`` for the comparison's duration
+(``ml.compare.LLMConnector``). openai and httpx are imported inside, so the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ def open_endpoint(
 
 
 def endpoint_from_settings(settings: LLMSettings) -> LLMEndpoint:
-    """A project's LLM (``NER_LLM__*``: URL, model, key, response format, retries) as a comparison's endpoint; its
-    slots are the server's (``/props``; 1 when it does not say)."""
+    """A project's LLM (``NER_LLM__*``: URL, model, key, response format, retries) as a comparison's endpoint.
+
+    Its slots are the server's (``/props``; 1 when it does not say).
+    """
     from backend.adapters.llm import OpenAIChatClient
     from backend.errors import UpstreamError
     from ml.compare import LLMCallError, LLMEndpoint, LLMReply
@@ -85,7 +89,9 @@ def _endpoint(url: str, *, model: str, name: str, timeout_s: float, max_tokens: 
 @contextmanager
 def _lazily_served(gguf: Path, *, timeout_s: float, max_tokens: int) -> Iterator[LLMEndpoint]:
     """The GGUF's endpoint, whose server starts at the first request: a rerun answered from the cache starts none.
-    llama-cpp-python's server answers one request at a time (1 slot)."""
+
+    llama-cpp-python's server answers one request at a time (1 slot).
+    """
     from ml.compare import LLMEndpoint
 
     lock = threading.Lock()

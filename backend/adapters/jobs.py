@@ -1,5 +1,6 @@
-"""The job queue (``backend.ports.JobQueue``) on Celery: the backend enqueues tasks by name, never importing
-``workers``.
+"""The job queue (``backend.ports.JobQueue``) on Celery.
+
+The backend enqueues tasks by name, never importing ``workers``.
 
 Per-project jobs that only re-read the state (the retrain check, the LLM pass) are coalesced: at most one of each
 is pending per project. The marker is a Redis key next to the queue (``SET NX EX``), set when a job is sent and

@@ -23,8 +23,10 @@ _TRANSIENT = (408, 429)  # 4xx answers that a later try may not get (the rest ra
 
 
 def _backend_did_not_answer(exc: BaseException) -> bool:
-    """Label Studio refused the backend because its check call got no answer in time (worth another try),
-    rather than because of what the backend answered (final)."""
+    """Label Studio refused the backend because its check call got no answer in time (worth another try).
+
+    Rather than because of what the backend answered (final).
+    """
     return (
         isinstance(exc, ApiError)
         and exc.status_code == 400
@@ -167,8 +169,10 @@ class LabelStudioGateway:
         return {int(p.id): str(p.model_version or "") for p in predictions if p.id is not None}
 
     def delete_prediction(self, prediction_id: int) -> None:
-        """Remove one prediction; one that is already gone (HTTP 404: deleted in Label Studio, or with its task) is
-        done, not an error."""
+        """Remove one prediction.
+
+        One that is already gone (HTTP 404: deleted in Label Studio, or with its task) is done, not an error.
+        """
         with _explained(f"delete prediction {prediction_id}", self.url):
             try:
                 self.client.predictions.delete(id=prediction_id)
@@ -197,8 +201,9 @@ class LabelStudioGateway:
             self.client.projects.update(id=project_id, model_version=model_version)
 
     def ensure_prediction_view(self, project_id: int, *, title: str, model_version: str) -> int:
-        """A Data Manager tab of the project, ``title``, that shows the tasks holding a prediction of
-        ``model_version`` (filter ``tasks:predictions_model_versions``); created once, found by its title after.
+        """A Data Manager tab of the project, ``title``, showing the tasks with a prediction of ``model_version``.
+
+        The filter is ``tasks:predictions_model_versions``; the tab is created once and found by its title after.
 
         Returns:
             The view's id (``client.tasks.list(project=..., view=<id>)`` lists its tasks).

@@ -91,8 +91,11 @@ class OpenAIChatClient:
         )
 
     def _read(self, response: object) -> tuple[str, int, int]:
-        """The answer's text and token counts, checked: the client builds the response without validating it,
-        and what is read here is stored (an empty ``choices`` is an empty answer, as before)."""
+        """The answer's text and token counts, checked.
+
+        The client builds the response without validating it, and what is read here is stored (an empty ``choices`` is
+        an empty answer, as before).
+        """
         if isinstance(response, str):  # what the client returns for a body that is not JSON
             raise self._unusable(f"a body that is not JSON (it begins {response[:40]!r})")
         if not isinstance(response, ChatCompletion) or not isinstance(response.choices, list):

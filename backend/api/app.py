@@ -96,9 +96,12 @@ def _warm_up(app: FastAPI, stop: threading.Event) -> None:
 
 
 async def _sweep_periodically(app: FastAPI, settings: Settings, stop: asyncio.Event) -> None:
-    """Every NER_SWEEP_INTERVAL_S, until ``stop``: re-send what the broker lost or never got, fail runs whose
-    process died, start due retrains (``backend.services.sweep``). So jobs of events stored while Redis was away
-    reach the running workers once it is back, without restarting them."""
+    """Every NER_SWEEP_INTERVAL_S, until ``stop``.
+
+    Re-send what the broker lost or never got, fail runs whose process died, start due retrains
+    (``backend.services.sweep``). So jobs of events stored while Redis was away reach the running workers once it is
+    back, without restarting them.
+    """
     if settings.sweep_interval_s <= 0:
         return
     while True:

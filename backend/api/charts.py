@@ -1,5 +1,7 @@
-"""The dashboard's charts as plotly figures (``{"data": [...], "layout": {...}}``, the JSON that ``Plotly.newPlot``
-takes), built from the same schema the progress API answers, so every figure is also in the JSON API.
+"""The dashboard's charts as plotly figures, built from the same schema the progress API answers.
+
+A figure is ``{"data": [...], "layout": {...}}``, the JSON that ``Plotly.newPlot`` takes, so every figure is also in the
+JSON API.
 
 plotly.js draws them in the browser (it ships inside the ``plotly`` package and is served by the dashboard's own
 route: no network); ``plotly.graph_objects.Figure`` validates each of them in the tests.
@@ -88,8 +90,10 @@ def _error(values: list[float | None], intervals: list[tuple[float, float] | Non
 
 
 def versions_chart(data: ProjectProgress) -> Figure:
-    """Test F1 per type of every version (x: the versions, oldest first), with its 95% interval, against the
-    target; a version's type that is not yet measurable is a hollow marker."""
+    """Test F1 per type of every version, with its 95% interval, against the target.
+
+    x: the versions, oldest first; a version's type that is not yet measurable is a hollow marker.
+    """
     names = [v.version for v in data.versions]
     traces = []
     for item in data.types:
@@ -125,9 +129,12 @@ def versions_chart(data: ProjectProgress) -> Figure:
 
 
 def curve_chart(item: TypeProgress, *, target: float) -> Figure | None:
-    """One type's learning curve: each version that served (test F1 with its interval against the type's labels
-    it was trained on, log scale), the fitted line F1 = a + b ln(labels) up to the target, and the forecast's
-    10-90% band of the labels that reach it (shaded). None when no version has served."""
+    """One type's learning curve.
+
+    Each version that served (test F1 with its interval against the type's labels it was trained on, log scale), the
+    fitted line F1 = a + b ln(labels) up to the target, and the forecast's 10-90% band of the labels that reach it
+    (shaded). None when no version has served.
+    """
     if not item.curve:
         return None
     xs = [p.labels for p in item.curve]
@@ -212,8 +219,11 @@ HOUR_TICKS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 50
 def _hours_axis(
     traces: list[dict[str, Any]], layout: dict[str, Any], *, span: tuple[float, float], seconds_per_label: float
 ) -> None:
-    """A second x axis on top, in annotator hours (labels times the type's seconds per label): the same scale as the
-    labels axis, ticks at round hours. An invisible copy of the first trace puts the axis on the chart."""
+    """A second x axis on top, in annotator hours (labels times the type's seconds per label).
+
+    The same scale as the labels axis, ticks at round hours. An invisible copy of the first trace puts the axis on the
+    chart.
+    """
     ticks = [h for h in HOUR_TICKS if span[0] <= h * 3600 / seconds_per_label <= span[1]]
     if not ticks:  # the whole range is under 0.1 h or beyond 10,000 h: the title says the hours
         return
@@ -280,8 +290,10 @@ def throughput_chart(data: ProjectProgress) -> Figure:
 
 
 def comparison_chart(result: ComparisonResult, *, target: float) -> Figure:
-    """Exact micro F1 of every row of the newest comparison (LLM prompts and models trained on growing label
-    counts) with its 95% interval."""
+    """Exact micro F1 of every row of the newest comparison, with its 95% interval.
+
+    The rows are the LLM prompts and models trained on growing label counts.
+    """
     rows = result.rows
     ys: list[float | None] = [r.micro_f1 for r in rows]
     bars = {
@@ -306,8 +318,10 @@ def comparison_chart(result: ComparisonResult, *, target: float) -> Figure:
 
 
 def agreement_chart(panel: AgreementOut, *, target: float) -> Figure:
-    """Per type, the annotators' agreement (exact span F1 with its 95% interval: the ceiling) beside the serving
-    model's F1, against the target."""
+    """Per type, the annotators' agreement beside the serving model's F1, against the target.
+
+    The agreement is exact span F1 with its 95% interval: the ceiling.
+    """
     labels = list(panel.per_type)
     agree: list[float | None] = [panel.per_type[label].f1 for label in labels]
     traces = [

@@ -67,8 +67,11 @@ def post_comparison(
     settings: Annotated[Settings, Depends(get_app_settings)],
     options: Annotated[comparison.ComparisonOptions | None, Body()] = None,
 ) -> dict[str, Any]:
-    """Compare prompting with fine-tuning on the project's labels (the ``train`` queue runs it); a no-op when the
-    comparison of the current labels with these options exists. Poll ``GET`` for its progress and result."""
+    """Compare prompting with fine-tuning on the project's labels (the ``train`` queue runs it).
+
+    A no-op when the comparison of the current labels with these options exists. Poll ``GET`` for its progress and
+    result.
+    """
     row, created = comparison.request_comparison(
         db,
         project_by_id(db, project_id),

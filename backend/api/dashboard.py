@@ -55,8 +55,9 @@ def render_overview(projects: list[ProjectOverview]) -> str:
 
 
 def render(progress: ProjectProgress | dict[str, Any]) -> str:
-    """One project's page for ``project_progress`` data (the dict, or its schema): its tables, and its plotly
-    figures (``backend.api.charts``) as JSON for plotly.js.
+    """One project's page for ``project_progress`` data (the dict, or its schema).
+
+    Its tables, and its plotly figures (``backend.api.charts``) as JSON for plotly.js.
 
     Raises:
         pydantic.ValidationError: the dict does not have the progress API's shape.

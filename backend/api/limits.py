@@ -1,9 +1,9 @@
-"""What every request body must be, checked once before any route (and before authentication) reads it.
+r"""What every request body must be, checked once before any route (and before authentication) reads it.
 
 - Size: a body over ``NER_MAX_BODY_BYTES`` is answered 413 as soon as that is known: from ``Content-Length``
   before anything is read, or while a body without one (chunked) is read, never buffering more than the limit.
 - JSON that Python reads but nerloop cannot keep: ``NaN`` / ``Infinity`` (not JSON, and refused by PostgreSQL's
-  JSON types), numbers too large for a float, lone UTF-16 surrogates (``"\\ud800"``: no UTF-8 encoding exists)
+  JSON types), numbers too large for a float, lone UTF-16 surrogates (``"\ud800"``: no UTF-8 encoding exists)
   and NUL characters (PostgreSQL text cannot hold them). Any of these in any JSON body is a 422 naming where it
   was found, e.g. ``body.task.data.text``. A body that is not JSON at all is left to the route (FastAPI's 422).
 """
@@ -114,14 +114,19 @@ _SUSPECT = re.compile(rb"NaN|Infinity|\\u0000|\\u[dD][89abAB]|\\u[dD][c-fC-F]|[e
 
 
 def _suspect(body: bytes) -> bool:
-    """Whether the body may hold a problem ``json_problem`` finds: one of its tokens, or more brackets than the
-    depth allowed. A cheap scan of the bytes, so that ordinary bodies are never parsed twice."""
+    """Whether the body may hold a problem ``json_problem`` finds.
+
+    One of its tokens, or more brackets than the depth allowed. A cheap scan of the bytes, so that ordinary bodies are
+    never parsed twice.
+    """
     return body.count(b"[") + body.count(b"{") > MAX_DEPTH or _SUSPECT.search(body) is not None
 
 
 def json_problem(body: bytes) -> str | None:
-    """What makes a JSON body unfit to be kept, with where it is (``body.<path>: <what>``); None when it is fit
-    or is not JSON at all (the route's own parsing answers that)."""
+    """What makes a JSON body unfit to be kept, with where it is (``body.<path>: <what>``).
+
+    None when it is fit or is not JSON at all (the route's own parsing answers that).
+    """
     if not body.strip():
         return None
     try:

@@ -84,9 +84,10 @@ async def predict(
     jobs: JobsDep,
     settings: Annotated[Settings, Depends(get_app_settings)],
 ) -> PredictReply:
-    """All tasks in one batch; exactly one prediction per task, in order. A task without text (``data`` lacks
-    the guide's ``label_studio.text_field``) gets an empty prediction, so one odd task does not cost the others
-    theirs; when no task has it, the project is set up wrong: 422 naming the field.
+    """All tasks in one batch; exactly one prediction per task, in order.
+
+    A task without text (``data`` lacks the guide's ``label_studio.text_field``) gets an empty prediction, so one odd
+    task does not cost the others theirs; when no task has it, the project is set up wrong: 422 naming the field.
 
     The database is read first and the session released; the model runs in a worker thread while the LLM part
     runs in the LLM's own threads, waited for at most ``NER_LLM__PREDICT_WAIT_S`` without holding a thread. A
@@ -116,8 +117,11 @@ async def predict(
 
 
 def _defers(plan: Plan, model: ModelPart, predictor: Predictor, settings: Settings) -> bool:
-    """Whether the LLM part of an answer without it can come later: the ``llm`` queue pre-annotates, and the
-    model part is the serving version's (the pass completes that version's predictions)."""
+    """Whether the LLM part of an answer without it can come later.
+
+    The ``llm`` queue pre-annotates, and the model part is the serving version's (the pass completes that version's
+    predictions).
+    """
     return (
         _preannotates(predictor, settings)
         and model.missing is None
@@ -127,8 +131,10 @@ def _defers(plan: Plan, model: ModelPart, predictor: Predictor, settings: Settin
 
 
 def _defer_llm_part(db: Session, plan: Plan, results: list[dict[str, Any]], jobs: JobQueue) -> bool:
-    """Record the tasks answered ``~llm-pending`` and enqueue the LLM pass (coalesced); False when either
-    failed (the answer then says ``~llm-missing``)."""
+    """Record the tasks answered ``~llm-pending`` and enqueue the LLM pass (coalesced).
+
+    False when either failed (the answer then says ``~llm-missing``).
+    """
     try:
         project = project_by_id(db, plan.project.id)
         tag = version_tag(project, plan.routes, serving=plan.project.current_version)

@@ -49,8 +49,10 @@ def list_projects(db: DbSession) -> list[ProjectOut]:
 
 @router.get("/overview")
 def get_overview(db: DbSession) -> list[ProjectOverview]:
-    """Every project in one line: labels, serving version, types at the target F1, newest run (the dashboard's
-    overview)."""
+    """Every project in one line.
+
+    Labels, serving version, types at the target F1, newest run (the dashboard's overview).
+    """
     return [ProjectOverview.model_validate(item) for item in progress.projects_overview(db)]
 
 

@@ -17,8 +17,10 @@ router = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], tags=["q
 
 
 class TypeAgreementOut(BaseModel):
-    """Agreement on one type (or ``micro``): exact and partial span F1, each with its 95% bootstrap interval over
-    tasks, and their support."""
+    """Agreement on one type (or ``micro``).
+
+    Exact and partial span F1, each with its 95% bootstrap interval over tasks, and their support.
+    """
 
     label: str
     f1: float | None = Field(description="exact span F1 between annotators (null: no span of the type)")
@@ -152,8 +154,10 @@ class ReviewQueued(BaseModel):
 
 @router.get("/projects/{project_id}/agreement", response_model=AgreementOut, responses=_NOT_FOUND)
 def get_agreement(project_id: DbId, db: DbSession) -> AgreementOut:
-    """Pairwise agreement between annotators per type (exact and partial span F1, intervals), per pair and over
-    all pairs, beside the serving version's F1 and the target."""
+    """Pairwise agreement between annotators per type, per pair and over all pairs.
+
+    Exact and partial span F1 with intervals, beside the serving version's F1 and the target.
+    """
     return AgreementOut.model_validate(agreement.agreement_summary(db, project_by_id(db, project_id)))
 
 
@@ -176,8 +180,11 @@ def get_review(project_id: DbId, db: DbSession, limit: Annotated[int, Query(ge=0
 def post_review(
     project_id: DbId, db: DbSession, jobs: JobsDep, settings: Annotated[Settings, Depends(get_app_settings)]
 ) -> ReviewQueued:
-    """Ask for the review pass of the serving version: queued unless it is done or a live pass exists (queued
-    recently, or running with a heartbeat); passes also follow promotions. ``queued`` says whether a job was sent."""
+    """Ask for the review pass of the serving version.
+
+    Queued unless it is done or a live pass exists (queued recently, or running with a heartbeat); passes also follow
+    promotions. ``queued`` says whether a job was sent.
+    """
     version, wanted = review.request_review(
         db, project_by_id(db, project_id), jobs=jobs, heartbeat_timeout_s=settings.run_heartbeat_timeout_s
     )

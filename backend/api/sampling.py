@@ -28,10 +28,12 @@ class StrategyChange(BaseModel):
 
 
 class RescoringOut(BaseModel):
-    """One rescoring (``backend.services.sampling.rescorings``): the serving version, the strategy it ran with (and
-    that strategy in one line), the doc vectors of its diversity term (``tok2vec-mean``, ``encoder-mean``,
-    ``minilm`` or ``none``), the unlabelled pool's size, the chosen batch (Label Studio task ids, best first) and
-    when (ISO 8601, UTC)."""
+    """One rescoring (``backend.services.sampling.rescorings``).
+
+    The serving version, the strategy it ran with (and that strategy in one line), the doc vectors of its diversity term
+    (``tok2vec-mean``, ``encoder-mean``, ``minilm`` or ``none``), the unlabelled pool's size, the chosen batch (Label
+    Studio task ids, best first) and when (ISO 8601, UTC).
+    """
 
     id: int
     model_version: str

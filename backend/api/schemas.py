@@ -106,8 +106,11 @@ class Region(BaseModel):
 
 
 class TaskPrediction(BaseModel):
-    """One task's prediction: its regions, the task's score (``ml.routing.task_score``) and the version tag that
-    made it (``~llm-pending`` and the like when a part is missing)."""
+    """One task's prediction.
+
+    Its regions, the task's score (``ml.routing.task_score``) and the version tag that made it (``~llm-pending`` and the
+    like when a part is missing).
+    """
 
     result: list[Region]
     score: float
@@ -121,9 +124,11 @@ class PredictReply(BaseModel):
 
 
 class WebhookReply(BaseModel):
-    """``/webhook``: what became of the event (``backend.services.ingestion.Receipt``). ``queued`` appears when the
-    event needs a job (False: the broker is away; the sweep re-sends it), ``coalesced`` when a pending retrain check
-    covers it, ``job`` for a ``START_TRAINING`` event whose job was sent."""
+    """``/webhook``: what became of the event (``backend.services.ingestion.Receipt``).
+
+    ``queued`` appears when the event needs a job (False: the broker is away; the sweep re-sends it), ``coalesced`` when
+    a pending retrain check covers it, ``job`` for a ``START_TRAINING`` event whose job was sent.
+    """
 
     action: str
     event_id: int | None
@@ -182,8 +187,11 @@ class Targets(BaseModel):
 
 
 class CurvePointOut(BaseModel):
-    """A version on a type's learning curve: the type's labels it was trained on, its test F1 with the 95%
-    interval (None: not measured), and whether the test half held enough gold spans to measure it."""
+    """A version on a type's learning curve.
+
+    The type's labels it was trained on, its test F1 with the 95% interval (None: not measured), and whether the test
+    half held enough gold spans to measure it.
+    """
 
     labels: int
     f1: float
@@ -252,8 +260,10 @@ class LLMCosts(BaseModel):
 
 
 class GateComparison(BaseModel):
-    """The promotion gate on one type (``ml.promotion.TypeComparison``): candidate minus serving F1 with its 95%
-    paired-bootstrap interval, support, and whether it blocks."""
+    """The promotion gate on one type (``ml.promotion.TypeComparison``).
+
+    Candidate minus serving F1 with its 95% paired-bootstrap interval, support, and whether it blocks.
+    """
 
     label: str
     serving_f1: float
@@ -339,8 +349,11 @@ class ProjectOverview(BaseModel):
 
 
 class ComparisonRow(_Loose):
-    """One row of a prompting-vs-fine-tuning comparison: an LLM prompt or a model trained on ``labels`` labels, its
-    exact micro F1 on the test documents with the 95% interval, and its price per 1,000 documents (US dollars)."""
+    """One row of a prompting-vs-fine-tuning comparison.
+
+    An LLM prompt or a model trained on ``labels`` labels, its exact micro F1 on the test documents with the 95%
+    interval, and its price per 1,000 documents (US dollars).
+    """
 
     name: str
     kind: str
@@ -351,8 +364,10 @@ class ComparisonRow(_Loose):
 
 
 class BreakEvenOut(_Loose):
-    """A fine-tuned row against the best LLM row: the documents above which it costs less (None: never, or its F1
-    is lower) and its micro F1 minus the LLM's."""
+    """A fine-tuned row against the best LLM row.
+
+    The documents above which it costs less (None: never, or its F1 is lower) and its micro F1 minus the LLM's.
+    """
 
     row: str
     llm_row: str

@@ -122,9 +122,11 @@ class DeletedTask(Base):
 
 
 class TaskLabel(Base):
-    """A labelled task as training reads it: its text and the spans of its latest live annotation, converted
-    once when the event arrives (``backend.services.label_state``). A task whose annotation cannot be converted
-    has no row."""
+    """A labelled task as training reads it.
+
+    Its text and the spans of its latest live annotation, converted once when the event arrives
+    (``backend.services.label_state``). A task whose annotation cannot be converted has no row.
+    """
 
     __tablename__ = "task_label"
     __table_args__ = (UniqueConstraint("project_id", "ls_task_id", name="uq_task_label_project_ls_task"),)
@@ -299,8 +301,10 @@ class ReviewSuspect(Base):
 
 
 class ReviewPrediction(Base):
-    """The review prediction nerloop keeps on a task in Label Studio (updated in place, removed when the task is no
-    longer suspect)."""
+    """The review prediction nerloop keeps on a task in Label Studio.
+
+    Updated in place, removed when the task is no longer suspect.
+    """
 
     __tablename__ = "review_prediction"
     __table_args__ = (UniqueConstraint("project_id", "ls_task_id", name="uq_review_prediction_project_task"),)
@@ -313,8 +317,11 @@ class ReviewPrediction(Base):
 
 
 class Comparison(Base):
-    """A project's prompting-vs-fine-tuning comparison (issue #13), unique per label watermark: a second request at
-    the same labels is a no-op. ``result`` holds the report's data (``ml.compare_report.to_dict``) once it ends."""
+    """A project's prompting-vs-fine-tuning comparison (issue #13), unique per label watermark.
+
+    A second request at the same labels is a no-op. ``result`` holds the report's data (``ml.compare_report.to_dict``)
+    once it ends.
+    """
 
     __tablename__ = "comparison"
     __table_args__ = (UniqueConstraint("project_id", "label_watermark", name="uq_comparison_watermark"),)

@@ -38,9 +38,11 @@ def _overlapping(db: Session, project: Project) -> list[Annotation]:
 
 
 def annotated_docs(db: Session, project: Project) -> tuple[list[AnnotatedDoc], int]:
-    """Per (task, annotator) of the tasks with several annotations, the annotator's latest annotation converted to
-    a doc; and how many annotations could not be converted (left out). An annotation without ``completed_by`` is
-    its own annotator (``annotation <id>``)."""
+    """Per (task, annotator) of the tasks with several annotations, the annotator's latest annotation as a doc.
+
+    Also how many annotations could not be converted (left out). An annotation without ``completed_by`` is its own
+    annotator (``annotation <id>``).
+    """
     latest: dict[tuple[int, str], Annotation] = {}
     for row in _overlapping(db, project):
         who = str(row.completed_by) if row.completed_by is not None else f"annotation {row.ls_annotation_id}"
@@ -62,8 +64,9 @@ def annotated_docs(db: Session, project: Project) -> tuple[list[AnnotatedDoc], i
 
 
 def agreement_summary(db: Session, project: Project) -> dict[str, Any]:
-    """Agreement per type beside the serving version's F1 and the target: the dashboard's panel, the API's and
-    ``nerloop agreement``'s data.
+    """Agreement per type beside the serving version's F1 and the target.
+
+    The dashboard's panel, the API's and ``nerloop agreement``'s data.
 
     Returns:
         A JSON-able dict: ``tasks`` (with two or more annotators), ``annotators``, ``target_f1``, ``model_version``,
@@ -94,10 +97,12 @@ def agreement_summary(db: Session, project: Project) -> dict[str, Any]:
 
 
 def ceiling_verdict(row: dict[str, Any], target: float) -> str:
-    """What a type's agreement says about the target, from its 95% interval, never from the point estimate alone:
+    """What a type's agreement says about the target, from its 95% interval, never from the point estimate alone.
+
     ``below`` (the whole interval under the target: out of reach), ``allows`` (the whole interval at or above it),
     ``uncertain`` (the interval contains the target, or there is none: fewer than two tasks) or ``not measurable``
-    (fewer spans than the minimum support)."""
+    (fewer spans than the minimum support).
+    """
     if not row["measurable"] or row["f1"] is None:
         return "not measurable"
     interval = row["f1_interval"]

@@ -54,8 +54,11 @@ class WebhookTask(_Loose):
 
 
 class WebhookAnnotation(_Loose):
-    """The annotation part of an annotation event: what the label state needs, checked strictly, because one
-    malformed annotation stored would be read by every later training run."""
+    """The annotation part of an annotation event.
+
+    What the label state needs, checked strictly, because one malformed annotation stored would be read by every later
+    training run.
+    """
 
     id: StrictDbId
     result: list[dict[str, Any]]
@@ -115,11 +118,12 @@ def parse_event(body: Any) -> WebhookEvent:
 
 
 def check_annotation(guide: Guide, event: WebhookEvent, *, max_text_chars: int) -> None:
-    """Refuse an annotation event that must never be stored, where the converter could not tell: a text over the
-    limit, or a label region of the guide's control with a label outside the guide (the ``expand`` conversion
-    would drop that region and keep the task, teaching ``O`` where the annotator marked an entity). What the
-    converter reads and reports itself (offsets outside the text, malformed or overlapping regions) is stored:
-    it leaves such a task out, or keeps one of two overlapping regions, and counts the issue.
+    """Refuse an annotation event that must never be stored, where the converter could not tell.
+
+    A text over the limit, or a label region of the guide's control with a label outside the guide (the ``expand``
+    conversion would drop that region and keep the task, teaching ``O`` where the annotator marked an entity). What the
+    converter reads and reports itself (offsets outside the text, malformed or overlapping regions) is stored: it leaves
+    such a task out, or keeps one of two overlapping regions, and counts the issue.
 
     Args:
         guide: The project's guide (its labels and Label Studio names).
@@ -168,8 +172,10 @@ def event_key(body: dict[str, Any]) -> str:
 def ingest(
     db: Session, body: dict[str, Any], *, max_text_chars: int | None = None, job_only_when_due: bool = True
 ) -> Ingested:
-    """Store an annotation or training event once (insert ... on conflict do nothing) and apply it to the
-    project's label state (``backend.services.label_state``) in the same transaction.
+    """Store an annotation or training event once and apply it to the project's label state.
+
+    The insert does nothing on conflict; the label state (``backend.services.label_state``) changes in the same
+    transaction.
 
     Args:
         db: The session (the caller commits).
@@ -283,8 +289,10 @@ RECONCILE_DELETE_CHUNK = 500
 
 
 def reconcile(db: Session, project: Project, tasks: list[dict[str, Any]], *, as_of: int | None = None) -> Reconciled:
-    """Bring the label state to what Label Studio's export holds, for events that never arrived (the backend was
-    down, a reply took over Label Studio's 1 s) and for a project attached with its annotations.
+    """Bring the label state to what Label Studio's export holds.
+
+    For events that never arrived (the backend was down, a reply took over Label Studio's 1 s) and for a project
+    attached with its annotations.
 
     Each exported annotation that the state does not hold as it is becomes an ``ANNOTATION_IMPORTED`` event (its
     key is a hash of its content, so the same annotation is imported once); the live annotations the export no

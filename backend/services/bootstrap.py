@@ -131,10 +131,12 @@ def attach_project(
     default_threshold: int = DEFAULT_RETRAIN_THRESHOLD,
     basic_auth: tuple[str, str] | None = None,
 ) -> AttachedProject:
-    """Take over a Label Studio project a team already has: check its labeling config against the guide,
-    import its annotations into nerloop's label state (``annotations.reconcile``), connect the backend (Label
-    Studio adds the webhook) and order the queue by uncertainty. Safe to run again: annotations already
-    imported are not counted twice, and an ML backend already connected at ``backend_url`` is reused.
+    """Take over a Label Studio project a team already has.
+
+    Check its labeling config against the guide, import its annotations into nerloop's label state
+    (``annotations.reconcile``), connect the backend (Label Studio adds the webhook) and order the queue by uncertainty.
+    Safe to run again: annotations already imported are not counted twice, and an ML backend already connected at
+    ``backend_url`` is reused.
 
     Args:
         db: The session (committed here, before Label Studio calls the backend back).

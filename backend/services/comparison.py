@@ -1,7 +1,9 @@
-"""Prompting vs fine-tuning for a project, from its own labels (issue #13): ``ml.compare`` on the project's labelled
-training tasks against its held-out *test* tasks (the split of ``backend.services.training.split_snapshot``, by
-``ml.promotion.held_out_role``), its dev tasks choosing the checkpoints and the router's types. Labelling is priced
-with the annotators' time Label Studio recorded (``lead_time``) when the project has it.
+"""Prompting vs fine-tuning for a project, from its own labels (issue #13).
+
+``ml.compare`` on the project's labelled training tasks against its held-out *test* tasks (the split of
+``backend.services.training.split_snapshot``, by ``ml.promotion.held_out_role``), its dev tasks choosing the checkpoints
+and the router's types. Labelling is priced with the annotators' time Label Studio recorded (``lead_time``) when the
+project has it.
 
 One comparison per (project, label watermark): asking again at the same labels returns the one there is, unless it
 failed, its process stopped beating (a thread beats while it runs), its message was lost (queued longer than the
@@ -96,8 +98,10 @@ class ComparisonOptions(BaseModel):
 def start_comparison(
     db: Session, project: Project, *, options: ComparisonOptions, heartbeat_timeout_s: float, queued_timeout_s: float
 ) -> tuple[Comparison, bool]:
-    """The comparison of the project's current labels, created (or asked again) when needed; the caller commits,
-    then enqueues ``workers.compare_project`` when the second value is True (:func:`request_comparison` does both).
+    """The comparison of the project's current labels, created (or asked again) when needed.
+
+    The caller commits, then enqueues ``workers.compare_project`` when the second value is True
+    (:func:`request_comparison` does both).
 
     Asked again: one that failed, succeeded with other options, runs without a heartbeat for
     ``heartbeat_timeout_s`` (its process died: the worker beats from a thread while it runs), or has been queued
@@ -156,8 +160,9 @@ def start_comparison(
 def request_comparison(
     db: Session, project: Project, *, options: ComparisonOptions, settings: Settings, jobs: JobQueue
 ) -> tuple[Comparison, bool]:
-    """Start (:func:`start_comparison`), commit and, when it is new or asked again, enqueue the project's comparison
-    (the API's and the CLI's one way in).
+    """Start (:func:`start_comparison`), commit and, when new or asked again, enqueue the project's comparison.
+
+    The API's and the CLI's one way in.
 
     Returns:
         The comparison, and whether a job was sent for it.
@@ -191,8 +196,10 @@ def request_comparison(
 
 
 def queued_timeout_s(settings: Settings) -> float:
-    """How long a comparison may wait in the train queue before its message counts as lost: the longest task that
-    queue runs (a training or a comparison)."""
+    """How long a comparison may wait in the train queue before its message counts as lost.
+
+    The longest task that queue runs (a training or a comparison).
+    """
     return float(max(settings.train_time_limit_s, settings.compare_time_limit_s))
 
 
@@ -358,8 +365,11 @@ def _claim(sessions: sessionmaker[Session], comparison_id: int) -> tuple[int, in
 
 
 def _costs(db: Session, project: Project, options: ComparisonOptions, settings: Settings) -> tuple[CostSettings, str]:
-    """The prices: the options', else the LLM settings' token prices when set, else the defaults; seconds per label
-    from Label Studio's ``lead_time`` (the dashboard's figure) when the option is unset and the project has it."""
+    """The prices: the options', else the LLM settings' token prices when set, else the defaults.
+
+    Seconds per label from Label Studio's ``lead_time`` (the dashboard's figure) when the option is unset and the
+    project has it.
+    """
     per_1k = (settings.llm.price_input_per_million / 1000, settings.llm.price_output_per_million / 1000)
     seconds, where = options.seconds_per_label, "option"
     if seconds is None:

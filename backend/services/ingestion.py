@@ -1,6 +1,8 @@
-"""A Label Studio webhook, received: the event stored once (one transaction), the pre-annotated window moved
-along the queue, and the event's job enqueued by id. This service owns the request's transactions: no transaction
-stays open across a broker call."""
+"""A Label Studio webhook, received.
+
+The event stored once (one transaction), the pre-annotated window moved along the queue, and the event's job enqueued by
+id. This service owns the request's transactions: no transaction stays open across a broker call.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +48,9 @@ class Receipt:
 def receive_event(
     db: Session, body: Any, *, jobs: JobQueue, max_text_chars: int, preannotate_window: int | None
 ) -> Receipt:
-    """Store a webhook's event once and apply it to the label state (committed), then enqueue its job: a retrain
-    check, coalesced per project, or a ``START_TRAINING`` run. A label, or a skip, also moves the LLM
+    """Store a webhook's event once and apply it to the label state (committed), then enqueue its job.
+
+    A retrain check, coalesced per project, or a ``START_TRAINING`` run. A label, or a skip, also moves the LLM
     pre-annotation window along the queue (``preannotation.nudge_queue``).
 
     Args:

@@ -55,9 +55,12 @@ def _live(row: Annotation | None) -> bool:
 
 
 def _labels_of(row: Annotation | None, from_name: str) -> object:
-    """What a label change compares: nothing for a dead or skipped annotation, else its label regions of the
-    guide's control as (start, end, labels), in order. Relations, text areas, choices, region ids and the
-    regions' order are not labels: editing only those changes nothing."""
+    """What a label change compares.
+
+    Nothing for a dead or skipped annotation, else its label regions of the guide's control as (start, end, labels), in
+    order. Relations, text areas, choices, region ids and the regions' order are not labels: editing only those changes
+    nothing.
+    """
     if row is None or not _live(row):
         return None
     regions = []
@@ -171,8 +174,11 @@ def delete_annotations(db: Session, project: Project, ls_annotation_ids: list[in
 
 
 def delete_tasks(db: Session, project: Project, ls_task_ids: list[int], *, event_id: int) -> bool:
-    """Apply ``TASKS_DELETED``: every annotation of those tasks goes, and the tasks are remembered as deleted (an
-    annotation event about one that arrives later changes nothing). Returns whether a live annotation went away."""
+    """Apply ``TASKS_DELETED``.
+
+    Every annotation of those tasks goes, and the tasks are remembered as deleted (an annotation event about one that
+    arrives later changes nothing). Returns whether a live annotation went away.
+    """
     for ls_task_id in sorted(set(ls_task_ids)):
         db.execute(
             upsert(db, DeletedTask)
@@ -203,8 +209,10 @@ def projects_of_tasks(db: Session, ls_task_ids: list[int]) -> list[int]:
 
 
 def annotated_tasks(db: Session, project: Project) -> list[dict[str, Any]]:
-    """Every task with a stored annotation, in Label Studio's export shape (``id``, ``data``, ``annotations``:
-    all of the task's annotations that were not deleted, skips included), by task id."""
+    """Every task with a stored annotation, in Label Studio's export shape, by task id.
+
+    The shape is ``id``, ``data``, ``annotations``: all of the task's annotations that were not deleted, skips included.
+    """
     rows = db.scalars(
         select(Annotation)
         .where(Annotation.project_id == project.id, Annotation.deleted.is_(False), Annotation.ls_task_id.is_not(None))
@@ -271,8 +279,10 @@ _blanks_lock = threading.Lock()
 
 
 def _blank(language: str) -> Language:
-    """A blank pipeline per language, made once per process (``spacy.blank`` costs far more than converting a
-    task) and shared by the threads: spaCy's tokenizer runs holding the GIL."""
+    """A blank pipeline per language, made once per process and shared by the threads.
+
+    ``spacy.blank`` costs far more than converting a task, and spaCy's tokenizer runs holding the GIL.
+    """
     with _blanks_lock:
         if language not in _blanks:
             _blanks[language] = spacy.blank(language)
@@ -338,8 +348,10 @@ def _store(db: Session, project: Project, converted: ConversionResult, *, event_
 
 
 def index_labels(db: Session, project: Project, *, chunk: int = 2000) -> int:
-    """Rebuild a project's materialised labels from its label state (projects that predate them); the caller
-    commits. Returns how many labelled tasks were indexed."""
+    """Rebuild a project's materialised labels from its label state (projects that predate them).
+
+    The caller commits. Returns how many labelled tasks were indexed.
+    """
     locked = db.scalars(select(Project).where(Project.id == project.id).with_for_update()).one()
     db.execute(delete(LabeledSpan).where(LabeledSpan.project_id == project.id))
     db.execute(delete(TaskLabel).where(TaskLabel.project_id == project.id))
@@ -352,16 +364,21 @@ def index_labels(db: Session, project: Project, *, chunk: int = 2000) -> int:
 
 
 def _indexed(db: Session, project: Project) -> None:
-    """Index a project that predates the materialised labels on its first read, and keep it (commits: a read
-    that rebuilt them must not throw the rebuild away; the app's warm-up usually did it at start)."""
+    """Index a project that predates the materialised labels on its first read, and keep it.
+
+    It commits: a read that rebuilt them must not throw the rebuild away (the app's warm-up usually did it at start).
+    """
     if not project.labels_indexed:
         index_labels(db, project)
         db.commit()
 
 
 def labeled_examples(db: Session, project: Project, *, newest: int | None = None) -> list[tuple[str, list[CharSpan]]]:
-    """Each labelled task's text and spans (its latest live annotation, converted as for training), by task id;
-    only the ``newest`` labelled last (greatest ids of their latest event) when given."""
+    """Each labelled task's text and spans, by task id; only the ``newest`` labelled last when given.
+
+    The spans are its latest live annotation's, converted as for training; the newest have the greatest ids of their
+    latest event.
+    """
     _indexed(db, project)
     query = select(TaskLabel.ls_task_id, TaskLabel.text, TaskLabel.spans).where(TaskLabel.project_id == project.id)
     if newest is not None:

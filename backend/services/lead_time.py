@@ -1,6 +1,8 @@
-"""Annotator time per label, from the seconds Label Studio records per annotation (``lead_time``): the dashboard's
-forecast (``backend.services.progress``) and a comparison's labelling cost (``backend.services.comparison``) price
-a label with the same figure."""
+"""Annotator time per label, from the seconds Label Studio records per annotation (``lead_time``).
+
+The dashboard's forecast (``backend.services.progress``) and a comparison's labelling cost
+(``backend.services.comparison``) price a label with the same figure.
+"""
 
 from __future__ import annotations
 
@@ -33,9 +35,10 @@ def lead_time(db: Session, project: Project) -> dict[str, float]:
 
 
 def seconds_per_label(pace: Mapping[str, float], labels: int) -> float | None:
-    """Seconds of annotator time per label: the mean time per annotated task times the labelled tasks, over the
-    labels (a task's time is shared by every label in it). ``labels``: a type's labels for a type's figure, all
-    labels for the project's.
+    """Seconds of annotator time per label.
+
+    The mean time per annotated task times the labelled tasks, over the labels (a task's time is shared by every label
+    in it). ``labels``: a type's labels for a type's figure, all labels for the project's.
 
     Returns:
         Seconds per label, or None when no ``lead_time`` is recorded or there is no label.

@@ -164,8 +164,10 @@ class LLMAnnotator:
         self._closed = threading.Event()
 
     def close(self) -> None:
-        """Stop: jobs and completions not started are cancelled; completions under way finish unstored (the
-        engine is going); index builds under way are waited for."""
+        """Stop: jobs and completions not started are cancelled.
+
+        Completions under way finish unstored (the engine is going); index builds under way are waited for.
+        """
         self._closed.set()
         self._jobs.shutdown(wait=False, cancel_futures=True)
         self._calls.shutdown(wait=False, cancel_futures=True)

@@ -1,6 +1,8 @@
-"""What a person asks of a project's models through the platform API: a training run now, an earlier version
-served again. Each owns its transaction: it commits before the broker is called, so no transaction stays open
-across the call, and what it stored stays stored when the broker is away."""
+"""What a person asks of a project's models through the platform API.
+
+A training run now, an earlier version served again. Each owns its transaction: it commits before the broker is called,
+so no transaction stays open across the call, and what it stored stays stored when the broker is away.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from backend.services import training
 
 
 def retrain_now(db: Session, project: Project, *, jobs: JobQueue, trigger: str) -> tuple[TrainingRun, bool]:
-    """Start a training run at the current label watermark (``training.manual_run``; a no-op if it exists),
-    commit, and send it to the ``train`` queue when it is new.
+    """Start a training run at the current label watermark, commit, and send it to the ``train`` queue when new.
+
+    ``training.manual_run`` makes it; a no-op if it exists.
 
     Returns:
         The run, and whether it was created (and sent).

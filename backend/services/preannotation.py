@@ -38,9 +38,12 @@ UNKNOWN_UNCERTAINTY = 1.0
 
 
 def _unlabelled(project: Project) -> Any:
-    """The Prediction row's task holds no live annotation (labelled or skipped). ``NOT IN`` a subquery: PostgreSQL
-    hashes the project's annotated tasks once, whatever its statistics say (``NOT EXISTS`` planned as a nested
-    loop on a table not analysed yet took 0.85 s at 5,000 predictions and 1,000 annotations)."""
+    """The Prediction row's task holds no live annotation (labelled or skipped).
+
+    ``NOT IN`` a subquery: PostgreSQL hashes the project's annotated tasks once, whatever its statistics say (``NOT
+    EXISTS`` planned as a nested loop on a table not analysed yet took 0.85 s at 5,000 predictions and 1,000
+    annotations).
+    """
     return Prediction.ls_task_id.not_in(
         select(Annotation.ls_task_id).where(
             Annotation.project_id == project.id,
@@ -51,8 +54,10 @@ def _unlabelled(project: Project) -> Any:
 
 
 def done_tasks(db: Session, project: Project, ls_task_ids: Iterable[int]) -> set[int]:
-    """The tasks among ``ls_task_ids`` that hold a live annotation (labelled or skipped): no pre-annotation is
-    pushed to them. Read from the webhook-fed label state."""
+    """The tasks among ``ls_task_ids`` that hold a live annotation (labelled or skipped).
+
+    No pre-annotation is pushed to them. Read from the webhook-fed label state.
+    """
     ids = list(ls_task_ids)
     if not ids:
         return set()
@@ -68,8 +73,10 @@ def done_tasks(db: Session, project: Project, ls_task_ids: Iterable[int]) -> set
 
 
 def complete_ahead(db: Session, project: Project, tag: str, *, upto: int) -> int:
-    """How many tasks without a live annotation hold a complete, pushed prediction of ``tag`` (counted up to
-    ``upto``): the pre-annotated window still ahead of the annotators."""
+    """How many tasks without a live annotation hold a complete, pushed prediction of ``tag``.
+
+    Counted up to ``upto``: the pre-annotated window still ahead of the annotators.
+    """
     head = (
         select(Prediction.id)
         .where(Prediction.project_id == project.id, Prediction.model_version == tag)
@@ -82,9 +89,11 @@ def complete_ahead(db: Session, project: Project, tag: str, *, upto: int) -> int
 
 
 def candidates(db: Session, project: Project, tag: str, *, n: int, promised: bool) -> list[Prediction]:
-    """The next ``n`` predictions of ``tag`` that await the LLM part, on tasks without a live annotation, by score
-    (Label Studio's order). ``promised``: those nerloop never pushed (``/predict`` answered them
-    ``~llm-pending``, or a pass stopped before pushing them); else the pushed ones (rescored)."""
+    """The next ``n`` predictions of ``tag`` that await the LLM part, on tasks without a live annotation.
+
+    By score (Label Studio's order). ``promised``: those nerloop never pushed (``/predict`` answered them
+    ``~llm-pending``, or a pass stopped before pushing them); else the pushed ones (rescored).
+    """
     if n <= 0:
         return []
     pushed = Prediction.ls_prediction_id.is_(None) if promised else Prediction.ls_prediction_id.is_not(None)
@@ -102,8 +111,10 @@ def candidates(db: Session, project: Project, tag: str, *, n: int, promised: boo
 def open_window(
     db: Session, project: Project, tag: str, tasks: Sequence[dict[str, Any]], *, n: int, text_field: str = "text"
 ) -> list[Prediction]:
-    """Before any model exists: rows for the next ``n`` tasks by Label Studio id that have no live annotation (in
-    ``tasks``, Label Studio's export, nor in the label state) and no prediction of ``tag`` yet.
+    """Open the pre-annotation window before any model exists: rows for the next ``n`` tasks by id.
+
+    The tasks are those with no live annotation (in ``tasks``, Label Studio's export, nor in the label state) and no
+    prediction of ``tag`` yet.
 
     Each gets the score ``index / len(tasks)`` of its id among all the tasks, so that the pushed predictions are
     served in import order, before every task without one. Committed here.
@@ -158,9 +169,10 @@ def open_window(
 
 
 def defer_llm_part(db: Session, project: Project, *, tag: str, tasks: Sequence[tuple[int, dict[str, Any]]]) -> int:
-    """Record the tasks ``/predict`` answered without the LLM part, for the ``llm`` queue: one incomplete row per
-    task with the model's types (``tasks``: Label Studio task id and the answered prediction, ``result`` and
-    ``score``). A task that already has a row of ``tag`` keeps it. Committed here.
+    """Record the tasks ``/predict`` answered without the LLM part, for the ``llm`` queue.
+
+    One incomplete row per task with the model's types (``tasks``: Label Studio task id and the answered prediction,
+    ``result`` and ``score``). A task that already has a row of ``tag`` keeps it. Committed here.
 
     Returns:
         How many rows were added.
@@ -187,9 +199,12 @@ def defer_llm_part(db: Session, project: Project, *, tag: str, tasks: Sequence[t
 
 
 def window_due(db: Session, project: Project, *, window: int) -> bool:
-    """Whether an LLM pass has work: some type is routed to the LLM, and a task ``/predict`` answered without the
-    LLM part awaits it, or fewer than ``window`` complete tasks are ahead of the annotators and a task awaits the
-    LLM part (before any model: Label Studio's tasks do)."""
+    """Whether an LLM pass has work.
+
+    Some type is routed to the LLM, and a task ``/predict`` answered without the LLM part awaits it, or fewer than
+    ``window`` complete tasks are ahead of the annotators and a task awaits the LLM part (before any model: Label
+    Studio's tasks do).
+    """
     routes = routing_table(db, project)
     if window <= 0 or not any(entry.route == "llm" for entry in routes.values()):
         return False
@@ -225,8 +240,11 @@ def follow_queue(db: Session, project: Project, jobs: JobQueue, *, window: int) 
 
 
 def nudge_queue(db: Session, project: Project, jobs: JobQueue, *, window: int) -> None:
-    """:func:`follow_queue` that never fails its caller (a webhook, ``/setup``): a broker that is away is logged,
-    and the next label event or ``/setup`` tries again. Commits, as ``follow_queue`` does."""
+    """:func:`follow_queue` that never fails its caller (a webhook, ``/setup``).
+
+    A broker that is away is logged, and the next label event or ``/setup`` tries again. Commits, as ``follow_queue``
+    does.
+    """
     try:
         follow_queue(db, project, jobs, window=window)
     except Exception as exc:  # the broker is away: the next label event or /setup tries again

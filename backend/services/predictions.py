@@ -110,9 +110,12 @@ class Predictor:
             self.llm.close()
 
     def warm_up(self, sessions: sessionmaker[Session], stop: threading.Event | None = None) -> None:
-        """Prepare every project so that no request pays for it: index the labels of projects that predate
-        their materialisation, and build the demonstration index of projects with LLM-routed types. Slow on
-        big projects (seconds per 10,000 labelled tasks): the app runs it in a background thread at start."""
+        """Prepare every project so that no request pays for it.
+
+        Index the labels of projects that predate their materialisation, and build the demonstration index of projects
+        with LLM-routed types. Slow on big projects (seconds per 10,000 labelled tasks): the app runs it in a background
+        thread at start.
+        """
         with session_scope(sessions) as db:
             project_ids = list(db.scalars(select(Project.id).order_by(Project.id)))
         for project_id in project_ids:
@@ -223,8 +226,9 @@ class Predictor:
         use_llm: bool = True,
         llm_wait_s: float | None = None,
     ) -> tuple[str, list[dict[str, Any]]]:
-        """Plan, run both parts and assemble, in this thread (the workers' path; ``/predict`` runs the same steps
-        without holding a thread while it waits for the LLM).
+        """Plan, run both parts and assemble, in this thread (the workers' path).
+
+        ``/predict`` runs the same steps without holding a thread while it waits for the LLM.
 
         Args:
             db: The session; its transaction ends (``commit``) before the model and the LLM run.
@@ -258,8 +262,11 @@ class Predictor:
 
 
 def with_context(text: str, context: list[dict[str, Any]], predicted: list[ScoredSpan]) -> list[ScoredSpan]:
-    """Interactive pre-annotation: keep the drawn regions, label every other occurrence of their text the same
-    way (score 1.0), then add the predictions that overlap none of these."""
+    """Interactive pre-annotation.
+
+    Keep the drawn regions, label every other occurrence of their text the same way (score 1.0), then add the
+    predictions that overlap none of these.
+    """
     drawn: list[ScoredSpan] = []
     for region in context:
         value = region.get("value") or {}

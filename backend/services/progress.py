@@ -1,5 +1,8 @@
-"""The leads' view of a project: labels per type against the guide's marks, F1 of every version against the
-target, the learning-curve forecast, annotation throughput, and what pre-annotation costs."""
+"""The leads' view of a project.
+
+Labels per type against the guide's marks, F1 of every version against the target, the learning-curve forecast,
+annotation throughput, and what pre-annotation costs.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +35,12 @@ T = TypeVar("T")
 
 
 class _ByWatermark:
-    """What the dashboard counts over every label of a project (310,000 spans, 100,000 events at 100,000 labelled
-    tasks: 0.6 s), remembered per (database, project, label watermark): the labels change only with the watermark,
-    so a dashboard refreshed between two label events costs one indexed read. ``ttl_s`` also bounds the age of a
-    figure that depends on the clock (throughput). Bounded (``size`` entries, oldest dropped); thread-safe."""
+    """What the dashboard counts over every label of a project, remembered per (database, project, label watermark).
+
+    Counting takes 0.6 s at 310,000 spans, 100,000 events and 100,000 labelled tasks. The labels change only with the
+    watermark, so a dashboard refreshed between two label events costs one indexed read. ``ttl_s`` also bounds the age
+    of a figure that depends on the clock (throughput). Bounded (``size`` entries, oldest dropped); thread-safe.
+    """
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
@@ -163,9 +168,12 @@ def project_progress(db: Session, project: Project, *, now: datetime | None = No
 
 
 def projects_overview(db: Session) -> list[dict[str, Any]]:
-    """Every project in one line each: labelled tasks and labels (spans; counted per label watermark, as on the
-    project's page), the serving version, how many of the guide's types meet the target F1 with it (measurable
-    on the test half and at or above the target), and the newest training run."""
+    """Every project in one line each.
+
+    Labelled tasks and labels (spans; counted per label watermark, as on the project's page), the serving version, how
+    many of the guide's types meet the target F1 with it (measurable on the test half and at or above the target), and
+    the newest training run.
+    """
     out = []
     for project in db.scalars(select(Project).order_by(Project.id)):
         guide = guide_of(project)

@@ -67,8 +67,11 @@ CLAIMABLE = ("queued", "scored", "failed")
 
 @dataclass(frozen=True)
 class ReviewOutcome:
-    """How a pass ended: ``status`` of its row (``superseded``: a newer version serves; ``running``: another process
-    owns it; ``lost``: it was taken over while this process ran), its suspects, and the tasks pushed."""
+    """How a pass ended.
+
+    ``status`` of its row (``superseded``: a newer version serves; ``running``: another process owns it; ``lost``: it
+    was taken over while this process ran), its suspects, and the tasks pushed.
+    """
 
     status: str
     pass_id: int | None
@@ -81,8 +84,11 @@ class _LostError(Exception):
 
 
 def review_due(db: Session, run_id: int, *, enabled: bool = True) -> tuple[int, int] | None:
-    """After a training run: ``(project id, model version id)`` of the version it promoted when that version still
-    serves and has no finished pass yet (the review job's payload); None otherwise, or when reviews are off."""
+    """The review job's payload after a training run, or None when no review is due.
+
+    ``(project id, model version id)`` of the version the run promoted when that version still serves and has no
+    finished pass yet; None otherwise, or when reviews are off.
+    """
     run = db.get(TrainingRun, run_id)
     if not enabled or run is None or run.status != "succeeded" or run.model_version is None:
         return None
@@ -112,9 +118,12 @@ def _silent(row: ReviewPass, timeout_s: float) -> bool:
 
 
 def review_wanted(db: Session, version: ModelVersion, *, heartbeat_timeout_s: float) -> bool:
-    """Whether a review job for the version should be sent: no pass yet, a failed or unpushed one, or one whose
-    message or process was lost (queued or running, silent for ``heartbeat_timeout_s``). False while a live pass
-    exists (queued recently, or running with a heartbeat) and once it is done."""
+    """Whether a review job for the version should be sent.
+
+    No pass yet, a failed or unpushed one, or one whose message or process was lost (queued or running, silent for
+    ``heartbeat_timeout_s``). False while a live pass exists (queued recently, or running with a heartbeat) and once it
+    is done.
+    """
     found = _pass_of(db, version)
     if found is None or found.status in ("failed", "scored"):
         return True
@@ -122,9 +131,11 @@ def review_wanted(db: Session, version: ModelVersion, *, heartbeat_timeout_s: fl
 
 
 def mark_queued(db: Session, version: ModelVersion) -> None:
-    """Record that a review job for the version was sent (after the broker took it): the pass is ``queued``, so a
-    second request does not send another while it waits. A pass that is running (a silent one is taken over by the
-    job's claim), scored or done is left alone."""
+    """Record that a review job for the version was sent (after the broker took it).
+
+    The pass is ``queued``, so a second request does not send another while it waits. A pass that is running (a silent
+    one is taken over by the job's claim), scored or done is left alone.
+    """
     db.execute(
         upsert(db, ReviewPass)
         .values(
@@ -148,8 +159,10 @@ def mark_queued(db: Session, version: ModelVersion) -> None:
 
 
 def request_review(db: Session, project: Project, *, jobs: JobQueue, heartbeat_timeout_s: float) -> tuple[str, bool]:
-    """Ask for the review pass of the serving version: sent unless it is done or a live pass exists
-    (:func:`review_wanted`), then recorded queued (:func:`mark_queued`). Commits before the broker call.
+    """Ask for the review pass of the serving version.
+
+    Sent unless it is done or a live pass exists (:func:`review_wanted`), then recorded queued (:func:`mark_queued`).
+    Commits before the broker call.
 
     Returns:
         The serving version, and whether a job was sent.
@@ -182,8 +195,9 @@ def run_review(
     model_version_id: int,
     sink: ReviewSink | None,
 ) -> ReviewOutcome:
-    """Run (or finish) the review pass of a promoted version and push it; safe to call again, and from several
-    processes at once (one claims it; the others return ``running``).
+    """Run (or finish) the review pass of a promoted version and push it.
+
+    Safe to call again, and from several processes at once (one claims it; the others return ``running``).
 
     A version that no longer serves is skipped (the newer one has its own pass). A pass whose suspects are stored
     only pushes them (a retry after Label Studio was away); a pushed or skipped one does nothing.
@@ -300,8 +314,10 @@ def _stored_suspects(sessions: sessionmaker[Session], pass_id: int) -> int:
 
 
 def _labelled(db: Session, project: Project, *, newest: int, dev_fraction: float) -> tuple[list[Any], list[int]]:
-    """The newest labelled *training* tasks' docs (the label state converted and split as for training: held-out
-    dev and test tasks are never reviewed) and their task ids."""
+    """The newest labelled *training* tasks' docs and their task ids.
+
+    The label state is converted and split as for training: held-out dev and test tasks are never reviewed.
+    """
     train = split_snapshot(annotated_tasks(db, project), project, dev_fraction=dev_fraction).train
     docs = sorted(train, key=lambda d: int(d.user_data["task_id"]))[-newest:]
     return docs, [int(d.user_data["task_id"]) for d in docs]

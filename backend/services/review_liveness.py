@@ -1,5 +1,8 @@
-"""Liveness of review passes: the attempt a process claimed, the heartbeat it beats, and the sweep's expiry of a
-pass whose process died (``backend.services.review`` runs the passes; as ``run_liveness`` for training runs)."""
+"""Liveness of review passes.
+
+The attempt a process claimed, the heartbeat it beats, and the sweep's expiry of a pass whose process died
+(``backend.services.review`` runs the passes; as ``run_liveness`` for training runs).
+"""
 
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Claim:
-    """A pass attempt this process owns: its row, attempt number, whether its suspects are stored, its work
-    directory."""
+    """A pass attempt this process owns.
+
+    Its row, attempt number, whether its suspects are stored, its work directory.
+    """
 
     pass_id: int
     attempt: int
@@ -45,8 +50,10 @@ def heartbeat(sessions: sessionmaker[Session], claim: Claim, *, interval_s: floa
 
 
 def expire_stale_passes(db: Session, *, timeout_s: float) -> list[int]:
-    """Fail the running review passes whose process stopped beating for ``timeout_s`` (a killed worker) and remove
-    their work directories (the fold models); the caller commits. A later request or promotion runs them again.
+    """Fail the running review passes whose process stopped beating for ``timeout_s`` (a killed worker).
+
+    Their work directories (the fold models) are removed; the caller commits. A later request or promotion runs them
+    again.
 
     Returns:
         The ids of the passes failed.

@@ -95,10 +95,15 @@ def review_result(
 def push_pass(
     sessions: sessionmaker[Session], sink: ReviewSink, project_id: int, pass_id: int, *, owned: Callable[[], None]
 ) -> int:
-    """Push one review prediction per suspect task of the pass, remove those of tasks no longer suspect, and make
-    sure the review tab exists. Each task is committed when pushed: a retry continues.
+    """Push one review prediction per suspect task of the pass and remove those of tasks no longer suspect.
+
+    Also make sure the review tab exists. Each task is committed when pushed: a retry continues.
 
     Args:
+        sessions: Makes the sessions; each pushed task is committed in its own.
+        sink: Label Studio, where the review predictions and the review tab go.
+        project_id: The nerloop project.
+        pass_id: The review pass whose suspects are pushed.
         owned: Raises when the pass is no longer this process's (called between tasks).
 
     Returns:

@@ -1,5 +1,7 @@
-"""What the latest review pass found, for the dashboard, the API and ``nerloop review`` (``backend.services.review``
-runs the passes)."""
+"""What the latest review pass found, for the dashboard, the API and ``nerloop review``.
+
+``backend.services.review`` runs the passes.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ def latest_pass(db: Session, project: Project) -> ReviewPass | None:
 
 
 def _resolved(row: ReviewSuspect, spans: set[tuple[int, int, str]] | None) -> bool:
-    """Whether the labels changed at the suspect since the pass (the model's reading adopted, or the span
-    re-labelled): it no longer needs a look."""
+    """Whether the labels changed at the suspect since the pass: it no longer needs a look.
+
+    The model's reading was adopted, or the span re-labelled.
+    """
     if spans is None:
         return True  # the task's labels are gone
     if row.start is not None and row.end is not None and row.label is not None:
@@ -34,8 +38,9 @@ def _resolved(row: ReviewSuspect, spans: set[tuple[int, int, str]] | None) -> bo
 
 
 def review_summary(db: Session, project: Project, *, limit: int = 20) -> dict[str, Any]:
-    """The latest review pass: suspects per type and per kind, and the ``limit`` most confident, for the dashboard,
-    the API and ``nerloop review``.
+    """The latest review pass.
+
+    Suspects per type and per kind, and the ``limit`` most confident, for the dashboard, the API and ``nerloop review``.
 
     Returns:
         A JSON-able dict: ``project_id``, ``pass`` (None before the first pass; else id, model version, status,

@@ -36,11 +36,12 @@ def heartbeat_interval(timeout_s: float) -> float:
 
 
 class Heartbeat:
-    """A daemon thread that runs ``stamp()`` (an UPDATE setting ``heartbeat_at`` of the row one attempt owns) every
-    ``interval_s`` while the work runs: training runs (:func:`run_heartbeat`), review passes and comparisons beat
-    so. A thread, not the progress callback: one training step, one evaluation or one LLM request can keep the
-    callback silent for long. It stops at exit, or by itself once ``stamp()`` updates no row (the attempt is no
-    longer this process's).
+    """A daemon thread that runs ``stamp()`` every ``interval_s`` while the work runs.
+
+    ``stamp()`` is an UPDATE setting ``heartbeat_at`` of the row one attempt owns; training runs
+    (:func:`run_heartbeat`), review passes and comparisons beat so. A thread, not the progress callback: one training
+    step, one evaluation or one LLM request can keep the callback silent for long. It stops at exit, or by itself once
+    ``stamp()`` updates no row (the attempt is no longer this process's).
     """
 
     def __init__(
@@ -93,8 +94,9 @@ def aware(moment: datetime) -> datetime:
 
 
 def expire_stale_runs(db: Session, *, timeout_s: float, project: Project | None = None) -> list[int]:
-    """Fail the running runs (of ``project``, else of every project) whose process stopped beating, and remove
-    what they left on disk. The caller commits.
+    """Fail the running runs whose process stopped beating, and remove what they left on disk.
+
+    The runs of ``project``, else of every project. The caller commits.
 
     Args:
         db: The session.
@@ -130,8 +132,10 @@ def expire_stale_runs(db: Session, *, timeout_s: float, project: Project | None 
 
 
 def remove_leftovers(db: Session, run: TrainingRun) -> list[str]:
-    """Delete what a dead or failed run wrote before its version was recorded: its output directory and a
-    version directory it moved into place but never recorded. A recorded version's directory is never touched.
+    """Delete what a dead or failed run wrote before its version was recorded.
+
+    Its output directory and a version directory it moved into place but never recorded. A recorded version's directory
+    is never touched.
 
     Returns:
         The directories deleted.

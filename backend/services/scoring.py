@@ -51,8 +51,10 @@ class Rescored:
 def unlabelled(
     tasks: list[dict[str, Any]], *, project_key: str, dev_fraction: float, text_field: str = "text"
 ) -> tuple[list[TaskInput], list[TaskInput]]:
-    """Split the tasks without a live annotation into (sampling pool, frozen dev tasks); the text is
-    ``data[text_field]``."""
+    """Split the tasks without a live annotation into (sampling pool, frozen dev tasks).
+
+    The text is ``data[text_field]``.
+    """
     pool: list[TaskInput] = []
     dev: list[TaskInput] = []
     for task in tasks:
@@ -74,8 +76,11 @@ def _labelled_vectors(
     project_key: str,
     dev_fraction: float,
 ) -> tuple[list[NDArray[np.float64]] | None, int]:
-    """The doc vectors of the latest ``LABELLED_REFERENCE_MAX`` labelled training tasks (None without diversity or
-    without such tasks), and how many labelled training tasks there are in all (``|D|``)."""
+    """The doc vectors of the latest ``LABELLED_REFERENCE_MAX`` labelled training tasks, and ``|D|``.
+
+    The vectors are None without diversity or without such tasks; ``|D|`` is how many labelled training tasks there are
+    in all.
+    """
     if representation is None:
         return None, 0
     texts = [  # the training docs: held-out tasks teach the model nothing
@@ -221,8 +226,10 @@ def _push(db: Session, sink: PredictionSink, row: Prediction) -> None:
 
 
 def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnotator, *, limit: int) -> int:
-    """Keep ``limit`` tasks ahead of the annotators complete: add the LLM-routed types to the next predictions in
-    queue order (``backend.services.preannotation``), and push each as the task's one prediction of the version.
+    """Keep ``limit`` tasks ahead of the annotators complete.
+
+    Add the LLM-routed types to the next predictions in queue order (``backend.services.preannotation``), and push each
+    as the task's one prediction of the version.
 
     Tasks ``/predict`` answered without the LLM part come first; their Label Studio prediction (tagged
     ``~llm-pending``) is updated in place. Before any model exists the next unlabelled tasks by id are taken
@@ -279,9 +286,11 @@ def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnota
 
 
 def _push_complete(db: Session, sink: PredictionSink, row: Prediction) -> None:
-    """Push a completed row as its task's one prediction of the version: a row nerloop never pushed updates what
-    ``/predict`` left in Label Studio (``<tag>~...``, or ``<tag>`` from a later ``/predict``), and removes
-    the other copies."""
+    """Push a completed row as its task's one prediction of the version.
+
+    A row nerloop never pushed updates what ``/predict`` left in Label Studio (``<tag>~...``, or ``<tag>`` from a later
+    ``/predict``), and removes the other copies.
+    """
     if row.ls_prediction_id is None:
         ours = sorted(
             (version != row.model_version, prediction_id)  # the version's own first

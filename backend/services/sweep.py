@@ -44,7 +44,9 @@ class SweepReport:
 def sweep(
     sessions: sessionmaker[Session], jobs: JobQueue, *, heartbeat_timeout_s: float, max_resend_interval_s: float
 ) -> SweepReport:
-    """Fail the runs and review passes whose process died, re-send the jobs of events stored while the broker was
+    """Sweep once: fail dead runs and passes, re-send lost jobs and messages, start due retrains that have no run.
+
+    Fail the runs and review passes whose process died, re-send the jobs of events stored while the broker was
     unreachable, start the retrains that are due but have no run (their job was lost with the broker's queue), and
     re-send queued runs whose message may be lost.
 
@@ -72,8 +74,9 @@ def sweep(
 
 
 def resend_unqueued_events(sessions: sessionmaker[Session], jobs: JobQueue) -> int:
-    """Enqueue one job per project and kind for the events whose job never reached the broker, and mark them
-    queued (in the same transaction: if the broker fails half-way, the rest stay unqueued for the next sweep).
+    """Enqueue one job per project and kind for the events whose job never reached the broker, and mark them queued.
+
+    In the same transaction: if the broker fails half-way, the rest stay unqueued for the next sweep.
 
     Returns:
         How many events were re-sent.
@@ -94,9 +97,10 @@ def resend_unqueued_events(sessions: sessionmaker[Session], jobs: JobQueue) -> i
 
 
 def start_due_retrains(sessions: sessionmaker[Session], jobs: JobQueue) -> list[int]:
-    """Create and send the runs that are due and have none: their label event's job was lost (a broker restart
-    without persistence). A failed run is not retried here (a label event or a request retries it), or a run that
-    always dies would be retried forever.
+    """Create and send the runs that are due and have none.
+
+    Their label event's job was lost (a broker restart without persistence). A failed run is not retried here (a label
+    event or a request retries it), or a run that always dies would be retried forever.
 
     Returns:
         The ids of the runs started.
@@ -118,10 +122,11 @@ def start_due_retrains(sessions: sessionmaker[Session], jobs: JobQueue) -> list[
 def resend_queued_runs(
     sessions: sessionmaker[Session], jobs: JobQueue, *, first_after_s: float, max_interval_s: float
 ) -> list[int]:
-    """Re-send the message of each run queued for long: the broker may have lost it (restarted without
-    persistence, or a worker died holding it). A run may also just wait behind a long training, so the re-sends
-    back off (``first_after_s``, then twice as long each time, up to ``max_interval_s``); a duplicate message
-    is harmless, as the worker that gets it finds the run claimed.
+    """Re-send the message of each run queued for long.
+
+    The broker may have lost it (restarted without persistence, or a worker died holding it). A run may also just wait
+    behind a long training, so the re-sends back off (``first_after_s``, then twice as long each time, up to
+    ``max_interval_s``); a duplicate message is harmless, as the worker that gets it finds the run claimed.
 
     Returns:
         The ids of the runs re-sent.

@@ -136,7 +136,8 @@ def split_snapshot(tasks: list[dict[str, Any]], project: Project, *, dev_fractio
     """Annotated tasks -> training, dev (checkpoint selection, calibration) and test (every figure shown) docs.
 
     A task's role depends only on the project and task ids: ``dev_fraction`` of the tasks are held out, half of
-    them dev and half test."""
+    them dev and half test.
+    """
     result = convert_labels(project, tasks)
     project_key = str(project.ls_project_id)
     roles: dict[str, list[Doc]] = {"train": [], "dev": [], "test": []}
@@ -169,7 +170,9 @@ class Trainer:
 
     def run(self, run_id: int) -> RunOutcome:
         """Snapshot, train, evaluate against the serving model on the frozen dev split, promote or refuse.
-        A heartbeat shows the run is alive while it works (``backend.services.run_liveness``)."""
+
+        A heartbeat shows the run is alive while it works (``backend.services.run_liveness``).
+        """
         claim = self._claim(run_id)
         if isinstance(claim, RunOutcome):
             return claim

@@ -11,16 +11,20 @@ from backend.db.models import AnnotationEvent, Project, TrainingRun
 
 
 def labels_count(db: Session, project: Project) -> int:
-    """The project's label watermark: how many events changed its labels (a live annotation created, changed
-    or deleted; skips are not labels, see ``backend.services.label_state``). It only grows, so each value names
-    one state of the labels. Read from the database (``project.label_watermark``, kept by :func:`count_label_change`),
-    never from the session's copy of the row."""
+    """The project's label watermark.
+
+    How many events changed its labels (a live annotation created, changed or deleted; skips are not labels, see
+    ``backend.services.label_state``). It only grows, so each value names one state of the labels. Read from the
+    database (``project.label_watermark``, kept by :func:`count_label_change`), never from the session's copy of the
+    row.
+    """
     return int(db.scalar(select(Project.label_watermark).where(Project.id == project.id)) or 0)
 
 
 def mark_label_change(db: Session, project: Project, *, event_id: int, job_needed: bool) -> bool:
-    """Count one label-change event and mark its stored event, in the event's transaction; return whether the
-    event is done (it needs no job).
+    """Count one label-change event and mark its stored event, in the event's transaction.
+
+    Return whether the event is done (it needs no job).
 
     The count locks the project row until the commit (concurrent events of one project are counted one after
     the other), so it is the transaction's last work: on PostgreSQL the increment and the event's mark are one
@@ -69,8 +73,10 @@ def _last_run(project: Project) -> Select[Any]:
 
 
 def due_watermark(db: Session, project: Project) -> int | None:
-    """The watermark a retrain is due at: the labels' last multiple of the threshold, when it is above every run
-    that did not fail; else None. One statement."""
+    """The watermark a retrain is due at.
+
+    The labels' last multiple of the threshold, when it is above every run that did not fail; else None. One statement.
+    """
     labels, last = db.execute(
         select(Project.label_watermark, _last_run(project).scalar_subquery()).where(Project.id == project.id)
     ).one()
@@ -79,10 +85,12 @@ def due_watermark(db: Session, project: Project) -> int | None:
 
 
 def retrain_due(project: Project, *, labels: ColumnElement[int]) -> ColumnElement[bool]:
-    """Whether a retrain is due at the watermark ``labels`` (an SQL expression: the new count of
-    :func:`mark_label_change`), as one SQL expression a statement can carry: the webhook decides in the update
-    that marks its event whether a retrain check is needed (one job per threshold crossed, not one per event),
-    without a round trip of its own. The due watermark is ``labels`` rounded down to a multiple of the threshold;
-    ``watermark > 0`` follows from ``watermark > last`` with ``last`` never negative."""
+    """Whether a retrain is due at the watermark ``labels``, as one SQL expression a statement can carry.
+
+    ``labels`` is an SQL expression: the new count of :func:`mark_label_change`. The webhook decides in the update that
+    marks its event whether a retrain check is needed (one job per threshold crossed, not one per event), without a
+    round trip of its own. The due watermark is ``labels`` rounded down to a multiple of the threshold; ``watermark >
+    0`` follows from ``watermark > last`` with ``last`` never negative.
+    """
     watermark = labels - labels % project.retrain_threshold
     return watermark > func.coalesce(_last_run(project).scalar_subquery(), 0)
