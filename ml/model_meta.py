@@ -125,8 +125,9 @@ class CalibrationMeta(_Record):
 
 
 class ModelMetrics(_Record):
-    """One evaluation of a version (``EvaluationReport.to_dict()``), as stored in ``meta.json`` and in the
-    database's ``model_version.metrics`` column.
+    """One evaluation of a version (``EvaluationReport.to_dict()``), as stored in ``meta.json`` and the database.
+
+    In the database it is the ``model_version.metrics`` column.
 
     ``evaluated_on``: the documents the figures come from ("test", the held-out half untouched by the training;
     "dev" when there were none, and in versions older than the held-out half). ``train_labels``: gold spans per type
@@ -176,8 +177,10 @@ class ModelMetrics(_Record):
         return {label: score.f1 for label, score in self.per_type.items() if score.support > 0}
 
     def measurable_f1(self, label: str) -> float | None:
-        """The exact F1 of one type where it means something to a reader (the dashboard, the agreement panel): None
-        when not measured (no gold span) or not yet measurable (fewer gold spans than ``min_support``)."""
+        """The exact F1 of one type where it means something to a reader (the dashboard, the agreement panel).
+
+        None when not measured (no gold span) or not yet measurable (fewer gold spans than ``min_support``).
+        """
         score = self.per_type.get(label)
         return score.f1 if score is not None and score.measurable and score.support > 0 else None
 

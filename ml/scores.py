@@ -1,5 +1,8 @@
-"""The figures of an evaluation, per entity type and averaged: plain dataclasses without spaCy or numpy, so that
-stored metrics (``ml.model_meta``) are read without loading a model library. ``ml.evaluation`` computes them."""
+"""The figures of an evaluation, per entity type and averaged.
+
+Plain dataclasses without spaCy or numpy, so that stored metrics (``ml.model_meta``) are read without loading a model
+library. ``ml.evaluation`` computes them.
+"""
 
 from __future__ import annotations
 

@@ -36,9 +36,12 @@ MIN_PREDICTED_SHARE = 0.1
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A finished training: where the version lives, its meta, its dev evaluation (the documents that selected its
-    checkpoint and fitted its calibration), its test evaluation (None: no test documents were given) and what looks
-    wrong with it (``training_warnings``; also ``meta["warnings"]``)."""
+    """A finished training.
+
+    Where the version lives, its meta, its dev evaluation (the documents that selected its checkpoint and fitted its
+    calibration), its test evaluation (None: no test documents were given) and what looks wrong with it
+    (``training_warnings``; also ``meta.warnings``).
+    """
 
     path: Path
     version: str

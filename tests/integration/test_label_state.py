@@ -523,10 +523,12 @@ def test_two_annotators_saving_one_task_at_once_leave_its_latest_annotation(back
 
 @pytest.mark.parametrize("job_only_when_due", [True, False])
 def test_the_label_count_is_the_transactions_last_statement(backend: Backend, job_only_when_due: bool) -> None:
-    """The label watermark's increment locks the project row until the commit, so webhooks of one project wait
-    for each other there (issue #10, part 6): on PostgreSQL the increment and the event's mark are one
-    statement, so nothing but the commit runs under the lock; on SQLite (no UPDATE in WITH) the mark follows it.
-    Both ways the count and the mark agree with the events (``watermark``)."""
+    """Nothing but the commit runs under the project-row lock the label watermark's increment takes.
+
+    The increment locks the project row until the commit, so webhooks of one project wait for each other there (issue
+    #10, part 6): on PostgreSQL the increment and the event's mark are one statement; on SQLite (no UPDATE in WITH) the
+    mark follows it. Both ways the count and the mark agree with the events (``watermark``).
+    """
     from sqlalchemy import event as sa_event
 
     from backend.services.annotations import ingest

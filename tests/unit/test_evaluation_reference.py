@@ -1,5 +1,7 @@
-"""A reference scorer for ml.evaluation (issue #16, item 7): its exact span P/R/F1, per type and micro, equal
-seqeval's (strict IOB2 chunks), which scores tag sequences and shares no code with nervaluate or spaCy's scorer.
+"""A reference scorer for ml.evaluation (issue #16, item 7).
+
+Its exact span P/R/F1, per type and micro, equal seqeval's (strict IOB2 chunks), which scores tag sequences and shares
+no code with nervaluate or spaCy's scorer.
 
 The gold side is the corpus file's own tags, read here line by line, and the documents ``ml.evaluation`` scores are
 read by ``ml.converters``: a disagreement in either the converter or the scorer fails the test.
@@ -38,8 +40,11 @@ def file_tags(path: Path) -> list[list[str]]:
 
 
 def predicted(doc: Doc, rng: random.Random, types: list[str]) -> list[tuple[int, int, str]]:
-    """Token ranges ``(first, end, type)`` that err in every way a model does: an entity missed, a boundary one
-    token short or long, the type swapped, an entity invented on a token outside every entity."""
+    """Token ranges ``(first, end, type)`` that err in every way a model does.
+
+    An entity missed, a boundary one token short or long, the type swapped, an entity invented on a token outside every
+    entity.
+    """
     spans: list[tuple[int, int, str]] = []
     for ent in doc.ents:
         start, end, label = ent.start, ent.end, ent.label_

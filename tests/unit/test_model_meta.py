@@ -88,7 +88,8 @@ def test_round_trip_through_the_file_keeps_every_field(tmp_path: Path) -> None:
     assert again == meta
     assert json.loads((tmp_path / "meta.json").read_text()) == written  # the same JSON: timestamps, nulls, lists
     assert again.initialisation == Initialisation("cold", "no serving version to start from", 300)
-    assert again.metrics is not None and again.metrics.evaluated_on == "test"
+    assert again.metrics is not None
+    assert again.metrics.evaluated_on == "test"
     assert again.metrics.per_type["person"].f1_interval == (0.8, 0.95)
     assert again.started_at == datetime(2026, 11, 28, 14, 14, 17, 123456, tzinfo=UTC)
 
@@ -96,14 +97,21 @@ def test_round_trip_through_the_file_keeps_every_field(tmp_path: Path) -> None:
 def test_an_old_meta_loads_with_its_defaults_and_keeps_its_shape(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text(json.dumps(OLD_META))
     meta = read_meta(tmp_path)
-    assert meta.initialisation is None and meta.dev_metrics is None and meta.warnings == ()
-    assert meta.data is not None and meta.data.train_entities_per_type is None and meta.data.test_docs is None
-    assert meta.metrics is not None and meta.metrics.evaluated_on == "dev"  # before the held-out test half
-    assert meta.metrics.per_type["person"].measurable and meta.metrics.per_type["person"].f1_interval is None
+    assert meta.initialisation is None
+    assert meta.dev_metrics is None
+    assert meta.warnings == ()
+    assert meta.data is not None
+    assert meta.data.train_entities_per_type is None
+    assert meta.data.test_docs is None
+    assert meta.metrics is not None
+    assert meta.metrics.evaluated_on == "dev"  # before the held-out test half
+    assert meta.metrics.per_type["person"].measurable
+    assert meta.metrics.per_type["person"].f1_interval is None
     assert meta.calibration == CalibrationMeta(method="platt", slope=0.9, intercept=-0.1)
     assert meta.beam_width == 8
     assert meta.to_dict()["calibration"] == OLD_META["calibration"]  # no default written into an old file
-    assert "evaluated_on" not in meta.to_dict()["metrics"] and "initialisation" not in meta.to_dict()
+    assert "evaluated_on" not in meta.to_dict()["metrics"]
+    assert "initialisation" not in meta.to_dict()
 
 
 def test_a_meta_without_version_takes_the_directory_name(tmp_path: Path) -> None:
@@ -111,7 +119,10 @@ def test_a_meta_without_version_takes_the_directory_name(tmp_path: Path) -> None
     version.mkdir()
     (version / "meta.json").write_text(json.dumps({"architecture": "cnn"}))
     meta = read_meta(version)
-    assert meta.version == "v7" and meta.labels == () and meta.metrics is None and meta.beam_width == 16
+    assert meta.version == "v7"
+    assert meta.labels == ()
+    assert meta.metrics is None
+    assert meta.beam_width == 16
 
 
 def test_a_malformed_meta_names_the_file_and_the_field(tmp_path: Path) -> None:
@@ -138,11 +149,15 @@ def test_a_type_without_support_has_no_f1_not_zero() -> None:
         _metrics(person=_type("person", 0.9, 12), location=_type("location", 0.0, 0)), source="test"
     )
     assert metrics.measured_f1() == {"person": 0.9}
-    assert metrics.f1_of("location") is None and metrics.f1_of("misc") is None and metrics.f1_of("person") == 0.9
+    assert metrics.f1_of("location") is None
+    assert metrics.f1_of("misc") is None
+    assert metrics.f1_of("person") == 0.9
     # every reader gets the same answer: routing shows "not measured" (None), sampling adds no weight
     routes = compute_routes(["person", "location"], per_type_f1=metrics.measured_f1(), target_f1=0.85)
-    assert routes["location"].f1 is None and routes["location"].route == "llm"
-    assert routes["person"].f1 == 0.9 and routes["person"].route == "model"
+    assert routes["location"].f1 is None
+    assert routes["location"].route == "llm"
+    assert routes["person"].f1 == 0.9
+    assert routes["person"].route == "model"
     assert "location" not in type_weights_from_f1(metrics.measured_f1())
 
 
@@ -150,7 +165,8 @@ def test_metrics_of_a_report_round_trip() -> None:
     score = TypeScore("person", 0.5, 0.5, 0.5, 0.6, 4, 4, False, (0.2, 0.8), measurable=False)
     report = EvaluationReport({"person": score}, PRF(0.5, 0.5, 0.5), PRF(0.5, 0.5, 0.5), 0.6, None, 3, 0.85)
     metrics = ModelMetrics.of(report, evaluated_on="test")
-    assert metrics.per_type["person"] == score and metrics.evaluated_on == "test"
+    assert metrics.per_type["person"] == score
+    assert metrics.evaluated_on == "test"
     assert metrics.to_dict() == {**json.loads(json.dumps(report.to_dict())), "evaluated_on": "test"}
     assert "evaluated_on" not in ModelMetrics.of(report).to_dict()  # as a version's dev_metrics
     stored = metrics.replace(train_labels={"person": 20})
@@ -173,5 +189,6 @@ def test_measurable_f1_needs_support_and_the_minimum() -> None:
         source="test",
     )
     assert metrics.measurable_f1("person") == 0.9
-    assert metrics.measurable_f1("location") is None and metrics.measurable_f1("misc") is None
+    assert metrics.measurable_f1("location") is None
+    assert metrics.measurable_f1("misc") is None
     assert metrics.f1_of("misc") == 1.0  # measured (routing reads it), only not yet measurable

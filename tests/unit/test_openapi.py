@@ -1,6 +1,8 @@
-"""The HTTP contract is typed (issue #16): every route's success answer has a schema in the OpenAPI document, so
-Label Studio's answers (``/health``, ``/setup``, ``/predict``, ``/webhook``, ``/versions``) and the platform API's are
-described field by field, never as "any object"."""
+"""The HTTP contract is typed (issue #16).
+
+Every route's success answer has a schema in the OpenAPI document, so Label Studio's answers (``/health``, ``/setup``,
+``/predict``, ``/webhook``, ``/versions``) and the platform API's are described field by field, never as "any object".
+"""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ PAGES = ("text/html", "text/javascript", "text/css")
 
 def described(schema: dict[str, Any]) -> bool:
     """Whether a JSON schema names its fields: a component, a list or union of described schemas, or a scalar.
-    A bare object (``dict[str, Any]``, ``additionalProperties``) or an empty schema (no response model) is not."""
+
+    A bare object (``dict[str, Any]``, ``additionalProperties``) or an empty schema (no response model) is not.
+    """
     if "$ref" in schema:
         return True
     if "anyOf" in schema:

@@ -1,6 +1,9 @@
-"""The retrain policy has one default and each project its own threshold (issue #16, item 6): the setting
-``NER_RETRAIN_EVERY_N_LABEL_CHANGES`` (formerly ``..._ANNOTATIONS``, still read) is the only default, registering a
-project again keeps its threshold unless given one, and ``nerloop up`` prints the project's, not the setting."""
+"""The retrain policy has one default and each project its own threshold (issue #16, item 6).
+
+The setting ``NER_RETRAIN_EVERY_N_LABEL_CHANGES`` (formerly ``..._ANNOTATIONS``, still read) is the only default,
+registering a project again keeps its threshold unless given one, and ``nerloop up`` prints the project's, not the
+setting.
+"""
 
 from __future__ import annotations
 
