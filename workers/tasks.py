@@ -70,7 +70,7 @@ def _source(settings: Settings) -> Any:
     max_retries=5,
 )
 def retrain_if_due(self: Task, project_id: int, event_id: int | None = None) -> int | None:
-    """Start a training run when enough new labels arrived. Safe to redeliver: the run is unique per watermark.
+    """Start a training run when the label changes reach the threshold. Safe to redeliver: one run per watermark.
 
     Coalesced per project (``JobQueue.enqueue_once``): the pending marker goes before the labels are read.
     """

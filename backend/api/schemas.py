@@ -331,7 +331,10 @@ class ProjectOut(BaseModel):
     name: str
     labels: list[str]
     current_version: str | None
-    retrain_threshold: int
+    retrain_threshold: int = Field(
+        description="label-change events (annotations created, updated or deleted) between retrains: the project's "
+        "own, kept when it is registered again"
+    )
 
 
 class ProjectOverview(BaseModel):

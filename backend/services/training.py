@@ -70,7 +70,7 @@ AUTOMATIC_ATTEMPTS = 3
 
 
 def retrain_if_due(db: Session, project: Project, *, retry_failed: bool = True) -> TrainingRun | None:
-    """Start a run when the labels cross the next multiple of the project's threshold.
+    """Start a run when the label-change events cross the next multiple of the project's threshold.
 
     Runs are keyed by that multiple, so concurrent or duplicated triggers compute the same watermark and
     the unique constraint lets exactly one of them create the run. A failed run does not count as done: a label
