@@ -225,14 +225,19 @@ def _version(row: ModelVersion, labels: list[str], target: float) -> dict[str, A
         "architecture": row.architecture,
         "created_at": row.created_at.isoformat(),
         "micro_f1": metrics.micro.f1 if metrics is not None else None,
-        "micro_f1_interval": metrics.micro_f1_interval if metrics is not None else None,
+        "micro_f1_interval": _listed(metrics.micro_f1_interval) if metrics is not None else None,
         "f1": {label: score.f1 for label, score in per_type.items()},
-        "f1_interval": {label: score.f1_interval for label, score in per_type.items()},
+        "f1_interval": {label: _listed(score.f1_interval) for label, score in per_type.items()},
         "support": {label: score.support for label, score in per_type.items()},
         "measurable": {label: metrics is not None and _measurable(metrics, label) for label in per_type},
         "meets_target": {label: score.f1 >= target for label, score in per_type.items()},
         "evaluated_on": metrics.evaluated_on if metrics is not None else "dev",
     }
+
+
+def _listed(interval: tuple[float, float] | None) -> list[float] | None:
+    """An interval as the stored JSON has it (a list), as this dict always gave it."""
+    return None if interval is None else list(interval)
 
 
 def _throughput(db: Session, project: Project, now: datetime) -> dict[str, Any]:

@@ -126,7 +126,11 @@ def test_a_serving_version_with_other_types_gives_a_cold_start_and_says_why(
             "the serving version has architecture='spacy-transformer', this training 'cnn'",
         ),
         ({"spacy_version": "3.7.5"}, TrainSettings(), "trained with spaCy 3.7.5"),
-        ({"initialisation": {"warm_chain": 4}}, TrainSettings(cold_every=5), "drift guard: every 5th retrain"),
+        (
+            {"initialisation": {"mode": "warm", "reason": "from v0", "max_steps": 300, "warm_chain": 4}},
+            TrainSettings(cold_every=5),
+            "drift guard: every 5th retrain",
+        ),
         ({}, TrainSettings(warm_start=False), "warm starts are off"),
     ],
 )
