@@ -173,7 +173,7 @@ def promote(db: Session, project: Project, model: TrainedModel) -> None:
         version=model.version,
         path=str(model.path),
         architecture="cnn",
-        metrics=model.meta["metrics"],
+        metrics=model.meta.metrics,
         promote=True,
     )
 
