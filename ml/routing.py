@@ -69,8 +69,3 @@ def merge_routed(
 def _route(routes: Mapping[str, RouteEntry], label: str) -> Route | None:
     entry = routes.get(label)
     return entry.route if entry is not None else None
-
-
-def task_score(spans: Sequence[ScoredSpan]) -> float:
-    """A task's confidence: that of its least certain entity (1.0 when nothing was found)."""
-    return min((s.score for s in spans), default=1.0)

@@ -108,8 +108,8 @@ class Region(BaseModel):
 class TaskPrediction(BaseModel):
     """One task's prediction.
 
-    Its regions, the task's score (``ml.routing.task_score``) and the version tag that made it (``~llm-pending`` and the
-    like when a part is missing).
+    Its regions, its ``score`` (Label Studio's queue key: ``ml.queue_order.predicted_queue_key``) and the version tag
+    that made it (``~llm-pending`` and the like when a part is missing).
     """
 
     result: list[Region]

@@ -227,7 +227,9 @@ class Prediction(Base):
     ls_task_id: Mapped[int]
     model_version: Mapped[str] = mapped_column(String(120))
     spans: Mapped[list[dict[str, Any]]]
+    # Label Studio's queue key (its prediction ``score``, served lowest first; ``ml.queue_order``), not a confidence
     score: Mapped[float]
+    # the model's uncertainty the key was derived from (1.0 for an LLM-only prediction: nothing measured it)
     uncertainty: Mapped[float]
     # False while the types routed to the LLM still await the `llm` queue's pass
     complete: Mapped[bool] = mapped_column(default=True)

@@ -30,6 +30,7 @@ from backend.ports import JobQueue, TaskName
 from backend.services.predictions import version_tag
 from backend.services.projects import current_model
 from backend.services.routing import routing_table
+from ml.queue_order import import_order_key
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,8 @@ def open_window(
     The tasks are those with no live annotation (in ``tasks``, Label Studio's export, nor in the label state) and no
     prediction of ``tag`` yet.
 
-    Each gets the score ``index / len(tasks)`` of its id among all the tasks, so that the pushed predictions are
-    served in import order, before every task without one. Committed here.
+    Each gets the queue key ``ml.queue_order.import_order_key`` of its id among all the tasks, so that the pushed
+    predictions are served in import order, before every task without one. Committed here.
 
     Returns:
         The new rows, incomplete, with empty spans.
@@ -151,7 +152,7 @@ def open_window(
                 ls_task_id=task_id,
                 model_version=tag,
                 spans=[],
-                score=index / max(1, len(ordered)),
+                score=import_order_key(index, total=len(ordered)),
                 uncertainty=UNKNOWN_UNCERTAINTY,
                 complete=False,
             )
@@ -186,8 +187,8 @@ def defer_llm_part(db: Session, project: Project, *, tag: str, tasks: Sequence[t
                 ls_task_id=task_id,
                 model_version=tag,
                 spans=prediction["result"],
-                score=float(prediction["score"]),
-                uncertainty=1.0 - float(prediction["score"]),
+                score=float(prediction["score"]),  # its queue key: ml.queue_order.predicted_queue_key
+                uncertainty=1.0 - float(prediction["score"]),  # which is 1 - the least-confidence uncertainty
                 complete=False,
             )
             .on_conflict_do_nothing(index_elements=["project_id", "ls_task_id", "model_version"])

@@ -28,7 +28,8 @@ from backend.services.watermark import labels_count
 from ml.converters.label_studio import spans_to_results
 from ml.llm import prompt_version
 from ml.prediction import ScoredSpan
-from ml.routing import RouteEntry, merge_routed, task_score
+from ml.queue_order import predicted_queue_key
+from ml.routing import RouteEntry, merge_routed
 
 log = logging.getLogger(__name__)
 ModelOutput = tuple[str | None, list[list[ScoredSpan]]]
@@ -212,7 +213,7 @@ class Predictor:
             result = spans_to_results(
                 spans, from_name=names.from_name, to_name=names.to_name, label_values=names.labels
             )
-            out.append({"result": result, "score": task_score(spans), "model_version": tag})
+            out.append({"result": result, "score": predicted_queue_key(spans), "model_version": tag})
         return tag, out
 
     def predict(

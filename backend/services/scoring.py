@@ -24,8 +24,9 @@ from ml.converters.label_studio import results_to_spans, spans_to_results
 from ml.model_store import load_model
 from ml.prediction import NERModel
 from ml.promotion import in_dev_split, stable_unit
+from ml.queue_order import queue_keys
 from ml.routing import merge_routed
-from ml.sampling import queue_keys, score_pool
+from ml.sampling import score_pool
 from ml.sampling_signals import embed_texts, read_pool
 from ml.sampling_strategy import MEASURE_VERSIONS, choose_batch
 
@@ -106,9 +107,9 @@ def rescore(
 ) -> Rescored:
     """Rescore every unlabelled task with the serving version and push the predictions.
 
-    The pushed ``score`` is what Label Studio orders by (ascending), from ``ml.sampling.queue_keys``: the batch
-    chosen by the project's sampling strategy (``ml.sampling_strategy.choose_batch``: its uncertainty measure, type
-    weights, and with diversity modAL's ranked batch over doc vectors, away from the latest labelled docs; ties
+    The pushed ``score`` is the queue key Label Studio orders by (ascending), from ``ml.queue_order.queue_keys``: the
+    batch chosen by the project's sampling strategy (``ml.sampling_strategy.choose_batch``: its uncertainty measure,
+    type weights, and with diversity modAL's ranked batch over doc vectors, away from the latest labelled docs; ties
     broken by a seeded rng; recorded in ``rescoring`` with the strategy) first, then the rest of the pool by
     uncertainty, with every ``1 / held_out_share``-th place given to a held-out task in a fixed random order that
     no model score touches (issue #12: the held-out set stays a random sample).
@@ -184,9 +185,8 @@ def rescore(
     )
     tag, results = predictor.predict(db, project, tasks, model_output=(row.version, raw), use_llm=False)
     awaiting = predictor.llm is not None and any(r.route == "llm" for r in routing_table(db, project).values())
-    scores = [queue[i] for i in range(len(tasks))]
     for index, (task, result) in enumerate(zip(tasks, results, strict=True)):
-        values = {"score": scores[index], "uncertainty": uncertainty[index]}
+        values = {"score": queue[index], "uncertainty": uncertainty[index]}  # the queue key, and what it ranked
         db.execute(
             upsert(db, Prediction)
             .values(
@@ -277,7 +277,7 @@ def llm_pass(db: Session, project: Project, sink: PredictionSink, llm: LLMAnnota
             row.spans = spans_to_results(
                 merged, from_name=names.from_name, to_name=names.to_name, label_values=names.labels
             )
-            row.complete = True
+            row.complete = True  # row.score, its queue key, stays: completing it never moves it in the queue
             _push_complete(db, sink, row)
             pushed += 1
     if pushed and not serving:  # ordering counts only the project's version's predictions

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from ml.prediction import ScoredSpan
-from ml.routing import compute_routes, merge_routed, task_score
+from ml.routing import compute_routes, merge_routed
 
 LABELS = ["person", "location", "misc"]
 
@@ -42,8 +42,3 @@ def test_merge_keeps_each_source_for_its_types_and_resolves_overlaps_by_score() 
     llm = [_span(10, 15, "location", 0.5), _span(0, 5, "person", 0.5), _span(3, 8, "misc", 0.6)]
     merged = merge_routed(model, llm, table)
     assert merged == [_span(0, 5, "person", 0.9), _span(10, 15, "location", 0.5)]  # misc overlaps a better span
-
-
-def test_task_score_is_the_least_certain_entity() -> None:
-    assert task_score([_span(0, 1, "person", 0.9), _span(2, 3, "misc", 0.3)]) == 0.3
-    assert task_score([]) == 1.0

@@ -8,9 +8,9 @@ from numpy.typing import NDArray
 
 from ml.errors import EmptyPoolError, MLError, UnknownStrategyError
 from ml.prediction import ScoredSpan
+from ml.queue_order import queue_keys
 from ml.sampling import (
     DocUncertainty,
-    queue_keys,
     score_pool,
     select_batch,
     select_random,
