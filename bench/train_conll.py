@@ -125,7 +125,7 @@ def main() -> None:
         started = time.perf_counter()
         if args.reuse:  # an existing version: refit its calibration for the current prediction code, no training
             trained = _recalibrated(args.reuse, split["dev"])
-            train_s = float(trained.meta.get("training_seconds", 0.0))
+            train_s = trained.meta.training_seconds or 0.0
         else:
             trained = train(
                 split["train"],
