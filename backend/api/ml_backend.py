@@ -211,7 +211,7 @@ def _webhook(db: Session, body: Any, *, jobs: JobQueue, predictor: Predictor, se
         applies["queued"] = receipt.queued
     if receipt.coalesced:
         applies["coalesced"] = True
-    if receipt.queued and receipt.action == "START_TRAINING":
+    if receipt.job is not None:  # a START_TRAINING event's job
         applies["job"] = receipt.job
     return WebhookReply(
         action=receipt.action,

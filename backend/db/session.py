@@ -62,7 +62,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
+    """One unit of work: commits on success, rolls back on error, closes.
+
+    For a service's own steps (no transaction across a remote call) and for an entry point's (a Celery task, a CLI
+    command) around calls to flush-only helpers. Routes never use it: their session comes from
+    ``backend.api.deps.get_db`` and the service they call commits.
+    """
     session = factory()
     try:
         yield session
