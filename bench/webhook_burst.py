@@ -259,7 +259,15 @@ def main() -> None:
         help=f"CPU niceness of the training load (default {TRAIN_NICE}, as the train worker runs; 0: as before)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and the server log")
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NER_NAME=VALUE",
+        help="a setting for the server (repeatable), e.g. NER_WEBHOOK_CONCURRENCY=8",
+    )
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.server_setting)
     guide = load_guide(GUIDE)
     examples = [e for e in conll_examples(guide, data=args.data) if e[0].strip()]
     bodies = [
@@ -283,7 +291,7 @@ def main() -> None:
         load = os.getloadavg()
         with (
             fake_llm() as llm_url,
-            nerloop_server(server_env(url, llm_url, str(scratch)), log=scratch / "serve.log") as base,
+            nerloop_server(server_env(url, llm_url, str(scratch)) | extra, log=scratch / "serve.log") as base,
         ):
             burst = Burst(
                 base, bodies, clients=args.clients, timeout=args.timeout, deadline=time.monotonic() + args.deadline

@@ -25,7 +25,7 @@ from backend.services.annotations import Reconciled, reconcile
 from backend.services.label_state import convert_labels
 from backend.services.projects import current_model, demote_serving, guide_of, project_by_id, record_model_version
 from backend.services.run_liveness import heartbeat_interval, owned, remove_leftovers, run_heartbeat, worker_identity
-from backend.services.watermark import due_watermark, labels_count
+from backend.services.watermark import BUSY, due_watermark, labels_count
 from backend.settings import Settings
 from ml.converters import to_jsonl
 from ml.evaluation import evaluate
@@ -89,7 +89,7 @@ def retrain_if_due(db: Session, project: Project, *, retry_failed: bool = True) 
     busy = db.scalar(
         select(func.count())
         .select_from(TrainingRun)
-        .where(TrainingRun.project_id == project.id, TrainingRun.status.in_(("queued", "running")))
+        .where(TrainingRun.project_id == project.id, TrainingRun.status.in_(BUSY))
     )
     if busy:  # the next label event after that run ends starts the next one, on newer data
         return None

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from backend.db.models import AnnotationEvent, Project, TrainingRun
 
+BUSY = ("queued", "running")  # a run in these states holds the project's next retrain back
+
 
 def labels_count(db: Session, project: Project) -> int:
     """The project's label watermark.
@@ -85,12 +87,16 @@ def due_watermark(db: Session, project: Project) -> int | None:
 
 
 def retrain_due(project: Project, *, labels: ColumnElement[int]) -> ColumnElement[bool]:
-    """Whether a retrain is due at the watermark ``labels``, as one SQL expression a statement can carry.
+    """Whether a label event at the watermark ``labels`` needs a retrain check, as one SQL expression.
 
-    ``labels`` is an SQL expression: the new count of :func:`mark_label_change`. The webhook decides in the update that
-    marks its event whether a retrain check is needed (one job per threshold crossed, not one per event), without a
-    round trip of its own. The due watermark is ``labels`` rounded down to a multiple of the threshold; ``watermark >
+    ``labels`` is an SQL expression (the new count of :func:`mark_label_change`), so the webhook decides in the
+    update that marks its event (one job per threshold crossed, not one per event), without a round trip of its
+    own. Due when ``labels`` rounded down to a multiple of the threshold is above every run that did not fail, and
+    no run of the project is queued or running: a check then would start nothing
+    (``backend.services.training.retrain_if_due``), and the first label event after that run ends asks again (as
+    does the periodic sweep), so the events a burst sends during a training are done once stored. ``watermark >
     0`` follows from ``watermark > last`` with ``last`` never negative.
     """
     watermark = labels - labels % project.retrain_threshold
-    return watermark > func.coalesce(_last_run(project).scalar_subquery(), 0)
+    busy = select(TrainingRun.id).where(TrainingRun.project_id == project.id, TrainingRun.status.in_(BUSY)).exists()
+    return (watermark > func.coalesce(_last_run(project).scalar_subquery(), 0)) & ~busy

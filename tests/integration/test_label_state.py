@@ -551,3 +551,36 @@ def test_the_label_count_is_the_transactions_last_statement(backend: Backend, jo
         assert len(last) == 2
         assert last[1].startswith("UPDATE annotation_event")
     assert watermark(backend) == before + 1
+
+
+def test_label_events_during_a_run_need_no_retrain_check_and_the_first_after_it_does(backend: Backend) -> None:
+    """While a run is queued or running, label events need no retrain check; the first one after it ends does.
+
+    A check then would start nothing, so the webhook sends none (a burst during a training costs no broker call per
+    event).
+    """
+    from backend.services.annotations import ingest
+
+    def label(annotation_id: int) -> bool:
+        """Ingest one label event; return whether it needs a job (a retrain check)."""
+        with open_db(backend.settings.database_url) as db:
+            body = event(annotation_id, [region(*ANNA)], task_id=annotation_id)
+            ingested = ingest(db, body)
+        assert ingested.label_change
+        return not ingested.enqueued
+
+    with open_db(backend.settings.database_url) as db:
+        db.scalars(select(Project)).one().retrain_threshold = 2
+    assert [label(1), label(2)] == [False, True]  # the first threshold: due
+    with open_db(backend.settings.database_url) as db:
+        run = retrain_if_due(db, db.scalars(select(Project)).one())
+        assert run is not None
+        run_id = run.id
+    for first, status in ((3, "queued"), (5, "running")):
+        with open_db(backend.settings.database_url) as db:
+            db.get_one(TrainingRun, run_id).status = status
+        assert [label(first), label(first + 1)] == [False, False]  # past the next threshold, yet no job
+    with open_db(backend.settings.database_url) as db:
+        db.get_one(TrainingRun, run_id).status = "succeeded"
+    assert label(7)  # the run ended: the labels past its watermark make the next retrain due
+    assert watermark(backend) == 7
