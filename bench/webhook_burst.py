@@ -7,13 +7,15 @@ jobs just queue; database 12 is emptied before and after), then sends ``--events
 each holding one keep-alive connection as an HTTP client does. With ``--load-training`` a real spaCy training
 (``bench/train_conll.py``, CNN) runs in a subprocess for the whole burst, as when a retrain runs next to the
 backend, at the niceness a train worker runs at (``--training-nice``, ``workers.cli.TRAIN_NICE``; 0 to measure
-the training at the backend's priority). Reports events/s, p50/p95/p99/max latency, errors by kind (HTTP status,
-connection closed without a reply, timeout) with, for each closed connection, whether it had been reused, how long
-it had been idle and what its previous reply was, and whether every event was stored exactly once
-(``annotation_event`` rows).
+the training at the backend's priority); the training is recorded as the project's running run, as a train worker
+records the run it trains, so the webhooks know a retrain is under way (``--no-run-row``: not recorded, as before
+a worker picks up the check: every event past the threshold then asks for one). Reports events/s,
+p50/p95/p99/max latency, errors by kind (HTTP status, connection closed without a reply, timeout) with, for each
+closed connection, whether it had been reused, how long it had been idle and what its previous reply was, and
+whether every event was stored exactly once (``annotation_event`` rows).
 
-    .venv/bin/python bench/webhook_burst.py [--events 10000] [--clients 40] [--load-training [--training-nice 10]]
-                                            [--deadline 900]
+    .venv/bin/python bench/webhook_burst.py [--events 10000] [--clients 40] [--load-training [--training-nice 10]
+                                            [--no-run-row]] [--deadline 900] [--server-setting NER_NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,12 +34,14 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import redis
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling bench/project_size.py
 
@@ -57,6 +62,7 @@ from project_size import (
 )
 
 from annotation_guide import load_guide
+from backend.db.models import Project, TrainingRun
 from backend.db.session import make_engine, session_factory, session_scope
 from backend.services.projects import register_project
 from workers.cli import TRAIN_NICE
@@ -243,6 +249,33 @@ def report(outcomes: list[Outcome], elapsed: float, *, expected: int, store: dic
         print(f"  {count:>5} x {line}")
 
 
+def record_running(url: str, *, pid: int) -> None:
+    """Record the training load as the project's running run, as a train worker records the run it trains.
+
+    The webhook then knows a retrain is under way (``backend.services.watermark.retrain_due``), as in production
+    when a burst arrives during a training; its heartbeat is fresh and its pid alive, so the sweep leaves it.
+    """
+    engine = make_engine(url)
+    try:
+        with session_scope(session_factory(engine)) as db:
+            now = datetime.now(UTC)
+            db.add(
+                TrainingRun(
+                    project_id=db.scalars(select(Project)).one().id,
+                    annotation_watermark=0,
+                    trigger="threshold",
+                    status="running",
+                    stage="train",
+                    started_at=now,
+                    heartbeat_at=now,
+                    host=socket.gethostname(),
+                    pid=pid,
+                )
+            )
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     """Start the server (and the training load), send the burst, print the report and clean up."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -259,6 +292,12 @@ def main() -> None:
         help=f"CPU niceness of the training load (default {TRAIN_NICE}, as the train worker runs; 0: as before)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and the server log")
+    parser.add_argument(
+        "--no-run-row",
+        action="store_true",
+        help="with --load-training, record no running run for it (every event past the threshold then asks for a "
+        "retrain check, as when no worker has picked up the check yet)",
+    )
     parser.add_argument(
         "--server-setting",
         action="append",
@@ -288,6 +327,8 @@ def main() -> None:
         if args.load_training:
             print(f"starting the training load (niceness {args.training_nice}) ...", flush=True)
             training = start_training(scratch / "training.log", scratch / "models", args.data, nice=args.training_nice)
+            if not args.no_run_row:
+                record_running(url, pid=training.pid)
         load = os.getloadavg()
         with (
             fake_llm() as llm_url,

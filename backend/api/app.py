@@ -59,6 +59,7 @@ def create_app(
             )
             for project_id, path in rows:
                 registry.preload(project_id, path)
+        await asyncio.to_thread(app.state.predictor.prepare_tokenizers, app.state.sessions)
         # label indexes and demonstration indexes are built in the background: the app answers meanwhile
         warming = threading.Event()
         warm_up = threading.Thread(target=_warm_up, args=(app, warming), name="warm-up", daemon=True)

@@ -110,6 +110,16 @@ class Predictor:
         if self.llm is not None:
             self.llm.close()
 
+    def prepare_tokenizers(self, sessions: sessionmaker[Session]) -> None:
+        """Parse every project's guide and build its tokenizer (spaCy's import included: seconds, once per process).
+
+        The app calls it before it serves, so the first webhooks and ``/predict`` calls after a start do not wait
+        for it past Label Studio's budgets (1 s for a webhook); :meth:`warm_up` does the slow rest in the background.
+        """
+        with session_scope(sessions) as db:
+            for project in db.scalars(select(Project).order_by(Project.id)):
+                convert_labels(project, [])
+
     def warm_up(self, sessions: sessionmaker[Session], stop: threading.Event | None = None) -> None:
         """Prepare every project so that no request pays for it.
 
