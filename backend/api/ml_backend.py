@@ -204,7 +204,12 @@ async def webhook(
 def _webhook(db: Session, body: Any, *, jobs: JobQueue, predictor: Predictor, settings: Settings) -> WebhookReply:
     window = settings.llm_preannotate_max if _preannotates(predictor, settings) else None
     receipt = ingestion.receive_event(
-        db, body, jobs=jobs, max_text_chars=settings.max_text_chars, preannotate_window=window
+        db,
+        body,
+        jobs=jobs,
+        max_text_chars=settings.max_text_chars,
+        preannotate_window=window,
+        heartbeat_timeout_s=settings.run_heartbeat_timeout_s,
     )
     applies: dict[str, Any] = {}  # the optional keys appear only when they apply (unset fields are left out)
     if receipt.queued is not None:

@@ -170,7 +170,12 @@ def event_key(body: dict[str, Any]) -> str:
 
 
 def ingest(
-    db: Session, body: dict[str, Any], *, max_text_chars: int | None = None, job_only_when_due: bool = True
+    db: Session,
+    body: dict[str, Any],
+    *,
+    max_text_chars: int | None = None,
+    job_only_when_due: bool = True,
+    heartbeat_timeout_s: float | None = None,
 ) -> Ingested:
     """Store an annotation or training event once and apply it to the project's label state.
 
@@ -181,8 +186,11 @@ def ingest(
         db: The session (the caller commits).
         body: The raw webhook JSON.
         max_text_chars: The longest task text accepted (``NER_MAX_TEXT_CHARS``; None: its default).
-        job_only_when_due: A label change needs a job only when a retrain is due (two queries); False: every
-            label change needs one (a reconcile importing thousands of annotations skips the queries).
+        job_only_when_due: A label change needs a job only when a retrain is due (decided in the statement that
+            marks the event); False: every label change needs one (a reconcile importing thousands of annotations
+            checks once at its end).
+        heartbeat_timeout_s: ``NER_RUN_HEARTBEAT_TIMEOUT_S`` (None: its default): a running run silent for longer
+            holds no retrain back.
 
     Returns:
         The stored event's id, whether this delivery created it, and whether it changed the labels; other
@@ -224,7 +232,8 @@ def ingest(
     # update that marks the event; the watermark is counted last (it locks the project row until the commit).
     if changed:
         job_needed = not job_only_when_due or event.action == "START_TRAINING"
-        marked = mark_label_change(db, project, event_id=new_id, job_needed=job_needed)
+        timeout = heartbeat_timeout_s or Settings.model_fields["run_heartbeat_timeout_s"].default
+        marked = mark_label_change(db, project, event_id=new_id, job_needed=job_needed, heartbeat_timeout_s=timeout)
     else:
         marked = db.execute(
             update(AnnotationEvent)

@@ -46,7 +46,13 @@ class Receipt:
 
 
 def receive_event(
-    db: Session, body: Any, *, jobs: JobQueue, max_text_chars: int, preannotate_window: int | None
+    db: Session,
+    body: Any,
+    *,
+    jobs: JobQueue,
+    max_text_chars: int,
+    preannotate_window: int | None,
+    heartbeat_timeout_s: float | None = None,
 ) -> Receipt:
     """Store a webhook's event once and apply it to the label state (committed), then enqueue its job.
 
@@ -58,6 +64,8 @@ def receive_event(
         body: The webhook's JSON body.
         jobs: The job queue.
         max_text_chars: The longest task text accepted (``NER_MAX_TEXT_CHARS``).
+        heartbeat_timeout_s: ``NER_RUN_HEARTBEAT_TIMEOUT_S`` (None: its default): a running run silent for longer
+            holds no retrain back.
         preannotate_window: The pre-annotated window (``NER_LLM_PREANNOTATE_MAX``); None when the ``llm`` queue
             does not pre-annotate.
 
@@ -71,7 +79,7 @@ def receive_event(
     """
     if not isinstance(body, dict):
         raise InvalidInputError("webhook body must be a JSON object")
-    ingested = events.ingest(db, body, max_text_chars=max_text_chars)
+    ingested = events.ingest(db, body, max_text_chars=max_text_chars, heartbeat_timeout_s=heartbeat_timeout_s)
     db.commit()
     receipt = Receipt(
         action=ingested.action,

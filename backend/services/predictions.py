@@ -118,7 +118,10 @@ class Predictor:
         """
         with session_scope(sessions) as db:
             for project in db.scalars(select(Project).order_by(Project.id)):
-                convert_labels(project, [])
+                try:
+                    convert_labels(project, [])
+                except Exception:  # that project's requests report it; the others are served
+                    log.exception("project %s: its guide or tokenizer cannot be prepared", project.id)
 
     def warm_up(self, sessions: sessionmaker[Session], stop: threading.Event | None = None) -> None:
         """Prepare every project so that no request pays for it.

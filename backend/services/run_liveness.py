@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from sqlalchemy import ColumnElement, Executable, select, update
+from sqlalchemy import ColumnElement, Executable, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db.models import ModelVersion, Project, TrainingRun, utcnow
@@ -93,6 +93,15 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def silent_since(cutoff: datetime) -> ColumnElement[bool]:
+    """Whether a run's process has not beaten since ``cutoff``, as an SQL condition.
+
+    Its last heartbeat, else its start, else its creation, is older than ``cutoff``: never NULL, so it negates
+    safely.
+    """
+    return func.coalesce(TrainingRun.heartbeat_at, TrainingRun.started_at, TrainingRun.created_at) < cutoff
+
+
 def expire_stale_runs(db: Session, *, timeout_s: float, project: Project | None = None) -> list[int]:
     """Fail the running runs whose process stopped beating, and remove what they left on disk.
 
@@ -108,11 +117,7 @@ def expire_stale_runs(db: Session, *, timeout_s: float, project: Project | None 
     """
     now = utcnow()
     cutoff = now - timedelta(seconds=timeout_s)
-    query = select(TrainingRun).where(
-        TrainingRun.status == "running",
-        ((TrainingRun.heartbeat_at.is_(None)) & (TrainingRun.started_at < cutoff))
-        | (TrainingRun.heartbeat_at < cutoff),
-    )
+    query = select(TrainingRun).where(TrainingRun.status == "running", silent_since(cutoff))
     if project is not None:
         query = query.where(TrainingRun.project_id == project.id)
     expired: list[int] = []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from backend.db.models import AnnotationEvent, Project, TrainingRun
+from backend.db.models import AnnotationEvent, Project, TrainingRun, utcnow
+from backend.services.run_liveness import silent_since
 
 BUSY = ("queued", "running")  # a run in these states holds the project's next retrain back
 
@@ -17,13 +19,15 @@ def labels_count(db: Session, project: Project) -> int:
 
     How many events changed its labels (a live annotation created, changed or deleted; skips are not labels, see
     ``backend.services.label_state``). It only grows, so each value names one state of the labels. Read from the
-    database (``project.label_watermark``, kept by :func:`count_label_change`), never from the session's copy of the
+    database (``project.label_watermark``, kept by :func:`mark_label_change`), never from the session's copy of the
     row.
     """
     return int(db.scalar(select(Project.label_watermark).where(Project.id == project.id)) or 0)
 
 
-def mark_label_change(db: Session, project: Project, *, event_id: int, job_needed: bool) -> bool:
+def mark_label_change(
+    db: Session, project: Project, *, event_id: int, job_needed: bool, heartbeat_timeout_s: float
+) -> bool:
     """Count one label-change event and mark its stored event, in the event's transaction.
 
     Return whether the event is done (it needs no job).
@@ -40,6 +44,8 @@ def mark_label_change(db: Session, project: Project, *, event_id: int, job_neede
         job_needed: True: the event needs a job whatever the watermark (a training request, or a reconcile
             importing thousands of annotations, which skips the check); False: it needs one only when the new
             watermark makes a retrain due (:func:`retrain_due`), decided inside the same statement.
+        heartbeat_timeout_s: Seconds without a heartbeat after which a running run counts as dead
+            (``NER_RUN_HEARTBEAT_TIMEOUT_S``): a dead run holds no retrain back.
 
     Returns:
         The event's ``enqueued`` flag as stored: True when it needs no job.
@@ -57,7 +63,8 @@ def mark_label_change(db: Session, project: Project, *, event_id: int, job_neede
         labels: ColumnElement[int] = select(counted.c.label_watermark).scalar_subquery()
     else:
         labels = literal(db.execute(count.execution_options(synchronize_session=False)).scalar_one())
-    done: ColumnElement[bool] = literal(False) if job_needed else ~retrain_due(project, labels=labels)
+    due = retrain_due(project, labels=labels, heartbeat_timeout_s=heartbeat_timeout_s)
+    done: ColumnElement[bool] = literal(False) if job_needed else ~due
     return bool(
         db.execute(
             mark.values(label_change=True, enqueued=done)
@@ -86,17 +93,22 @@ def due_watermark(db: Session, project: Project) -> int | None:
     return watermark if watermark > 0 and watermark > (last or 0) else None
 
 
-def retrain_due(project: Project, *, labels: ColumnElement[int]) -> ColumnElement[bool]:
+def retrain_due(project: Project, *, labels: ColumnElement[int], heartbeat_timeout_s: float) -> ColumnElement[bool]:
     """Whether a label event at the watermark ``labels`` needs a retrain check, as one SQL expression.
 
     ``labels`` is an SQL expression (the new count of :func:`mark_label_change`), so the webhook decides in the
     update that marks its event (one job per threshold crossed, not one per event), without a round trip of its
     own. Due when ``labels`` rounded down to a multiple of the threshold is above every run that did not fail, and
-    no run of the project is queued or running: a check then would start nothing
+    no run of the project is queued, or running with a heartbeat younger than ``heartbeat_timeout_s``: a check then
+    would start nothing
     (``backend.services.training.retrain_if_due``), and the first label event after that run ends asks again (as
     does the periodic sweep), so the events a burst sends during a training are done once stored. ``watermark >
     0`` follows from ``watermark > last`` with ``last`` never negative.
     """
     watermark = labels - labels % project.retrain_threshold
-    busy = select(TrainingRun.id).where(TrainingRun.project_id == project.id, TrainingRun.status.in_(BUSY)).exists()
+    # a running run that stopped beating holds nothing back: the check expires it
+    # (backend.services.run_liveness.expire_stale_runs) and starts the next run
+    cutoff = utcnow() - timedelta(seconds=heartbeat_timeout_s)
+    live = (TrainingRun.status == "queued") | ((TrainingRun.status == "running") & ~silent_since(cutoff))
+    busy = select(TrainingRun.id).where(TrainingRun.project_id == project.id, live).exists()
     return (watermark > func.coalesce(_last_run(project).scalar_subquery(), 0)) & ~busy

@@ -8,6 +8,7 @@ Label Studio are in tests/e2e/test_label_state_e2e.py.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import redis
 from sqlalchemy import func, select
 
 from annotation_guide import Guide
-from backend.db.models import Annotation, AnnotationEvent, Project, TrainingRun
+from backend.db.models import Annotation, AnnotationEvent, Project, TrainingRun, utcnow
 from backend.services.label_state import (
     StoredLabelsSource,
     annotated_tasks,
@@ -554,7 +555,7 @@ def test_the_label_count_is_the_transactions_last_statement(backend: Backend, jo
 
 
 def test_label_events_during_a_run_need_no_retrain_check_and_the_first_after_it_does(backend: Backend) -> None:
-    """While a run is queued or running, label events need no retrain check; the first one after it ends does.
+    """While a run is queued or running, label events need no retrain check; the first after it ends or dies does.
 
     A check then would start nothing, so the webhook sends none (a burst during a training costs no broker call per
     event).
@@ -580,7 +581,11 @@ def test_label_events_during_a_run_need_no_retrain_check_and_the_first_after_it_
         with open_db(backend.settings.database_url) as db:
             db.get_one(TrainingRun, run_id).status = status
         assert [label(first), label(first + 1)] == [False, False]  # past the next threshold, yet no job
+    with open_db(backend.settings.database_url) as db:  # its process died: silent past the heartbeat timeout
+        dead = db.get_one(TrainingRun, run_id)
+        dead.started_at = dead.heartbeat_at = utcnow() - timedelta(hours=1)
+    assert label(7)  # the check expires the dead run and starts the next (backend.services.run_liveness)
     with open_db(backend.settings.database_url) as db:
         db.get_one(TrainingRun, run_id).status = "succeeded"
-    assert label(7)  # the run ended: the labels past its watermark make the next retrain due
-    assert watermark(backend) == 7
+    assert label(8)  # the run ended: the labels past its watermark make the next retrain due
+    assert watermark(backend) == 8

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from annotation_guide import Guide
 from backend.adapters.jobs import CeleryJobQueue
 from backend.api.app import create_app
-from backend.db.models import AnnotationEvent, LLMCall, Project
+from backend.db.models import AnnotationEvent, LLMCall, Project, TrainingRun
 from backend.ports import TaskName
 from backend.services.training import retrain_if_due
 from ml.training import TrainedModel
@@ -120,8 +120,8 @@ def _threshold(backend: Backend, n: int) -> None:
 def test_webhook_enqueues_one_retrain_check_per_threshold_crossed(backend: Backend) -> None:
     """A label event sends a job only when a retrain can start: 10,000 events make a handful of jobs.
 
-    A retrain can start when the labels crossed a multiple of the threshold above the last run, so 10,000 events do not
-    make 10,000 jobs.
+    A retrain can start when the labels crossed a multiple of the threshold above the last run and no run is queued
+    or running, so 10,000 events do not make 10,000 jobs.
     """
     _threshold(backend, 5)
     score = redis.Redis.from_url(backend.settings.redis_url)
@@ -146,9 +146,11 @@ def test_webhook_enqueues_one_retrain_check_per_threshold_crossed(backend: Backe
         run = retrain_if_due(db, db.scalars(select(Project)).one())  # what the worker's check does
         assert run is not None
         assert run.annotation_watermark == 5
-    assert all("queued" not in label(i) for i in range(7, 10))
+    assert all("queued" not in label(i) for i in range(7, 11))  # 10 crosses the next threshold while 5's run waits
     assert score.llen("score") == 1
-    assert label(10)["queued"] is True
+    with open_db(backend.settings.database_url) as db:
+        db.get_one(TrainingRun, run.id).status = "succeeded"
+    assert label(11)["queued"] is True  # the first label after the run ends asks for the next one
     assert score.llen("score") == 2
     with open_db(backend.settings.database_url) as db:
         assert not db.scalars(select(AnnotationEvent).where(AnnotationEvent.enqueued.is_(False))).all()

@@ -40,8 +40,12 @@ def test_an_invalid_threshold_names_the_variable_it_came_from(monkeypatch: pytes
         get_settings.cache_clear()
 
 
-def test_the_default_threshold_is_the_settings_default() -> None:
-    assert Settings.model_fields["retrain_every_n_label_changes"].default == DEFAULT_RETRAIN_THRESHOLD
+def test_the_readme_states_the_settings_default_threshold() -> None:
+    """The one default (``settings.py``) is the one the README's settings table documents."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `NER_RETRAIN_EVERY_N_LABEL_CHANGES` |")]
+    assert len(rows) == 1
+    assert rows[0].split("|")[2].strip() == str(Settings.model_fields["retrain_every_n_label_changes"].default)
 
 
 def test_registering_again_keeps_the_projects_threshold_unless_given_one(tmp_path: Path, conll_guide: Guide) -> None:
