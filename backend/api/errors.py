@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +24,7 @@ from backend.errors import (
     ServiceError,
     UpstreamError,
 )
-from ml.errors import MLError
+from ml.errors import DataError, MLError, ModelError
 
 log = logging.getLogger("nerloop.api")
 
@@ -37,12 +38,23 @@ STATUS_OF: dict[type[ServiceError], int] = {
 """HTTP status per kind of service error (a subclass gets its nearest listed base's); any other: 500."""
 
 
-def status_of(exc: ServiceError) -> int:
-    """The HTTP status of a service error (``STATUS_OF``; 500 for a kind it does not list)."""
+ML_STATUS_OF: dict[type[MLError], int] = {
+    ModelError: 500,  # a stored model or its recorded metrics are broken: the server's fault, not the request's
+    DataError: 422,
+}
+"""HTTP status per kind of ``ml`` error reaching a route (nearest listed base; any other: 422, the input's fault)."""
+
+
+def status_of(exc: ServiceError | MLError) -> int:
+    """The HTTP status of a service or ``ml`` error (``STATUS_OF``, ``ML_STATUS_OF``).
+
+    A service error of a kind neither lists answers 500; an ``ml`` error, 422 (its message names the bad input).
+    """
+    table: dict[type[Any], int] = STATUS_OF if isinstance(exc, ServiceError) else ML_STATUS_OF
     for kind in type(exc).__mro__:
-        if kind in STATUS_OF:
-            return STATUS_OF[kind]
-    return 500
+        if kind in table:
+            return table[kind]
+    return 500 if isinstance(exc, ServiceError) else 422
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -61,7 +73,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(MLError)
     async def ml_error(request: Request, exc: MLError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

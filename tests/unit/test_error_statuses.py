@@ -8,6 +8,7 @@ import pytest
 
 from backend import errors
 from backend.api.errors import STATUS_OF, status_of
+from ml.errors import DataError, MLError, ModelError, TrainingError
 
 KINDS = [
     kind
@@ -26,9 +27,12 @@ KINDS = [
         (errors.UpstreamRefusedError("refused", upstream_status=404), 502),  # Label Studio's 404 is not ours
         (errors.ModelUnavailableError("no model"), 503),
         (errors.ServiceError("other"), 500),
+        (ModelError("model 3: corrupt metrics"), 500),  # stored on the server: not the request's fault
+        (DataError("line 3: bad tag"), 422),
+        (TrainingError("no entity in the training data"), 422),
     ],
 )
-def test_each_error_kind_has_its_status(error: errors.ServiceError, status: int) -> None:
+def test_each_error_kind_has_its_status(error: errors.ServiceError | MLError, status: int) -> None:
     assert status_of(error) == status
 
 
