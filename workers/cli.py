@@ -130,17 +130,15 @@ def retrain(
     """Start a training run now (a no-op if one exists for the current label watermark)."""
     from backend.adapters.jobs import CeleryJobQueue
     from backend.db.session import make_engine, session_factory, session_scope
-    from backend.ports import TaskName
-    from backend.services import training
+    from backend.services import operations
     from backend.services.projects import project_by_id
 
     settings = get_settings()
     sessions = session_factory(make_engine(settings.database_url))
     with ml_cli.errors(ServiceError), session_scope(sessions) as db:
-        run, created = training.manual_run(db, project_by_id(db, project), trigger="cli")
+        jobs = CeleryJobQueue(settings.redis_url)
+        run, created = operations.retrain_now(db, project_by_id(db, project), jobs=jobs, trigger="cli")
         run_id = run.id
-    if created:
-        CeleryJobQueue(settings.redis_url).enqueue(TaskName.TRAIN_RUN, run_id)
     typer.echo(f"run {run_id} {'queued' if created else 'already exists for this watermark'}")
     if wait:
         _follow(sessions, run_id)
@@ -243,15 +241,14 @@ def model_rollback(
     """Serve an earlier model version again; the backend swaps to it on its next request."""
     from backend.adapters.jobs import CeleryJobQueue
     from backend.db.session import make_engine, session_factory, session_scope
-    from backend.ports import TaskName
-    from backend.services import training
+    from backend.services import operations
     from backend.services.projects import project_by_id
 
     settings = get_settings()
     with ml_cli.errors(ServiceError), session_scope(session_factory(make_engine(settings.database_url))) as db:
-        training.rollback(db, project_by_id(db, project), version=version)
-    if settings.label_studio.api_key is not None:
-        CeleryJobQueue(settings.redis_url).enqueue(TaskName.SCORE_POOL, project)
+        jobs = CeleryJobQueue(settings.redis_url)
+        rescore = settings.label_studio.api_key is not None  # the rescoring pushes to Label Studio
+        operations.roll_back(db, project_by_id(db, project), version=version, jobs=jobs, rescore=rescore)
     typer.echo(f"project {project} now serves {version}")
 
 
