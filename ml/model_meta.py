@@ -168,10 +168,6 @@ class ModelMetrics(_Record):
         """
         return _validated(cls, data, source=source, what="metrics")
 
-    def f1_of(self, label: str) -> float | None:
-        """The exact F1 of one type; None when it was not measured (absent, or no gold span: the no-support rule)."""
-        return self.measured_f1().get(label)
-
     def measured_f1(self) -> dict[str, float]:
         """Exact F1 per measured type: a type without gold spans on the evaluation documents has no F1 (not 0)."""
         return {label: score.f1 for label, score in self.per_type.items() if score.support > 0}

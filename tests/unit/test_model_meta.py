@@ -149,9 +149,9 @@ def test_a_type_without_support_has_no_f1_not_zero() -> None:
         _metrics(person=_type("person", 0.9, 12), location=_type("location", 0.0, 0)), source="test"
     )
     assert metrics.measured_f1() == {"person": 0.9}
-    assert metrics.f1_of("location") is None
-    assert metrics.f1_of("misc") is None
-    assert metrics.f1_of("person") == 0.9
+    assert metrics.measured_f1().get("location") is None
+    assert metrics.measured_f1().get("misc") is None
+    assert metrics.measured_f1().get("person") == 0.9
     # every reader gets the same answer: routing shows "not measured" (None), sampling adds no weight
     routes = compute_routes(["person", "location"], per_type_f1=metrics.measured_f1(), target_f1=0.85)
     assert routes["location"].f1 is None
@@ -191,4 +191,4 @@ def test_measurable_f1_needs_support_and_the_minimum() -> None:
     assert metrics.measurable_f1("person") == 0.9
     assert metrics.measurable_f1("location") is None
     assert metrics.measurable_f1("misc") is None
-    assert metrics.f1_of("misc") == 1.0  # measured (routing reads it), only not yet measurable
+    assert metrics.measured_f1().get("misc") == 1.0  # measured (routing reads it), only not yet measurable
