@@ -28,7 +28,7 @@ from backend.api.schemas import (
 )
 from backend.db.models import ModelVersion, Project
 from backend.errors import InvalidInputError
-from backend.ports import JobQueue, TaskName
+from backend.ports import JobQueue
 from backend.services import ingestion, preannotation
 from backend.services.predictions import ModelPart, Plan, Predictor, TaskInput, version_tag
 from backend.services.projects import guide_of, project_by_id, project_by_ls_id
@@ -143,8 +143,7 @@ def _defer_llm_part(db: Session, plan: Plan, results: list[dict[str, Any]], jobs
             for task, result in zip(plan.tasks, results, strict=True)
             if task.task_id is not None and task.text
         ]
-        preannotation.defer_llm_part(db, project, tag=tag, tasks=tasks)
-        jobs.enqueue_once(TaskName.LLM_PREANNOTATE, project.id)
+        preannotation.defer_llm_part(db, project, tag=tag, tasks=tasks, jobs=jobs)
         return True
     except Exception as exc:  # the broker or the database is away: answered without the LLM part, as before
         log.warning("predict: the LLM part of %s tasks cannot be queued: %s", len(plan.tasks), exc)

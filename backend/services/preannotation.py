@@ -169,14 +169,26 @@ def open_window(
     )
 
 
-def defer_llm_part(db: Session, project: Project, *, tag: str, tasks: Sequence[tuple[int, dict[str, Any]]]) -> int:
-    """Record the tasks ``/predict`` answered without the LLM part, for the ``llm`` queue.
+def defer_llm_part(
+    db: Session,
+    project: Project,
+    *,
+    tag: str,
+    tasks: Sequence[tuple[int, dict[str, Any]]],
+    jobs: JobQueue | None = None,
+) -> int:
+    """Record the tasks ``/predict`` answered without the LLM part, then ask the ``llm`` queue for them.
 
     One incomplete row per task with the model's types (``tasks``: Label Studio task id and the answered prediction,
-    ``result`` and ``score``). A task that already has a row of ``tag`` keeps it. Committed here.
+    ``result`` and ``score``). A task that already has a row of ``tag`` keeps it. Committed here, before the LLM
+    pass is enqueued (coalesced per project) on ``jobs`` (None: not enqueued).
 
     Returns:
         How many rows were added.
+
+    Raises:
+        Exception: the broker's error when ``jobs`` cannot be reached (the rows are stored: the next ``/setup`` or
+            label event asks again).
     """
     added = 0
     for task_id, prediction in tasks:
@@ -195,7 +207,9 @@ def defer_llm_part(db: Session, project: Project, *, tag: str, tasks: Sequence[t
             .returning(Prediction.id)
         )
         added += inserted.first() is not None
-    db.commit()
+    db.commit()  # no transaction open across the broker call
+    if jobs is not None:
+        jobs.enqueue_once(TaskName.LLM_PREANNOTATE, project.id)
     return added
 
 
