@@ -191,6 +191,8 @@ class TrainingRun(Base):
     __table_args__ = (UniqueConstraint("project_id", "annotation_watermark", name="uq_training_run_watermark"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    # the label watermark the run trains on (a count of label-change events, ``project.label_watermark``); the
+    # column keeps its older name, a rename needing a migration of every deployed database
     annotation_watermark: Mapped[int]
     trigger: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="queued")
