@@ -4,31 +4,87 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
+    AnyUrl,
     BaseModel,
     ConfigDict,
     Field,
     PositiveInt,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ml.review_settings import ReviewSettings
+
+_ANY_URL: TypeAdapter[AnyUrl] = TypeAdapter(AnyUrl)
+
+
+def _url_of(schemes: tuple[str, ...], expected: str) -> Callable[[str], str]:
+    """A validator for ``AfterValidator``: the string unchanged when it parses as a URL with one of ``schemes``.
+
+    The check parses with pydantic's ``AnyUrl`` and raises ``ValueError`` for a string that is not a URL or has
+    another scheme; its message says what is ``expected`` and never repeats the value (a URL may hold a password).
+    pydantic adds the field, which ``get_settings`` names as its ``NER_`` variable.
+    """
+
+    def check(value: str) -> str:
+        try:
+            scheme = _ANY_URL.validate_python(value).scheme
+        except ValidationError as exc:
+            raise ValueError(f"not a URL ({exc.errors()[0]['msg']}); expected {expected}") from None
+        if scheme not in schemes:
+            raise ValueError(f"a {scheme}:// URL; expected {expected}")
+        return value
+
+    return check
+
+
+def _database_url(value: str) -> str:
+    """``value`` unchanged when SQLAlchemy parses it as a SQLite or PostgreSQL URL (any driver).
+
+    Raises:
+        ValueError: it does not parse, or names another database (the message never repeats it: it may hold a password).
+    """
+    expected = "sqlite:///<file> or postgresql[+driver]://<user>@<host>/<database>"
+    try:
+        backend = make_url(value).get_backend_name()
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
+        raise ValueError(f"not a database URL; expected {expected}") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"a {backend} URL; expected {expected}")
+    return value
+
+
+# URL settings stay ``str`` (callers get exactly what was set: no added trailing slash) but are checked at load
+HttpUrlStr = Annotated[str, AfterValidator(_url_of(("http", "https"), "an http:// or https:// URL"))]
+RedisUrlStr = Annotated[
+    str,
+    AfterValidator(
+        _url_of(
+            ("redis", "rediss", "redis+socket", "unix"), "redis://<host>:<port>/<db>, rediss://... or unix://<socket>"
+        )
+    ),
+]
+DatabaseUrlStr = Annotated[str, AfterValidator(_database_url)]
 
 
 class LabelStudioSettings(BaseModel):
     """Where Label Studio is and how to authenticate (a legacy token or a personal access token)."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = "http://127.0.0.1:8080"
+    url: HttpUrlStr = "http://127.0.0.1:8080"
     api_key: SecretStr | None = None
 
 
@@ -36,7 +92,7 @@ class LLMSettings(BaseModel):
     """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp's server)."""
 
     model_config = ConfigDict(extra="forbid")
-    base_url: str = "http://127.0.0.1:8081/v1"
+    base_url: HttpUrlStr = "http://127.0.0.1:8081/v1"
     model: str = "local"
     api_key: SecretStr = SecretStr("not-needed")
     timeout_s: float = Field(default=60.0, gt=0)
@@ -78,7 +134,7 @@ class Settings(BaseSettings):
         env_prefix="NER_", env_nested_delimiter="__", extra="ignore", validate_by_name=True
     )
 
-    database_url: str = "sqlite:///nerloop.db"
+    database_url: DatabaseUrlStr = "sqlite:///nerloop.db"
     db_pool_size: PositiveInt = Field(default=5, description="database connections kept open per process")
     db_max_overflow: int = Field(
         default=35,
@@ -92,9 +148,11 @@ class Settings(BaseSettings):
         description="webhooks applied at once; the others wait their turn without a thread: 40 threads contending "
         "for the interpreter and the project's row lock made a burst's p99 3x longer (bench/RESULTS.md)",
     )
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: RedisUrlStr = "redis://127.0.0.1:6379/0"
     model_root: Path = Path("models")
-    backend_url: str = Field(default="http://127.0.0.1:9090", description="the URL Label Studio reaches the backend at")
+    backend_url: HttpUrlStr = Field(
+        default="http://127.0.0.1:9090", description="the URL Label Studio reaches the backend at"
+    )
     auth_username: str | None = None
     auth_password: SecretStr | None = None
     auth_token: SecretStr | None = None
@@ -125,6 +183,12 @@ class Settings(BaseSettings):
         description="a retrain starts from the serving version's weights when it is compatible, for a step budget "
         "set by the new labels (ml.training.warm_start); false: every retrain starts cold",
     )
+    retrain_eval_frequency: PositiveInt = Field(
+        default=100,
+        description="optimizer steps between two dev evaluations of an automatic retrain (each may keep a new best "
+        "checkpoint; patience counts from it); at most a fifth of the run's step budget "
+        "(ml.training.settings.eval_interval)",
+    )
     retrain_cold_every: int = Field(
         default=10, ge=0, description="drift guard: every Nth retrain in a row starts cold (0: never forced)"
     )
@@ -138,6 +202,12 @@ class Settings(BaseSettings):
         default=0.2, gt=0.0, le=1.0, description="share of queue places given to held-out tasks, in random order"
     )
     batch_size: PositiveInt = Field(default=20, description="tasks put first for labelling after each rescoring")
+    sampling_seed: int = Field(
+        default=0,
+        ge=0,
+        description="seed of the random generator that breaks ties when a rescoring chooses its batch (the same pool "
+        "and model give the same batch)",
+    )
     llm_preannotate_max: int = Field(
         default=100,
         ge=0,

@@ -208,6 +208,7 @@ def score_pool(self: Task, project_id: int) -> int:
             batch_size=settings.batch_size,
             dev_fraction=settings.dev_fraction,
             held_out_share=settings.held_out_share,
+            sampling_seed=settings.sampling_seed,
         )
     log.info("project %s: %s predictions of %s, %s await the LLM", project_id, done.tasks, done.tag, done.awaiting_llm)
     if done.awaiting_llm and settings.llm_preannotate_max:

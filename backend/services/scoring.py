@@ -104,15 +104,16 @@ def rescore(
     batch_size: int,
     dev_fraction: float,
     held_out_share: float = 0.2,
+    sampling_seed: int = 0,
 ) -> Rescored:
     """Rescore every unlabelled task with the serving version and push the predictions.
 
     The pushed ``score`` is the queue key Label Studio orders by (ascending), from ``ml.queue_order.queue_keys``: the
     batch chosen by the project's sampling strategy (``ml.sampling_strategy.choose_batch``: its uncertainty measure,
     type weights, and with diversity modAL's ranked batch over doc vectors, away from the latest labelled docs; ties
-    broken by a seeded rng; recorded in ``rescoring`` with the strategy) first, then the rest of the pool by
-    uncertainty, with every ``1 / held_out_share``-th place given to a held-out task in a fixed random order that
-    no model score touches (issue #12: the held-out set stays a random sample).
+    broken by an rng seeded with ``sampling_seed``; recorded in ``rescoring`` with the strategy) first, then the rest
+    of the pool by uncertainty, with every ``1 / held_out_share``-th place given to a held-out task in a fixed random
+    order that no model score touches (issue #12: the held-out set stays a random sample).
 
     The model runs once over the pool. Types routed to the LLM are left out here and added by ``llm_pass``
     (the ``llm`` queue), most useful tasks first, so that scoring never waits on the LLM. Each task keeps
@@ -157,7 +158,7 @@ def rescore(
             strategy,
             signals.uncertainty[: len(pool)],
             n=batch_size,
-            rng=np.random.default_rng(0),
+            rng=np.random.default_rng(sampling_seed),
             per_type_f1=per_type,
             target=guide.targets.f1,
             vectors=None if vectors is None else {i: vectors[i] for i in range(len(pool))},

@@ -259,7 +259,7 @@ class Trainer:
             min_steps=min(self.settings.retrain_min_steps, self.settings.retrain_max_steps),
             learn_rate=self.settings.retrain_learn_rate,
             batch_size=self.settings.retrain_batch_size,
-            eval_frequency=100,
+            eval_frequency=self.settings.retrain_eval_frequency,
             warm_start=self.settings.retrain_warm_start,
             cold_every=self.settings.retrain_cold_every,
         )

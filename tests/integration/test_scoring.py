@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from spacy.language import Language
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from backend.adapters.llm import OpenAIChatClient
 from backend.adapters.models import ModelRegistry
 from backend.db.models import LLMCall, Prediction
 from backend.db.session import session_scope
+from backend.services import scoring
 from backend.services.llm_annotation import LLMAnnotator
 from backend.services.predictions import Predictor
 from backend.services.projects import register_project
@@ -29,6 +31,7 @@ from backend.services.scoring import llm_pass, rescore
 from backend.settings import LLMSettings
 from ml.converters import load_docs
 from ml.promotion import in_dev_split
+from ml.sampling_strategy import choose_batch
 from ml.training import TrainedModel
 from tests.conftest import open_db, promote, sessions_for
 from tests.integration.scripted_llm import Script, scripted_llm
@@ -147,3 +150,33 @@ def test_rescore_once_per_version_then_llm_pass_on_the_next_tasks(
         assert pushed == {pid: stored[pid] for pid in pushed}
         requeued = [store.predictions[pid]["task"] for pid in sorted(pushed, key=lambda pid: pushed[pid])]
         assert [task for task in requeued if task in held] == held_order  # the held-out order did not move
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the seed's path is the same on both
+def test_rescore_breaks_the_batch_ties_with_the_given_seed(
+    database_url: str,
+    small_model: TrainedModel,
+    conll_guide: Guide,
+    shared_data: Path,
+    blank_nlp: Language,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs = load_docs(shared_data / "conll2003" / "test.txt", blank_nlp, labels=conll_guide.labels).docs
+    texts = {100 + i: text for i, text in enumerate(dict.fromkeys(d.text for d in docs if len(d.ents) >= 2))}
+    store = RecordingLabelStudio(dict(list(texts.items())[:12]))
+    states: list[dict[str, Any]] = []
+
+    def spy(*args: Any, rng: np.random.Generator, **kwargs: Any) -> Any:
+        states.append(rng.bit_generator.state)  # before the batch draws from it
+        return choose_batch(*args, rng=rng, **kwargs)
+
+    monkeypatch.setattr(scoring, "choose_batch", spy)
+    with sessions_for(database_url) as sessions, session_scope(sessions) as db:
+        project = register_project(db, ls_project_id=11, guide=conll_guide)
+        promote(db, project, small_model)
+        for label in conll_guide.labels:
+            set_override(db, project, label=label, route="model")
+        predictor = Predictor(ModelRegistry(), None, max_text_chars=5000)
+        rescore(db, project, store, predictor, batch_size=3, dev_fraction=0.2)
+        rescore(db, project, store, predictor, batch_size=3, dev_fraction=0.2, sampling_seed=1234)
+    assert states == [np.random.default_rng(seed).bit_generator.state for seed in (0, 1234)]

@@ -36,7 +36,12 @@ def test_a_retrain_warm_starts_from_the_serving_version_unless_told_not_to(
     mode: str,
 ) -> None:
     settings = Settings(
-        database_url=database_url, model_root=tmp_path, retrain_max_steps=40, dev_fraction=0.3, retrain_warm_start=warm
+        database_url=database_url,
+        model_root=tmp_path,
+        retrain_max_steps=40,
+        dev_fraction=0.3,
+        retrain_warm_start=warm,
+        retrain_eval_frequency=50,  # evaluations as with the default (a fifth of the 40 steps): only the meta shows it
     )
     with open_db(database_url) as db:
         project = register_project(db, ls_project_id=31, guide=conll_guide)
@@ -56,6 +61,7 @@ def test_a_retrain_warm_starts_from_the_serving_version_unless_told_not_to(
         path = db.scalars(select(ModelVersion.path).where(ModelVersion.version == outcome.model_version)).one()
     init = run.details["initialisation"]
     assert init == read_meta(path).initialisation.to_dict()
+    assert read_meta(path).settings["eval_frequency"] == 50  # NER_RETRAIN_EVAL_FREQUENCY reached the training
     assert init["mode"] == mode
     assert init["max_steps"] == 40
     assert serving == (outcome.model_version if outcome.status == "succeeded" else small_model.version)
