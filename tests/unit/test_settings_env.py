@@ -51,14 +51,28 @@ def test_get_settings_refuses_unknown_and_invalid_variables(monkeypatch: pytest.
     get_settings.cache_clear()
 
 
-def test_the_cli_prints_one_line_and_exits_2(tmp_path: Path) -> None:
-    env = {**os.environ, "NER_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}", "NER_RETRAIN_MAX_STEP": "5"}
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [
+        (
+            "NER_RETRAIN_MAX_STEP",
+            "5",
+            "error: unknown nerloop setting(s): NER_RETRAIN_MAX_STEP (did you mean NER_RETRAIN_MAX_STEPS?). "
+            "See the README's settings table, or unset them.",
+        ),
+        (
+            "NER_REDIS_URL",
+            "localhost:6379",
+            "error: invalid nerloop setting(s): NER_REDIS_URL: Value error, a localhost:// URL; expected "
+            "redis://<host>:<port>/<db>, rediss://... or unix://<socket>",
+        ),
+    ],
+)
+def test_the_cli_prints_one_line_and_exits_2(tmp_path: Path, variable: str, value: str, line: str) -> None:
+    env = {**os.environ, "NER_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}", variable: value}
     done = subprocess.run([NERLOOP, "runs", "--project", "1"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [
-        "error: unknown nerloop setting(s): NER_RETRAIN_MAX_STEP (did you mean NER_RETRAIN_MAX_STEPS?). "
-        "See the README's settings table, or unset them."
-    ]
+    assert done.stderr.strip().splitlines() == [line]
 
 
 # the URLs the test suite and docker-compose.yml set, by setting; each must load exactly as given
@@ -132,16 +146,6 @@ def test_a_bad_url_is_refused_naming_its_variable(
         get_settings()
     assert "secret" not in str(e.value)  # a database URL's password is never repeated
     get_settings.cache_clear()
-
-
-def test_the_cli_reports_a_bad_url_in_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "NER_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}", "NER_REDIS_URL": "localhost:6379"}
-    done = subprocess.run([NERLOOP, "runs", "--project", "1"], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [
-        "error: invalid nerloop setting(s): NER_REDIS_URL: Value error, a localhost:// URL; expected "
-        "redis://<host>:<port>/<db>, rediss://... or unix://<socket>"
-    ]
 
 
 def test_retrain_eval_frequency_and_sampling_seed_default_to_the_former_constants(
