@@ -100,10 +100,9 @@ def retrain_due(project: Project, *, labels: ColumnElement[int], heartbeat_timeo
     update that marks its event (one job per threshold crossed, not one per event), without a round trip of its
     own. Due when ``labels`` rounded down to a multiple of the threshold is above every run that did not fail, and
     no run of the project is queued, or running with a heartbeat younger than ``heartbeat_timeout_s``: a check then
-    would start nothing
-    (``backend.services.training.retrain_if_due``), and the first label event after that run ends asks again (as
-    does the periodic sweep), so the events a burst sends during a training are done once stored. ``watermark >
-    0`` follows from ``watermark > last`` with ``last`` never negative.
+    would start nothing (``backend.services.training.retrain_if_due``), and the first label event after that run
+    ends asks again (as does the periodic sweep), so the events a burst sends during a training are done once
+    stored. ``watermark > 0`` follows from ``watermark > last`` with ``last`` never negative.
     """
     watermark = labels - labels % project.retrain_threshold
     # a running run that stopped beating holds nothing back: the check expires it
