@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +58,30 @@ def errors(*more: type[Exception]) -> Iterator[None]:
         raise fail(f"{where}: {message}" if where else message) from None
     except OSError as exc:
         raise fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A signal handler that raises ``KeyboardInterrupt``: SIGTERM then unwinds as Ctrl-C does."""
+    del signum, frame
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises ``KeyboardInterrupt``, so ``finally`` blocks and context managers run.
+
+    Python's default SIGTERM ends the process at once: a child process it started (``nerloop compare --gguf``'s
+    llama.cpp server, 4.7 GB with the 1.5B model) would be left running. Only the main thread can set a handler;
+    elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _policy(value: str) -> Policy:
@@ -476,8 +502,9 @@ def _compare_command(llm: LLMConnector | None) -> Callable[..., None]:
             inputs = {"guide": str(guide), "train": str(train_data), "test": str(test_data)}
             if llm is None or (llm_url is None and gguf is None):
                 result = compare(train_docs, test_docs, g, annotate=None, options=opts, work_dir=out)
-            else:
-                with llm(url=llm_url, gguf=gguf, model=llm_model, timeout_s=llm_timeout, max_tokens=max_tokens) as end:
+            else:  # a SIGTERM stops the LLM server this command started
+                llm_open = llm(url=llm_url, gguf=gguf, model=llm_model, timeout_s=llm_timeout, max_tokens=max_tokens)
+                with sigterm_as_interrupt(), llm_open as end:
                     concurrency = llm_concurrency or end.slots
                     typer.echo(f"LLM {end.name}: {concurrency} request(s) at once", err=True)
                     opts = dataclasses.replace(opts, concurrency=concurrency, llm_name=end.name)

@@ -252,10 +252,6 @@ def model_rollback(
     typer.echo(f"project {project} now serves {version}")
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 HomeOpt = Annotated[Path, typer.Option(help="State folder: database, models, logs, Label Studio data.")]
 
 
@@ -294,7 +290,7 @@ def up(
         stop_timeout_s=stop_timeout,
     )
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, ml_cli.raise_interrupt)
     try:
         with ml_cli.errors(ServiceError):
             up_module.start_all(cfg, _say)

@@ -1,4 +1,9 @@
-"""FastAPI dependencies: the session, the app's services, authentication."""
+"""FastAPI dependencies: the session, the app's services, authentication.
+
+The ones that do no I/O are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, one thread hop
+each per request, and under a burst those hops queue behind the requests at work (a webhook took six of them).
+The session stays a plain generator: closing it may roll back on the wire, which must not block the event loop.
+"""
 
 from __future__ import annotations
 
@@ -26,19 +31,19 @@ def get_db(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_predictor(request: Request) -> Predictor:
+async def get_predictor(request: Request) -> Predictor:
     """The app's predictor (models and LLM)."""
     predictor: Predictor = request.app.state.predictor
     return predictor
 
 
-def get_jobs(request: Request) -> JobQueue:
+async def get_jobs(request: Request) -> JobQueue:
     """The job queue."""
     jobs: JobQueue = request.app.state.jobs
     return jobs
@@ -56,7 +61,7 @@ BASIC = HTTPBase(
 )
 
 
-def require_auth(
+async def require_auth(
     settings: Annotated[Settings, Depends(get_app_settings)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     given: Annotated[HTTPAuthorizationCredentials | None, Depends(BASIC)],

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
@@ -179,7 +180,6 @@ def _plan(db: Session, body: PredictRequest, predictor: Predictor) -> Plan:
 @protected.post("/webhook", response_model=WebhookReply, response_model_exclude_unset=True)
 async def webhook(
     request: Request,
-    db: DbSession,
     jobs: JobsDep,
     predictor: PredictorDep,
     settings: Annotated[Settings, Depends(get_app_settings)],
@@ -192,24 +192,29 @@ async def webhook(
 
     At most ``NER_WEBHOOK_CONCURRENCY`` webhooks are applied at once, each in a worker thread; the others wait
     on the event loop, holding no thread, so a burst leaves the threads of ``/predict`` and the platform API
-    alone, and the few threads at work do not convoy on the interpreter lock and the project's row lock.
+    alone, and the few threads at work do not convoy on the interpreter lock and the project's row lock. The
+    session is opened and closed in that one thread (no other thread hop per webhook).
     """
     limiter: anyio.CapacityLimiter = request.app.state.webhook_limiter
-    return await anyio.to_thread.run_sync(
-        functools.partial(_webhook, db, body, jobs=jobs, predictor=predictor, settings=settings), limiter=limiter
+    call = functools.partial(
+        _webhook, request.app.state.sessions, body, jobs=jobs, predictor=predictor, settings=settings
     )
+    return await anyio.to_thread.run_sync(call, limiter=limiter)
 
 
-def _webhook(db: Session, body: Any, *, jobs: JobQueue, predictor: Predictor, settings: Settings) -> WebhookReply:
+def _webhook(
+    sessions: Callable[[], Session], body: Any, *, jobs: JobQueue, predictor: Predictor, settings: Settings
+) -> WebhookReply:
     window = settings.llm_preannotate_max if _preannotates(predictor, settings) else None
-    receipt = ingestion.receive_event(
-        db,
-        body,
-        jobs=jobs,
-        max_text_chars=settings.max_text_chars,
-        preannotate_window=window,
-        heartbeat_timeout_s=settings.run_heartbeat_timeout_s,
-    )
+    with sessions() as db:
+        receipt = ingestion.receive_event(
+            db,
+            body,
+            jobs=jobs,
+            max_text_chars=settings.max_text_chars,
+            preannotate_window=window,
+            heartbeat_timeout_s=settings.run_heartbeat_timeout_s,
+        )
     applies: dict[str, Any] = {}  # the optional keys appear only when they apply (unset fields are left out)
     if receipt.queued is not None:
         applies["queued"] = receipt.queued

@@ -210,8 +210,9 @@ def ingest(
         check_annotation(guide_of(project), event, max_text_chars=limit)
     key = event_key(body)
     annotation, task = event.annotation, event.task
+    events = AnnotationEvent.__table__  # Core: the ORM's bulk-insert machinery costs CPU per webhook
     new_id = db.execute(
-        upsert(db, AnnotationEvent)
+        upsert(db, events)
         .values(
             project_id=project.id,
             event_key=key,
@@ -221,7 +222,7 @@ def ingest(
             ls_annotation_id=annotation.id if annotation is not None else None,
         )
         .on_conflict_do_nothing(index_elements=["event_key"])
-        .returning(AnnotationEvent.id)
+        .returning(events.c.id)
     ).scalar_one_or_none()
     if new_id is None:  # a redelivery: applied when it first came
         existing = db.scalars(select(AnnotationEvent).where(AnnotationEvent.event_key == key)).one()

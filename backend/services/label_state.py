@@ -19,14 +19,14 @@ demonstrations read rows instead of converting every task of the project per req
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import spacy
 from spacy.language import Language
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import ARRAY, ColumnElement, Select, Table, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from backend.db.models import Annotation, DeletedTask, LabeledSpan, Project, TaskLabel
@@ -34,6 +34,12 @@ from backend.db.upsert import upsert
 from backend.services.projects import guide_of
 from ml.converters import ConversionResult, from_label_studio
 from ml.converters.spans import CharSpan, char_spans
+
+# The Core tables the per-webhook statements use: the ORM's entity machinery costs CPU on every call
+# (bench/RESULTS.md, webhook burst).
+ANNOTATION = cast(Table, Annotation.__table__)
+TASK_LABEL = cast(Table, TaskLabel.__table__)
+LABELED_SPAN = cast(Table, LabeledSpan.__table__)
 
 
 @dataclass(frozen=True)
@@ -76,12 +82,14 @@ def save_annotation(db: Session, project: Project, state: AnnotationState, *, ev
 
     Ignored (returns False) when the annotation or its task was deleted, or when the stored version is newer
     than the event's (Label Studio's ``updated_at``).
+
+    A new annotation of a live task, the common case, costs three round trips on PostgreSQL before the watermark:
+    the insert (which also checks the task is not deleted and takes the task's lock), the re-conversion's read and
+    its write; a webhook's time is mostly its round trips (bench/RESULTS.md, webhook burst).
     """
     gone = select(DeletedTask.id).where(
         DeletedTask.project_id == project.id, DeletedTask.ls_task_id == state.ls_task_id
     )
-    if db.scalar(gone) is not None:
-        return False
     values = {
         "project_id": project.id,
         "ls_annotation_id": state.ls_annotation_id,
@@ -95,9 +103,13 @@ def save_annotation(db: Session, project: Project, state: AnnotationState, *, ev
         "completed_by": state.completed_by,
         "event_id": event_id,
     }
-    if _inserted(db, values):
-        index_tasks(db, project, [state.ls_task_id], event_id=event_id)
+    postgres = db.get_bind().dialect.name == "postgresql"
+    locks = _task_locks(project, [state.ls_task_id]) if postgres else []
+    if _inserted(db, values, unless=gone, locks=locks):
+        index_tasks(db, project, [state.ls_task_id], event_id=event_id, locked=postgres)
         return not state.was_cancelled
+    if db.scalar(gone) is not None:  # nothing inserted: the task is deleted, or the annotation is held already
+        return False
     row = _locked(db, project, state.ls_annotation_id)
     if row.deleted or _older(state.ls_updated_at, row.ls_updated_at):
         return False
@@ -110,17 +122,23 @@ def save_annotation(db: Session, project: Project, state: AnnotationState, *, ev
     return before != _labels_of(row, from_name)
 
 
-def _inserted(db: Session, values: dict[str, Any]) -> bool:
-    """Insert the annotation unless the project holds it already (a concurrent insert waits, then loses)."""
-    return (
-        db.execute(
-            upsert(db, Annotation)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["project_id", "ls_annotation_id"])
-            .returning(Annotation.id)
-        ).scalar_one_or_none()
-        is not None
-    )
+def _inserted(
+    db: Session, values: dict[str, Any], *, unless: Select[Any] | None = None, locks: Sequence[ColumnElement[Any]] = ()
+) -> bool:
+    """Insert the annotation unless the project holds it already, or ``unless`` finds a row (e.g. its task deleted).
+
+    A concurrent insert of the same annotation waits, then loses. ``locks`` (:func:`_task_locks`) are taken by the
+    same statement when it inserts the row, after the row's own lock, as ``index_tasks`` would take them.
+    """
+    table = ANNOTATION
+    inserted = upsert(db, table)
+    if unless is None:
+        inserted = inserted.values(**values)
+    else:
+        row = select(*(literal(value, table.c[name].type).label(name) for name, value in values.items()))
+        inserted = inserted.from_select(list(values), row.where(~unless.exists()))
+    inserted = inserted.on_conflict_do_nothing(index_elements=["project_id", "ls_annotation_id"])
+    return db.execute(inserted.returning(table.c.id, *locks)).first() is not None
 
 
 def _older(incoming: datetime | None, stored: datetime | None) -> bool:
@@ -221,8 +239,24 @@ def annotated_tasks(db: Session, project: Project) -> list[dict[str, Any]]:
     return _export_shape(rows)
 
 
-def _export_shape(rows: Iterable[Annotation]) -> list[dict[str, Any]]:
-    """Annotation rows (live ones, by task id) -> tasks in Label Studio's export shape."""
+# the annotation columns :func:`_export_shape` reads
+EXPORTED = (
+    "ls_task_id",
+    "task_data",
+    "ls_annotation_id",
+    "result",
+    "was_cancelled",
+    "ls_updated_at",
+    "lead_time_s",
+    "completed_by",
+)
+
+
+def _export_shape(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Annotation rows (live ones, by task id) -> tasks in Label Studio's export shape.
+
+    The rows are ORM objects or Core rows with the ``EXPORTED`` columns.
+    """
     tasks: dict[int, dict[str, Any]] = {}
     for row in rows:
         if row.ls_task_id is None:  # filtered above; narrows the type
@@ -292,28 +326,41 @@ def _blank(language: str) -> Language:
 LOCK_BUCKETS = 256
 
 
-def index_tasks(db: Session, project: Project, ls_task_ids: Iterable[int], *, event_id: int | None) -> None:
+def _task_locks(project: Project, ls_task_ids: Iterable[int]) -> list[ColumnElement[Any]]:
+    """The transaction-scoped advisory locks that keep two transactions from indexing one task at once.
+
+    Two events about one task (two annotators) must not index it at once: each would miss the other's annotation,
+    or both insert its row. After the lock, each statement sees what the other committed. (SQLite runs one writer
+    at a time: PostgreSQL only.) One lock per bucket of tasks, in bucket order, after the annotation row locks: a
+    deletion of 13,000 tasks takes at most ``LOCK_BUCKETS`` locks (PostgreSQL's lock table holds about 12,000 per
+    transaction here).
+    """
+    buckets = sorted({task_id % LOCK_BUCKETS for task_id in ls_task_ids})
+    return [func.pg_advisory_xact_lock(project.id, bucket).label("task_lock") for bucket in buckets]
+
+
+def index_tasks(
+    db: Session, project: Project, ls_task_ids: Iterable[int], *, event_id: int | None, locked: bool = False
+) -> None:
     """Re-convert these tasks' live annotations into ``task_label`` / ``labeled_span`` (the caller commits).
 
-    A task without a live annotation, or whose latest one cannot be converted, loses its rows.
+    A task without a live annotation, or whose latest one cannot be converted, loses its rows. ``locked``: this
+    transaction holds the tasks' locks already (:func:`_task_locks`, taken by the statement that inserted their
+    annotation).
     """
     ids = sorted(set(ls_task_ids))
     if not ids:
         return
-    if db.get_bind().dialect.name == "postgresql":
-        # two events about one task (two annotators) must not index it at once: each would miss the other's
-        # annotation, or both insert its row. After the lock, each statement sees what the other committed.
-        # (SQLite runs one writer at a time.) One lock per bucket of tasks, in bucket order, after the annotation
-        # row locks: a deletion of 13,000 tasks takes at most LOCK_BUCKETS locks (PostgreSQL's lock table holds
-        # about 12,000 per transaction here).
-        for bucket in sorted({task_id % LOCK_BUCKETS for task_id in ids}):
-            db.execute(select(func.pg_advisory_xact_lock(project.id, bucket)))
-    spans_gone = delete(LabeledSpan).where(LabeledSpan.project_id == project.id, LabeledSpan.ls_task_id.in_(ids))
-    labels_gone = delete(TaskLabel).where(TaskLabel.project_id == project.id, TaskLabel.ls_task_id.in_(ids))
+    if db.get_bind().dialect.name == "postgresql" and not locked:
+        for lock in _task_locks(project, ids):
+            db.execute(select(lock))
+    spans, labels, annotations = LABELED_SPAN.c, TASK_LABEL.c, ANNOTATION.c
+    spans_gone = delete(LABELED_SPAN).where(spans.project_id == project.id, spans.ls_task_id.in_(ids))
+    labels_gone = delete(TASK_LABEL).where(labels.project_id == project.id, labels.ls_task_id.in_(ids))
     live = (
-        select(Annotation)
-        .where(Annotation.project_id == project.id, Annotation.deleted.is_(False), Annotation.ls_task_id.in_(ids))
-        .order_by(Annotation.ls_task_id, Annotation.ls_annotation_id)
+        select(*(annotations[name] for name in EXPORTED))
+        .where(annotations.project_id == project.id, annotations.deleted.is_(False), annotations.ls_task_id.in_(ids))
+        .order_by(annotations.ls_task_id, annotations.ls_annotation_id)
     )
     if db.get_bind().dialect.name == "postgresql":
         # the deletes ride along with the read: one round trip instead of three (a webhook's cost is mostly
@@ -322,7 +369,7 @@ def index_tasks(db: Session, project: Project, ls_task_ids: Iterable[int], *, ev
     else:
         db.execute(spans_gone)
         db.execute(labels_gone)
-    _store(db, project, convert_labels(project, _export_shape(db.scalars(live))), event_id=event_id)
+    _store(db, project, convert_labels(project, _export_shape(db.execute(live))), event_id=event_id)
 
 
 def _store(db: Session, project: Project, converted: ConversionResult, *, event_id: int | None) -> None:
@@ -340,11 +387,21 @@ def _store(db: Session, project: Project, converted: ConversionResult, *, event_
             }
         )
         spans += [{"project_id": project.id, "ls_task_id": task_id, "label": s.label} for s in found]
-    if labels:
-        db.execute(insert(TaskLabel), labels)
+    if len(labels) == 1 and db.get_bind().dialect.name == "postgresql":
+        # a webhook's one task in one round trip: the task's row rides along as a CTE of the spans' insert, whose
+        # rows come from an array (an empty one inserts none). Both are one-row forms, which SQLAlchemy compiles
+        # once: multi-row VALUES are compiled on every call.
+        (label,) = labels
+        names = literal([span["label"] for span in spans], ARRAY(LABELED_SPAN.c.label.type))
+        rows = select(literal(project.id).label("project_id"), literal(label["ls_task_id"]).label("ls_task_id"))
+        rows = rows.add_columns(func.unnest(names).label("label"))
+        task_row = insert(TASK_LABEL).values(**label).cte("task_row")
+        db.execute(insert(LABELED_SPAN).from_select(["project_id", "ls_task_id", "label"], rows).add_cte(task_row))
+        return
+    if labels:  # executemany (SQLAlchemy's "insertmanyvalues": batched, compiled once)
+        db.execute(insert(TASK_LABEL), labels)
     if spans:
-        db.execute(insert(LabeledSpan), spans)
-    db.flush()
+        db.execute(insert(LABELED_SPAN), spans)
 
 
 def index_labels(db: Session, project: Project, *, chunk: int = 2000) -> int:

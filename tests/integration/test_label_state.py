@@ -589,3 +589,35 @@ def test_label_events_during_a_run_need_no_retrain_check_and_the_first_after_it_
         db.get_one(TrainingRun, run_id).status = "succeeded"
     assert label(8)  # the run ended: the labels past its watermark make the next retrain due
     assert watermark(backend) == 8
+
+
+def test_a_new_annotation_of_a_live_task_costs_six_statements_on_postgresql(backend: Backend) -> None:
+    """A webhook's time is mostly its round trips (issue #10, part 6): the common event takes six, plus the commit.
+
+    The project, the event, the annotation (the same statement checks that its task is not deleted and takes the
+    task's lock), the re-conversion's read (with its deletes) and its write (the task's row with its spans), the
+    watermark's count with the event's mark. SQLite takes more statements for the same state.
+    """
+    from sqlalchemy import event as sa_event
+
+    from backend.services.annotations import ingest
+
+    with open_db(backend.settings.database_url) as db:
+        statements: list[str] = []
+        sa_event.listen(db.get_bind(), "before_cursor_execute", lambda *args: statements.append(args[2]))
+        ingested = ingest(db, annotation_event(task_id=8, annotation_id=80, text=TEXT, spans=[ANNA, PARIS]))
+        during = list(statements)
+        db.commit()
+        project = db.scalars(select(Project)).one()
+        assert _materialised(db, project) == _recomputed(db, project)
+        assert _materialised(db, project)[1] == {"person": 1, "location": 1}
+    assert ingested.label_change
+    if not backend.settings.database_url.startswith("postgresql"):
+        return
+    kinds = [sql.split("\n")[0][:40] for sql in during]
+    assert len(during) == 6, kinds
+    assert "deleted_task" in during[2], kinds
+    assert "pg_advisory_xact_lock" in during[2], kinds
+    assert "labeled_span" in during[4], kinds
+    assert "task_label" in during[4], kinds
+    assert "UPDATE project SET label_watermark" in during[5], kinds
