@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy import ColumnElement, Executable, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,13 +94,13 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def silent_since(cutoff: datetime) -> ColumnElement[bool]:
+def silent_since(cutoff: datetime, runs: Any = TrainingRun) -> ColumnElement[bool]:
     """Whether a run's process has not beaten since ``cutoff``, as an SQL condition.
 
     Its last heartbeat, else its start, else its creation, is older than ``cutoff``: never NULL, so it negates
-    safely.
+    safely. ``runs``: the ORM entity, or the Core table's columns (``TrainingRun.__table__.c``).
     """
-    return func.coalesce(TrainingRun.heartbeat_at, TrainingRun.started_at, TrainingRun.created_at) < cutoff
+    return func.coalesce(runs.heartbeat_at, runs.started_at, runs.created_at) < cutoff
 
 
 def expire_stale_runs(db: Session, *, timeout_s: float, project: Project | None = None) -> list[int]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, Table, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from backend.db.models import AnnotationEvent, Project, TrainingRun, utcnow
 from backend.services.run_liveness import silent_since
 
-BUSY = ("queued", "running")  # a run in these states holds the project's next retrain back
+BUSY = ("queued", "running")
+PROJECT = cast(Table, Project.__table__)
+EVENT = cast(Table, AnnotationEvent.__table__)
+RUN = cast(Table, TrainingRun.__table__)  # a run in these states holds the project's next retrain back
 
 
 def labels_count(db: Session, project: Project) -> int:
@@ -50,35 +53,32 @@ def mark_label_change(
     Returns:
         The event's ``enqueued`` flag as stored: True when it needs no job.
     """
+    # Core tables, not ORM entities (whose update machinery costs CPU on every webhook); the session's copy of the
+    # project row is not updated, as before (labels_count reads the database)
     count = (
-        update(Project)
-        .where(Project.id == project.id)
-        .values(label_watermark=Project.label_watermark + 1)
-        .returning(Project.label_watermark)
+        update(PROJECT)
+        .where(PROJECT.c.id == project.id)
+        .values(label_watermark=PROJECT.c.label_watermark + 1)
+        .returning(PROJECT.c.label_watermark)
     )
-    mark = update(AnnotationEvent).where(AnnotationEvent.id == event_id)
+    mark = update(EVENT).where(EVENT.c.id == event_id)
     if db.get_bind().dialect.name == "postgresql":
         counted = count.cte("counted")
         mark = mark.add_cte(counted)  # rendered (and run) even when the due check does not read it
         labels: ColumnElement[int] = select(counted.c.label_watermark).scalar_subquery()
     else:
-        labels = literal(db.execute(count.execution_options(synchronize_session=False)).scalar_one())
-    due = retrain_due(project, labels=labels, heartbeat_timeout_s=heartbeat_timeout_s)
+        labels = literal(db.execute(count).scalar_one())
+    due = retrain_due(project, labels=labels, heartbeat_timeout_s=heartbeat_timeout_s, runs=RUN.c)
     done: ColumnElement[bool] = literal(False) if job_needed else ~due
-    return bool(
-        db.execute(
-            mark.values(label_change=True, enqueued=done)
-            .returning(AnnotationEvent.enqueued)
-            .execution_options(synchronize_session=False)
-        ).scalar_one()
-    )
+    return bool(db.execute(mark.values(label_change=True, enqueued=done).returning(EVENT.c.enqueued)).scalar_one())
 
 
-def _last_run(project: Project) -> Select[Any]:
-    """The highest watermark of a run that did not fail (None: no such run; watermarks are never negative)."""
-    return select(func.max(TrainingRun.annotation_watermark)).where(
-        TrainingRun.project_id == project.id, TrainingRun.status != "failed"
-    )
+def _last_run(project: Project, runs: Any = TrainingRun) -> Select[Any]:
+    """The highest watermark of a run that did not fail (None: no such run; watermarks are never negative).
+
+    ``runs``: the ORM entity, or the Core table's columns.
+    """
+    return select(func.max(runs.annotation_watermark)).where(runs.project_id == project.id, runs.status != "failed")
 
 
 def due_watermark(db: Session, project: Project) -> int | None:
@@ -93,7 +93,9 @@ def due_watermark(db: Session, project: Project) -> int | None:
     return watermark if watermark > 0 and watermark > (last or 0) else None
 
 
-def retrain_due(project: Project, *, labels: ColumnElement[int], heartbeat_timeout_s: float) -> ColumnElement[bool]:
+def retrain_due(
+    project: Project, *, labels: ColumnElement[int], heartbeat_timeout_s: float, runs: Any = TrainingRun
+) -> ColumnElement[bool]:
     """Whether a label event at the watermark ``labels`` needs a retrain check, as one SQL expression.
 
     ``labels`` is an SQL expression (the new count of :func:`mark_label_change`), so the webhook decides in the
@@ -102,12 +104,13 @@ def retrain_due(project: Project, *, labels: ColumnElement[int], heartbeat_timeo
     no run of the project is queued, or running with a heartbeat younger than ``heartbeat_timeout_s``: a check then
     would start nothing (``backend.services.training.retrain_if_due``), and the first label event after that run
     ends asks again (as does the periodic sweep), so the events a burst sends during a training are done once
-    stored. ``watermark > 0`` follows from ``watermark > last`` with ``last`` never negative.
+    stored. ``watermark > 0`` follows from ``watermark > last`` with ``last`` never negative. ``runs``: the runs'
+    ORM entity, or their Core table's columns (inside a Core statement).
     """
     watermark = labels - labels % project.retrain_threshold
     # a running run that stopped beating holds nothing back: the check expires it
     # (backend.services.run_liveness.expire_stale_runs) and starts the next run
     cutoff = utcnow() - timedelta(seconds=heartbeat_timeout_s)
-    live = (TrainingRun.status == "queued") | ((TrainingRun.status == "running") & ~silent_since(cutoff))
-    busy = select(TrainingRun.id).where(TrainingRun.project_id == project.id, live).exists()
-    return (watermark > func.coalesce(_last_run(project).scalar_subquery(), 0)) & ~busy
+    live = (runs.status == "queued") | ((runs.status == "running") & ~silent_since(cutoff, runs))
+    busy = select(runs.id).where(runs.project_id == project.id, live).exists()
+    return (watermark > func.coalesce(_last_run(project, runs).scalar_subquery(), 0)) & ~busy
