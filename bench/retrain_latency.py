@@ -114,12 +114,16 @@ def main() -> None:
         try:
             while not server.started or "ready" not in log.read_text():
                 time.sleep(0.2)
-            rows = _run(args, docs, sessions)
+            _table(_run(args, docs, sessions))  # printed before the stop, which may wait for a rescoring
         finally:
             server.should_exit = True
-            worker.terminate()
-            worker.wait(60)
-    _table(rows)
+            worker.terminate()  # warm shutdown: the job at work finishes first
+            try:
+                worker.wait(120)
+            except subprocess.TimeoutExpired:
+                print("the worker did not stop within 120 s of SIGTERM: killed", file=sys.stderr)
+                worker.kill()
+                worker.wait()
 
 
 def _serve_first(

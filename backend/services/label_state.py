@@ -40,6 +40,7 @@ from ml.converters.spans import CharSpan, char_spans
 ANNOTATION = cast(Table, Annotation.__table__)
 TASK_LABEL = cast(Table, TaskLabel.__table__)
 LABELED_SPAN = cast(Table, LabeledSpan.__table__)
+DELETED_TASK = cast(Table, DeletedTask.__table__)
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,11 @@ def save_annotation(db: Session, project: Project, state: AnnotationState, *, ev
 
     A new annotation of a live task, the common case, costs three round trips on PostgreSQL before the watermark:
     the insert (which also checks the task is not deleted and takes the task's lock), the re-conversion's read and
-    its write; a webhook's time is mostly its round trips (bench/RESULTS.md, webhook burst).
+    its write. Under a burst every round trip makes the webhook's thread wait for the interpreter lock again
+    (bench/RESULTS.md, webhook burst).
     """
-    gone = select(DeletedTask.id).where(
-        DeletedTask.project_id == project.id, DeletedTask.ls_task_id == state.ls_task_id
+    gone = select(DELETED_TASK.c.id).where(
+        DELETED_TASK.c.project_id == project.id, DELETED_TASK.c.ls_task_id == state.ls_task_id
     )
     values = {
         "project_id": project.id,

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 from backend.db.models import AnnotationEvent, Project, TrainingRun, utcnow
 from backend.services.run_liveness import silent_since
 
-BUSY = ("queued", "running")
+BUSY = ("queued", "running")  # a run in these states holds the project's next retrain back
+# the Core tables of the per-webhook statement (mark_label_change)
 PROJECT = cast(Table, Project.__table__)
 EVENT = cast(Table, AnnotationEvent.__table__)
-RUN = cast(Table, TrainingRun.__table__)  # a run in these states holds the project's next retrain back
+RUN = cast(Table, TrainingRun.__table__)
 
 
 def labels_count(db: Session, project: Project) -> int:
