@@ -75,6 +75,7 @@ def serve(
         # CPU-bound on this path (issue #10, part 6; bench/RESULTS.md, webhook burst)
         loop="uvloop",
         http="httptools",
+        workers=get_settings().serve_processes,  # NER_SERVE_PROCESSES
     )
 
 

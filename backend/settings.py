@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         description="webhooks applied at once; the others wait their turn without a thread: 40 threads contending "
         "for the interpreter and the project's row lock made a burst's p99 3x longer (bench/RESULTS.md)",
     )
+    serve_processes: PositiveInt = Field(
+        default=1,
+        description="processes of `nerloop serve` on its one port (uvicorn's workers): one interpreter serves about "
+        "one core; each process holds its own models and database pool (NER_DB_POOL_SIZE each)",
+    )
     redis_url: RedisUrlStr = "redis://127.0.0.1:6379/0"
     model_root: Path = Path("models")
     backend_url: HttpUrlStr = Field(

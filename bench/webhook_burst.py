@@ -15,7 +15,8 @@ closed connection, whether it had been reused, how long it had been idle and wha
 whether every event was stored exactly once (``annotation_event`` rows).
 
     .venv/bin/python bench/webhook_burst.py [--events 10000] [--clients 40] [--load-training [--training-nice 10]
-                                            [--no-run-row]] [--deadline 900] [--server-setting NER_NAME=VALUE ...]
+                                            [--no-run-row]] [--deadline 900] [--connection-per-event]
+                                            [--server-setting NER_NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -86,11 +87,23 @@ class Outcome:
 class Burst:
     """``clients`` threads, one keep-alive connection each, taking the next event until all are sent.
 
-    Each stops early when the deadline passes.
+    Each stops early when the deadline passes. ``connection_per_event``: each event on a new connection (its request
+    says ``Connection: close``), as Label Studio sends webhooks (``requests`` without a kept session:
+    ``label_studio.core.utils.io.ssrf_safe_request``).
     """
 
-    def __init__(self, url: str, bodies: list[bytes], *, clients: int, timeout: float, deadline: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        bodies: list[bytes],
+        *,
+        clients: int,
+        timeout: float,
+        deadline: float,
+        connection_per_event: bool = False,
+    ) -> None:
         self.url, self.bodies, self.clients, self.timeout, self.deadline = url, bodies, clients, timeout, deadline
+        self.connection_per_event = connection_per_event
         self.next = 0
         self.lock = threading.Lock()
         self.outcomes: list[Outcome] = []
@@ -114,6 +127,8 @@ class Burst:
 
         last: tuple[str, float] | None = None  # the open connection's previous reply, and when it ended
         headers = {"content-type": "application/json"}
+        if self.connection_per_event:
+            headers["connection"] = "close"
         with httpx.Client(base_url=self.url, timeout=self.timeout, limits=limits) as client:
             while (i := self._take()) is not None:
                 new_connection[0] = False
@@ -299,6 +314,12 @@ def main() -> None:
         "retrain check, as when no worker has picked up the check yet)",
     )
     parser.add_argument(
+        "--connection-per-event",
+        action="store_true",
+        help="each event on a new connection, as Label Studio sends webhooks (default: one keep-alive connection "
+        "per client)",
+    )
+    parser.add_argument(
         "--server-setting",
         action="append",
         default=[],
@@ -335,7 +356,12 @@ def main() -> None:
             nerloop_server(server_env(url, llm_url, str(scratch)) | extra, log=scratch / "serve.log") as base,
         ):
             burst = Burst(
-                base, bodies, clients=args.clients, timeout=args.timeout, deadline=time.monotonic() + args.deadline
+                base,
+                bodies,
+                clients=args.clients,
+                timeout=args.timeout,
+                deadline=time.monotonic() + args.deadline,
+                connection_per_event=args.connection_per_event,
             )
             print(f"{args.events:,} webhooks, {args.clients} clients, load average {load[0]:.2f} ...", flush=True)
             elapsed = burst.run()

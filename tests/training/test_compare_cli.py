@@ -154,37 +154,15 @@ def test_compare_reports_figures_recomputable_from_its_predictions_and_resumes(
     assert [r["micro_f1"] for r in second["rows"]] == [r["micro_f1"] for r in first["rows"]]
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (Linux ``/proc``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-            if parent == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_sigterm_stops_the_llm_server_compare_started(tmp_path: Path, shared_data: Path) -> None:
     """``nerloop compare --gguf`` stopped with SIGTERM stops the llama.cpp server it started (none left orphaned)."""
-    import contextlib
     import os
     import signal
     import subprocess
     import sys
 
     from backend.cli import default_gguf
+    from tests.conftest import alive, child_pids, command_line
     from tests.integration.conftest import wait_until
 
     train = _slice(shared_data / "conll2003" / "train.txt", tmp_path / "train.txt", TRAIN_SENTENCES)
@@ -199,11 +177,10 @@ def test_sigterm_stops_the_llm_server_compare_started(tmp_path: Path, shared_dat
 
         def server_started() -> bool:
             """Compare's child serving the GGUF (``nerloop llm serve``, which execs llama.cpp's server)."""
-            for child in _children(compare.pid):
-                with contextlib.suppress(OSError):
-                    command = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                    if "llama_cpp.server" in command or " llm serve " in command:
-                        served.append(child)
+            for child in child_pids(compare.pid):
+                command = command_line(child)
+                if "llama_cpp.server" in command or " llm serve " in command:
+                    served.append(child)
             return bool(served)
 
         # the server starts at the first LLM request
@@ -211,9 +188,9 @@ def test_sigterm_stops_the_llm_server_compare_started(tmp_path: Path, shared_dat
         compare.send_signal(signal.SIGTERM)
         output, _ = compare.communicate(timeout=120)
         assert compare.returncode == 130, output.decode(errors="replace")[-2000:]  # an interrupt, cleaned up
-        wait_until(lambda: not _alive(served[0]), timeout=60, message="the LLM server outlived compare")
+        wait_until(lambda: not alive(served[0]), timeout=60, message="the LLM server outlived compare")
     finally:
         for pid in [*served, compare.pid]:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         compare.wait(timeout=30)
