@@ -125,5 +125,9 @@ def test_strategy_and_diversity_change_the_batch_on_a_real_pool(
     for name in ("type weights", "diversity", "fixed alpha"):
         assert chosen[name] != plain, name
     assert chosen["margin"] != plain or chosen["entropy"] != plain
-    for name in ("diversity", "fixed alpha"):
-        assert len({texts[i] for i in chosen[name]}) == 10, f"{name}: the batch holds copies"
+    # modAL's alpha (|U| / (|U| + |D|), near 1 with few labels) never repeats a text; a fixed alpha of 0.5 weighs
+    # uncertainty as much as novelty, so a copy of a very uncertain text may still win over a dull new one (it did
+    # once in CI): it holds fewer copies than uncertainty alone, not necessarily none
+    assert len({texts[i] for i in chosen["diversity"]}) == 10, "diversity: the batch holds copies"
+    distinct = len({texts[i] for i in chosen["fixed alpha"]})
+    assert distinct > len({texts[i] for i in plain}), "fixed alpha: as many copies as uncertainty alone"
