@@ -4,13 +4,14 @@ The labels are the first N CoNLL-2003 training sentences, split as a project spl
 1, ``in_dev_split`` with the default 20% dev share), trained with an automatic retrain's settings (CNN,
 ``NER_RETRAIN_MAX_STEPS`` 2,000 steps, evaluation every 100). Cold: fresh weights, the full budget. Warm: from
 the version trained on the previous size's labels (the warm one when there is one, as a chain of retrains is),
-with the warm step budget (``ml.training.warm_start``). Time is ``ml.training.train`` end to end (training, the
+with the warm step budget (``ml.training.warm_start``), once per ``--refresh`` (shrink and perturb, each its own
+chain). Time is ``ml.training.train`` end to end (training, the
 calibration fit and the dev evaluation: what a retrain adds to the snapshot, the serving model's evaluation and
 the swap, measured by ``bench/retrain_latency.py``). F1 is exact micro F1 on the project's dev split and on the
 CoNLL test split, with a 95% percentile bootstrap interval over test documents, and the paired bootstrap interval
 of warm minus cold on the same resamples. The load average (1 min) is read before and after each training.
 
-    .venv/bin/python bench/warm_start.py --seeds 0 1
+    .venv/bin/python bench/warm_start.py --seeds 0 1 [--refresh 1:0 0.5:0.01]
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2000, help="the cold budget (NER_RETRAIN_MAX_STEPS)")
     parser.add_argument("--warm-min-steps", type=int, default=TrainSettings().warm_min_steps)
     parser.add_argument("--warm-steps-per-new-doc", type=float, default=TrainSettings().warm_steps_per_new_doc)
+    parser.add_argument(
+        "--refresh",
+        nargs="+",
+        default=[f"{TrainSettings().warm_shrink}:{TrainSettings().warm_noise}"],
+        metavar="SHRINK:NOISE",
+        help="warm starts to measure, each a shrink factor and a noise s.d. (shrink and perturb; 1:0 keeps the "
+        "serving weights as they are); each has its own chain of warm versions",
+    )
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--json", type=Path, help="also write every row here")
     args = parser.parse_args()
@@ -86,17 +95,18 @@ def main() -> None:
     test = load_docs(args.data / "test.txt", nlp, labels=guide.labels).docs
     rng = np.random.default_rng(0)
     resamples = rng.integers(0, len(test), size=(args.resamples, len(test)))
+    refreshes = [tuple(float(x) for x in r.split(":")) for r in args.refresh]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
-            previous: Path | None = None
+            previous: dict[tuple[float, ...], Path] = {}
             for size in sorted(args.sizes):
                 split = [in_dev_split("1", i + 1) for i in range(size)]
                 docs = (
                     [d for d, dev in zip(labelled[:size], split, strict=True) if not dev],
                     [d for d, dev in zip(labelled[:size], split, strict=True) if dev],
                 )
-                settings = TrainSettings(
+                base = TrainSettings(
                     max_steps=args.max_steps,
                     eval_frequency=100,
                     seed=seed,
@@ -105,30 +115,32 @@ def main() -> None:
                     cold_every=0,
                 )
                 counts = {}
-                for mode, source in (("cold", None), ("warm", previous)):
-                    if mode == "warm" and source is None:
-                        continue
-                    trained, seconds, load = _train(docs, guide, settings, Path(scratch) / mode, source)
-                    counts[mode] = _counts(trained.path, test)
+                runs = [("cold", (1.0, 0.0), None)] + [("warm", r, previous[r]) for r in refreshes if r in previous]
+                for mode, refresh, source in runs:
+                    settings = base.model_copy(update={"warm_shrink": refresh[0], "warm_noise": refresh[1]})
+                    name = mode if mode == "cold" else f"warm {refresh[0]:g}:{refresh[1]:g}"
+                    root = Path(scratch) / f"seed{seed}-{name.replace(' ', '-')}"
+                    trained, seconds, load = _train(docs, guide, settings, root, source)
+                    counts[name] = _counts(trained.path, test)
                     init = trained.initialisation
                     row = {
                         "seed": seed,
                         "labels": size,
-                        "mode": mode,
+                        "mode": name,
                         "steps": init.max_steps,
                         "new_docs": init.new_docs,
                         "seconds": round(seconds, 1),
                         "load": [round(x, 2) for x in load],
                         "dev_f1": trained.dev_report.micro.f1,
-                        "test_f1": float(_f1(counts[mode])),
-                        "test_ci": _interval(_f1(counts[mode][resamples])),
+                        "test_f1": float(_f1(counts[name])),
+                        "test_ci": _interval(_f1(counts[name][resamples])),
                     }
                     if mode == "warm":
-                        row["delta_ci"] = _interval(_f1(counts["warm"][resamples]) - _f1(counts["cold"][resamples]))
+                        row["delta_ci"] = _interval(_f1(counts[name][resamples]) - _f1(counts["cold"][resamples]))
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
-                    if mode == "warm" or previous is None:
-                        previous = trained.path
+                    for r in [refresh] if mode == "warm" else [r for r in refreshes if r not in previous]:
+                        previous[r] = trained.path
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     _table(rows)

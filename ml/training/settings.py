@@ -106,6 +106,16 @@ class TrainSettings(BaseModel):
     warm_steps_per_new_doc: float = Field(
         default=0.5, ge=0.0, description="warm start: steps per training doc the serving version was not trained on"
     )
+    warm_shrink: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="warm start: the serving weights are multiplied by this before training (shrink and perturb, "
+        "Ash and Adams 2020; 1: kept as they are; a pretrained transformer encoder is never shrunk)",
+    )
+    warm_noise: float = Field(
+        default=0.0, ge=0.0, description="warm start: s.d. of the Gaussian noise added to the shrunk weights"
+    )
     cold_every: int = Field(
         default=10, ge=0, description="drift guard: every Nth retrain in a row starts cold (0: never forced, 1: always)"
     )

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import spacy
 from confection import Config
 from spacy import util as spacy_util
@@ -143,10 +144,47 @@ def build_config(settings: TrainSettings, *, train_path: Path, dev_path: Path) -
     return config
 
 
-def _resume(path: Path, config: Config, labels: Sequence[str]) -> Language:
+def shrink_perturb(nlp: Language, *, shrink: float, noise: float, seed: int, keep: Sequence[str] = ()) -> int:
+    """Scale every weight of ``nlp``'s trainable components by ``shrink`` and add Gaussian noise of s.d. ``noise``.
+
+    Shrink and perturb (Ash and Adams, "On Warm-Starting Neural Network Training", NeurIPS 2020): a warm-started
+    network keeps the serving version's solution but moves far enough from its minimum that training on the larger
+    set generalises as a fresh start would. ``shrink=1, noise=0`` leaves the weights as they are.
+
+    Args:
+        nlp: The loaded pipeline (changed in place).
+        shrink: The factor each weight is multiplied by, in (0, 1].
+        noise: The standard deviation of the zero-mean Gaussian noise added to each weight (0: none).
+        seed: Seeds the noise.
+        keep: Component names left as they are (a pretrained encoder such as ``transformer``).
+
+    Returns:
+        The number of weights changed.
+    """
+    if shrink == 1.0 and noise == 0.0:
+        return 0
+    rng = np.random.default_rng(seed)
+    changed = 0
+    for name, component in nlp.components:
+        model = getattr(component, "model", None)
+        if name in keep or model is None:
+            continue
+        for node in model.walk():
+            for param in node.param_names:
+                if not node.has_param(param):
+                    continue
+                weights = node.ops.to_numpy(node.get_param(param))
+                moved = shrink * weights + rng.normal(0.0, noise, weights.shape) if noise else shrink * weights
+                node.set_param(param, node.ops.asarray(moved.astype(weights.dtype)))
+                changed += weights.size
+    return changed
+
+
+def _resume(path: Path, config: Config, labels: Sequence[str], *, shrink: float = 1.0, noise: float = 0.0) -> Language:
     """A trained pipeline set up to train again under ``config``'s data, schedule and logger.
 
-    A fresh optimizer (spaCy's loop builds it from the config; optimizer state is not saved with a pipeline).
+    A fresh optimizer (spaCy's loop builds it from the config; optimizer state is not saved with a pipeline). The
+    weights are shrunk and perturbed first (``shrink_perturb``; a ``transformer`` component is kept as it is).
     """
     try:
         nlp = spacy.load(path)
@@ -160,6 +198,9 @@ def _resume(path: Path, config: Config, labels: Sequence[str]) -> Language:
     added = [label for label in labels if ner.add_label(label)]
     if added:
         log.info("NER head resized for the new types %s", ", ".join(added))
+    seed = int(config.interpolate()["training"]["seed"])
+    if shrink_perturb(nlp, shrink=shrink, noise=noise, seed=seed, keep=("transformer",)):
+        log.info("warm start: weights shrunk by %.2f and perturbed by noise of s.d. %g", shrink, noise)
     return nlp
 
 
@@ -201,7 +242,14 @@ def train_cnn(
         The path of the best pipeline.
     """
     config = build_config(settings, train_path=train_path, dev_path=dev_path)
-    return train_pipeline(config, output_dir=output_dir, on_progress=on_progress, warm_from=warm_from, labels=labels)
+    return train_pipeline(
+        config,
+        output_dir=output_dir,
+        on_progress=on_progress,
+        warm_from=warm_from,
+        labels=labels,
+        refresh=(settings.warm_shrink, settings.warm_noise),
+    )
 
 
 def train_pipeline(
@@ -211,18 +259,22 @@ def train_pipeline(
     on_progress: ProgressCallback,
     warm_from: Path | None = None,
     labels: Sequence[str] = (),
+    refresh: tuple[float, float] = (1.0, 0.0),
 ) -> Path:
     """Train a spaCy pipeline with spaCy's own loop (``spacy.training.loop.train``) from ``config``.
 
-    The weights are fresh from ``nlp.initialize``, or ``warm_from``'s. Returns the directory of the best pipeline (on
-    dev F1).
+    The weights are fresh from ``nlp.initialize``, or ``warm_from``'s, shrunk and perturbed by ``refresh`` (the
+    factor and the noise's s.d., ``shrink_perturb``). Returns the directory of the best pipeline (on dev F1).
 
     Raises:
         TrainingError: The warm source cannot be loaded, or spaCy wrote no model.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     with _reporting(on_progress, int(config["training"]["max_steps"])):
-        nlp = init_nlp(config, use_gpu=-1) if warm_from is None else _resume(warm_from, config, labels)
+        if warm_from is None:
+            nlp = init_nlp(config, use_gpu=-1)
+        else:
+            nlp = _resume(warm_from, config, labels, shrink=refresh[0], noise=refresh[1])
         spacy_train(nlp, output_dir, use_gpu=-1, stdout=io.StringIO(), stderr=io.StringIO())
     best = output_dir / "model-best"
     if not best.is_dir():

@@ -130,4 +130,11 @@ def train_spacy_transformer(
         TrainingError: The encoder is missing, the warm source cannot be loaded, or spaCy wrote no model.
     """
     config = build_config(settings, train_path=train_path, dev_path=dev_path, budget=budget)
-    return train_pipeline(config, output_dir=output_dir, on_progress=on_progress, warm_from=warm_from, labels=labels)
+    return train_pipeline(
+        config,
+        output_dir=output_dir,
+        on_progress=on_progress,
+        warm_from=warm_from,
+        labels=labels,
+        refresh=(settings.warm_shrink, settings.warm_noise),
+    )

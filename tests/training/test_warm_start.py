@@ -7,6 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import spacy
 from spacy.language import Language
@@ -207,3 +208,52 @@ def test_a_transformer_resumes_its_serving_version_for_the_warm_budget(
     assert init.max_steps == 5
     assert [p.step for p in seen if p.stage == "train" and p.dev_f1 is not None] == [1, 2, 3, 4, 5]
     assert sorted(load_model(trained.path).labels) == sorted(conll_guide.labels)
+
+
+def test_shrink_and_perturb_scales_the_serving_weights_and_leaves_kept_components(small_model: TrainedModel) -> None:
+    from ml.training.spacy_cnn import shrink_perturb
+
+    def weights(nlp: Language) -> dict[str, np.ndarray]:
+        return {
+            f"{name}/{node.id}/{param}": node.ops.to_numpy(node.get_param(param)).copy()
+            for name, component in nlp.components
+            for node in component.model.walk()
+            for param in node.param_names
+            if node.has_param(param)
+        }
+
+    nlp = spacy.load(small_model.path / MODEL_DIR)
+    before = weights(nlp)
+    assert shrink_perturb(nlp, shrink=1.0, noise=0.0, seed=0) == 0
+    assert all(np.array_equal(before[k], v) for k, v in weights(nlp).items())
+
+    changed = shrink_perturb(nlp, shrink=0.5, noise=0.0, seed=0, keep=("tok2vec",))
+    after = weights(nlp)
+    assert changed == sum(v.size for k, v in before.items() if not k.startswith("tok2vec/")) > 0
+    for key, value in after.items():
+        expected = before[key] if key.startswith("tok2vec/") else 0.5 * before[key]
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+    shrink_perturb(nlp, shrink=1.0, noise=0.01, seed=3)
+    moved = np.concatenate([(weights(nlp)[k] - after[k]).ravel() for k in after if not k.startswith("tok2vec/")])
+    assert 0.009 < moved.std() < 0.011
+    assert abs(moved.mean()) < 0.001
+
+
+def test_a_warm_start_shrinks_and_perturbs_the_serving_weights_when_set(
+    small_model: TrainedModel,
+    conll: tuple[list[Doc], list[Doc]],
+    conll_guide: Guide,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    train_docs, dev_docs = conll
+    settings = TrainSettings(
+        max_steps=400, eval_frequency=100, warm_min_steps=20, warm_steps_per_new_doc=0.0, warm_shrink=0.3
+    )
+    with caplog.at_level(logging.INFO, logger="ml.training.spacy_cnn"):
+        trained = train(
+            train_docs, dev_docs, conll_guide, settings=settings, output_root=tmp_path, warm_from=small_model.path
+        )
+    assert trained.initialisation.mode == "warm"
+    assert "weights shrunk by 0.30 and perturbed by noise of s.d. 0" in caplog.text
