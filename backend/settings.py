@@ -188,6 +188,19 @@ class Settings(BaseSettings):
         description="a retrain starts from the serving version's weights when it is compatible, for a step budget "
         "set by the new labels (ml.training.warm_start); false: every retrain starts cold",
     )
+    retrain_warm_shrink: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="warm start: the serving weights are multiplied by this before the retrain (shrink and "
+        "perturb, Ash and Adams 2020; 1: kept as they are; None: ml.training.settings.TrainSettings.warm_shrink)",
+    )
+    retrain_warm_noise: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="warm start: s.d. of the Gaussian noise added to the shrunk weights (0: none; None: "
+        "ml.training.settings.TrainSettings.warm_noise)",
+    )
     retrain_eval_frequency: PositiveInt = Field(
         default=100,
         description="optimizer steps between two dev evaluations of an automatic retrain (each may keep a new best "

@@ -75,6 +75,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "conll2003")
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--cold-sizes",
+        type=int,
+        nargs="+",
+        help="train cold only at these sizes (default: every size; the smallest always, it starts the warm chains): "
+        "e.g. --sizes 800 820 ... 1000 --cold-sizes 800 1000 follows a chain of retrains every 20 labels",
+    )
     parser.add_argument("--max-steps", type=int, default=2000, help="the cold budget (NER_RETRAIN_MAX_STEPS)")
     parser.add_argument("--warm-min-steps", type=int, default=TrainSettings().warm_min_steps)
     parser.add_argument("--warm-steps-per-new-doc", type=float, default=TrainSettings().warm_steps_per_new_doc)
@@ -115,7 +122,9 @@ def main() -> None:
                     cold_every=0,
                 )
                 counts = {}
-                runs = [("cold", (1.0, 0.0), None)] + [("warm", r, previous[r]) for r in refreshes if r in previous]
+                cold = args.cold_sizes is None or size in args.cold_sizes or not previous
+                runs = [("cold", (1.0, 0.0), None)] if cold else []
+                runs += [("warm", r, previous[r]) for r in refreshes if r in previous]
                 for mode, refresh, source in runs:
                     settings = base.model_copy(update={"warm_shrink": refresh[0], "warm_noise": refresh[1]})
                     name = mode if mode == "cold" else f"warm {refresh[0]:g}:{refresh[1]:g}"
@@ -135,7 +144,7 @@ def main() -> None:
                         "test_f1": float(_f1(counts[name])),
                         "test_ci": _interval(_f1(counts[name][resamples])),
                     }
-                    if mode == "warm":
+                    if mode == "warm" and "cold" in counts:
                         row["delta_ci"] = _interval(_f1(counts[name][resamples]) - _f1(counts["cold"][resamples]))
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)

@@ -110,8 +110,9 @@ class TrainSettings(BaseModel):
         default=1.0,
         gt=0.0,
         le=1.0,
-        description="warm start: the serving weights are multiplied by this before training (shrink and perturb, "
-        "Ash and Adams 2020; 1: kept as they are; a pretrained transformer encoder is never shrunk)",
+        description="warm start of a spaCy pipeline: the serving weights are multiplied by this before training "
+        "(shrink and perturb, Ash and Adams 2020; 1: kept as they are; a pretrained transformer encoder is never "
+        "shrunk, and hf-transformer, a pretrained encoder under one linear layer, keeps its weights)",
     )
     warm_noise: float = Field(
         default=0.0, ge=0.0, description="warm start: s.d. of the Gaussian noise added to the shrunk weights"

@@ -36,7 +36,7 @@ from spacy.tokens import Doc
 from ml.errors import ModelError
 from ml.model_meta import Initialisation, ModelMeta
 from ml.model_store import TRAIN_DOCS_FILE, read_meta
-from ml.training.settings import TrainSettings, step_budget
+from ml.training.settings import SPACY_ARCHITECTURES, TrainSettings, step_budget
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ def plan_initialisation(
     reason = f"from {version}: {new_docs} new training docs, {budget} steps"
     if added:
         reason += f"; NER head resized for the new types {', '.join(added)}"
+    if settings.concrete in SPACY_ARCHITECTURES and (settings.warm_shrink != 1.0 or settings.warm_noise != 0.0):
+        reason += f"; weights shrunk by {settings.warm_shrink:g}, noise s.d. {settings.warm_noise:g}"
     return Initialisation("warm", reason, budget, version, new_docs, chain, added)
 
 

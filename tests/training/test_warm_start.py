@@ -256,4 +256,5 @@ def test_a_warm_start_shrinks_and_perturbs_the_serving_weights_when_set(
             train_docs, dev_docs, conll_guide, settings=settings, output_root=tmp_path, warm_from=small_model.path
         )
     assert trained.initialisation.mode == "warm"
+    assert trained.initialisation.reason.endswith("; weights shrunk by 0.3, noise s.d. 0")
     assert "weights shrunk by 0.30 and perturbed by noise of s.d. 0" in caplog.text
