@@ -17,6 +17,9 @@ A warm start is refused, and the run starts cold with the reason logged and stor
 - the drift guard is due: ``cold_every`` counts retrains, and every ``cold_every``-th one in a row is cold, so
   errors a chain of warm starts accumulates are reset.
 
+The serving weights can be shrunk and perturbed first (``warm_shrink``, ``warm_noise``; Ash and Adams 2020): off by
+default, since it helps a jump of many labels and hurts the loop's chain of small retrains (bench/RESULTS.md).
+
 A type added to the guide is learned by resizing the CNN's NER head (spaCy's ``add_label`` on a trained
 transition-based parser keeps the trained rows and adds new ones), not by a cold start.
 """
