@@ -11,6 +11,7 @@ tokens. Needs ``llama-cpp-python`` (imported here only when called) and reads on
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,7 +36,11 @@ class RenderedPrompt:
 def _vocabulary(gguf: Path) -> Any:
     from llama_cpp import Llama
 
-    return Llama(str(gguf), vocab_only=True, verbose=False)
+    llm = Llama(str(gguf), vocab_only=True, verbose=False)
+    # closed before the interpreter tears its modules down: Llama.__del__ at that point fails ("'NoneType' object is
+    # not callable", printed as an ignored exception)
+    atexit.register(llm.close)
+    return llm
 
 
 def render_chat(gguf: Path, messages: Sequence[dict[str, str]], *, generation_prompt: bool = True) -> RenderedPrompt:
