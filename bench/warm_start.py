@@ -69,6 +69,17 @@ def _train(
     return trained, time.monotonic() - clock, (load_before, os.getloadavg()[0])
 
 
+def _refresh(text: str) -> tuple[float, float]:
+    """``SHRINK:NOISE`` as two numbers, shrink in (0, 1] and noise >= 0."""
+    try:
+        shrink, noise = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SHRINK:NOISE, e.g. 0.5:0.01") from None
+    if not (0 < shrink <= 1 and noise >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: the shrink must be in (0, 1] and the noise at least 0")
+    return shrink, noise
+
+
 def main() -> None:
     """Train cold and warm at each size and seed; print time and F1 (and write every row with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,7 +99,8 @@ def main() -> None:
     parser.add_argument(
         "--refresh",
         nargs="+",
-        default=[f"{TrainSettings().warm_shrink}:{TrainSettings().warm_noise}"],
+        type=_refresh,
+        default=[(TrainSettings().warm_shrink, TrainSettings().warm_noise)],
         metavar="SHRINK:NOISE",
         help="warm starts to measure, each a shrink factor and a noise s.d. (shrink and perturb; 1:0 keeps the "
         "serving weights as they are); each has its own chain of warm versions",
@@ -102,11 +114,11 @@ def main() -> None:
     test = load_docs(args.data / "test.txt", nlp, labels=guide.labels).docs
     rng = np.random.default_rng(0)
     resamples = rng.integers(0, len(test), size=(args.resamples, len(test)))
-    refreshes = [tuple(float(x) for x in r.split(":")) for r in args.refresh]
+    refreshes: list[tuple[float, float]] = args.refresh
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
-            previous: dict[tuple[float, ...], Path] = {}
+            previous: dict[tuple[float, float], Path] = {}
             for size in sorted(args.sizes):
                 split = [in_dev_split("1", i + 1) for i in range(size)]
                 docs = (
@@ -123,7 +135,7 @@ def main() -> None:
                 )
                 counts = {}
                 cold = args.cold_sizes is None or size in args.cold_sizes or not previous
-                runs = [("cold", (1.0, 0.0), None)] if cold else []
+                runs: list[tuple[str, tuple[float, float], Path | None]] = [("cold", (1.0, 0.0), None)] if cold else []
                 runs += [("warm", r, previous[r]) for r in refreshes if r in previous]
                 for mode, refresh, source in runs:
                     settings = base.model_copy(update={"warm_shrink": refresh[0], "warm_noise": refresh[1]})
