@@ -199,12 +199,26 @@ def write_report(result: CompareResult, out: Path, *, inputs: dict[str, str]) ->
         ]
         (folder / f"{slug(name)}{suffix}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out / "report.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
-    labels = list(result.rows[0].report.per_type) if result.rows else []
-    markdown = _environment(html=False).get_template("compare.md.j2").render(r=data, labels=labels)
+    markdown, page = render_pages(data)
     (out / "report.md").write_text(markdown, encoding="utf-8")
-    page = _environment(html=True).get_template("compare.html.j2")
-    (out / "report.html").write_text(page.render(r=data, labels=labels, charts=_charts(data, labels)), encoding="utf-8")
+    (out / "report.html").write_text(page, encoding="utf-8")
     return data
+
+
+def render_pages(data: dict[str, Any]) -> tuple[str, str]:
+    """The Markdown report and the self-contained HTML page (plotly inlined, several MB) of a report's data.
+
+    ``data`` is what ``report.json`` holds (``to_dict``), so a stored report renders again without the run, e.g. the
+    study's pages from their committed ``report.json`` (``docs/compare/render.py``).
+
+    Returns:
+        ``(markdown, html)``.
+    """
+    rows = data["rows"]
+    labels = list(rows[0]["per_type"]) if rows else []
+    markdown = _environment(html=False).get_template("compare.md.j2").render(r=data, labels=labels)
+    page = _environment(html=True).get_template("compare.html.j2")
+    return markdown, page.render(r=data, labels=labels, charts=_charts(data, labels))
 
 
 def _environment(*, html: bool) -> Environment:
@@ -258,7 +272,7 @@ def _charts(data: dict[str, Any], labels: list[str]) -> list[str]:
     if cost is not None:
         figures.append(cost)
     return [
-        fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
+        fig.to_html(full_html=False, include_plotlyjs=i == 0, div_id=f"chart-{i}", config={"displaylogo": False})
         for i, fig in enumerate(figures)
     ]
 

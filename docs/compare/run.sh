@@ -11,7 +11,8 @@
 # outputs and token counts only, in files named by a hash of the request: no corpus text), copied into the work
 # folder before a run and back after it (and by `sync` below while it runs), so a rerun sends only the requests
 # that have no answer yet. Trained sizes are kept in the work folder only (a later session retrains them: minutes).
-# The finished report (report.md, report.html, report.json; no corpus text) is copied to docs/compare/<corpus>/.
+# The finished report (report.md, report.json; no corpus text) is copied to docs/compare/<corpus>/ and its HTML page
+# is rendered there from report.json (docs/compare/render.py; several MB of inlined plotly: built, not committed).
 #
 # Settings (environment): GGUF (the model file; fetched by bench/llm_preannotation.py when missing), WORK (the
 # work folder, outside the repository: models and predictions hold corpus text), DATA (the corpora), LIMIT_LLM
@@ -77,7 +78,8 @@ for corpus in $CORPORA; do
     sync_cache "$corpus"
     if [ "$status" -eq 0 ]; then
         mkdir -p "$reports"
-        cp "$out/report.md" "$out/report.html" "$out/report.json" "$reports/"
+        cp "$out/report.md" "$out/report.json" "$reports/"
+        .venv/bin/python docs/compare/render.py "$corpus"
         echo "[$(date -u +%H:%M:%S)] $corpus: done, report in $reports/" >&2
     else
         echo "[$(date -u +%H:%M:%S)] $corpus: stopped ($status); rerun to continue" >&2

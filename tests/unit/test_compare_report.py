@@ -12,7 +12,7 @@ from pathlib import Path
 import spacy
 from spacy.tokens import Doc, Span
 
-from ml.compare_report import write_report
+from ml.compare_report import render_pages, write_report
 from ml.compare_rows import CompareOptions, CompareResult, Row, llm_sample
 from ml.evaluation import score_spans
 from ml.prediction import ScoredSpan
@@ -86,3 +86,12 @@ def test_the_sample_is_seeded_sorted_distinct_and_whole_without_a_limit() -> Non
     assert first != llm_sample(1000, 200, 1)
     assert max(first) > 500  # not the file's first documents
     assert llm_sample(5, 0, 0) == llm_sample(5, 9, 0) == [0, 1, 2, 3, 4]
+
+
+def test_a_stored_report_renders_the_same_pages_again(tmp_path: Path) -> None:
+    result = _result(_docs(40), limit=10, dev_given=True)
+    write_report(result, tmp_path, inputs={"guide": "g", "train": "t", "test": "t"})
+    markdown, page = render_pages(json.loads((tmp_path / "report.json").read_text(encoding="utf-8")))
+    assert markdown == (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert page == (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<table" in page
