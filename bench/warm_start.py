@@ -11,7 +11,15 @@ the swap, measured by ``bench/retrain_latency.py``). F1 is exact micro F1 on the
 CoNLL test split, with a 95% percentile bootstrap interval over test documents, and the paired bootstrap interval
 of warm minus cold on the same resamples. The load average (1 min) is read before and after each training.
 
+With ``--gate`` the chain runs as the loop runs it: the held-out tasks are split as a project splits them
+(``held_out_role``: dev chooses the checkpoint, test feeds the gate), each warm candidate is compared with the
+version that serves on the test half (``ml.promotion.decide_promotion``, the loop's tolerance), and a refused
+candidate leaves the serving version in place, so the next retrain starts from it and the F1 that counts is the
+served version's (``served_test_f1``, and its paired interval against cold).
+
     .venv/bin/python bench/warm_start.py --seeds 0 1 [--refresh 1:0 0.5:0.01]
+    .venv/bin/python bench/warm_start.py --gate --sizes $(seq -s ' ' 800 20 1000) --cold-sizes 800 900 1000 \
+        --seeds 0 1 2 3
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ from spacy.tokens import Doc
 
 from annotation_guide import load_guide
 from ml.converters import load_docs
+from ml.evaluation import evaluate
 from ml.model_store import load_model
-from ml.promotion import in_dev_split
+from ml.promotion import decide_promotion, held_out_role, in_dev_split
 from ml.training import TrainedModel, TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
+ROLES = ("train", "dev", "test")
 
 
 def _counts(model_path: Path, docs: list[Doc]) -> np.ndarray:
@@ -61,11 +71,18 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
 
 
 def _train(
-    docs: tuple[list[Doc], list[Doc]], guide: Any, settings: TrainSettings, root: Path, warm_from: Path | None
+    docs: tuple[list[Doc], list[Doc], list[Doc]],
+    guide: Any,
+    settings: TrainSettings,
+    root: Path,
+    warm_from: Path | None,
 ) -> tuple[TrainedModel, float, tuple[float, float]]:
     load_before = os.getloadavg()[0]
     clock = time.monotonic()
-    trained = train(*docs, guide, settings=settings, output_root=root, warm_from=warm_from)
+    train_docs, dev_docs, gate_docs = docs
+    trained = train(
+        train_docs, dev_docs, guide, settings=settings, output_root=root, warm_from=warm_from, test_docs=gate_docs
+    )
     return trained, time.monotonic() - clock, (load_before, os.getloadavg()[0])
 
 
@@ -105,6 +122,13 @@ def main() -> None:
         help="warm starts to measure, each a shrink factor and a noise s.d. (shrink and perturb; 1:0 keeps the "
         "serving weights as they are); each has its own chain of warm versions",
     )
+    parser.add_argument(
+        "--gate",
+        action="store_true",
+        help="run the promotion gate as the loop does (held-out tasks split into dev and test; a refused warm "
+        "candidate leaves the serving version, which the next warm start resumes)",
+    )
+    parser.add_argument("--tolerance", type=float, default=0.02, help="the gate's tolerance (NER_PROMOTION_TOLERANCE)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--json", type=Path, help="also write every row here")
     args = parser.parse_args()
@@ -118,13 +142,14 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
-            previous: dict[tuple[float, float], Path] = {}
+            previous: dict[tuple[float, float], Path] = {}  # per refresh: the version serving in its chain
+            served_counts: dict[tuple[float, float], np.ndarray] = {}  # and its test counts
             for size in sorted(args.sizes):
-                split = [in_dev_split("1", i + 1) for i in range(size)]
-                docs = (
-                    [d for d, dev in zip(labelled[:size], split, strict=True) if not dev],
-                    [d for d, dev in zip(labelled[:size], split, strict=True) if dev],
-                )
+                if args.gate:
+                    roles = [held_out_role("1", i + 1) for i in range(size)]
+                else:  # every held-out task is dev, as before the gate was measured
+                    roles = ["dev" if in_dev_split("1", i + 1) else "train" for i in range(size)]
+                docs = tuple([d for d, r in zip(labelled[:size], roles, strict=True) if r == role] for role in ROLES)
                 base = TrainSettings(
                     max_steps=args.max_steps,
                     eval_frequency=100,
@@ -141,8 +166,15 @@ def main() -> None:
                     settings = base.model_copy(update={"warm_shrink": refresh[0], "warm_noise": refresh[1]})
                     name = mode if mode == "cold" else f"warm {refresh[0]:g}:{refresh[1]:g}"
                     root = Path(scratch) / f"seed{seed}-{name.replace(' ', '-')}"
-                    trained, seconds, load = _train(docs, guide, settings, root, source)
+                    trained, seconds, load = _train(docs, guide, settings, root, source)  # type: ignore[arg-type]
                     counts[name] = _counts(trained.path, test)
+                    served, decision = trained.path, None
+                    if args.gate and mode == "warm":
+                        assert source is not None
+                        assert trained.report is not None
+                        serving = evaluate(load_model(source), docs[2], labels=guide.labels)
+                        verdict = decide_promotion(trained.report, serving, tolerance=args.tolerance)
+                        served, decision = (trained.path if verdict.promote else source), verdict.reason
                     init = trained.initialisation
                     row = {
                         "seed": seed,
@@ -158,28 +190,81 @@ def main() -> None:
                     }
                     if mode == "warm" and "cold" in counts:
                         row["delta_ci"] = _interval(_f1(counts[name][resamples]) - _f1(counts["cold"][resamples]))
+                    if decision is not None:
+                        if served == trained.path:
+                            served_counts[refresh] = counts[name]
+                        row["promoted"] = served == trained.path
+                        row["gate"] = decision
+                        row["served_test_f1"] = float(_f1(served_counts[refresh]))
+                        if "cold" in counts:
+                            row["served_delta_ci"] = _interval(
+                                _f1(served_counts[refresh][resamples]) - _f1(counts["cold"][resamples])
+                            )
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
                     for r in [refresh] if mode == "warm" else [r for r in refreshes if r not in previous]:
-                        previous[r] = trained.path
+                        previous[r] = served
+                        if served == trained.path:
+                            served_counts[r] = counts[name]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     _table(rows)
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
+    gated = any("gate" in r for r in rows)
+    extra = " promoted | served test F1 | served - cold [95% CI] |" if gated else ""
     print(
         "\n| seed | labels | start | steps | new train docs | train s | load 1 min | dev F1 | test F1 [95% CI] "
-        "| warm - cold test F1 [95% CI] |"
+        f"| warm - cold test F1 [95% CI] |{extra}"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * (10 + 3 * gated) + "|")
     for r in rows:
         delta = f"{r['delta_ci'][0]:+.3f} .. {r['delta_ci'][1]:+.3f}" if "delta_ci" in r else ""
+        cells = ""
+        if gated:
+            ci = r.get("served_delta_ci")
+            served = f"{ci[0]:+.3f} .. {ci[1]:+.3f}" if ci else ""
+            promoted = ("yes" if r["promoted"] else "**no**") if "promoted" in r else ""
+            cells = f" {promoted} | {r.get('served_test_f1', r['test_f1']):.3f} | {served} |"
         print(
             f"| {r['seed']} | {r['labels']:,} | {r['mode']} | {r['steps']:,} | {r['new_docs'] or ''} | "
             f"{r['seconds']:.1f} | {r['load'][0]:.1f} / {r['load'][1]:.1f} | {r['dev_f1']:.3f} | "
-            f"{r['test_f1']:.3f} [{r['test_ci'][0]:.3f}, {r['test_ci'][1]:.3f}] | {delta} |"
+            f"{r['test_f1']:.3f} [{r['test_ci'][0]:.3f}, {r['test_ci'][1]:.3f}] | {delta} |{cells}"
         )
+    _across_seeds(rows)
+
+
+def _across_seeds(rows: list[dict[str, Any]]) -> None:
+    """Per size with a cold run and per warm variant: served (or warm) minus cold test F1, averaged over seeds.
+
+    Beside it, the spread of cold test F1 across seeds (its sample s.d.): how much a cold retrain's F1 moves with
+    nothing but its seed, the noise a warm start's difference is read against.
+    """
+    seeds = sorted({r["seed"] for r in rows})
+    if len(seeds) < 2:
+        return
+    cold = {(r["seed"], r["labels"]): r["test_f1"] for r in rows if r["mode"] == "cold"}
+    print(
+        "\n| labels | start | seeds | mean (served or warm) - cold | min .. max | cold test F1 mean "
+        "| cold s.d. across seeds |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for size in sorted({labels for _, labels in cold}):
+        colds = [cold[s, size] for s in seeds if (s, size) in cold]
+        for mode in sorted({r["mode"] for r in rows if r["mode"] != "cold"}):
+            differences = [
+                r.get("served_test_f1", r["test_f1"]) - cold[r["seed"], size]
+                for r in rows
+                if r["mode"] == mode and r["labels"] == size and (r["seed"], size) in cold
+            ]
+            if len(differences) < 2:
+                continue
+            print(
+                f"| {size:,} | {mode} | {len(differences)} | {np.mean(differences):+.3f} | "
+                f"{min(differences):+.3f} .. {max(differences):+.3f} | {np.mean(colds):.3f} | "
+                f"{np.std(colds, ddof=1):.3f} |"
+            )
 
 
 if __name__ == "__main__":
