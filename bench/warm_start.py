@@ -140,6 +140,7 @@ def main() -> None:
     resamples = rng.integers(0, len(test), size=(args.resamples, len(test)))
     refreshes: list[tuple[float, float]] = args.refresh
     rows: list[dict[str, Any]] = []
+    kept: dict[tuple[int, int, str], np.ndarray] = {}  # (seed, labels, mode): the test counts of what serves
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
             previous: dict[tuple[float, float], Path] = {}  # per refresh: the version serving in its chain
@@ -201,6 +202,7 @@ def main() -> None:
                                 _f1(served_counts[refresh][resamples]) - _f1(counts["cold"][resamples])
                             )
                     rows.append(row)
+                    kept[seed, size, name] = served_counts[refresh] if decision is not None else counts[name]
                     print(json.dumps(row), file=sys.stderr, flush=True)
                     for r in [refresh] if mode == "warm" else [r for r in refreshes if r not in previous]:
                         previous[r] = served
@@ -209,6 +211,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     _table(rows)
+    _across_seeds(rows, kept, resamples)
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
@@ -232,38 +235,44 @@ def _table(rows: list[dict[str, Any]]) -> None:
             f"{r['seconds']:.1f} | {r['load'][0]:.1f} / {r['load'][1]:.1f} | {r['dev_f1']:.3f} | "
             f"{r['test_f1']:.3f} [{r['test_ci'][0]:.3f}, {r['test_ci'][1]:.3f}] | {delta} |{cells}"
         )
-    _across_seeds(rows)
 
 
-def _across_seeds(rows: list[dict[str, Any]]) -> None:
+def _across_seeds(
+    rows: list[dict[str, Any]], kept: dict[tuple[int, int, str], np.ndarray], resamples: np.ndarray
+) -> None:
     """Per size with a cold run and per warm variant: served (or warm) minus cold test F1, averaged over seeds.
 
-    Beside it, the spread of cold test F1 across seeds (its sample s.d.): how much a cold retrain's F1 moves with
-    nothing but its seed, the noise a warm start's difference is read against.
+    The interval is the paired bootstrap of that average: each resample of the test documents is scored for every
+    seed's two models and the seed means are subtracted, so it reflects the test documents' noise in the mean of
+    the seeds. Beside it, the spread of cold test F1 across seeds (its sample s.d.): how much a cold retrain's F1
+    moves with nothing but its seed, the noise one seed's difference is read against.
     """
     seeds = sorted({r["seed"] for r in rows})
     if len(seeds) < 2:
         return
-    cold = {(r["seed"], r["labels"]): r["test_f1"] for r in rows if r["mode"] == "cold"}
     print(
-        "\n| labels | start | seeds | mean (served or warm) - cold | min .. max | cold test F1 mean "
-        "| cold s.d. across seeds |"
+        "\n| labels | start | seeds | mean (served or warm) - cold [95% CI of the seed mean] | min .. max "
+        "| cold test F1 mean | cold s.d. across seeds |"
     )
     print("|---|---|---|---|---|---|---|")
-    for size in sorted({labels for _, labels in cold}):
-        colds = [cold[s, size] for s in seeds if (s, size) in cold]
+    for size in sorted({r["labels"] for r in rows if r["mode"] == "cold"}):
+        colds = [kept[s, size, "cold"] for s in seeds if (s, size, "cold") in kept]
         for mode in sorted({r["mode"] for r in rows if r["mode"] != "cold"}):
-            differences = [
-                r.get("served_test_f1", r["test_f1"]) - cold[r["seed"], size]
-                for r in rows
-                if r["mode"] == mode and r["labels"] == size and (r["seed"], size) in cold
+            pairs = [
+                (kept[s, size, mode], kept[s, size, "cold"])
+                for s in seeds
+                if (s, size, mode) in kept and (s, size, "cold") in kept
             ]
-            if len(differences) < 2:
+            if len(pairs) < 2 or len(colds) < 2:
                 continue
+            differences = [float(_f1(a) - _f1(b)) for a, b in pairs]
+            boot = np.mean([_f1(a[resamples]) - _f1(b[resamples]) for a, b in pairs], axis=0)
+            low, high = _interval(boot)
+            cold_f1 = [float(_f1(c)) for c in colds]
             print(
-                f"| {size:,} | {mode} | {len(differences)} | {np.mean(differences):+.3f} | "
-                f"{min(differences):+.3f} .. {max(differences):+.3f} | {np.mean(colds):.3f} | "
-                f"{np.std(colds, ddof=1):.3f} |"
+                f"| {size:,} | {mode} | {len(pairs)} | {np.mean(differences):+.3f} [{low:+.3f}, {high:+.3f}] | "
+                f"{min(differences):+.3f} .. {max(differences):+.3f} | {np.mean(cold_f1):.3f} | "
+                f"{np.std(cold_f1, ddof=1):.3f} |"
             )
 
 
