@@ -34,7 +34,8 @@ def _corpus(name: str, data: dict[str, Any]) -> list[str]:
     largest = max(tuned, key=lambda r: r["train_docs"] or 0) if tuned else None
     lines = [f"## {name}", ""]
     lines.append(
-        f"LLM rows on the first {data['test_docs']} of {data['all_test_docs']} test sentences; fine-tuned rows on the "
+        f"LLM rows on a seeded random sample of {data['test_docs']} of the {data['all_test_docs']} test sentences "
+        f"(`--limit-llm`; the indices are in report.json); fine-tuned rows on the "
         f"same {data['test_docs']} and (last column) on all {data['all_test_docs']}. Training pool "
         f"{data['train_pool_docs']} sentences, dev {data['dev_docs']}. Exact micro F1 with its 95% bootstrap interval."
     )
@@ -124,7 +125,8 @@ def main() -> None:
         "",
         "GLiNER-L's figures are entity F1 x 100 on the whole test sets from label names alone; the zero-shot row "
         "here prompts with the guide (definitions, three examples per type from the training split, an edge case and "
-        "a non-entity) on the first test sentences, so it is the cold-start level a team reaches with a written guide.",
+        "a non-entity) on a random sample of 200 test sentences, so it is the cold-start level a team reaches with a "
+        "written guide.",
         "",
     ]
     for corpus in CORPORA:
