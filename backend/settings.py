@@ -210,6 +210,14 @@ class Settings(BaseSettings):
     retrain_cold_every: int = Field(
         default=10, ge=0, description="drift guard: every Nth retrain in a row starts cold (0: never forced)"
     )
+    retrain_warm_max_new_share: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="a retrain starts cold when more than this share of its training docs are new to the serving "
+        "version (a bulk import; 1: never for this reason; None: "
+        "ml.training.settings.TrainSettings.warm_max_new_share)",
+    )
     promotion_tolerance: float = Field(
         default=0.02, ge=0.0, le=1.0, description="per-type F1 drop that blocks a promotion when beyond the noise"
     )

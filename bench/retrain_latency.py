@@ -6,10 +6,10 @@ as Label Studio webhook events carrying CoNLL-2003 training sentences; the worke
 stored events (no Label Studio here: with one, the snapshot is an export of the project, measured in the e2e test).
 With ``--serving-from N``, a version trained beforehand (cold, the retrain's settings) on the first N labels'
 training split serves when the threshold is crossed, so the run warm-starts from it (``--cold``: the same, with
-``NER_RETRAIN_WARM_START=false``).
+``NER_RETRAIN_WARM_START=false``); from fewer than half the labels it starts cold (``NER_RETRAIN_WARM_MAX_NEW_SHARE``).
 
     .venv/bin/python bench/retrain_latency.py --labels 1000
-    .venv/bin/python bench/retrain_latency.py --labels 1000 --serving-from 200
+    .venv/bin/python bench/retrain_latency.py --labels 1000 --serving-from 980
 """
 
 from __future__ import annotations

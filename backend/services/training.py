@@ -253,7 +253,11 @@ class Trainer:
         snapshot = root / "snapshots" / f"run-{claim.run_id}.jsonl"
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         snapshot.write_text(to_jsonl(train_docs + dev_docs + test_docs), encoding="utf-8")
-        refresh = {"warm_shrink": self.settings.retrain_warm_shrink, "warm_noise": self.settings.retrain_warm_noise}
+        refresh = {  # None: TrainSettings' default
+            "warm_shrink": self.settings.retrain_warm_shrink,
+            "warm_noise": self.settings.retrain_warm_noise,
+            "warm_max_new_share": self.settings.retrain_warm_max_new_share,
+        }
         settings = TrainSettings(
             architecture=self.settings.retrain_architecture,
             max_steps=self.settings.retrain_max_steps,
@@ -262,7 +266,7 @@ class Trainer:
             batch_size=self.settings.retrain_batch_size,
             eval_frequency=self.settings.retrain_eval_frequency,
             warm_start=self.settings.retrain_warm_start,
-            **{k: v for k, v in refresh.items() if v is not None},  # None: TrainSettings' default
+            **{k: v for k, v in refresh.items() if v is not None},
             cold_every=self.settings.retrain_cold_every,
         )
         with session_scope(self.sessions) as db:  # the version it may warm-start from; the gate re-reads it

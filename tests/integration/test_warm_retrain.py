@@ -43,6 +43,8 @@ def test_a_retrain_warm_starts_from_the_serving_version_unless_told_not_to(
         retrain_warm_start=warm,
         retrain_warm_shrink=0.8 if warm else None,  # NER_RETRAIN_WARM_SHRINK / _NOISE; None: TrainSettings' own
         retrain_warm_noise=0.001 if warm else None,
+        # every label is new to small_model: warm only because the share allows it (NER_RETRAIN_WARM_MAX_NEW_SHARE)
+        retrain_warm_max_new_share=1.0 if warm else None,
         retrain_eval_frequency=50,  # evaluations as with the default (a fifth of the 40 steps): only the meta shows it
     )
     with open_db(database_url) as db:
@@ -76,5 +78,6 @@ def test_a_retrain_warm_starts_from_the_serving_version_unless_told_not_to(
     assert init["warm_chain"] == 1
     assert init["reason"].endswith("; weights shrunk by 0.8, noise s.d. 0.001")
     assert (read_meta(path).settings["warm_shrink"], read_meta(path).settings["warm_noise"]) == (0.8, 0.001)
+    assert read_meta(path).settings["warm_max_new_share"] == 1.0
     # sentences after the serving version's 400 (CoNLL repeats a few short ones, which are not new)
     assert run.details["train_docs"] - 3 <= init["new_docs"] <= run.details["train_docs"]

@@ -75,6 +75,29 @@ def test_warm_candidate_starts_from_the_serving_weights_with_the_smaller_budget(
     assert (again.mode, again.new_docs, again.max_steps, again.warm_chain) == ("warm", 0, 20, 2)
 
 
+def test_a_bulk_of_new_labels_starts_cold_and_says_why(
+    small_model: TrainedModel, conll: tuple[list[Doc], list[Doc]], conll_guide: Guide
+) -> None:
+    train_docs, _ = conll
+    settings = TrainSettings(max_steps=400, eval_frequency=100)
+    known = set((small_model.path / TRAIN_DOCS_FILE).read_text().split())
+    new_in = [d for d in train_docs if doc_digest(d) not in known]
+    old_in = [d for d in train_docs if doc_digest(d) in known]
+    # half new (the boundary): still warm; one more new doc than the share allows: cold, with the counts
+    half = old_in[:100] + new_in[:100]
+    plan = plan_initialisation(settings, source=small_model.path, train_docs=half, labels=conll_guide.labels)
+    assert (plan.mode, plan.new_docs) == ("warm", 100)
+    bulk = old_in[:99] + new_in[:101]
+    plan = plan_initialisation(settings, source=small_model.path, train_docs=bulk, labels=conll_guide.labels)
+    assert (plan.mode, plan.new_docs, plan.max_steps) == ("cold", 101, 400)
+    assert plan.reason == "101 of the 200 training docs are new (more than 50%): a bulk of new labels trains cold"
+    assert plan.source_version == small_model.version
+    # the share is a setting: 1 never refuses for it
+    anyway = settings.model_copy(update={"warm_max_new_share": 1.0})
+    everything_new = plan_initialisation(anyway, source=small_model.path, train_docs=new_in, labels=conll_guide.labels)
+    assert (everything_new.mode, everything_new.new_docs) == ("warm", len(new_in))
+
+
 def _copy_with_meta(source: Path, target: Path, **changes: object) -> Path:
     shutil.copytree(source, target)
     meta = json.loads((target / META_FILE).read_text())
