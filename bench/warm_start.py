@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import spacy
 from spacy.tokens import Doc
 
 from annotation_guide import load_guide
 from ml.converters import load_docs
-from ml.evaluation import evaluate
+from ml.evaluation import FloatArray, evaluate
 from ml.model_store import load_model
 from ml.promotion import decide_promotion, held_out_role, in_dev_split
 from ml.training import TrainedModel, TrainSettings, train
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROLES = ("train", "dev", "test")
 
 
-def _counts(model_path: Path, docs: list[Doc]) -> np.ndarray:
+def _counts(model_path: Path, docs: list[Doc]) -> FloatArray:
     """Per doc: true positives, predicted and gold entities (exact match), for the bootstrap."""
     predictions = load_model(model_path).predict(docs)
     rows = []
@@ -62,13 +63,13 @@ def _counts(model_path: Path, docs: list[Doc]) -> np.ndarray:
     return np.array(rows, dtype=float)
 
 
-def _f1(counts: np.ndarray) -> np.ndarray:
+def _f1(counts: FloatArray) -> FloatArray:
     """Micro F1 of each resample: ``counts`` is (..., docs, 3)."""
     tp, pred, gold = counts[..., 0].sum(-1), counts[..., 1].sum(-1), counts[..., 2].sum(-1)
     return np.where(pred + gold > 0, 2 * tp / np.maximum(pred + gold, 1), 0.0)
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
+def _interval(values: FloatArray) -> tuple[float, float]:
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
 
@@ -150,17 +151,20 @@ def main() -> None:
     resamples = rng.integers(0, len(test), size=(args.resamples, len(test)))
     refreshes: list[tuple[float, float]] = args.refresh
     rows: list[dict[str, Any]] = []
-    kept: dict[tuple[int, int, str], np.ndarray] = {}  # (seed, labels, mode): the test counts of what serves
+    kept: dict[tuple[int, int, str], FloatArray] = {}  # (seed, labels, mode): the test counts of what serves
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
             previous: dict[tuple[float, float], Path] = {}  # per refresh: the version serving in its chain
-            served_counts: dict[tuple[float, float], np.ndarray] = {}  # and its test counts
+            served_counts: dict[tuple[float, float], FloatArray] = {}  # and its test counts
             for size in sorted(args.sizes):
                 if args.gate:
                     roles = [held_out_role("1", i + 1) for i in range(size)]
                 else:  # every held-out task is dev, as before the gate was measured
                     roles = ["dev" if in_dev_split("1", i + 1) else "train" for i in range(size)]
-                docs = tuple([d for d, r in zip(labelled[:size], roles, strict=True) if r == role] for role in ROLES)
+                by_role: dict[str, list[Doc]] = {role: [] for role in ROLES}
+                for doc, role in zip(labelled[:size], roles, strict=True):
+                    by_role[role].append(doc)
+                docs = (by_role["train"], by_role["dev"], by_role["test"])
                 base = TrainSettings(
                     max_steps=args.max_steps,
                     eval_frequency=100,
@@ -178,7 +182,7 @@ def main() -> None:
                     settings = base.model_copy(update={"warm_shrink": refresh[0], "warm_noise": refresh[1]})
                     name = mode if mode == "cold" else f"warm {refresh[0]:g}:{refresh[1]:g}"
                     root = Path(scratch) / f"seed{seed}-{name.replace(' ', '-')}"
-                    trained, seconds, load = _train(docs, guide, settings, root, source)  # type: ignore[arg-type]
+                    trained, seconds, load = _train(docs, guide, settings, root, source)
                     counts[name] = _counts(trained.path, test)
                     served, decision = trained.path, None
                     if args.gate and mode == "warm":
@@ -187,6 +191,11 @@ def main() -> None:
                         serving = evaluate(load_model(source), docs[2], labels=guide.labels)
                         verdict = decide_promotion(trained.report, serving, tolerance=args.tolerance)
                         served, decision = (trained.path if verdict.promote else source), verdict.reason
+                    # the chains this run continues (a cold run starts every chain not started yet)
+                    for r in [refresh] if mode == "warm" else [r for r in refreshes if r not in previous]:
+                        previous[r] = served
+                        if served == trained.path:
+                            served_counts[r] = counts[name]
                     init = trained.initialisation
                     row = {
                         "seed": seed,
@@ -205,8 +214,6 @@ def main() -> None:
                     if mode == "warm" and "cold" in counts:
                         row["delta_ci"] = _interval(_f1(counts[name][resamples]) - _f1(counts["cold"][resamples]))
                     if decision is not None:
-                        if served == trained.path:
-                            served_counts[refresh] = counts[name]
                         row["promoted"] = served == trained.path
                         row["gate"] = decision
                         row["served_test_f1"] = float(_f1(served_counts[refresh]))
@@ -217,10 +224,6 @@ def main() -> None:
                     rows.append(row)
                     kept[seed, size, name] = served_counts[refresh] if decision is not None else counts[name]
                     print(json.dumps(row), file=sys.stderr, flush=True)
-                    for r in [refresh] if mode == "warm" else [r for r in refreshes if r not in previous]:
-                        previous[r] = served
-                        if served == trained.path:
-                            served_counts[r] = counts[name]
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     _table(rows)
@@ -252,7 +255,7 @@ def _table(rows: list[dict[str, Any]]) -> None:
 
 
 def _across_seeds(
-    rows: list[dict[str, Any]], kept: dict[tuple[int, int, str], np.ndarray], resamples: np.ndarray
+    rows: list[dict[str, Any]], kept: dict[tuple[int, int, str], FloatArray], resamples: npt.NDArray[np.int64]
 ) -> None:
     """Per size with a cold run and per warm variant: served (or warm) minus cold test F1, averaged over seeds.
 
