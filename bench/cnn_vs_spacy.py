@@ -7,7 +7,7 @@ with the same ``--max-steps``. Both are scored on the same test sentences with t
 greedy decoding, ``ml.evaluation.score_spans``); dev micro F1 is on the dev sentences. Progress goes to stderr.
 
     .venv/bin/python bench/cnn_vs_spacy.py --corpus crossner-ai [--corpus wnut17 ...] [--max-steps 2000]
-    .venv/bin/python bench/cnn_vs_spacy.py --corpus all --json /tmp/cnn_vs_spacy.json
+    .venv/bin/python bench/cnn_vs_spacy.py --corpus all --seed 0 1 2 --json /tmp/rows.json  (per seed, then means)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import spacy
 from ner_corpora import FILES, Corpus, load_corpus
 from spacy.language import Language
@@ -112,17 +113,18 @@ def _call(command: list[str]) -> None:
     subprocess.run(command, check=True, capture_output=True)
 
 
-def bench(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    """Both trainings on one corpus; their test and dev micro F1."""
+def bench(name: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Both trainings on one corpus with one seed; their test and dev micro F1."""
     corpus = load_corpus(name, root)
     labels = list(corpus.guide.labels)
-    log(f"{name}: {len(corpus.train)} train, {len(corpus.dev)} dev, {len(corpus.test)} test sentences")
+    log(f"{name} seed {seed}: {len(corpus.train)} train, {len(corpus.dev)} dev, {len(corpus.test)} test sentences")
     group = args.group or TrainSettings().doc_group
-    row: dict[str, Any] = {"corpus": name, "train": len(corpus.train), "steps": args.max_steps, "group": group}
+    row: dict[str, Any] = {"corpus": name, "seed": seed, "train": len(corpus.train), "steps": args.max_steps}
+    row["group"] = group
     systems = (("nerloop", nerloop_cnn), ("spacy", plain_spacy))
     for system, trainer in systems[:1] if args.skip_spacy else systems:
         started = time.monotonic()
-        best = trainer(corpus, args, root / f"{name}-{system}")
+        best = trainer(corpus, argparse.Namespace(**{**vars(args), "seed": seed}), root / f"{name}-{seed}-{system}")
         seconds = time.monotonic() - started
         nlp = spacy.load(best)
         test, dev = greedy_report(nlp, corpus.test, labels), greedy_report(nlp, corpus.dev, labels)
@@ -137,7 +139,7 @@ def main() -> None:
     parser.add_argument("--corpus", action="append", help=f"one of {', '.join(FILES)} or all (repeatable)")
     parser.add_argument("--max-steps", type=int, default=2000, help="steps of both trainings")
     parser.add_argument("--n-sents", type=int, default=10, help="spacy convert -n: sentences per document")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds of both trainings (one row each)")
     parser.add_argument("--group", type=int, help="nerloop's CNN: training sentences per document (default: its own)")
     parser.add_argument("--skip-spacy", action="store_true", help="train nerloop's CNN only (a variant)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -148,12 +150,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="nerloop-cnn-vs-spacy-") as scratch:
         for name in names:
-            rows.append(bench(name, args, Path(scratch)))
-    print(f"\n{'corpus':<19}{'train':>7}{'steps':>7}{'group':>7}{'nerloop':>9}{'spacy':>8}{'diff':>8}", end="")
+            for seed in args.seed:
+                rows.append(bench(name, seed, args, Path(scratch)))
+                if args.json:  # after every row: a long run stopped part-way keeps what it measured
+                    args.json.write_text(json.dumps(rows, indent=2))
+    print(f"\n{'corpus':<19}{'seed':>5}{'train':>7}{'steps':>7}{'group':>7}", end="")
+    print(f"{'nerloop':>9}{'spacy':>8}{'diff':>8}", end="")
     print(f"{'dev nerloop':>13}{'dev spacy':>11}{'s nerloop':>11}{'s spacy':>9}")
     for r in rows:
         spacy_f1 = r.get("spacy_test_f1")
-        line = f"{r['corpus']:<19}{r['train']:>7}{r['steps']:>7}{r['group']:>7}{r['nerloop_test_f1']:>9.3f}"
+        line = f"{r['corpus']:<19}{r['seed']:>5}{r['train']:>7}{r['steps']:>7}{r['group']:>7}"
+        line += f"{r['nerloop_test_f1']:>9.3f}"
         line += (
             f"{spacy_f1:>8.3f}{r['nerloop_test_f1'] - spacy_f1:>+8.3f}" if spacy_f1 is not None else f"{'-':>8}{'-':>8}"
         )
@@ -162,8 +169,22 @@ def main() -> None:
         )
         line += f"{r['nerloop_s']:>11.0f}" + (f"{r['spacy_s']:>9.0f}" if spacy_f1 is not None else f"{'-':>9}")
         print(line)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    summarise(rows)
+
+
+def summarise(rows: list[dict[str, Any]]) -> None:
+    """Per corpus over the seeds: mean test F1 of each, the mean difference and its spread."""
+    paired = [r for r in rows if r.get("spacy_test_f1") is not None]
+    corpora = list(dict.fromkeys(r["corpus"] for r in paired))
+    if not corpora or len(paired) == len(corpora):
+        return
+    print(f"\n{'corpus':<19}{'seeds':>6}{'nerloop':>9}{'spacy':>8}{'mean diff':>11}{'sd diff':>9}{'min':>8}{'max':>8}")
+    for name in corpora:
+        own = [r for r in paired if r["corpus"] == name]
+        diffs = np.array([r["nerloop_test_f1"] - r["spacy_test_f1"] for r in own])
+        line = f"{name:<19}{len(own):>6}{np.mean([r['nerloop_test_f1'] for r in own]):>9.3f}"
+        line += f"{np.mean([r['spacy_test_f1'] for r in own]):>8.3f}{diffs.mean():>+11.3f}"
+        print(line + f"{diffs.std(ddof=1) if len(own) > 1 else 0.0:>9.3f}{diffs.min():>+8.3f}{diffs.max():>+8.3f}")
 
 
 if __name__ == "__main__":

@@ -124,17 +124,20 @@ def _ask_all(
         partial.replace(path)  # whole or absent: an interrupted run never leaves half an answer
         return (reply, latency), False
 
-    with (
-        ThreadPoolExecutor(max_workers=result.options.concurrency) as pool,
-        bar(len(requests), f"LLM {what}", result.options.progress) as shown,
-    ):
-        out: list[Answer] = []
-        for answer, cached in pool.map(one, requests):
-            out.append(answer)
-            result.llm_cached += cached
-            result.llm_requests += not cached
-            shown.update(1)
-            tracker.report(f"LLM {what}", len(out) / max(1, len(requests)))
+    out: list[Answer] = []
+    pool = ThreadPoolExecutor(max_workers=result.options.concurrency)
+    try:
+        with bar(len(requests), f"LLM {what}", result.options.progress) as shown:
+            for answer, cached in pool.map(one, requests):
+                out.append(answer)
+                result.llm_cached += cached
+                result.llm_requests += not cached
+                shown.update(1)
+                tracker.report(f"LLM {what}", len(out) / max(1, len(requests)))
+    finally:
+        # an interrupt (Ctrl-C, SIGTERM) returns at once, without waiting for the requests in flight (a minute each
+        # for a 5-shot prompt on a CPU): the caller then stops the server, which fails them; queued ones never start
+        pool.shutdown(wait=False, cancel_futures=True)
     return out
 
 

@@ -26,6 +26,7 @@ SERVER_START_S = 300.0  # loading a 1.5B GGUF on a loaded 2-core machine takes t
 # tokens of context of a served GGUF: a guide of 17 types (CrossNER science) with 5 demonstrations and the answer
 # needs about 5,000; `nerloop llm serve`'s default is 4,096
 SERVED_CTX = 8192
+SERVER_STOP_S = 10.0  # after SIGTERM, then SIGKILL: nothing of the server's is worth keeping once compare stops
 
 
 @contextmanager
@@ -159,8 +160,8 @@ def _served(gguf: Path) -> Iterator[str]:
             yield base
         finally:
             process.terminate()
-            try:
-                process.wait(timeout=30)
+            try:  # uvicorn's graceful stop waits for the request in flight (a minute for a 5-shot prompt on a CPU)
+                process.wait(timeout=SERVER_STOP_S)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
