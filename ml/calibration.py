@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from spacy.tokens import Doc
 
-from ml.prediction import NERModel, ScoredSpan
+from ml.prediction import NERModel, ScoredSpan, WrappedModel
 
 _EPS = 1e-6
 # Fewer dev spans than this (or fewer than MIN_CALIBRATION_OUTCOME of either outcome) and a fitted curve is noise
@@ -86,26 +86,12 @@ def fit_on_gold(model: NERModel, gold_docs: Sequence[Doc]) -> PlattCalibrator:
     return fit_platt(scores, correct)
 
 
-class CalibratedModel:
+class CalibratedModel(WrappedModel):
     """A model whose entity scores pass through a calibrator."""
 
     def __init__(self, inner: NERModel, calibrator: PlattCalibrator) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calibrator = calibrator
-
-    @property
-    def version(self) -> str:
-        """The inner model's version."""
-        return self.inner.version
-
-    @property
-    def labels(self) -> list[str]:
-        """The inner model's labels."""
-        return self.inner.labels
-
-    def make_doc(self, text: str) -> Doc:
-        """Tokenise like the inner model."""
-        return self.inner.make_doc(text)
 
     def predict(self, docs: Sequence[Doc], *, batch_size: int = 256) -> list[list[ScoredSpan]]:
         """The inner model's predictions with calibrated scores."""

@@ -43,6 +43,27 @@ class NERModel(Protocol):
         ...
 
 
+class WrappedModel:
+    """A model around another: the inner model's version, labels and tokeniser; subclasses change ``predict``."""
+
+    def __init__(self, inner: NERModel) -> None:
+        self.inner = inner
+
+    @property
+    def version(self) -> str:
+        """The inner model's version."""
+        return self.inner.version
+
+    @property
+    def labels(self) -> list[str]:
+        """The inner model's labels."""
+        return self.inner.labels
+
+    def make_doc(self, text: str) -> Doc:
+        """Tokenise like the inner model."""
+        return self.inner.make_doc(text)
+
+
 def doc_copy(doc: Doc, vocab: Vocab | None = None) -> Doc:
     """A copy of a doc's tokens without its entities (so that gold never leaks into a prediction).
 

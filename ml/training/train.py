@@ -24,7 +24,7 @@ from ml.errors import ModelError, TrainingError
 from ml.evaluation import EvaluationReport, evaluate
 from ml.model_meta import CalibrationMeta, DataSummary, GuideRef, Initialisation, ModelMeta, ModelMetrics
 from ml.model_store import MODEL_DIR, load_model, write_meta
-from ml.prediction import NERModel, ScoredSpan
+from ml.prediction import NERModel, ScoredSpan, WrappedModel
 from ml.training.progress import PREDICT_WORDS_PER_S, JobProgress, ProgressCallback, ignore_progress
 from ml.training.settings import SPACY_ARCHITECTURES, TrainSettings
 from ml.training.warm_start import plan_initialisation, write_digests
@@ -240,28 +240,14 @@ def training_warnings(dev_report: EvaluationReport) -> list[str]:
     return []
 
 
-class _Reporting:
+class _Reporting(WrappedModel):
     """A model whose predictions report their progress to a ``JobProgress``, ``_CHUNK`` docs at a time."""
 
     _CHUNK = 128
 
     def __init__(self, inner: NERModel, job: JobProgress) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.job = job
-
-    @property
-    def version(self) -> str:
-        """The inner model's version."""
-        return self.inner.version
-
-    @property
-    def labels(self) -> list[str]:
-        """The inner model's labels."""
-        return self.inner.labels
-
-    def make_doc(self, text: str) -> Doc:
-        """Tokenise like the inner model."""
-        return self.inner.make_doc(text)
 
     def predict(self, docs: Sequence[Doc], *, batch_size: int = 256) -> list[list[ScoredSpan]]:
         """The inner model's predictions, reported chunk by chunk."""
