@@ -354,8 +354,14 @@ def aulc(labels: Sequence[int], f1: Sequence[float]) -> float:
     return float(area / (labels[-1] - labels[0]))
 
 
-def summarise(curves: dict[tuple[str, str, int], list[dict[str, Any]]], corpus: str) -> list[dict[str, Any]]:
-    """Per strategy of a corpus: mean, sd, min and max F1 per round over seeds, AULC, labels to random's final."""
+def summarise(
+    curves: dict[tuple[str, str, int], list[dict[str, Any]]], corpus: str, points: int
+) -> list[dict[str, Any]]:
+    """Per strategy of a corpus: mean, sd, min and max F1 per round over seeds, AULC, labels to random's final.
+
+    ``points``: a finished curve's length (rounds + 1). Random's "final" F1 is its last round only when some seed's
+    random curve has all of them; before that no strategy is compared with it.
+    """
     by_strategy: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
     for (name, spec, _), points in sorted(curves.items()):
         if name == corpus and points:
@@ -378,9 +384,10 @@ def summarise(curves: dict[tuple[str, str, int], list[dict[str, Any]]], corpus: 
                 "max": list(f1.max(axis=0)),
                 "aulc": float(np.mean(aulcs)),
                 "aulc_sd": float(np.std(aulcs)),
+                "finished": length == points,
             }
         )
-    baseline = next((r for r in rows if r["strategy"] == RANDOM), None)
+    baseline = next((r for r in rows if r["strategy"] == RANDOM and r["finished"]), None)
     for row in rows:
         row["labels_to_random_final"] = row["ratio_to_random_final"] = None
         if baseline is None:
@@ -409,7 +416,9 @@ def print_table(corpus: str, rows: list[dict[str, Any]]) -> None:
         cells += [""] * (len(labels) - len(cells))
         reach, ratio = row["labels_to_random_final"], row["ratio_to_random_final"]
         to_random = f"{reach} ({ratio:.0%})" if reach is not None else "not reached"
-        if flat:
+        if not any(r["strategy"] == RANDOM and r["finished"] for r in rows):
+            to_random = "- (random's curves unfinished)"
+        elif flat:
             to_random = "- (random's F1 did not rise)"
         print(
             f"| {row['strategy']} | {row['seeds']} | "
@@ -430,6 +439,9 @@ def target_line(summaries: dict[str, list[dict[str, Any]]], default: str) -> str
         if RANDOM not in rows or default not in rows:
             verdicts.append(f"{corpus}: not measured")
             continue
+        if not (rows[RANDOM]["finished"] and rows[default]["finished"]):
+            verdicts.append(f"{corpus}: unfinished (no seed has all rounds of both {default} and random yet)")
+            continue
         ratio = rows[default]["ratio_to_random_final"]
         if rows[RANDOM]["f1"][-1] <= rows[RANDOM]["f1"][0]:  # then the seed set alone "reaches" it
             verdicts.append(f"{corpus}: not meaningful (random's F1 did not rise above the seed set's)")
@@ -444,7 +456,7 @@ def target_line(summaries: dict[str, list[dict[str, Any]]], default: str) -> str
 def report(args: argparse.Namespace, corpora: Sequence[str], specs: Sequence[str]) -> None:
     """Print the tables and the target line from the results file."""
     curves = read_results(args.results, budget(args)["key"])
-    summaries = {corpus: summarise(curves, corpus) for corpus in corpora}
+    summaries = {corpus: summarise(curves, corpus, args.rounds + 1) for corpus in corpora}
     for corpus in corpora:
         print_table(corpus, summaries[corpus])
     default = next((s for s in specs if s != RANDOM), "least_confidence")
