@@ -355,11 +355,11 @@ def aulc(labels: Sequence[int], f1: Sequence[float]) -> float:
 
 
 def summarise(
-    curves: dict[tuple[str, str, int], list[dict[str, Any]]], corpus: str, points: int
+    curves: dict[tuple[str, str, int], list[dict[str, Any]]], corpus: str, expected: int
 ) -> list[dict[str, Any]]:
     """Per strategy of a corpus: mean, sd, min and max F1 per round over seeds, AULC, labels to random's final.
 
-    ``points``: a finished curve's length (rounds + 1). Random's "final" F1 is its last round only when some seed's
+    ``expected``: a finished curve's length (rounds + 1). Random's "final" F1 is its last round only when some seed's
     random curve has all of them; before that no strategy is compared with it.
     """
     by_strategy: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
@@ -384,7 +384,7 @@ def summarise(
                 "max": list(f1.max(axis=0)),
                 "aulc": float(np.mean(aulcs)),
                 "aulc_sd": float(np.std(aulcs)),
-                "finished": length == points,
+                "finished": length == expected,
             }
         )
     baseline = next((r for r in rows if r["strategy"] == RANDOM and r["finished"]), None)
