@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # ``transformer`` names whichever transformer pipeline is the default (DEFAULT_TRANSFORMER): the one that scores
 # better in bench/train_conll.py (README, "Models"; bench/RESULTS.md): the token classifier, level with the spaCy
 # pipeline on 2,000 CoNLL-2003 sentences (test micro F1 0.769 vs 0.776) and ahead on a 100-sentence domain corpus
-# (CrossNER ai: 0.444 vs 0.352), in two thirds of the training time. The other two are
+# (CrossNER ai, two seeds: 0.444 and 0.433 vs 0.352 and 0.350), in two thirds of the training time. The other two are
 # the concrete pipelines:
 #   spacy-transformer: spacy-transformers' ``transformer`` component (MiniLM) and spaCy's transition-based NER on
 #       it, trained by spaCy's own loop; entity confidences from the beam, like the CNN's;
